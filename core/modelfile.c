@@ -1,0 +1,419 @@
+/*
+ * Model <-> safetensors. Saving lays out PyTorch's state_dict (weight, bias,
+ * running_mean, running_var, num_batches_tracked) and our metadata. Loading
+ * trusts nothing: every metadata field is parsed and range-checked, the
+ * architecture is rebuilt and every tensor must be present with the shape it
+ * implies, every value finite, and the checksum right.
+ */
+#include "ae/modelfile.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *layer_type(int kind)
+{
+	static const char *names[] = { "Conv2d", "ConvTranspose2d", "Linear", "ReLU", "LeakyReLU",
+	                               "Sigmoid", "BatchNorm", "Flatten", "Unflatten" };
+	return names[kind];
+}
+
+char *ae_arch_to_json(const ae_net *net)
+{
+	const ae_arch_spec *s = &net->spec;
+	json_t *layers = json_array();
+	for (int i = 0; i < net->n_layers; i++) {
+		const ae_layer *l = &net->layers[i];
+		json_t *o = json_pack("{s:s, s:s, s:[i,i,i], s:[i,i,i]}", "name", l->name, "type", layer_type(l->kind),
+		                      "in", l->ic, l->ih, l->iw, "out", l->oc, l->oh, l->ow);
+		if (l->kind == AE_L_CONV || l->kind == AE_L_CONVT) {
+			json_object_set_new(o, "kernel", json_integer(l->k));
+			json_object_set_new(o, "stride", json_integer(l->stride));
+			json_object_set_new(o, "padding", json_integer(l->pad));
+			if (l->kind == AE_L_CONVT)
+				json_object_set_new(o, "output_padding", json_integer(l->opad));
+		}
+		if (l->kind == AE_L_LRELU)
+			json_object_set_new(o, "negative_slope", json_real(l->slope));
+		if (l->kind == AE_L_BN)
+			json_object_set_new(o, "eps", json_real(1e-5));
+		json_array_append_new(layers, o);
+	}
+	json_t *root = json_pack("{s:s, s:[i,i,i], s:i, s:[i,i], s:i, s:f, s:o}", "preset", s->preset,
+	                         "input", s->c, s->h, s->w, "latent", s->latent, "filters", s->f1, s->f2,
+	                         "hidden", s->hidden, "slope", (double)s->slope, "layers", layers);
+	char *txt = json_dumps(root, JSON_COMPACT);
+	json_decref(root);
+	return txt;
+}
+
+/* ---------------------------------------------------------------- saving */
+
+typedef struct tensor_list {
+	ae_extra_tensor t[4 * AE_MAX_LAYERS + 64];
+	char names[4 * AE_MAX_LAYERS][48];
+	int n;
+} tensor_list;
+
+static void push(tensor_list *tl, const char *mod, const char *what, int dtype, int ndim,
+                 const int64_t *shape, const void *data)
+{
+	ae_extra_tensor *t = &tl->t[tl->n];
+	snprintf(tl->names[tl->n], sizeof tl->names[0], "%s.%s", mod, what);
+	t->name = tl->names[tl->n];
+	t->dtype = dtype;
+	t->ndim = ndim;
+	memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+	t->data = data;
+	tl->n++;
+}
+
+/* The tensors a model's state_dict holds, in PyTorch's order. */
+static void model_tensors(const ae_model *m, tensor_list *tl)
+{
+	tl->n = 0;
+	for (int i = 0; i < m->net.n_layers; i++) {
+		const ae_layer *l = &m->net.layers[i];
+		const float *P = m->params;
+		int64_t k = l->k;
+		switch (l->kind) {
+		case AE_L_CONV: {
+			int64_t ws[4] = { l->oc, l->ic, k, k }, bs[1] = { l->oc };
+			push(tl, l->name, "weight", AE_DT_F32, 4, ws, P + l->w);
+			push(tl, l->name, "bias", AE_DT_F32, 1, bs, P + l->b);
+			break;
+		}
+		case AE_L_CONVT: {
+			int64_t ws[4] = { l->ic, l->oc, k, k }, bs[1] = { l->oc };
+			push(tl, l->name, "weight", AE_DT_F32, 4, ws, P + l->w);
+			push(tl, l->name, "bias", AE_DT_F32, 1, bs, P + l->b);
+			break;
+		}
+		case AE_L_DENSE: {
+			int64_t ws[2] = { l->oc, l->ic }, bs[1] = { l->oc };
+			push(tl, l->name, "weight", AE_DT_F32, 2, ws, P + l->w);
+			push(tl, l->name, "bias", AE_DT_F32, 1, bs, P + l->b);
+			break;
+		}
+		case AE_L_BN: {
+			int64_t cs[1] = { l->oc };
+			push(tl, l->name, "weight", AE_DT_F32, 1, cs, P + l->w);
+			push(tl, l->name, "bias", AE_DT_F32, 1, cs, P + l->b);
+			push(tl, l->name, "running_mean", AE_DT_F32, 1, cs, m->state + l->rm);
+			push(tl, l->name, "running_var", AE_DT_F32, 1, cs, m->state + l->rv);
+			push(tl, l->name, "num_batches_tracked", AE_DT_I64, 0, cs, &m->bn_batches);
+			break;
+		}
+		default:
+			break;
+		}
+	}
+}
+
+static char *train_json(const ae_model *m)
+{
+	const ae_train_info *t = &m->train;
+	json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:i, s:i, s:i, s:f, s:I, s:f, s:f, s:f, s:s}",
+	                      "dataset", t->dataset, "loss", t->loss, "samples", (json_int_t)t->samples,
+	                      "val_samples", (json_int_t)t->val_samples, "epochs", t->epochs,
+	                      "batch", t->batch, "threads", t->threads, "lr", t->lr,
+	                      "seed", (json_int_t)t->seed, "train_loss", t->train_loss,
+	                      "val_loss", t->val_loss, "seconds", t->seconds, "date", t->date);
+	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	return s;
+}
+
+static char *errors_json(const ae_model *m)
+{
+	json_t *p = json_array(), *v = json_array();
+	for (int i = 0; i < m->n_quant; i++) {
+		json_array_append_new(p, json_real(m->qp[i]));
+		json_array_append_new(v, json_real(m->qv[i]));
+	}
+	json_t *o = json_pack("{s:s, s:I, s:o, s:o}", "metric", "mse", "samples",
+	                      (json_int_t)m->train.val_samples, "p", p, "v", v);
+	static const double named[] = { 0.5, 0.9, 0.95, 0.99, 0.999 };
+	static const char *keys[] = { "p50", "p90", "p95", "p99", "p99.9" };
+	for (int i = 0; i < 5 && m->n_quant >= 2; i++)
+		json_object_set_new(o, keys[i], json_real(ae_model_quantile(m, named[i])));
+	char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9));
+	json_decref(o);
+	return s;
+}
+
+int ae_model_save(ae_model *m, const char *path, const ae_extra_tensor *extra, int n_extra,
+                  const char *extra_key, const char *extra_value, ae_error *err)
+{
+	tensor_list *tl = calloc(1, sizeof *tl);
+	ae_st_writer *w = ae_st_writer_new();
+	char *arch = ae_arch_to_json(&m->net), *train = train_json(m), *errs = errors_json(m);
+	int rc = (tl && w && arch && train && errs) ? AE_OK : ae_fail(err, AE_ERR_NOMEM, "out of memory saving a model");
+	if (rc == AE_OK)
+		model_tensors(m, tl);
+	for (int i = 0; rc == AE_OK && i < tl->n; i++)
+		rc = ae_st_writer_add(w, tl->t[i].name, tl->t[i].dtype, tl->t[i].ndim, tl->t[i].shape, tl->t[i].data, err);
+	for (int i = 0; rc == AE_OK && i < n_extra; i++)
+		rc = ae_st_writer_add(w, extra[i].name, extra[i].dtype, extra[i].ndim, extra[i].shape, extra[i].data, err);
+	char buf[64], noise[64];
+	const ae_arch_spec *s = &m->net.spec;
+	if (rc == AE_OK) {
+		ae_noise_format(&m->noise, noise, sizeof noise);
+		snprintf(m->checksum, sizeof m->checksum, "crc32:%08x", ae_st_writer_crc(w));
+		rc = ae_st_writer_meta(w, "ae.format", AE_FORMAT_VERSION, err);
+	}
+	if (rc == AE_OK)
+		rc = ae_st_writer_meta(w, "ae.arch", arch, err);
+	snprintf(buf, sizeof buf, "[%d,%d,%d]", s->c, s->h, s->w);
+	if (rc == AE_OK)
+		rc = ae_st_writer_meta(w, "ae.input", buf, err);
+	snprintf(buf, sizeof buf, "%d", s->latent);
+	if (rc == AE_OK)
+		rc = ae_st_writer_meta(w, "ae.latent", buf, err);
+	if (rc == AE_OK)
+		rc = ae_st_writer_meta(w, "ae.task", m->task, err);
+	if (rc == AE_OK)
+		rc = ae_st_writer_meta(w, "ae.noise", noise, err);
+	if (rc == AE_OK)
+		rc = ae_st_writer_meta(w, "ae.train", train, err);
+	if (rc == AE_OK)
+		rc = ae_st_writer_meta(w, "ae.errors", errs, err);
+	if (rc == AE_OK)
+		rc = ae_st_writer_meta(w, "ae.checksum", m->checksum, err);
+	if (rc == AE_OK && extra_key)
+		rc = ae_st_writer_meta(w, extra_key, extra_value, err);
+	if (rc == AE_OK)
+		rc = ae_st_writer_write(w, path, err);
+	free(arch);
+	free(train);
+	free(errs);
+	ae_st_writer_free(w);
+	free(tl);
+	return rc;
+}
+
+/* --------------------------------------------------------------- loading */
+
+static const char *need_meta(const ae_st *st, const char *key, ae_error *err)
+{
+	const char *v = ae_st_meta_get(st, key);
+	if (!v)
+		ae_fail(err, AE_ERR_FORMAT, "metadata '%s' is missing: not a model file of ours?", key);
+	return v;
+}
+
+static int int_in(json_t *o, const char *key, int lo, int hi, int *out, ae_error *err)
+{
+	json_t *v = json_object_get(o, key);
+	if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+		return ae_fail(err, AE_ERR_FORMAT, "ae.arch: '%s' must be an integer in [%d, %d]", key, lo, hi);
+	*out = (int)json_integer_value(v);
+	return AE_OK;
+}
+
+static int parse_arch(ae_arch_spec *s, const char *txt, ae_error *err)
+{
+	json_error_t je;
+	json_t *o = json_loads(txt, 0, &je);
+	if (!json_is_object(o)) {
+		json_decref(o);
+		return ae_fail(err, AE_ERR_FORMAT, "ae.arch is not a JSON object");
+	}
+	memset(s, 0, sizeof *s);
+	int rc = AE_OK;
+	json_t *preset = json_object_get(o, "preset"), *in = json_object_get(o, "input");
+	json_t *f = json_object_get(o, "filters"), *sl = json_object_get(o, "slope");
+	if (!json_is_string(preset) || strlen(json_string_value(preset)) >= sizeof s->preset)
+		rc = ae_fail(err, AE_ERR_FORMAT, "ae.arch: 'preset' missing");
+	else
+		snprintf(s->preset, sizeof s->preset, "%s", json_string_value(preset));
+	if (rc == AE_OK && (!json_is_array(in) || json_array_size(in) != 3 || !json_is_array(f) ||
+	                    json_array_size(f) != 2 || !json_is_number(sl)))
+		rc = ae_fail(err, AE_ERR_FORMAT, "ae.arch: needs 'input' [C,H,W], 'filters' [f1,f2] and 'slope'");
+	if (rc == AE_OK) {
+		json_t *t = json_pack("{s:O, s:O, s:O, s:O, s:O}", "c", json_array_get(in, 0), "h",
+		                      json_array_get(in, 1), "w", json_array_get(in, 2), "f1",
+		                      json_array_get(f, 0), "f2", json_array_get(f, 1));
+		rc = int_in(t, "c", 1, 3, &s->c, err);
+		if (rc == AE_OK) rc = int_in(t, "h", 1, 1024, &s->h, err);
+		if (rc == AE_OK) rc = int_in(t, "w", 1, 1024, &s->w, err);
+		if (rc == AE_OK) rc = int_in(t, "f1", 1, 1024, &s->f1, err);
+		if (rc == AE_OK) rc = int_in(t, "f2", 1, 1024, &s->f2, err);
+		json_decref(t);
+	}
+	if (rc == AE_OK) rc = int_in(o, "latent", 1, 65536, &s->latent, err);
+	if (rc == AE_OK) rc = int_in(o, "hidden", 1, 65536, &s->hidden, err);
+	if (rc == AE_OK)
+		s->slope = (float)json_number_value(sl);
+	json_decref(o);
+	return rc;
+}
+
+static int check_tensor(const ae_st *st, const ae_extra_tensor *want, ae_error *err)
+{
+	const ae_st_tensor *t = ae_st_find(st, want->name);
+	if (!t)
+		return ae_fail(err, AE_ERR_FORMAT, "tensor '%s' is missing", want->name);
+	int same = t->dtype == want->dtype && t->ndim == want->ndim;
+	for (int d = 0; same && d < t->ndim; d++)
+		same = t->shape[d] == want->shape[d];
+	if (!same) {
+		char a[96] = "", b[96] = "";
+		for (int d = 0; d < t->ndim && d < 8; d++)
+			snprintf(a + strlen(a), sizeof a - strlen(a), "%s%lld", d ? "," : "", (long long)t->shape[d]);
+		for (int d = 0; d < want->ndim; d++)
+			snprintf(b + strlen(b), sizeof b - strlen(b), "%s%lld", d ? "," : "", (long long)want->shape[d]);
+		return ae_fail(err, AE_ERR_FORMAT, "tensor '%s' has shape [%s], the architecture needs [%s]%s",
+		               want->name, a, b, t->dtype != want->dtype ? " (and another dtype)" : "");
+	}
+	if (t->dtype == AE_DT_F32) {
+		size_t n = (t->end - t->begin) / 4;
+		const uint8_t *p = ae_st_bytes(st, t);
+		for (size_t i = 0; i < n; i++) {
+			float v;
+			memcpy(&v, p + 4 * i, 4);
+			if (!isfinite(v))
+				return ae_fail(err, AE_ERR_FORMAT, "tensor '%s' holds a NaN or Inf at index %zu", want->name, i);
+		}
+	}
+	return AE_OK;
+}
+
+static int parse_errors(ae_model *m, const char *txt, ae_error *err)
+{
+	json_error_t je;
+	json_t *o = json_loads(txt, 0, &je);
+	json_t *p = json_object_get(o, "p"), *v = json_object_get(o, "v");
+	int rc = AE_OK;
+	if (!json_is_array(p) || !json_is_array(v) || json_array_size(p) != json_array_size(v) ||
+	    json_array_size(p) > AE_MAX_QUANTILES)
+		rc = ae_fail(err, AE_ERR_FORMAT, "ae.errors needs arrays 'p' and 'v' of equal length (at most %d)", AE_MAX_QUANTILES);
+	for (size_t i = 0; rc == AE_OK && i < json_array_size(p); i++) {
+		json_t *pi = json_array_get(p, i), *vi = json_array_get(v, i);
+		double a = json_number_value(pi), b = json_number_value(vi);
+		if (!json_is_number(pi) || !json_is_number(vi) || !(a >= 0 && a <= 1) || !(b >= 0) ||
+		    (i && (a < m->qp[i - 1] || b < m->qv[i - 1])))
+			rc = ae_fail(err, AE_ERR_FORMAT, "ae.errors entry %zu is not a non-decreasing quantile", i);
+		m->qp[i] = a;
+		m->qv[i] = b;
+	}
+	if (rc == AE_OK)
+		m->n_quant = (int)json_array_size(p);
+	json_decref(o);
+	return rc;
+}
+
+static void parse_train(ae_train_info *t, const char *txt)
+{
+	json_error_t je;
+	json_t *o = json_loads(txt, 0, &je);
+	if (!json_is_object(o)) {
+		json_decref(o);
+		return;
+	}
+	const char *ds = json_string_value(json_object_get(o, "dataset"));
+	const char *loss = json_string_value(json_object_get(o, "loss"));
+	const char *date = json_string_value(json_object_get(o, "date"));
+	snprintf(t->dataset, sizeof t->dataset, "%s", ds ? ds : "");
+	snprintf(t->loss, sizeof t->loss, "%s", loss ? loss : "");
+	snprintf(t->date, sizeof t->date, "%s", date ? date : "");
+	t->samples = (long)json_integer_value(json_object_get(o, "samples"));
+	t->val_samples = (long)json_integer_value(json_object_get(o, "val_samples"));
+	t->epochs = (int)json_integer_value(json_object_get(o, "epochs"));
+	t->batch = (int)json_integer_value(json_object_get(o, "batch"));
+	t->threads = (int)json_integer_value(json_object_get(o, "threads"));
+	t->seed = (uint64_t)json_integer_value(json_object_get(o, "seed"));
+	t->lr = json_number_value(json_object_get(o, "lr"));
+	t->train_loss = json_number_value(json_object_get(o, "train_loss"));
+	t->val_loss = json_number_value(json_object_get(o, "val_loss"));
+	t->seconds = json_number_value(json_object_get(o, "seconds"));
+	json_decref(o);
+}
+
+static int check_meta(ae_model *m, const ae_st *st, ae_error *err)
+{
+	const char *fmt = need_meta(st, "ae.format", err);
+	if (!fmt)
+		return AE_ERR_FORMAT;
+	if (strcmp(fmt, AE_FORMAT_VERSION) != 0)
+		return ae_fail(err, AE_ERR_FORMAT, "format version '%s' is not supported (this build reads %s)", fmt, AE_FORMAT_VERSION);
+	const char *keys[] = { "ae.input", "ae.latent", "ae.task", "ae.noise", "ae.train", "ae.errors", "ae.checksum" };
+	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+		if (!need_meta(st, keys[i], err))
+			return AE_ERR_FORMAT;
+	const ae_arch_spec *s = &m->net.spec;
+	char buf[64];
+	snprintf(buf, sizeof buf, "[%d,%d,%d]", s->c, s->h, s->w);
+	if (strcmp(buf, ae_st_meta_get(st, "ae.input")) != 0)
+		return ae_fail(err, AE_ERR_FORMAT, "ae.input %s disagrees with the architecture's %s", ae_st_meta_get(st, "ae.input"), buf);
+	snprintf(buf, sizeof buf, "%d", s->latent);
+	if (strcmp(buf, ae_st_meta_get(st, "ae.latent")) != 0)
+		return ae_fail(err, AE_ERR_FORMAT, "ae.latent %s disagrees with the architecture's %s", ae_st_meta_get(st, "ae.latent"), buf);
+	const char *task = ae_st_meta_get(st, "ae.task");
+	if (strcmp(task, "reconstruct") != 0 && strcmp(task, "denoise") != 0)
+		return ae_fail(err, AE_ERR_FORMAT, "ae.task '%s' is neither reconstruct nor denoise", task);
+	snprintf(m->task, sizeof m->task, "%s", task);
+	int rc = ae_noise_parse(&m->noise, ae_st_meta_get(st, "ae.noise"), err);
+	if (rc)
+		return ae_fail(err, AE_ERR_FORMAT, "ae.noise: %s", err ? err->msg : "invalid");
+	parse_train(&m->train, ae_st_meta_get(st, "ae.train"));
+	return parse_errors(m, ae_st_meta_get(st, "ae.errors"), err);
+}
+
+ae_model *ae_model_from_st(const ae_st *st, const char *extra_prefix, ae_error *err)
+{
+	const char *arch = need_meta(st, "ae.arch", err);
+	ae_arch_spec spec;
+	if (!arch || parse_arch(&spec, arch, err))
+		return NULL;
+	ae_model *m = ae_model_new(&spec, 0, err);
+	tensor_list *tl = calloc(1, sizeof *tl);
+	int rc = m && tl ? AE_OK : (m ? ae_fail(err, AE_ERR_NOMEM, "out of memory") : AE_ERR_INVAL);
+	if (rc == AE_OK)
+		rc = check_meta(m, st, err);
+	if (rc == AE_OK)
+		model_tensors(m, tl);
+	for (int i = 0; rc == AE_OK && i < tl->n; i++)
+		rc = check_tensor(st, &tl->t[i], err);
+	for (int i = 0; rc == AE_OK && i < st->n; i++) {
+		const char *name = st->t[i].name;
+		int known = extra_prefix && strncmp(name, extra_prefix, strlen(extra_prefix)) == 0;
+		for (int j = 0; !known && j < tl->n; j++)
+			known = strcmp(name, tl->t[j].name) == 0;
+		if (!known)
+			rc = ae_fail(err, AE_ERR_FORMAT, "unexpected tensor '%s' for this architecture", name);
+	}
+	if (rc == AE_OK) {
+		snprintf(m->checksum, sizeof m->checksum, "crc32:%08x", ae_st_crc(st));
+		if (strcmp(m->checksum, ae_st_meta_get(st, "ae.checksum")) != 0)
+			rc = ae_fail(err, AE_ERR_FORMAT, "checksum mismatch: file says %s, tensor bytes give %s (corrupted)",
+			             ae_st_meta_get(st, "ae.checksum"), m->checksum);
+	}
+	for (int i = 0; rc == AE_OK && i < tl->n; i++) {
+		const ae_st_tensor *t = ae_st_find(st, tl->t[i].name);
+		/* model_tensors pointed each entry at its home in m. */
+		memcpy((void *)tl->t[i].data, ae_st_bytes(st, t), t->end - t->begin);
+	}
+	free(tl);
+	if (rc) {
+		ae_model_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+ae_model *ae_model_load(const char *path, ae_error *err)
+{
+	ae_st st;
+	if (ae_st_read_file(&st, path, err)) {
+		ae_st_free(&st);
+		return NULL;
+	}
+	ae_model *m = ae_model_from_st(&st, NULL, err);
+	if (!m)
+		ae_error_prefix(err, path);
+	ae_st_free(&st);
+	return m;
+}

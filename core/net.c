@@ -1,0 +1,346 @@
+/*
+ * Expands an architecture preset into its layer list with shapes and
+ * parameter offsets, and creates models with PyTorch's default
+ * initialisation (U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases).
+ */
+#include "ae/net.h"
+#include "ae/ops.h"
+#include "ae/rng.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ae_arch_defaults(ae_arch_spec *spec, const char *preset, ae_error *err)
+{
+	memset(spec, 0, sizeof *spec);
+	if (strcmp(preset, "conv") != 0 && strcmp(preset, "dense") != 0)
+		return ae_fail(err, AE_ERR_INVAL, "unknown architecture '%s' (expected conv or dense)", preset);
+	snprintf(spec->preset, sizeof spec->preset, "%s", preset);
+	spec->c = 1;
+	spec->h = spec->w = 28;
+	spec->latent = 16;
+	spec->f1 = 32;
+	spec->f2 = 64;
+	spec->hidden = 128;
+	spec->slope = 0.2f;
+	return AE_OK;
+}
+
+typedef struct builder {
+	ae_net *net;
+	int c, h, w;       /* current shape */
+	int seq, idx;      /* 0 encoder / 1 decoder, index within it */
+	size_t np, ns;
+	ae_error *err;
+	int rc;
+} builder;
+
+static ae_layer *push(builder *b, int kind)
+{
+	ae_net *net = b->net;
+	if (b->rc || net->n_layers >= AE_MAX_LAYERS) {
+		if (!b->rc)
+			b->rc = ae_fail(b->err, AE_ERR_RANGE, "architecture has too many layers");
+		return NULL;
+	}
+	ae_layer *l = &net->layers[net->n_layers++];
+	memset(l, 0, sizeof *l);
+	l->kind = kind;
+	snprintf(l->name, sizeof l->name, "%s.%d", b->seq ? "decoder" : "encoder", b->idx++);
+	l->ic = l->oc = b->c;
+	l->ih = l->oh = b->h;
+	l->iw = l->ow = b->w;
+	l->w = l->b = l->rm = l->rv = AE_NONE;
+	return l;
+}
+
+static void add_params(builder *b, ae_layer *l, size_t wn, size_t bn)
+{
+	l->w = b->np;
+	l->wn = wn;
+	b->np += wn;
+	l->b = b->np;
+	l->bn = bn;
+	b->np += bn;
+}
+
+static void set_out(builder *b, ae_layer *l, int c, int h, int w)
+{
+	l->oc = b->c = c;
+	l->oh = b->h = h;
+	l->ow = b->w = w;
+}
+
+static void conv(builder *b, int oc, int k, int s, int p)
+{
+	ae_layer *l = push(b, AE_L_CONV);
+	if (!l)
+		return;
+	ae_conv_geom g;
+	if (ae_conv_geom_init(&g, b->c, b->h, b->w, k, s, p)) {
+		b->rc = ae_fail(b->err, AE_ERR_INVAL, "%s: input %dx%d too small for the convolution", l->name, b->h, b->w);
+		return;
+	}
+	l->k = k, l->stride = s, l->pad = p;
+	add_params(b, l, (size_t)oc * b->c * k * k, (size_t)oc);
+	set_out(b, l, oc, g.oh, g.ow);
+}
+
+static void convt(builder *b, int oc, int k, int s, int p, int op)
+{
+	ae_layer *l = push(b, AE_L_CONVT);
+	if (!l)
+		return;
+	l->k = k, l->stride = s, l->pad = p, l->opad = op;
+	add_params(b, l, (size_t)b->c * oc * k * k, (size_t)oc);
+	set_out(b, l, oc, (b->h - 1) * s - 2 * p + k + op, (b->w - 1) * s - 2 * p + k + op);
+}
+
+static void dense(builder *b, int out)
+{
+	ae_layer *l = push(b, AE_L_DENSE);
+	if (!l)
+		return;
+	int in = b->c * b->h * b->w;
+	l->ic = in, l->ih = l->iw = 1;
+	add_params(b, l, (size_t)out * in, (size_t)out);
+	set_out(b, l, out, 1, 1);
+}
+
+static void act(builder *b, int kind, float slope)
+{
+	ae_layer *l = push(b, kind);
+	if (l)
+		l->slope = slope;
+}
+
+static void bn(builder *b)
+{
+	ae_layer *l = push(b, AE_L_BN);
+	if (!l)
+		return;
+	add_params(b, l, (size_t)b->c, (size_t)b->c);
+	l->rm = b->ns;
+	l->rv = b->ns + (size_t)b->c;
+	b->ns += 2 * (size_t)b->c;
+}
+
+static void flatten(builder *b)
+{
+	ae_layer *l = push(b, AE_L_FLATTEN);
+	if (l)
+		set_out(b, l, b->c * b->h * b->w, 1, 1);
+}
+
+static void unflatten(builder *b, int c, int h, int w)
+{
+	ae_layer *l = push(b, AE_L_UNFLATTEN);
+	if (l)
+		set_out(b, l, c, h, w);
+}
+
+static int validate(const ae_arch_spec *s, ae_error *err)
+{
+	if (s->c != 1 && s->c != 3)
+		return ae_fail(err, AE_ERR_INVAL, "channels must be 1 or 3, not %d", s->c);
+	if (s->h < 4 || s->w < 4 || s->h > 1024 || s->w > 1024)
+		return ae_fail(err, AE_ERR_INVAL, "image size %dx%d out of range (4..1024)", s->h, s->w);
+	if (strcmp(s->preset, "conv") == 0 && (s->h % 4 || s->w % 4))
+		return ae_fail(err, AE_ERR_INVAL, "conv preset needs height and width divisible by 4, got %dx%d", s->h, s->w);
+	if (s->latent < 1 || s->latent > 65536)
+		return ae_fail(err, AE_ERR_INVAL, "latent size %d out of range (1..65536)", s->latent);
+	if (s->f1 < 1 || s->f2 < 1 || s->f1 > 1024 || s->f2 > 1024)
+		return ae_fail(err, AE_ERR_INVAL, "filters %d,%d out of range (1..1024)", s->f1, s->f2);
+	if (s->hidden < 1 || s->hidden > 65536)
+		return ae_fail(err, AE_ERR_INVAL, "hidden size %d out of range (1..65536)", s->hidden);
+	if (!(s->slope >= 0.0f && s->slope < 1.0f))
+		return ae_fail(err, AE_ERR_INVAL, "LeakyReLU slope %g out of range [0, 1)", s->slope);
+	return AE_OK;
+}
+
+int ae_net_build(ae_net *net, const ae_arch_spec *spec, ae_error *err)
+{
+	memset(net, 0, sizeof *net);
+	if (strcmp(spec->preset, "conv") != 0 && strcmp(spec->preset, "dense") != 0)
+		return ae_fail(err, AE_ERR_INVAL, "unknown architecture '%s' (expected conv or dense)", spec->preset);
+	int rc = validate(spec, err);
+	if (rc)
+		return rc;
+	net->spec = *spec;
+	builder b = { .net = net, .c = spec->c, .h = spec->h, .w = spec->w, .err = err };
+	const float sl = spec->slope;
+	if (strcmp(spec->preset, "conv") == 0) {
+		conv(&b, spec->f1, 3, 2, 1);
+		act(&b, AE_L_LRELU, sl);
+		bn(&b);
+		conv(&b, spec->f2, 3, 2, 1);
+		act(&b, AE_L_LRELU, sl);
+		bn(&b);
+		flatten(&b);
+		dense(&b, spec->latent);
+		net->n_enc = net->n_layers;
+		b.seq = 1, b.idx = 0;
+		b.c = spec->latent, b.h = b.w = 1;
+		dense(&b, spec->f2 * (spec->h / 4) * (spec->w / 4));
+		unflatten(&b, spec->f2, spec->h / 4, spec->w / 4);
+		convt(&b, spec->f2, 3, 2, 1, 1);
+		act(&b, AE_L_LRELU, sl);
+		bn(&b);
+		convt(&b, spec->f1, 3, 2, 1, 1);
+		act(&b, AE_L_LRELU, sl);
+		bn(&b);
+		convt(&b, spec->c, 3, 1, 1, 0);
+		act(&b, AE_L_SIGMOID, 0.0f);
+	} else {
+		flatten(&b);
+		dense(&b, spec->hidden);
+		act(&b, AE_L_RELU, 0.0f);
+		dense(&b, spec->latent);
+		net->n_enc = net->n_layers;
+		b.seq = 1, b.idx = 0;
+		dense(&b, spec->hidden);
+		act(&b, AE_L_RELU, 0.0f);
+		dense(&b, spec->c * spec->h * spec->w);
+		act(&b, AE_L_SIGMOID, 0.0f);
+		unflatten(&b, spec->c, spec->h, spec->w);
+	}
+	if (b.rc)
+		return b.rc;
+	const ae_layer *last = &net->layers[net->n_layers - 1];
+	if (last->oc != spec->c || last->oh != spec->h || last->ow != spec->w)
+		return ae_fail(err, AE_ERR_INVAL, "decoder output %dx%dx%d does not match input %dx%dx%d",
+		               last->oc, last->oh, last->ow, spec->c, spec->h, spec->w);
+	net->n_params = b.np;
+	net->n_state = b.ns;
+	return AE_OK;
+}
+
+static void init_uniform(float *p, size_t n, float bound, ae_rng *r)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (2.0f * ae_rng_uniform(r) - 1.0f) * bound;
+}
+
+static void init_params(ae_model *m, uint64_t seed)
+{
+	ae_rng r;
+	ae_rng_seed(&r, seed);
+	for (int i = 0; i < m->net.n_layers; i++) {
+		const ae_layer *l = &m->net.layers[i];
+		size_t fan_in;
+		switch (l->kind) {
+		case AE_L_CONV: fan_in = (size_t)l->ic * l->k * l->k; break;
+		/* PyTorch takes fan_in from weight dim 1, which is out_channels here. */
+		case AE_L_CONVT: fan_in = (size_t)l->oc * l->k * l->k; break;
+		case AE_L_DENSE: fan_in = (size_t)l->ic; break;
+		case AE_L_BN:
+			for (size_t j = 0; j < l->wn; j++) {
+				m->params[l->w + j] = 1.0f;
+				m->params[l->b + j] = 0.0f;
+				m->state[l->rm + j] = 0.0f;
+				m->state[l->rv + j] = 1.0f;
+			}
+			continue;
+		default: continue;
+		}
+		float bound = 1.0f / sqrtf((float)fan_in);
+		init_uniform(m->params + l->w, l->wn, bound, &r);
+		init_uniform(m->params + l->b, l->bn, bound, &r);
+	}
+}
+
+ae_model *ae_model_new(const ae_arch_spec *spec, uint64_t seed, ae_error *err)
+{
+	ae_model *m = calloc(1, sizeof *m);
+	if (!m) {
+		ae_fail(err, AE_ERR_NOMEM, "out of memory allocating a model");
+		return NULL;
+	}
+	if (ae_net_build(&m->net, spec, err)) {
+		free(m);
+		return NULL;
+	}
+	m->params = calloc(m->net.n_params ? m->net.n_params : 1, sizeof(float));
+	m->state = calloc(m->net.n_state ? m->net.n_state : 1, sizeof(float));
+	if (!m->params || !m->state) {
+		ae_fail(err, AE_ERR_NOMEM, "out of memory allocating %zu parameters", m->net.n_params);
+		ae_model_free(m);
+		return NULL;
+	}
+	snprintf(m->task, sizeof m->task, "reconstruct");
+	init_params(m, seed);
+	return m;
+}
+
+void ae_model_free(ae_model *m)
+{
+	if (!m)
+		return;
+	free(m->params);
+	free(m->state);
+	free(m);
+}
+
+int ae_noise_parse(ae_noise *nz, const char *s, ae_error *err)
+{
+	memset(nz, 0, sizeof *nz);
+	char tail;
+	float a, b;
+	if (strcmp(s, "none") == 0)
+		return AE_OK;
+	if (sscanf(s, "gaussian:%f:%f%c", &a, &b, &tail) == 2) {
+		if (!isfinite(a) || !isfinite(b) || b < 0.0f || fabsf(a) > 1.0f || b > 10.0f)
+			return ae_fail(err, AE_ERR_INVAL, "gaussian noise needs |MEAN| <= 1 and 0 <= STD <= 10, got '%s'", s);
+		nz->kind = AE_NOISE_GAUSSIAN, nz->a = a, nz->b = b;
+		return AE_OK;
+	}
+	if (sscanf(s, "saltpepper:%f%c", &a, &tail) == 1) {
+		if (!(a >= 0.0f && a <= 1.0f))
+			return ae_fail(err, AE_ERR_INVAL, "salt-and-pepper probability must be in [0, 1], got '%s'", s);
+		nz->kind = AE_NOISE_SALTPEPPER, nz->a = a;
+		return AE_OK;
+	}
+	return ae_fail(err, AE_ERR_INVAL,
+	               "bad corruption '%s' (expected none, gaussian:MEAN:STD or saltpepper:P)", s);
+}
+
+void ae_noise_format(const ae_noise *nz, char *buf, size_t cap)
+{
+	switch (nz->kind) {
+	case AE_NOISE_GAUSSIAN: snprintf(buf, cap, "gaussian:%g:%g", nz->a, nz->b); break;
+	case AE_NOISE_SALTPEPPER: snprintf(buf, cap, "saltpepper:%g", nz->a); break;
+	default: snprintf(buf, cap, "none");
+	}
+}
+
+double ae_model_percentile(const ae_model *m, double score)
+{
+	if (m->n_quant < 2)
+		return NAN;
+	if (score <= m->qv[0])
+		return 100.0 * m->qp[0];
+	for (int i = 1; i < m->n_quant; i++)
+		if (score <= m->qv[i]) {
+			double span = m->qv[i] - m->qv[i - 1];
+			double t = span > 0 ? (score - m->qv[i - 1]) / span : 1.0;
+			return 100.0 * (m->qp[i - 1] + t * (m->qp[i] - m->qp[i - 1]));
+		}
+	return 100.0 * m->qp[m->n_quant - 1];
+}
+
+double ae_model_quantile(const ae_model *m, double q)
+{
+	if (m->n_quant < 2)
+		return NAN;
+	if (q <= m->qp[0])
+		return m->qv[0];
+	for (int i = 1; i < m->n_quant; i++)
+		if (q <= m->qp[i]) {
+			double span = m->qp[i] - m->qp[i - 1];
+			double t = span > 0 ? (q - m->qp[i - 1]) / span : 1.0;
+			return m->qv[i - 1] + t * (m->qv[i] - m->qv[i - 1]);
+		}
+	return m->qv[m->n_quant - 1];
+}

@@ -1,0 +1,31 @@
+/*
+ * Inference: a plan compiled once from a model (batch norm folded, bias and
+ * activation fused into the pass that writes each linear layer's output),
+ * shared read-only by any number of workers, each of which owns scratch
+ * sized once for its largest batch. Running a plan allocates nothing.
+ */
+#ifndef AE_INFER_H
+#define AE_INFER_H
+
+#include "ae/net.h"
+
+typedef struct ae_plan ae_plan;
+typedef struct ae_infer ae_infer;
+
+/* Compiles m (borrowed: must outlive the plan). NULL + err on failure. */
+ae_plan *ae_plan_new(const ae_model *m, ae_error *err);
+void ae_plan_free(ae_plan *p);
+const ae_model *ae_plan_model(const ae_plan *p);
+
+/* Per-thread scratch for batches of up to max_batch images. */
+ae_infer *ae_infer_new(const ae_plan *p, int max_batch, ae_error *err);
+void ae_infer_free(ae_infer *w);
+
+/* Any n >= 0: larger batches run in chunks of max_batch.
+ * x, y: (n, C, H, W) in [0, 1]; z: (n, latent). */
+void ae_infer_encode(ae_infer *w, const float *x, int n, float *z);
+void ae_infer_decode(ae_infer *w, const float *z, int n, float *y);
+/* z may be NULL. */
+void ae_infer_reconstruct(ae_infer *w, const float *x, int n, float *y, float *z);
+
+#endif

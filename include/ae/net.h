@@ -1,0 +1,117 @@
+/*
+ * Architectures: a preset plus its sizes expands to a flat list of layers
+ * named and laid out as PyTorch's nn.Sequential modules would be
+ * ("encoder.0.weight", ...), so parameters move to and from PyTorch as is.
+ *
+ * A model owns two flat blocks: `params` (everything the optimiser trains,
+ * carved by offsets) and `state` (batch-norm running statistics).
+ */
+#ifndef AE_NET_H
+#define AE_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ae/error.h"
+
+#define AE_MAX_LAYERS 24
+#define AE_NONE ((size_t)-1)
+
+enum {
+	AE_L_CONV, AE_L_CONVT, AE_L_DENSE, AE_L_RELU, AE_L_LRELU, AE_L_SIGMOID,
+	AE_L_BN, AE_L_FLATTEN, AE_L_UNFLATTEN,
+};
+
+typedef struct ae_arch_spec {
+	char preset[16];  /* "conv" or "dense" */
+	int c, h, w;      /* input channels (1 or 3) and size (conv: multiples of 4) */
+	int latent;       /* code size */
+	int f1, f2;       /* conv: filters of the two stages (32, 64) */
+	int hidden;       /* dense: hidden units (128) */
+	float slope;      /* LeakyReLU negative slope (0.2) */
+} ae_arch_spec;
+
+typedef struct ae_layer {
+	int kind;
+	char name[16];            /* PyTorch module path: "encoder.0" */
+	int ic, ih, iw;           /* input shape (dense: ic = features, ih = iw = 1) */
+	int oc, oh, ow;           /* output shape */
+	int k, stride, pad, opad; /* conv/convt */
+	float slope;              /* lrelu */
+	size_t w, wn, b, bn;      /* params offsets/sizes (BN: gamma, beta) or AE_NONE */
+	size_t rm, rv;            /* state offsets (BN running mean/var) or AE_NONE */
+} ae_layer;
+
+typedef struct ae_net {
+	ae_arch_spec spec;
+	int n_layers;
+	int n_enc;                /* layers[0, n_enc) are the encoder */
+	ae_layer layers[AE_MAX_LAYERS];
+	size_t n_params, n_state;
+} ae_net;
+
+/* Fills spec with the defaults of a preset ("conv" or "dense"). */
+int ae_arch_defaults(ae_arch_spec *spec, const char *preset, ae_error *err);
+/* Validates spec and expands it into net. */
+int ae_net_build(ae_net *net, const ae_arch_spec *spec, ae_error *err);
+
+static inline size_t ae_layer_out_size(const ae_layer *l)
+{
+	return (size_t)l->oc * l->oh * l->ow;
+}
+static inline size_t ae_net_input_size(const ae_net *n)
+{
+	return (size_t)n->spec.c * n->spec.h * n->spec.w;
+}
+
+/* ---- Models ---- */
+
+enum { AE_NOISE_NONE, AE_NOISE_GAUSSIAN, AE_NOISE_SALTPEPPER };
+
+typedef struct ae_noise {
+	int kind;
+	float a, b;  /* gaussian: mean, std; saltpepper: p */
+} ae_noise;
+
+#define AE_MAX_QUANTILES 128
+
+typedef struct ae_train_info {
+	char dataset[256];
+	char loss[8];
+	long samples, val_samples;
+	int epochs, batch, threads;
+	double lr;
+	uint64_t seed;
+	double train_loss, val_loss;
+	double seconds;
+	char date[32];
+} ae_train_info;
+
+typedef struct ae_model {
+	ae_net net;
+	float *params;            /* n_params, owned */
+	float *state;             /* n_state, owned */
+	int64_t bn_batches;       /* PyTorch's num_batches_tracked */
+	char task[16];            /* "reconstruct" or "denoise" */
+	ae_noise noise;           /* corruption used in training */
+	ae_train_info train;
+	int n_quant;              /* held-out per-image MSE quantiles */
+	double qp[AE_MAX_QUANTILES], qv[AE_MAX_QUANTILES];
+	char checksum[24];        /* "crc32:xxxxxxxx" of the tensor bytes, set on save/load */
+} ae_model;
+
+/* Allocates a model for spec with PyTorch's default initialisation drawn
+ * from seed. Returns NULL and fills err on failure. Free with ae_model_free. */
+ae_model *ae_model_new(const ae_arch_spec *spec, uint64_t seed, ae_error *err);
+void ae_model_free(ae_model *m);
+
+/* "none", "gaussian:MEAN:STD", "saltpepper:P" */
+int ae_noise_parse(ae_noise *nz, const char *s, ae_error *err);
+void ae_noise_format(const ae_noise *nz, char *buf, size_t cap);
+
+/* Percentile (0..100) of a score in the model's held-out error distribution;
+ * the score at quantile q (0..1). Both interpolate the stored table. */
+double ae_model_percentile(const ae_model *m, double score);
+double ae_model_quantile(const ae_model *m, double q);
+
+#endif

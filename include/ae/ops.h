@@ -1,0 +1,123 @@
+/*
+ * Layer kernels over flat float32 NCHW arrays, in the llm.c manner: outputs
+ * first, then inputs, then shapes; gradient arguments start with `d`;
+ * backward passes ACCUMULATE (+=) into parameter gradients and OVERWRITE
+ * input gradients. No kernel allocates: scratch comes from the caller.
+ *
+ * Every convolution has two paths: the production one (im2col/col2im +
+ * cblas_sgemm, batched over the whole mini-batch as one GEMM) and a plain
+ * reference loop (`_ref`) that the tests compare it against.
+ */
+#ifndef AE_OPS_H
+#define AE_OPS_H
+
+#include <stddef.h>
+
+/* Geometry of a 2-D convolution from (c, h, w) to (oh, ow). */
+typedef struct ae_conv_geom {
+	int c, h, w;      /* input channels and size */
+	int k, stride, pad;
+	int oh, ow;       /* output size */
+} ae_conv_geom;
+
+/* Fills oh/ow from the rest; returns 0, or -1 if the output would be empty. */
+int ae_conv_geom_init(ae_conv_geom *g, int c, int h, int w, int k, int stride, int pad);
+
+/* Activation applied in the pass that writes a linear layer's output. */
+enum { AE_ACT_NONE = 0, AE_ACT_RELU, AE_ACT_LRELU, AE_ACT_SIGMOID };
+
+/*
+ * What is applied to each output value of channel c, in this order:
+ *   v = (v + bias[c]) ; v = act(v) ; v = v * scale[c] + shift[c]
+ * Any pointer may be NULL (skip). scale/shift carry a batch norm that
+ * follows the activation, folded into the same pass.
+ */
+typedef struct ae_epilogue {
+	const float *bias;
+	int act;
+	float slope;
+	const float *scale, *shift;
+} ae_epilogue;
+
+/* ---- im2col / col2im over a batch: col is (c*k*k, n*oh*ow) ---- */
+void ae_im2col(float *col, const float *x, int n, const ae_conv_geom *g);
+/* x (n, c, h, w) is overwritten with the sum of col's contributions. */
+void ae_col2im(float *x, const float *col, int n, const ae_conv_geom *g);
+
+/* Writes y (n, ch, p) from t (ch, n*p), applying ep per channel. */
+void ae_scatter_channels(float *y, const float *t, int n, int ch, int p, const ae_epilogue *ep);
+/* Writes t (ch, n*p) from y (n, ch, p). */
+void ae_gather_channels(float *t, const float *y, int n, int ch, int p);
+/* Applies ep in place to y (n, ch, p). */
+void ae_epilogue_apply(float *y, int n, int ch, int p, const ae_epilogue *ep);
+
+/* ---- Conv2D, weight (oc, c, k, k), bias (oc) ----
+ * col: (c*k*k, n*oh*ow) scratch, t: (oc, n*oh*ow) scratch. */
+void ae_conv2d_forward(float *y, float *col, float *t, const float *x, const float *w,
+                       const ae_epilogue *ep, int n, int oc, const ae_conv_geom *g);
+void ae_conv2d_backward(float *dx, float *dw, float *db, float *col, float *t,
+                        const float *dy, const float *x, const float *w,
+                        int n, int oc, const ae_conv_geom *g);
+void ae_conv2d_forward_ref(float *y, const float *x, const float *w, const float *b,
+                           int n, int oc, const ae_conv_geom *g);
+void ae_conv2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
+                            const float *w, int n, int oc, const ae_conv_geom *g);
+
+/* ---- ConvTranspose2D, weight (ic, oc, k, k), bias (oc) ----
+ * g is the geometry of the *adjoint* convolution: from the output
+ * (oc, H_out, W_out) down to the input (ic = g->oh.., i.e. g->c = oc,
+ * g->h = H_out, g->oh = H_in). col: (oc*k*k, n*H_in*W_in), t: (ic, n*H_in*W_in). */
+void ae_convt2d_forward(float *y, float *col, float *t, const float *x, const float *w,
+                        const ae_epilogue *ep, int n, int ic, const ae_conv_geom *g);
+void ae_convt2d_backward(float *dx, float *dw, float *db, float *col, float *t,
+                         const float *dy, const float *x, const float *w,
+                         int n, int ic, const ae_conv_geom *g);
+void ae_convt2d_forward_ref(float *y, const float *x, const float *w, const float *b,
+                            int n, int ic, const ae_conv_geom *g);
+void ae_convt2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
+                             const float *w, int n, int ic, const ae_conv_geom *g);
+
+/* ---- Dense, weight (out, in), bias (out); x (n, in), y (n, out) ---- */
+void ae_dense_forward(float *y, const float *x, const float *w, const ae_epilogue *ep,
+                      int n, int in, int out);
+void ae_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                       const float *w, int n, int in, int out);
+void ae_dense_forward_ref(float *y, const float *x, const float *w, const float *b,
+                          int n, int in, int out);
+void ae_dense_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
+                           const float *w, int n, int in, int out);
+
+/* ---- Elementwise activations (n values). Backward takes the forward
+ * OUTPUT y, which is enough for all three (slope > 0 keeps LeakyReLU's sign). */
+void ae_relu_forward(float *y, const float *x, size_t n);
+void ae_relu_backward(float *dx, const float *dy, const float *y, size_t n);
+void ae_lrelu_forward(float *y, const float *x, float slope, size_t n);
+void ae_lrelu_backward(float *dx, const float *dy, const float *y, float slope, size_t n);
+void ae_sigmoid_forward(float *y, const float *x, size_t n);
+void ae_sigmoid_backward(float *dx, const float *dy, const float *y, size_t n);
+
+/* ---- BatchNorm over (n, c, p): p = h*w (BatchNorm2d) or 1 (BatchNorm1d) ----
+ * Training: normalises with batch statistics, saves mean and invstd (c each)
+ * for backward, and updates running stats as PyTorch does (momentum,
+ * unbiased variance). */
+void ae_bn_forward_train(float *y, float *mean, float *invstd, float *run_mean, float *run_var,
+                         const float *x, const float *gamma, const float *beta,
+                         int n, int c, int p, float momentum, float eps);
+void ae_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                    const float *mean, const float *invstd, const float *gamma,
+                    int n, int c, int p);
+/* Inference form: y = x*scale + shift with scale/shift from running stats. */
+void ae_bn_fold(float *scale, float *shift, const float *gamma, const float *beta,
+                const float *run_mean, const float *run_var, int c, float eps);
+
+/* ---- Losses: mean over n values; write d(loss)/d(y) into dy (may be NULL) ---- */
+double ae_mse_loss(float *dy, const float *y, const float *target, size_t n);
+/* y in (0,1); log clamped at -100 as PyTorch's BCELoss does. */
+double ae_bce_loss(float *dy, const float *y, const float *target, size_t n);
+
+/* ---- Adam (PyTorch defaults: betas 0.9/0.999, eps 1e-8, no weight decay) ----
+ * step is the 1-based step count after this update. */
+void ae_adam_update(float *p, float *m, float *v, const float *g, size_t n,
+                    float lr, float beta1, float beta2, float eps, long step);
+
+#endif
