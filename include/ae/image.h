@@ -1,0 +1,44 @@
+/*
+ * PNG decoding and encoding (libpng) to and from 8-bit planar images.
+ *
+ * Decoding accepts every PNG colour type and bit depth: palettes and
+ * low-bit gray are expanded, 16-bit samples scaled to 8 bits, alpha
+ * composited over black (a transparent background reads as "no ink"), and
+ * the result converted to the channels asked for (RGB to gray by ITU-R
+ * BT.601 luma; gray to RGB by replication). Dimensions are checked against
+ * the caller's pixel limit BEFORE any pixel memory is allocated.
+ */
+#ifndef AE_IMAGE_H
+#define AE_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ae/error.h"
+
+typedef struct ae_image {
+	int c, h, w;
+	uint8_t *pix;   /* (c, h, w) planar, owned; free with ae_image_free */
+} ae_image;
+
+void ae_image_free(ae_image *img);
+
+/* Reads only the header: width and height. AE_ERR_FORMAT if not a PNG. */
+int ae_png_size(const uint8_t *buf, size_t len, int *w, int *h, ae_error *err);
+
+/* Decodes buf into img with want_c channels (1 or 3). Images of more than
+ * max_pixels pixels are refused with AE_ERR_RANGE before decoding. */
+int ae_png_decode(const uint8_t *buf, size_t len, int want_c, size_t max_pixels,
+                  ae_image *img, ae_error *err);
+
+/* Encodes planar (c, h, w) 8-bit pixels (c = 1 gray, 3 RGB) into a new
+ * buffer *out (caller frees). */
+int ae_png_encode(const uint8_t *pix, int c, int h, int w, uint8_t **out, size_t *len, ae_error *err);
+
+/* Encodes and writes atomically. */
+int ae_png_write_file(const char *path, const uint8_t *pix, int c, int h, int w, ae_error *err);
+
+/* [0,1] floats to 8-bit with rounding and clamping. */
+void ae_float_to_u8(uint8_t *dst, const float *src, size_t n);
+
+#endif

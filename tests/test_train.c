@@ -1,0 +1,170 @@
+/*
+ * Training and inference as a whole: the same seed gives the same model,
+ * training lowers the loss (conv and dense presets, MSE and BCE), batch norm
+ * running statistics move, architectures are validated with clear messages,
+ * and neither a training step nor an inference call allocates memory once
+ * its buffers exist (malloc is counted by interposition).
+ */
+#include "test.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+
+#include "ae/infer.h"
+#include "ae/rng.h"
+#include "ae/train.h"
+
+/* ---- counting allocator (not under ASan, which owns malloc itself) ---- */
+#if defined(__SANITIZE_ADDRESS__)
+#define COUNTING 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define COUNTING 0
+#endif
+#endif
+#ifndef COUNTING
+#define COUNTING 1
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+static volatile long n_alloc;
+void *malloc(size_t n) { n_alloc++; return __libc_malloc(n); }
+void *calloc(size_t a, size_t b) { n_alloc++; return __libc_calloc(a, b); }
+void *realloc(void *p, size_t n) { n_alloc++; return __libc_realloc(p, n); }
+#else
+static volatile long n_alloc;
+#endif
+
+static float *images(int n, int c, int h, int w, uint64_t seed)
+{
+	/* blobs: a bright square at a random place, so there is structure to learn */
+	float *x = calloc((size_t)n * c * h * w, sizeof(float));
+	ae_rng r;
+	ae_rng_seed(&r, seed);
+	for (int i = 0; i < n; i++) {
+		int y0 = (int)ae_rng_below(&r, (uint32_t)h - 4), x0 = (int)ae_rng_below(&r, (uint32_t)w - 4);
+		for (int ch = 0; ch < c; ch++)
+			for (int y = y0; y < y0 + 4; y++)
+				for (int xx = x0; xx < x0 + 4; xx++)
+					x[(((size_t)i * c + ch) * h + y) * w + xx] = 1.0f;
+	}
+	return x;
+}
+
+static double train_some(ae_model *m, int loss, const float *x, int n, int steps, double *first)
+{
+	ae_trainer *t = ae_trainer_new(m, n, loss, NULL);
+	double l = 0;
+	for (int s = 0; s < steps; s++) {
+		l = ae_trainer_step(t, x, x, n, 3e-3f);
+		if (s == 0 && first)
+			*first = l;
+	}
+	ae_trainer_free(t);
+	return l;
+}
+
+static void test_learns(const char *preset, int c, int h, int w, int loss)
+{
+	ae_arch_spec s;
+	ae_arch_defaults(&s, preset, NULL);
+	s.c = c, s.h = h, s.w = w, s.latent = 8;
+	ae_error err = { 0 };
+	ae_model *m = ae_model_new(&s, 5, &err);
+	CHECK_MSG(m != NULL, "%s", err.msg);
+	if (!m)
+		return;
+	float *x = images(16, c, h, w, 3);
+	double first, last = train_some(m, loss, x, 16, 60, &first);
+	CHECK_MSG(last < 0.5 * first, "%s c=%d loss %s: %.4f -> %.4f", preset, c, loss ? "bce" : "mse", first, last);
+	free(x);
+	ae_model_free(m);
+}
+
+static void test_determinism(void)
+{
+	ae_arch_spec s;
+	ae_arch_defaults(&s, "conv", NULL);
+	s.f1 = 8, s.f2 = 8;
+	ae_model *a = ae_model_new(&s, 11, NULL), *b = ae_model_new(&s, 11, NULL), *c = ae_model_new(&s, 12, NULL);
+	CHECK(memcmp(a->params, b->params, a->net.n_params * 4) == 0);
+	CHECK(memcmp(a->params, c->params, a->net.n_params * 4) != 0);
+	float *x = images(8, 1, 28, 28, 1);
+	train_some(a, AE_LOSS_MSE, x, 8, 5, NULL);
+	train_some(b, AE_LOSS_MSE, x, 8, 5, NULL);
+	CHECK(memcmp(a->params, b->params, a->net.n_params * 4) == 0);
+	CHECK(memcmp(a->state, b->state, a->net.n_state * 4) == 0);
+	CHECK(a->bn_batches == 5);
+	free(x);
+	ae_model_free(a), ae_model_free(b), ae_model_free(c);
+}
+
+static void test_arch_errors(void)
+{
+	ae_arch_spec s;
+	ae_error err = { 0 };
+	CHECK_ERR(ae_arch_defaults(&s, "lstm", &err), err, "unknown architecture 'lstm'");
+	ae_net net;
+	ae_arch_defaults(&s, "conv", NULL);
+	s.h = 30;
+	CHECK_ERR(ae_net_build(&net, &s, &err), err, "divisible by 4");
+	s.h = 28, s.c = 2;
+	CHECK_ERR(ae_net_build(&net, &s, &err), err, "channels must be 1 or 3");
+	s.c = 1, s.latent = 0;
+	CHECK_ERR(ae_net_build(&net, &s, &err), err, "latent size 0");
+	/* overcomplete codes are allowed */
+	s.latent = 2000;
+	CHECK(ae_net_build(&net, &s, &err) == 0);
+	ae_arch_defaults(&s, "dense", NULL);
+	s.h = 10, s.w = 6;  /* dense takes any size */
+	CHECK(ae_net_build(&net, &s, &err) == 0);
+}
+
+/* OpenBLAS's multi-threaded level-3 path (sgemm_thread_*) mallocs a job
+ * array on every call; that is inside OpenBLAS, not our passes. Our passes
+ * are measured with OpenBLAS on one thread, which is also how the server's
+ * inference workers run it (parallelism comes from the workers). */
+static void test_no_alloc(void)
+{
+	openblas_set_num_threads(1);
+	ae_arch_spec s;
+	ae_arch_defaults(&s, "conv", NULL);
+	ae_model *m = ae_model_new(&s, 1, NULL);
+	ae_trainer *t = ae_trainer_new(m, 32, AE_LOSS_MSE, NULL);
+	float *x = images(32, 1, 28, 28, 2);
+	ae_trainer_step(t, x, x, 32, 1e-3f);  /* warm-up: OpenBLAS sets up its buffers */
+	long before = n_alloc;
+	for (int i = 0; i < 3; i++)
+		ae_trainer_step(t, x, x, 32 - i, 1e-3f);
+	long train_allocs = n_alloc - before;
+	ae_plan *p = ae_plan_new(m, NULL);
+	ae_infer *w = ae_infer_new(p, 32, NULL);
+	float *y = malloc(32 * 784 * sizeof(float)), z[32 * 16];
+	ae_infer_reconstruct(w, x, 32, y, z);
+	before = n_alloc;
+	ae_infer_reconstruct(w, x, 1, y, NULL);
+	ae_infer_encode(w, x, 32, z);
+	ae_infer_decode(w, z, 7, y);
+	ae_infer_reconstruct(w, x, 32, y, z);
+	long infer_allocs = n_alloc - before;
+	if (COUNTING) {
+		CHECK_MSG(train_allocs == 0, "%ld allocations in 3 training steps", train_allocs);
+		CHECK_MSG(infer_allocs == 0, "%ld allocations in 4 inference calls", infer_allocs);
+	}
+	free(x), free(y);
+	ae_infer_free(w);
+	ae_plan_free(p);
+	ae_trainer_free(t);
+	ae_model_free(m);
+}
+
+int main(void)
+{
+	test_learns("conv", 1, 28, 28, AE_LOSS_MSE);
+	test_learns("conv", 3, 16, 12, AE_LOSS_BCE);
+	test_learns("dense", 1, 12, 12, AE_LOSS_MSE);
+	test_determinism();
+	test_arch_errors();
+	test_no_alloc();
+	return TEST_DONE();
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Unit tests and a short `aetrain train` under valgrind: any error or leak fails.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+VG=(valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --quiet)
+fail=0
+for t in "$BUILD"/tests/test_*; do
+	echo "== valgrind $t"
+	OPENBLAS_NUM_THREADS=1 "${VG[@]}" "$t" | tail -1 || fail=1
+done
+tmp=$(mktemp -d)
+echo "== valgrind aetrain train"
+OPENBLAS_NUM_THREADS=1 "${VG[@]}" "$BUILD"/aetrain train --data tests/fixtures/digits --limit 64 --epochs 1 \
+	--filters 4,4 --threads 1 --quiet --out "$tmp/v.safetensors" || fail=1
+OPENBLAS_NUM_THREADS=1 "${VG[@]}" "$BUILD"/aetrain eval "$tmp/v.safetensors" tests/fixtures/digits >/dev/null || fail=1
+rm -rf "$tmp"
+[ $fail -eq 0 ] && echo "valgrind: no errors, no leaks"
+exit $fail

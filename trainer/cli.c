@@ -1,0 +1,95 @@
+/*
+ * Option-value parsing and data loading shared by the aetrain subcommands.
+ */
+#include "cli.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int cli_int(const char *opt, const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || *end) {
+		fprintf(stderr, "aetrain: %s: '%s' is not an integer\n", opt, s);
+		return -1;
+	}
+	if (v < lo || v > hi) {
+		fprintf(stderr, "aetrain: %s: %ld is out of range [%ld, %ld]\n", opt, v, lo, hi);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int cli_float(const char *opt, const char *s, double lo, double hi, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || !isfinite(v)) {
+		fprintf(stderr, "aetrain: %s: '%s' is not a number\n", opt, s);
+		return -1;
+	}
+	if (v < lo || v > hi) {
+		fprintf(stderr, "aetrain: %s: %g is out of range [%g, %g]\n", opt, v, lo, hi);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int cli_u64(const char *opt, const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || s[0] == '-') {
+		fprintf(stderr, "aetrain: %s: '%s' is not a non-negative integer\n", opt, s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int cli_load_data(ae_dataset *ds, const char *path, const char *split, const ae_arch_spec *spec, long limit)
+{
+	ae_error err = { 0 };
+	if (ae_dataset_load(ds, path, split, spec->c, &err)) {
+		fprintf(stderr, "aetrain: %s\n", err.msg);
+		return -1;
+	}
+	if (ds->h != spec->h || ds->w != spec->w) {
+		fprintf(stderr, "aetrain: %s: images are %dx%d, the model takes %dx%d\n", ds->source, ds->w, ds->h,
+		        spec->w, spec->h);
+		ae_dataset_free(ds);
+		return -1;
+	}
+	if (limit > 0 && limit < ds->n)
+		ds->n = (int)limit;
+	return 0;
+}
+
+int cli_threads(long n)
+{
+	if (n <= 0)
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n <= 0)
+		n = 1;
+	openblas_set_num_threads((int)n);
+	return (int)n;
+}
+
+void cli_sibling(char *out, size_t cap, const char *model_path, const char *suffix)
+{
+	const char *dot = strrchr(model_path, '.');
+	const char *slash = strrchr(model_path, '/');
+	size_t stem = (dot && (!slash || dot > slash)) ? (size_t)(dot - model_path) : strlen(model_path);
+	snprintf(out, cap, "%.*s%s", (int)stem, model_path, suffix);
+}

@@ -1,0 +1,30 @@
+/*
+ * What the aetrain subcommands share: strict parsing of option values (a bad
+ * value is reported with the option's name), and loading a data set that
+ * must match a model's input.
+ */
+#ifndef TRAINER_CLI_H
+#define TRAINER_CLI_H
+
+#include <stdint.h>
+
+#include "ae/data.h"
+#include "ae/net.h"
+
+/* Each returns 0, or prints "aetrain: --opt: ..." to stderr and returns -1. */
+int cli_int(const char *opt, const char *s, long lo, long hi, long *out);
+int cli_float(const char *opt, const char *s, double lo, double hi, double *out);
+int cli_u64(const char *opt, const char *s, uint64_t *out);
+
+/* Loads path (split "train"/"test") for the model's channels and checks the
+ * images have the model's size. Prints the error and returns -1 on failure.
+ * limit > 0 keeps only the first limit images. */
+int cli_load_data(ae_dataset *ds, const char *path, const char *split, const ae_arch_spec *spec, long limit);
+
+/* Sets OpenBLAS's thread count; 0 means every core. Returns the count used. */
+int cli_threads(long n);
+
+/* "dir/name.safetensors" + ".grid.png" -> "dir/name.grid.png" */
+void cli_sibling(char *out, size_t cap, const char *model_path, const char *suffix);
+
+#endif

@@ -1,0 +1,298 @@
+/*
+ * `aetrain eval` (reconstruction quality, per-class error, one-class AUROC)
+ * and `aetrain encode` (latent codes to .npy or .csv).
+ */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ae/data.h"
+#include "ae/fileio.h"
+#include "ae/infer.h"
+#include "ae/modelfile.h"
+#include "cli.h"
+
+#define CHUNK 256
+
+typedef struct eval_opts {
+	const char *model, *data, *out;
+	char split[8];
+	long limit, normal, threads;
+	int noise_set;
+	ae_noise noise;
+} eval_opts;
+
+void eval_usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: aetrain eval MODEL DATA [options]\n"
+	        "       aetrain encode MODEL DATA --out FILE.npy|FILE.csv [options]\n"
+	        "\n"
+	        "eval reports the mean per-image MSE and PSNR of the model's output against the clean\n"
+	        "images, the error per class where the data has labels, and with --normal-class the\n"
+	        "one-class anomaly AUROC (score: reconstruction MSE; anomalies: every other class).\n"
+	        "encode writes one latent code per image (.npy float32 (N, latent), or CSV with the\n"
+	        "label first when the data has labels).\n"
+	        "\n"
+	        "  --split NAME        test (default) or train, for a folder of IDX files\n"
+	        "  --noise SPEC        corrupt inputs first (default: the corruption the model was\n"
+	        "                      trained with, so a denoising model is scored on denoising)\n"
+	        "  --normal-class K    eval: the class taken as normal for AUROC\n"
+	        "  --limit N           use only the first N images\n"
+	        "  --threads N         OpenBLAS threads (default: every core)\n"
+	        "  --out FILE          encode: output file, .npy or .csv\n");
+}
+
+static int parse(eval_opts *o, int argc, char **argv, const char *cmd)
+{
+	enum { O_SPLIT = 1000, O_NOISE, O_NORMAL, O_LIMIT, O_THREADS, O_OUT, O_HELP };
+	static const struct option lo[] = {
+		{ "split", 1, 0, O_SPLIT }, { "noise", 1, 0, O_NOISE }, { "normal-class", 1, 0, O_NORMAL },
+		{ "limit", 1, 0, O_LIMIT }, { "threads", 1, 0, O_THREADS }, { "out", 1, 0, O_OUT },
+		{ "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+	};
+	memset(o, 0, sizeof *o);
+	snprintf(o->split, sizeof o->split, "test");
+	o->normal = -1;
+	ae_error err = { 0 };
+	optind = 1;
+	opterr = 0;
+	int c;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case O_SPLIT:
+			if (strcmp(optarg, "train") && strcmp(optarg, "test")) {
+				fprintf(stderr, "aetrain: --split: '%s' is neither train nor test\n", optarg);
+				return -1;
+			}
+			snprintf(o->split, sizeof o->split, "%s", optarg);
+			break;
+		case O_NOISE:
+			if (ae_noise_parse(&o->noise, optarg, &err)) {
+				fprintf(stderr, "aetrain: --noise: %s\n", err.msg);
+				return -1;
+			}
+			o->noise_set = 1;
+			break;
+		case O_NORMAL: if (cli_int("--normal-class", optarg, 0, 32767, &o->normal)) return -1; break;
+		case O_LIMIT: if (cli_int("--limit", optarg, 1, 100000000, &o->limit)) return -1; break;
+		case O_THREADS: if (cli_int("--threads", optarg, 1, 256, &o->threads)) return -1; break;
+		case O_OUT: o->out = optarg; break;
+		case O_HELP: eval_usage(stdout); exit(0);
+		default:
+			fprintf(stderr, "aetrain: %s: unknown option or missing value: %s\n", cmd, argv[optind - 1]);
+			return -1;
+		}
+	}
+	if (argc - optind != 2) {
+		fprintf(stderr, "aetrain: %s: expected MODEL and DATA (see aetrain %s --help)\n", cmd, cmd);
+		return -1;
+	}
+	o->model = argv[optind];
+	o->data = argv[optind + 1];
+	return 0;
+}
+
+/* Loads model, plan, worker and data; prints the error and returns -1. */
+static int setup(const eval_opts *o, ae_model **m, ae_plan **p, ae_infer **w, ae_dataset *ds)
+{
+	ae_error err = { 0 };
+	*p = NULL;
+	*w = NULL;
+	memset(ds, 0, sizeof *ds);
+	if (!(*m = ae_model_load(o->model, &err)) || !(*p = ae_plan_new(*m, &err)) ||
+	    !(*w = ae_infer_new(*p, CHUNK, &err))) {
+		fprintf(stderr, "aetrain: %s\n", err.msg);
+		return -1;
+	}
+	cli_threads(o->threads);
+	return cli_load_data(ds, o->data, o->split, &(*m)->net.spec, o->limit);
+}
+
+static void teardown(ae_model *m, ae_plan *p, ae_infer *w, ae_dataset *ds)
+{
+	ae_dataset_free(ds);
+	ae_infer_free(w);
+	ae_plan_free(p);
+	ae_model_free(m);
+}
+
+/* Per-image MSE of the model's output on corrupted inputs against the clean
+ * images (mse), of the corrupted inputs themselves (noisy), and the anomaly
+ * score MSE(recon(x), x) of the clean images (score). */
+static int score_all(ae_infer *w, const ae_dataset *ds, const ae_noise *nz, double *mse, double *noisy,
+                     double *score)
+{
+	const size_t per = (size_t)ds->c * ds->h * ds->w;
+	float *x = malloc(CHUNK * per * sizeof(float)), *in = malloc(CHUNK * per * sizeof(float));
+	float *y = malloc(CHUNK * per * sizeof(float));
+	int *idx = malloc(CHUNK * sizeof(int));
+	int rc = x && in && y && idx ? 0 : -1;
+	for (int at = 0; rc == 0 && at < ds->n; at += CHUNK) {
+		int b = ds->n - at < CHUNK ? ds->n - at : CHUNK;
+		for (int i = 0; i < b; i++)
+			idx[i] = at + i;
+		ae_dataset_batch(ds, idx, b, x);
+		memcpy(in, x, (size_t)b * per * sizeof(float));
+		ae_rng r;
+		ae_rng_seed_stream(&r, 12345, 0x6576616c, (uint64_t)at);
+		ae_noise_apply(nz, in, (size_t)b * per, &r);
+		ae_infer_reconstruct(w, in, b, y, NULL);
+		ae_mse_per_image(mse + at, y, x, b, per);
+		ae_mse_per_image(noisy + at, in, x, b, per);
+		if (nz->kind != AE_NOISE_NONE)
+			ae_infer_reconstruct(w, x, b, y, NULL);
+		ae_mse_per_image(score + at, y, x, b, per);
+	}
+	free(x), free(in), free(y), free(idx);
+	return rc;
+}
+
+static double mean(const double *v, int n)
+{
+	double s = 0;
+	for (int i = 0; i < n; i++)
+		s += v[i];
+	return n ? s / n : NAN;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+	eval_opts o;
+	if (parse(&o, argc, argv, "eval"))
+		return 2;
+	ae_model *m = NULL;
+	ae_plan *p = NULL;
+	ae_infer *w = NULL;
+	ae_dataset ds;
+	if (setup(&o, &m, &p, &w, &ds)) {
+		teardown(m, p, w, &ds);
+		return 1;
+	}
+	const ae_noise nz = o.noise_set ? o.noise : m->noise;
+	double *mse = malloc((size_t)ds.n * sizeof *mse), *noisy = malloc((size_t)ds.n * sizeof *noisy);
+	double *score = malloc((size_t)ds.n * sizeof *score);
+	int rc = mse && noisy && score ? score_all(w, &ds, &nz, mse, noisy, score) : -1;
+	if (rc == 0) {
+		char ns[64];
+		ae_noise_format(&nz, ns, sizeof ns);
+		double mm = mean(mse, ds.n);
+		printf("model: %s\nchecksum: %s\ndata: %s (%d images)\ncorruption: %s\n", o.model, m->checksum,
+		       ds.source, ds.n, ns);
+		printf("mse: %.6f\npsnr_db: %.3f\n", mm, 10.0 * log10(1.0 / mm));
+		if (nz.kind != AE_NOISE_NONE)
+			printf("mse_noisy_input: %.6f\n", mean(noisy, ds.n));
+		for (int c = 0; ds.labels && c < ds.n_classes; c++) {
+			double s = 0;
+			int k = 0;
+			for (int i = 0; i < ds.n; i++)
+				if (ds.labels[i] == c)
+					s += mse[i], k++;
+			if (k)
+				printf("class %d: mse %.6f (%d images)\n", c, s / k, k);
+		}
+	}
+	if (rc == 0 && o.normal >= 0) {
+		if (!ds.labels) {
+			fprintf(stderr, "aetrain: --normal-class needs labelled data; %s has none\n", ds.source);
+			rc = -1;
+		} else {
+			int *pos = malloc((size_t)ds.n * sizeof *pos), npos = 0;
+			for (int i = 0; pos && i < ds.n; i++)
+				npos += pos[i] = ds.labels[i] != o.normal;
+			if (!pos || npos == 0 || npos == ds.n) {
+				fprintf(stderr, "aetrain: --normal-class %ld: the data needs both that class and others\n", o.normal);
+				rc = -1;
+			} else
+				printf("auroc_normal_class_%ld: %.4f\n", o.normal, ae_auroc(score, pos, (size_t)ds.n));
+			free(pos);
+		}
+	}
+	free(mse), free(noisy), free(score);
+	teardown(m, p, w, &ds);
+	return rc ? 1 : 0;
+}
+
+/* ---- encode ---- */
+
+static int ends_with(const char *s, const char *suf)
+{
+	size_t a = strlen(s), b = strlen(suf);
+	return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+static void write_npy_header(FILE *f, int n, int k)
+{
+	char h[128];
+	int len = snprintf(h, sizeof h, "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", n, k);
+	/* magic(6) + version(2) + len(2) + header, padded with spaces to 64 and ending in '\n' */
+	int total = 10 + len + 1, pad = (64 - total % 64) % 64;
+	fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+	uint16_t hl = (uint16_t)(len + pad + 1);
+	fputc(hl & 0xff, f);
+	fputc(hl >> 8, f);
+	fwrite(h, 1, (size_t)len, f);
+	for (int i = 0; i < pad; i++)
+		fputc(' ', f);
+	fputc('\n', f);
+}
+
+int cmd_encode(int argc, char **argv)
+{
+	eval_opts o;
+	if (parse(&o, argc, argv, "encode"))
+		return 2;
+	if (!o.out || !(ends_with(o.out, ".npy") || ends_with(o.out, ".csv"))) {
+		fprintf(stderr, "aetrain: encode: --out FILE.npy or --out FILE.csv is required\n");
+		return 2;
+	}
+	ae_model *m = NULL;
+	ae_plan *p = NULL;
+	ae_infer *w = NULL;
+	ae_dataset ds;
+	if (setup(&o, &m, &p, &w, &ds)) {
+		teardown(m, p, w, &ds);
+		return 1;
+	}
+	const int L = m->net.spec.latent;
+	const size_t per = ae_net_input_size(&m->net);
+	float *x = malloc(CHUNK * per * sizeof(float)), *z = malloc((size_t)ds.n * L * sizeof(float));
+	int *idx = malloc(CHUNK * sizeof(int));
+	ae_error err = { 0 };
+	ae_atomic_file af = { 0 };
+	int rc = x && z && idx ? ae_atomic_open(&af, o.out, &err) : ae_fail(&err, AE_ERR_NOMEM, "out of memory");
+	for (int at = 0; rc == 0 && at < ds.n; at += CHUNK) {
+		int b = ds.n - at < CHUNK ? ds.n - at : CHUNK;
+		for (int i = 0; i < b; i++)
+			idx[i] = at + i;
+		ae_dataset_batch(&ds, idx, b, x);
+		ae_infer_encode(w, x, b, z + (size_t)at * L);
+	}
+	if (rc == 0 && ends_with(o.out, ".npy")) {
+		write_npy_header(af.fp, ds.n, L);
+		fwrite(z, sizeof(float), (size_t)ds.n * L, af.fp);
+	} else if (rc == 0) {
+		fprintf(af.fp, "%s", ds.labels ? "label" : "");
+		for (int j = 0; j < L; j++)
+			fprintf(af.fp, "%sz%d", ds.labels || j ? "," : "", j);
+		fputc('\n', af.fp);
+		for (int i = 0; i < ds.n; i++) {
+			if (ds.labels)
+				fprintf(af.fp, "%d", ds.labels[i]);
+			for (int j = 0; j < L; j++)
+				fprintf(af.fp, "%s%.7g", ds.labels || j ? "," : "", z[(size_t)i * L + j]);
+			fputc('\n', af.fp);
+		}
+	}
+	if (rc == 0)
+		rc = ae_atomic_commit(&af, &err);
+	if (rc)
+		fprintf(stderr, "aetrain: %s\n", err.msg);
+	else
+		printf("wrote %d codes of %d values to %s\n", ds.n, L, o.out);
+	free(x), free(z), free(idx);
+	teardown(m, p, w, &ds);
+	return rc ? 1 : 0;
+}

@@ -1,0 +1,610 @@
+/*
+ * `aetrain train`: options, the training loop, checkpoints on Ctrl-C or
+ * SIGTERM (and --resume), anomaly calibration on held-out images, and the
+ * model file with its grid and loss CSV.
+ *
+ * Every random draw comes from a stream keyed by (seed, epoch, batch), so a
+ * resumed run continues exactly as the uninterrupted one would have.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ae/data.h"
+#include "ae/infer.h"
+#include "ae/modelfile.h"
+#include "ae/train.h"
+#include "cli.h"
+#include "report.h"
+
+#define MAX_EPOCHS 10000
+
+typedef struct train_opts {
+	char data[2048], split[8], out[2048], resume[2048];
+	ae_arch_spec spec;
+	long epochs, batch, threads, limit;
+	double lr, val;
+	int loss;
+	ae_noise noise;
+	uint64_t seed;
+	int quiet;
+} train_opts;
+
+typedef struct progress {
+	int epoch, batch;       /* where to continue */
+	double loss_sum;
+	long loss_n;
+	double elapsed;
+	epoch_row rows[MAX_EPOCHS];
+	int n_rows;
+} progress;
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void train_usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: aetrain train --data PATH --out MODEL.safetensors [options]\n"
+	        "       aetrain train --resume MODEL.ckpt\n"
+	        "\n"
+	        "Trains an autoencoder and writes MODEL.safetensors, MODEL.grid.png (held-out inputs,\n"
+	        "corrupted inputs, reconstructions) and MODEL.losses.csv.\n"
+	        "\n"
+	        "  --data PATH        IDX images file, folder with train-/t10k- IDX files, or PNG folder\n"
+	        "  --split NAME       train (default) or test, for a folder of IDX files\n"
+	        "  --out PATH         model file to write (required)\n"
+	        "  --arch NAME        conv (default) or dense\n"
+	        "  --latent N         code size (default 16; larger than the input is allowed)\n"
+	        "  --filters F1,F2    conv filters (default 32,64)\n"
+	        "  --hidden N         dense hidden units (default 128)\n"
+	        "  --channels C       1 (default) or 3: images are converted to C channels\n"
+	        "  --epochs N         passes over the data (default 20)\n"
+	        "  --batch N          mini-batch size (default 32)\n"
+	        "  --lr X             Adam learning rate (default 0.001)\n"
+	        "  --loss NAME        mse (default) or bce\n"
+	        "  --noise SPEC       none (default), gaussian:MEAN:STD or saltpepper:P; inputs are\n"
+	        "                     corrupted, targets stay clean (a denoising autoencoder)\n"
+	        "  --val X            fraction held out for validation and calibration (default 0.1)\n"
+	        "  --seed N           random seed (default 1); same seed and threads, same model\n"
+	        "  --threads N        OpenBLAS threads (default: every core)\n"
+	        "  --limit N          use only the first N images\n"
+	        "  --resume CKPT      continue an interrupted run from its checkpoint\n"
+	        "  --quiet            no progress output\n"
+	        "\n"
+	        "Ctrl-C or SIGTERM writes MODEL.ckpt and exits with status 130; --resume MODEL.ckpt\n"
+	        "continues from there.\n");
+}
+
+/* ---------------------------------------------------------- checkpoints */
+
+static char *opts_json(const train_opts *o)
+{
+	char noise[64];
+	ae_noise_format(&o->noise, noise, sizeof noise);
+	json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:s, s:s, s:I}",
+	                      "data", o->data, "split", o->split, "out", o->out,
+	                      "epochs", (json_int_t)o->epochs, "batch", (json_int_t)o->batch,
+	                      "threads", (json_int_t)o->threads, "limit", (json_int_t)o->limit,
+	                      "lr", o->lr, "val", o->val, "loss", o->loss == AE_LOSS_BCE ? "bce" : "mse",
+	                      "noise", noise, "seed", (json_int_t)o->seed);
+	char *s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	return s;
+}
+
+static int save_checkpoint(const char *path, const train_opts *o, ae_model *m, ae_trainer *tr,
+                           const progress *p)
+{
+	char *opts = opts_json(o);
+	json_t *rows = json_array();
+	for (int i = 0; i < p->n_rows; i++)
+		json_array_append_new(rows, json_pack("[i,f,f,f]", p->rows[i].epoch, p->rows[i].train_loss,
+		                                      p->rows[i].val_loss, p->rows[i].seconds));
+	json_t *j = json_pack("{s:s, s:i, s:i, s:I, s:f, s:I, s:f, s:o}", "options", opts ? opts : "{}",
+	                      "epoch", p->epoch, "batch", p->batch, "adam_step",
+	                      (json_int_t)*ae_trainer_adam_step(tr), "loss_sum", p->loss_sum,
+	                      "loss_n", (json_int_t)p->loss_n, "elapsed", p->elapsed, "history", rows);
+	char *meta = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17));
+	json_decref(j);
+	free(opts);
+	ae_extra_tensor ex[2] = {
+		{ .name = "optim.adam_m", .dtype = AE_DT_F32, .ndim = 1, .shape = { (int64_t)m->net.n_params },
+		  .data = ae_trainer_adam_m(tr) },
+		{ .name = "optim.adam_v", .dtype = AE_DT_F32, .ndim = 1, .shape = { (int64_t)m->net.n_params },
+		  .data = ae_trainer_adam_v(tr) },
+	};
+	ae_error err = { 0 };
+	int rc = meta ? ae_model_save(m, path, ex, 2, "ae.checkpoint", meta, &err) : AE_ERR_NOMEM;
+	free(meta);
+	if (rc)
+		fprintf(stderr, "aetrain: cannot write checkpoint: %s\n", err.msg);
+	return rc;
+}
+
+static int opts_from_json(train_opts *o, const char *txt)
+{
+	json_error_t je;
+	json_t *j = json_loads(txt, 0, &je);
+	const char *data = NULL, *split = NULL, *out = NULL, *loss = NULL, *noise = NULL;
+	json_int_t epochs, batch, threads, limit, seed;
+	int bad = !j || json_unpack(j, "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:F, s:F, s:s, s:s, s:I}",
+	                            "data", &data, "split", &split, "out", &out, "epochs", &epochs,
+	                            "batch", &batch, "threads", &threads, "limit", &limit, "lr", &o->lr, "val",
+	                            &o->val, "loss", &loss, "noise", &noise, "seed", &seed);
+	if (!bad) {
+		snprintf(o->data, sizeof o->data, "%s", data);
+		snprintf(o->split, sizeof o->split, "%s", split);
+		snprintf(o->out, sizeof o->out, "%s", out);
+		o->epochs = epochs, o->batch = batch, o->threads = threads, o->limit = limit;
+		o->seed = (uint64_t)seed;
+		o->loss = strcmp(loss, "bce") == 0 ? AE_LOSS_BCE : AE_LOSS_MSE;
+		bad = ae_noise_parse(&o->noise, noise, NULL) != AE_OK;
+	}
+	json_decref(j);
+	return bad ? -1 : 0;
+}
+
+/* Loads a checkpoint: model, options, Adam state and progress. */
+static ae_model *load_checkpoint(const char *path, train_opts *o, progress *p, float **adam_mv, long *step)
+/* adam_mv[0..1] are allocated here (n_params each) and owned by the caller. */
+{
+	ae_st st;
+	ae_error err = { 0 };
+	ae_model *m = NULL;
+	json_t *j = NULL;
+	if (ae_st_read_file(&st, path, &err) == AE_OK)
+		m = ae_model_from_st(&st, "optim.", &err);
+	const char *meta = m ? ae_st_meta_get(&st, "ae.checkpoint") : NULL;
+	const ae_st_tensor *tm = m ? ae_st_find(&st, "optim.adam_m") : NULL;
+	const ae_st_tensor *tv = m ? ae_st_find(&st, "optim.adam_v") : NULL;
+	json_error_t je;
+	const char *opts = NULL;
+	json_t *rows = NULL;
+	json_int_t astep = 0, loss_n = 0;
+	int epoch = 0, batch = 0;
+	if (m && (!meta || !tm || !tv || tm->end - tm->begin != m->net.n_params * 4 ||
+	          tv->end - tv->begin != m->net.n_params * 4))
+		ae_fail(&err, AE_ERR_FORMAT, "not a training checkpoint (no optimiser state)");
+	else if (m && (!(j = json_loads(meta, 0, &je)) ||
+	               json_unpack(j, "{s:s, s:i, s:i, s:I, s:F, s:I, s:F, s:o}", "options", &opts, "epoch", &epoch,
+	                           "batch", &batch, "adam_step", &astep, "loss_sum", &p->loss_sum, "loss_n", &loss_n,
+	                           "elapsed", &p->elapsed, "history", &rows) != 0 ||
+	               opts_from_json(o, opts) != 0))
+		ae_fail(&err, AE_ERR_FORMAT, "checkpoint metadata is malformed");
+	else if (m) {
+		o->spec = m->net.spec;
+		p->epoch = epoch, p->batch = batch, p->loss_n = (long)loss_n;
+		*step = (long)astep;
+		adam_mv[0] = malloc(m->net.n_params * 4);
+		adam_mv[1] = malloc(m->net.n_params * 4);
+		if (!adam_mv[0] || !adam_mv[1])
+			ae_fail(&err, AE_ERR_NOMEM, "out of memory");
+		else
+			memcpy(adam_mv[0], ae_st_bytes(&st, tm), m->net.n_params * 4);
+		if (adam_mv[1])
+			memcpy(adam_mv[1], ae_st_bytes(&st, tv), m->net.n_params * 4);
+		size_t i;
+		json_t *r;
+		p->n_rows = 0;
+		json_array_foreach(rows, i, r) {
+			if (p->n_rows >= MAX_EPOCHS)
+				break;
+			epoch_row *e = &p->rows[p->n_rows++];
+			json_unpack(r, "[i,F,F,F]", &e->epoch, &e->train_loss, &e->val_loss, &e->seconds);
+		}
+		if (adam_mv[0] && adam_mv[1])
+			err.msg[0] = '\0';
+	}
+	json_decref(j);
+	ae_st_free(&st);
+	if (err.msg[0]) {
+		/* read errors already name the file; the others do not */
+		if (strncmp(err.msg, path, strlen(path)) != 0)
+			ae_error_prefix(&err, path);
+		fprintf(stderr, "aetrain: %s\n", err.msg);
+		ae_model_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+/* ------------------------------------------------------------- options */
+
+static int parse_opts(train_opts *o, int argc, char **argv)
+{
+	enum { O_DATA = 1000, O_SPLIT, O_OUT, O_ARCH, O_LATENT, O_FILTERS, O_HIDDEN, O_CHANNELS, O_EPOCHS,
+	       O_BATCH, O_LR, O_LOSS, O_NOISE, O_VAL, O_SEED, O_THREADS, O_LIMIT, O_RESUME, O_QUIET, O_HELP };
+	static const struct option lo[] = {
+		{ "data", 1, 0, O_DATA }, { "split", 1, 0, O_SPLIT }, { "out", 1, 0, O_OUT },
+		{ "arch", 1, 0, O_ARCH }, { "latent", 1, 0, O_LATENT }, { "filters", 1, 0, O_FILTERS },
+		{ "hidden", 1, 0, O_HIDDEN }, { "channels", 1, 0, O_CHANNELS }, { "epochs", 1, 0, O_EPOCHS },
+		{ "batch", 1, 0, O_BATCH }, { "lr", 1, 0, O_LR }, { "loss", 1, 0, O_LOSS },
+		{ "noise", 1, 0, O_NOISE }, { "val", 1, 0, O_VAL }, { "seed", 1, 0, O_SEED },
+		{ "threads", 1, 0, O_THREADS }, { "limit", 1, 0, O_LIMIT }, { "resume", 1, 0, O_RESUME },
+		{ "quiet", 0, 0, O_QUIET }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+	};
+	memset(o, 0, sizeof *o);
+	ae_arch_defaults(&o->spec, "conv", NULL);
+	snprintf(o->split, sizeof o->split, "train");
+	o->epochs = 20, o->batch = 32, o->lr = 1e-3, o->val = 0.1, o->seed = 1;
+	long v;
+	double d;
+	ae_error err = { 0 };
+	int c, channels = 1, latent = -1, hidden = -1, f1 = -1, f2 = -1;
+	char arch[16] = "conv";
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case O_DATA: snprintf(o->data, sizeof o->data, "%s", optarg); break;
+		case O_SPLIT:
+			if (strcmp(optarg, "train") && strcmp(optarg, "test")) {
+				fprintf(stderr, "aetrain: --split: '%s' is neither train nor test\n", optarg);
+				return -1;
+			}
+			snprintf(o->split, sizeof o->split, "%s", optarg);
+			break;
+		case O_OUT: snprintf(o->out, sizeof o->out, "%s", optarg); break;
+		case O_ARCH:
+			if (strcmp(optarg, "conv") && strcmp(optarg, "dense")) {
+				fprintf(stderr, "aetrain: --arch: '%s' is neither conv nor dense\n", optarg);
+				return -1;
+			}
+			snprintf(arch, sizeof arch, "%s", optarg);
+			break;
+		case O_LATENT: if (cli_int("--latent", optarg, 1, 65536, &v)) return -1; latent = (int)v; break;
+		case O_HIDDEN: if (cli_int("--hidden", optarg, 1, 65536, &v)) return -1; hidden = (int)v; break;
+		case O_FILTERS:
+			if (sscanf(optarg, "%d,%d%c", &f1, &f2, (char[1]){ 0 }) != 2 || f1 < 1 || f2 < 1 || f1 > 1024 || f2 > 1024) {
+				fprintf(stderr, "aetrain: --filters: '%s' is not F1,F2 with each in [1, 1024]\n", optarg);
+				return -1;
+			}
+			break;
+		case O_CHANNELS:
+			if (cli_int("--channels", optarg, 1, 3, &v)) return -1;
+			if (v == 2) {
+				fprintf(stderr, "aetrain: --channels: must be 1 or 3\n");
+				return -1;
+			}
+			channels = (int)v;
+			break;
+		case O_EPOCHS: if (cli_int("--epochs", optarg, 1, MAX_EPOCHS, &o->epochs)) return -1; break;
+		case O_BATCH: if (cli_int("--batch", optarg, 1, 4096, &o->batch)) return -1; break;
+		case O_LR: if (cli_float("--lr", optarg, 1e-8, 1.0, &o->lr)) return -1; break;
+		case O_LOSS:
+			if (strcmp(optarg, "mse") && strcmp(optarg, "bce")) {
+				fprintf(stderr, "aetrain: --loss: '%s' is neither mse nor bce\n", optarg);
+				return -1;
+			}
+			o->loss = strcmp(optarg, "bce") == 0 ? AE_LOSS_BCE : AE_LOSS_MSE;
+			break;
+		case O_NOISE:
+			if (ae_noise_parse(&o->noise, optarg, &err)) {
+				fprintf(stderr, "aetrain: --noise: %s\n", err.msg);
+				return -1;
+			}
+			break;
+		case O_VAL: if (cli_float("--val", optarg, 0.0, 0.9, &d)) return -1; o->val = d; break;
+		case O_SEED: if (cli_u64("--seed", optarg, &o->seed)) return -1; break;
+		case O_THREADS: if (cli_int("--threads", optarg, 1, 256, &o->threads)) return -1; break;
+		case O_LIMIT: if (cli_int("--limit", optarg, 1, 100000000, &o->limit)) return -1; break;
+		case O_RESUME: snprintf(o->resume, sizeof o->resume, "%s", optarg); break;
+		case O_QUIET: o->quiet = 1; break;
+		case O_HELP: train_usage(stdout); exit(0);
+		default:
+			fprintf(stderr, "aetrain: train: unknown option or missing value: %s\n", argv[optind - 1]);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "aetrain: train: unexpected argument '%s'\n", argv[optind]);
+		return -1;
+	}
+	if (o->resume[0])
+		return 0;
+	if (!o->data[0] || !o->out[0]) {
+		fprintf(stderr, "aetrain: train: --data and --out are required (see aetrain train --help)\n");
+		return -1;
+	}
+	ae_arch_defaults(&o->spec, arch, NULL);
+	o->spec.c = channels;
+	if (latent > 0) o->spec.latent = latent;
+	if (hidden > 0) o->spec.hidden = hidden;
+	if (f1 > 0) o->spec.f1 = f1, o->spec.f2 = f2;
+	return 0;
+}
+
+/* ------------------------------------------------------------ training */
+
+/* Mean per-image MSE of reconstructions of (corrupted) held-out images
+ * against the clean ones; fills scores with MSE(recon(clean), clean). */
+static double validate(ae_infer *w, const ae_dataset *ds, const int *idx, int n, const ae_noise *nz,
+                       uint64_t seed, double *scores)
+{
+	const size_t per = (size_t)ds->c * ds->h * ds->w;
+	enum { CHUNK = 256 };
+	float *x = malloc(CHUNK * per * sizeof(float)), *in = malloc(CHUNK * per * sizeof(float));
+	float *y = malloc(CHUNK * per * sizeof(float));
+	double *mse = malloc(CHUNK * sizeof(double)), sum = 0.0;
+	if (!x || !in || !y || !mse) {
+		free(x), free(in), free(y), free(mse);
+		return NAN;
+	}
+	for (int at = 0; at < n; at += CHUNK) {
+		int b = n - at < CHUNK ? n - at : CHUNK;
+		ae_dataset_batch(ds, idx + at, b, x);
+		memcpy(in, x, (size_t)b * per * sizeof(float));
+		ae_rng r;
+		ae_rng_seed_stream(&r, seed, 0x76616c, (uint64_t)at);
+		ae_noise_apply(nz, in, (size_t)b * per, &r);
+		ae_infer_reconstruct(w, in, b, y, NULL);
+		ae_mse_per_image(mse, y, x, b, per);
+		for (int i = 0; i < b; i++)
+			sum += mse[i];
+		if (scores) {
+			ae_infer_reconstruct(w, x, b, y, NULL);
+			ae_mse_per_image(scores + at, y, x, b, per);
+		}
+	}
+	free(x), free(in), free(y), free(mse);
+	return n ? sum / n : NAN;
+}
+
+static int calibrate(ae_model *m, ae_infer *w, const ae_dataset *ds, const int *idx, int n, uint64_t seed)
+{
+	double *scores = malloc((n ? (size_t)n : 1) * sizeof(double));
+	if (!scores)
+		return -1;
+	validate(w, ds, idx, n, &(ae_noise){ 0 }, seed, scores);
+	/* 0 to 0.99 by 0.01, then the tail in finer steps: enough to turn a
+	 * score into a percentile and to read p99.9 directly. */
+	static const double tail[] = { 0.995, 0.998, 0.999, 0.9995, 0.9999, 1.0 };
+	int k = 0;
+	for (int i = 0; i < 100; i++)
+		m->qp[k++] = i / 100.0;
+	for (size_t i = 0; i < sizeof tail / sizeof *tail; i++)
+		m->qp[k++] = tail[i];
+	ae_error err = { 0 };
+	int rc = ae_quantiles(scores, (size_t)n, m->qp, k, m->qv, &err);
+	free(scores);
+	if (rc) {
+		fprintf(stderr, "aetrain: calibration: %s\n", err.msg);
+		return -1;
+	}
+	m->n_quant = k;
+	return 0;
+}
+
+static void fill_info(ae_model *m, const train_opts *o, long n_train, long n_val, const progress *p)
+{
+	ae_train_info *t = &m->train;
+	snprintf(t->dataset, sizeof t->dataset, "%s", o->data);
+	snprintf(t->loss, sizeof t->loss, "%s", o->loss == AE_LOSS_BCE ? "bce" : "mse");
+	t->samples = n_train, t->val_samples = n_val;
+	t->epochs = (int)o->epochs, t->batch = (int)o->batch, t->threads = (int)o->threads;
+	t->lr = o->lr, t->seed = o->seed;
+	t->train_loss = p->n_rows ? p->rows[p->n_rows - 1].train_loss : NAN;
+	t->val_loss = p->n_rows ? p->rows[p->n_rows - 1].val_loss : NAN;
+	t->seconds = p->elapsed;
+	time_t now = time(NULL);
+	strftime(t->date, sizeof t->date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+	m->noise = o->noise;
+	snprintf(m->task, sizeof m->task, "%s", o->noise.kind == AE_NOISE_NONE ? "reconstruct" : "denoise");
+}
+
+static int write_outputs(ae_model *m, const train_opts *o, const ae_dataset *ds, const int *val_idx,
+                         int n_val, const progress *p)
+{
+	ae_error err = { 0 };
+	ae_plan *plan = ae_plan_new(m, &err);
+	ae_infer *w = plan ? ae_infer_new(plan, 256, &err) : NULL;
+	int rc = w ? 0 : -1;
+	if (rc == 0)
+		rc = calibrate(m, w, ds, val_idx, n_val, o->seed);
+	if (rc == 0 && (rc = ae_model_save(m, o->out, NULL, 0, NULL, NULL, &err)))
+		fprintf(stderr, "aetrain: %s\n", err.msg);
+	char path[4096];
+	if (rc == 0) {
+		cli_sibling(path, sizeof path, o->out, ".grid.png");
+		rc = report_grid(path, w, ds, val_idx, n_val < 16 ? n_val : 16, &o->noise, o->seed);
+	}
+	if (rc == 0) {
+		cli_sibling(path, sizeof path, o->out, ".losses.csv");
+		rc = report_csv(path, p->rows, p->n_rows);
+	}
+	if (rc == 0)
+		printf("wrote %s (%s, p50 %.5f, p99 %.5f)\n", o->out, m->checksum, ae_model_quantile(m, 0.5),
+		       ae_model_quantile(m, 0.99));
+	ae_infer_free(w);
+	ae_plan_free(plan);
+	return rc;
+}
+
+/* Splits 0..n-1 into held-out and training indices by a seeded shuffle. */
+static int *split_indices(int n, double val, uint64_t seed, int *n_val)
+{
+	int *idx = malloc((size_t)n * sizeof *idx);
+	if (!idx)
+		return NULL;
+	for (int i = 0; i < n; i++)
+		idx[i] = i;
+	ae_rng r;
+	ae_rng_seed_stream(&r, seed, 0x73706c6974, 0);
+	ae_rng_shuffle(&r, idx, n);
+	*n_val = (int)(n * val + 0.5);
+	if (val > 0 && *n_val < 1)
+		*n_val = 1;
+	return idx;
+}
+
+static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds, progress *p)
+{
+	int n_val = 0, *idx = split_indices(ds->n, o->val, o->seed, &n_val);
+	const int n_train = ds->n - n_val;
+	if (!idx || n_train < 1) {
+		fprintf(stderr, "aetrain: %d images leave none to train on after holding out %d\n", ds->n, n_val);
+		free(idx);
+		return -1;
+	}
+	const int *val_idx = idx, *train_src = idx + n_val;
+	const size_t per = ae_net_input_size(&m->net);
+	const int B = (int)o->batch, batches = (n_train + B - 1) / B;
+	int *order = malloc((size_t)n_train * sizeof *order);
+	float *x = malloc((size_t)B * per * sizeof(float)), *in = malloc((size_t)B * per * sizeof(float));
+	ae_error err = { 0 };
+	int rc = order && x && in ? 0 : -1;
+	if (!o->quiet && p->epoch < o->epochs)
+		fprintf(stderr, "training %s (latent %d, %zu parameters) on %d images (%d held out), %ld epochs, batch %d\n",
+		        m->net.spec.preset, m->net.spec.latent, m->net.n_params, n_train, n_val, o->epochs, B);
+	for (int e = p->epoch; rc == 0 && e < o->epochs; e++) {
+		memcpy(order, train_src, (size_t)n_train * sizeof *order);
+		ae_rng r;
+		ae_rng_seed_stream(&r, o->seed, 1 + (uint64_t)e, 0);
+		ae_rng_shuffle(&r, order, n_train);
+		double t0 = now_s(), el0 = p->elapsed;
+		const int start = p->batch;
+		for (int b = p->batch; b < batches; b++) {
+			int n = n_train - b * B < B ? n_train - b * B : B;
+			ae_dataset_batch(ds, order + b * B, n, x);
+			const float *input = x;
+			if (o->noise.kind != AE_NOISE_NONE) {
+				memcpy(in, x, (size_t)n * per * sizeof(float));
+				ae_rng_seed_stream(&r, o->seed, 1 + (uint64_t)e, 1 + (uint64_t)b);
+				ae_noise_apply(&o->noise, in, (size_t)n * per, &r);
+				input = in;
+			}
+			double loss = ae_trainer_step(tr, input, x, n, (float)o->lr);
+			if (!isfinite(loss)) {
+				fprintf(stderr, "\naetrain: loss became %g at epoch %d batch %d; try a lower --lr\n", loss, e + 1, b + 1);
+				rc = -1;
+				break;
+			}
+			p->loss_sum += loss * n;
+			p->loss_n += n;
+			p->batch = b + 1;
+			p->elapsed = el0 + (now_s() - t0);
+			if (!o->quiet) {
+				double done = (double)(b + 1 - start) * B, rate = done / (now_s() - t0 + 1e-9);
+				double left = ((double)(o->epochs - e) * batches - (b + 1)) * B / (rate > 0 ? rate : 1);
+				report_progress(e + 1, (int)o->epochs, b + 1, batches, p->loss_sum / p->loss_n, rate, left);
+			}
+			if (stop_requested)
+				break;
+		}
+		if (rc)
+			break;
+		if (stop_requested) {
+			report_progress_end();
+			char ck[4096];
+			cli_sibling(ck, sizeof ck, o->out, ".ckpt");
+			p->epoch = e;
+			if (save_checkpoint(ck, o, m, tr, p) == 0)
+				fprintf(stderr, "interrupted: checkpoint written to %s; continue with: aetrain train --resume %s\n", ck, ck);
+			rc = 130;
+			break;
+		}
+		ae_plan *plan = ae_plan_new(m, &err);
+		ae_infer *w = plan ? ae_infer_new(plan, 256, &err) : NULL;
+		double vl = w && n_val ? validate(w, ds, val_idx, n_val, &o->noise, o->seed, NULL) : NAN;
+		ae_infer_free(w);
+		ae_plan_free(plan);
+		epoch_row *row = &p->rows[p->n_rows++];
+		*row = (epoch_row){ e + 1, p->loss_sum / (p->loss_n ? p->loss_n : 1), vl, p->elapsed };
+		report_progress_end();
+		if (!o->quiet)
+			fprintf(stderr, "epoch %d/%ld  train %.6f  val %.6f  %.0f img/s\n", e + 1, o->epochs, row->train_loss,
+			        vl, (double)p->loss_n / (now_s() - t0 + 1e-9));
+		p->epoch = e + 1, p->batch = 0, p->loss_sum = 0, p->loss_n = 0;
+	}
+	fill_info(m, o, n_train, n_val, p);
+	if (rc == 0)
+		rc = write_outputs(m, o, ds, val_idx, n_val, p);
+	if (rc == 0) {
+		char ck[4096];
+		cli_sibling(ck, sizeof ck, o->out, ".ckpt");
+		remove(ck);
+	}
+	free(order), free(x), free(in), free(idx);
+	return rc;
+}
+
+int cmd_train(int argc, char **argv)
+{
+	/* Installed first, so a signal during loading stops cleanly too: the loop
+	 * checks the flag after each batch. */
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	train_opts o;
+	if (parse_opts(&o, argc, argv))
+		return 2;
+	progress *p = calloc(1, sizeof *p);
+	ae_model *m = NULL;
+	ae_trainer *tr = NULL;
+	ae_error err = { 0 };
+	ae_dataset ds = { 0 };
+	int rc = p ? 0 : 1;
+	if (rc == 0 && o.resume[0]) {
+		train_opts ro = o;
+		float *mv[2] = { NULL, NULL };
+		long step = 0;
+		size_t np = 0;
+		m = load_checkpoint(o.resume, &ro, p, mv, &step);
+		if (m) {
+			np = m->net.n_params;
+			ro.quiet = o.quiet;
+			o = ro;
+			tr = ae_trainer_new(m, (int)o.batch, o.loss, &err);
+		}
+		if (tr) {
+			memcpy(ae_trainer_adam_m(tr), mv[0], np * 4);
+			memcpy(ae_trainer_adam_v(tr), mv[1], np * 4);
+			*ae_trainer_adam_step(tr) = step;
+			if (!o.quiet)
+				fprintf(stderr, "resuming at epoch %d, batch %d\n", p->epoch + 1, p->batch + 1);
+		}
+		free(mv[0]), free(mv[1]);
+		rc = tr ? 0 : 1;
+	}
+	o.threads = cli_threads(o.threads);
+	if (rc == 0 && cli_load_data(&ds, o.data, o.split, &o.spec, o.limit))
+		rc = 1;
+	if (rc == 0 && !m) {
+		o.spec.h = ds.h, o.spec.w = ds.w;
+		m = ae_model_new(&o.spec, o.seed, &err);
+		tr = m ? ae_trainer_new(m, (int)o.batch, o.loss, &err) : NULL;
+		if (!tr) {
+			fprintf(stderr, "aetrain: %s\n", err.msg);
+			rc = 1;
+		}
+	}
+	if (rc == 0) {
+		rc = run(&o, m, tr, &ds, p);
+		if (rc < 0)
+			rc = 1;
+	}
+	ae_dataset_free(&ds);
+	ae_trainer_free(tr);
+	ae_model_free(m);
+	free(p);
+	return rc;
+}
