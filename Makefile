@@ -44,6 +44,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 LIB := $(BUILD)/libae.a
 BINS := $(BUILD)/aetrain $(if $(SERVER_SRC),$(BUILD)/aeserve)
+TOOLS := $(BUILD)/tests/tools/hammer
 
 .PHONY: all test unit integration sanitize valgrind run data models bench clean install
 all: $(BINS)
@@ -68,7 +69,11 @@ $(BUILD)/aeserve: $(SERVER_OBJ) $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-.PRECIOUS: $(BUILD)/tests/%.o
+$(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+.PRECIOUS: $(BUILD)/tests/%.o $(BUILD)/tests/tools/%.o
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -77,7 +82,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
 unit: $(TEST_BIN) $(BINS)
 	@fail=0; for t in $(TEST_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail
 
-integration: $(BINS)
+integration: $(BINS) $(TOOLS)
 	@fail=0; for t in tests/it_*.sh; do [ -e "$$t" ] || continue; echo "== $$t"; \
 		BUILD=$(BUILD) bash $$t || fail=1; done; exit $$fail
 
@@ -92,7 +97,7 @@ valgrind: $(TEST_BIN) $(BINS)
 	BUILD=$(BUILD) bash tests/valgrind.sh
 
 run: $(BINS)
-	$(BUILD)/aeserve --port 8080 models/
+	$(BUILD)/aeserve --port 8080 --default mnist models/
 
 data: data/fashion/train-images-idx3-ubyte.gz data/mnist/train-images-idx3-ubyte
 

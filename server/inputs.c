@@ -1,0 +1,307 @@
+/*
+ * Request bodies to float tensors: one PNG, multipart/form-data with PNG
+ * parts, or JSON {"shape": [...], "data": [...]} (flat or nested). Every
+ * refusal names what was wrong; a PNG's declared size is checked before any
+ * pixel memory exists.
+ */
+#define _GNU_SOURCE /* strcasestr */
+#include "server.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "ae/image.h"
+
+int srv_fail_set(srv_fail *f, unsigned status, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(f->msg, sizeof f->msg, fmt, ap);
+	va_end(ap);
+	f->status = status;
+	f->code = code;
+	return -1;
+}
+
+/* Bilinear resampling of planar 8-bit (c, h, w) to (c, oh, ow) floats. */
+static void resize_to(float *dst, const uint8_t *src, int c, int h, int w, int oh, int ow)
+{
+	for (int ch = 0; ch < c; ch++)
+		for (int y = 0; y < oh; y++) {
+			float fy = ((float)y + 0.5f) * (float)h / (float)oh - 0.5f;
+			int y0 = fy < 0 ? 0 : (int)fy, y1 = y0 + 1 < h ? y0 + 1 : h - 1;
+			float ty = fy - (float)y0;
+			if (ty < 0) ty = 0;
+			for (int x = 0; x < ow; x++) {
+				float fx = ((float)x + 0.5f) * (float)w / (float)ow - 0.5f;
+				int x0 = fx < 0 ? 0 : (int)fx, x1 = x0 + 1 < w ? x0 + 1 : w - 1;
+				float tx = fx - (float)x0;
+				if (tx < 0) tx = 0;
+				const uint8_t *p = src + (size_t)ch * h * w;
+				float a = p[y0 * w + x0] + tx * (p[y0 * w + x1] - p[y0 * w + x0]);
+				float b = p[y1 * w + x0] + tx * (p[y1 * w + x1] - p[y1 * w + x0]);
+				dst[((size_t)ch * oh + y) * ow + x] = (a + ty * (b - a)) / 255.0f;
+			}
+		}
+}
+
+/* Decodes one PNG into dst (the model's C*H*W floats). which names it in
+ * messages ("the image", "part 2"). */
+static int png_one(const uint8_t *buf, size_t len, const srv_model *m, const srv_in_opts *o, float *dst,
+                   const char *which, srv_fail *f)
+{
+	int w, h;
+	ae_error err = { 0 };
+	if (ae_png_size(buf, len, &w, &h, &err))
+		return srv_fail_set(f, 400, "invalid_png", "%s: %s", which, err.msg);
+	/* Refused on the header alone, before any pixel memory exists. */
+	if ((size_t)w * (size_t)h > SRV_MAX_PIXELS)
+		return srv_fail_set(f, 422, "image_too_large", "%s declares %dx%d pixels, over the limit of %u", which, w,
+		                    h, SRV_MAX_PIXELS);
+	/* Decoded before the size check, so a corrupt file is called corrupt
+	 * whatever its size. */
+	ae_image img;
+	if (ae_png_decode(buf, len, m->c, SRV_MAX_PIXELS, &img, &err))
+		return srv_fail_set(f, 400, "invalid_png", "%s: %s", which, err.msg);
+	if ((w != m->w || h != m->h) && !o->resize) {
+		ae_image_free(&img);
+		return srv_fail_set(f, 422, "wrong_size",
+		                    "%s is %dx%d; model '%s' takes %dx%d images (add ?resize=true to resample)", which, w,
+		                    h, m->name, m->w, m->h);
+	}
+	const size_t per = m->in_size;
+	if (img.w == m->w && img.h == m->h)
+		for (size_t i = 0; i < per; i++)
+			dst[i] = img.pix[i] * (1.0f / 255.0f);
+	else
+		resize_to(dst, img.pix, m->c, img.h, img.w, m->h, m->w);
+	if (o->invert)
+		for (size_t i = 0; i < per; i++)
+			dst[i] = 1.0f - dst[i];
+	ae_image_free(&img);
+	return 0;
+}
+
+int srv_parse_png(const uint8_t *body, size_t len, const srv_model *m, const srv_in_opts *o,
+                  int *n, float **out, srv_fail *f)
+{
+	float *x = malloc(m->in_size * sizeof(float));
+	if (!x)
+		return srv_fail_set(f, 500, "internal", "out of memory");
+	if (png_one(body, len, m, o, x, "the image", f)) {
+		free(x);
+		return -1;
+	}
+	*n = 1;
+	*out = x;
+	return 0;
+}
+
+/* ---- multipart/form-data (RFC 7578) over a complete body ---- */
+
+static const uint8_t *find(const uint8_t *hay, size_t n, const char *needle, size_t k)
+{
+	if (k == 0 || n < k)
+		return NULL;
+	for (const uint8_t *p = hay; (p = memchr(p, needle[0], (size_t)(hay + n - p) - k + 1)); p++)
+		if (memcmp(p, needle, k) == 0)
+			return p;
+	return NULL;
+}
+
+static int boundary_of(const char *ctype, char *b, size_t cap)
+{
+	const char *p = strcasestr(ctype, "boundary=");
+	if (!p)
+		return -1;
+	p += 9;
+	int quoted = *p == '"';
+	p += quoted;
+	size_t i = 0;
+	while (*p && i + 1 < cap && (quoted ? *p != '"' : (*p != ';' && *p != ' ')))
+		b[i++] = *p++;
+	b[i] = '\0';
+	return i > 0 && i <= 70 ? 0 : -1;
+}
+
+int srv_parse_multipart(const uint8_t *body, size_t len, const char *ctype, const srv_model *m,
+                        const srv_in_opts *o, int *n, float **out, srv_fail *f)
+{
+	char b[80], delim[84];
+	if (boundary_of(ctype, b, sizeof b))
+		return srv_fail_set(f, 400, "invalid_multipart", "multipart/form-data needs a boundary parameter");
+	int dl = snprintf(delim, sizeof delim, "--%s", b);
+	const uint8_t *p = find(body, len, delim, (size_t)dl), *end = body + len;
+	float *x = NULL;
+	int count = 0, cap = 0;
+	if (!p)
+		return srv_fail_set(f, 400, "invalid_multipart", "the body does not contain its boundary");
+	for (;;) {
+		p += dl;
+		if (end - p >= 2 && p[0] == '-' && p[1] == '-')
+			break;  /* closing delimiter */
+		const uint8_t *hdr_end = find(p, (size_t)(end - p), "\r\n\r\n", 4);
+		if (!hdr_end) {
+			free(x);
+			return srv_fail_set(f, 400, "invalid_multipart", "part %d: headers are not terminated", count + 1);
+		}
+		const uint8_t *data = hdr_end + 4;
+		char nd[86];
+		int nl = snprintf(nd, sizeof nd, "\r\n%s", delim);
+		const uint8_t *next = find(data, (size_t)(end - data), nd, (size_t)nl);
+		if (!next) {
+			free(x);
+			return srv_fail_set(f, 400, "invalid_multipart", "part %d is not closed by the boundary (truncated body?)",
+			                    count + 1);
+		}
+		if (count >= SRV_MAX_IMAGES) {
+			free(x);
+			return srv_fail_set(f, 413, "too_many_images", "more than %d images in one request", SRV_MAX_IMAGES);
+		}
+		if (count == cap) {
+			cap = cap ? cap * 2 : 4;
+			float *nx = realloc(x, (size_t)cap * m->in_size * sizeof(float));
+			if (!nx) {
+				free(x);
+				return srv_fail_set(f, 500, "internal", "out of memory");
+			}
+			x = nx;
+		}
+		char which[32];
+		snprintf(which, sizeof which, "part %d", count + 1);
+		if (png_one(data, (size_t)(next - data), m, o, x + (size_t)count * m->in_size, which, f)) {
+			if (f->status == 400)
+				f->status = 400;
+			free(x);
+			return -1;
+		}
+		count++;
+		p = next + 2;  /* at the delimiter */
+	}
+	if (count == 0) {
+		free(x);
+		return srv_fail_set(f, 400, "invalid_multipart", "no image parts in the form");
+	}
+	*n = count;
+	*out = x;
+	return 0;
+}
+
+/* ---- JSON tensors ---- */
+
+typedef struct flat {
+	float *v;
+	size_t n, cap;
+	int bad_index_set;
+	size_t bad_index;
+	double bad_value;
+	int not_number;
+} flat;
+
+static int flatten(json_t *j, flat *fl, int depth, int check_range)
+{
+	if (depth > 6)
+		return -1;
+	if (json_is_array(j)) {
+		size_t i;
+		json_t *e;
+		json_array_foreach(j, i, e)
+			if (flatten(e, fl, depth + 1, check_range))
+				return -1;
+		return 0;
+	}
+	if (!json_is_number(j)) {
+		fl->not_number = 1;
+		return -1;
+	}
+	double d = json_number_value(j);
+	if (!fl->bad_index_set && (!isfinite(d) || (check_range && (d < 0.0 || d > 1.0)))) {
+		fl->bad_index_set = 1;
+		fl->bad_index = fl->n;
+		fl->bad_value = d;
+	}
+	if (fl->n < fl->cap)
+		fl->v[fl->n] = (float)d;
+	fl->n++;
+	return 0;
+}
+
+static void shape_str(json_t *shape, char *buf, size_t cap)
+{
+	char *s = json_dumps(shape, JSON_COMPACT | JSON_ENCODE_ANY);
+	snprintf(buf, cap, "%s", s ? s : "?");
+	free(s);
+}
+
+int srv_parse_json(const uint8_t *body, size_t len, const srv_model *m, int codes, const srv_in_opts *o,
+                   int *n, float **out, srv_fail *f)
+{
+	json_error_t je;
+	json_t *root = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &je);
+	if (!root)
+		return srv_fail_set(f, 400, "invalid_json", "malformed JSON at line %d, column %d: %s", je.line, je.column,
+		                    je.text);
+	json_t *shape = json_object_get(root, "shape"), *data = json_object_get(root, "data");
+	int rc = 0;
+	char sh[128] = "";
+	long dims[4] = { 0 };
+	size_t nd = json_is_array(shape) ? json_array_size(shape) : 0;
+	if (!json_is_object(root) || !json_is_array(shape) || !json_is_array(data))
+		rc = srv_fail_set(f, 400, "invalid_json", "expected an object {\"shape\": [...], \"data\": [...]}");
+	else if (nd < 2 || nd > 4)
+		rc = srv_fail_set(f, 400, "invalid_shape", "shape must have 2 to 4 dimensions, N first");
+	for (size_t i = 0; rc == 0 && i < nd; i++) {
+		json_t *d = json_array_get(shape, i);
+		if (!json_is_integer(d) || json_integer_value(d) < 1 || json_integer_value(d) > 1 << 24)
+			rc = srv_fail_set(f, 400, "invalid_shape", "shape entry %zu is not a positive integer", i);
+		else
+			dims[i] = (long)json_integer_value(d);
+	}
+	if (rc == 0) {
+		shape_str(shape, sh, sizeof sh);
+		size_t per = codes ? (size_t)m->latent : m->in_size;
+		size_t rest = 1;
+		for (size_t i = 1; i < nd; i++)
+			rest *= (size_t)dims[i];
+		int fits = codes ? (nd == 2 && rest == per)
+		                 : ((nd == 4 && dims[1] == m->c && dims[2] == m->h && dims[3] == m->w) ||
+		                    (nd == 3 && m->c == 1 && dims[1] == m->h && dims[2] == m->w) ||
+		                    (nd == 2 && rest == per));
+		if (dims[0] > SRV_MAX_IMAGES)
+			rc = srv_fail_set(f, 413, "too_many_images", "%ld items in one request; the limit is %d", dims[0],
+			                  SRV_MAX_IMAGES);
+		else if (!fits && codes)
+			rc = srv_fail_set(f, 422, "wrong_shape", "shape %s does not fit model '%s': decode takes codes [N,%d]",
+			                  sh, m->name, m->latent);
+		else if (!fits)
+			rc = srv_fail_set(f, 422, "wrong_shape",
+			                  "shape %s does not fit model '%s', which takes [N,%d,%d,%d]%s or [N,%zu]", sh,
+			                  m->name, m->c, m->h, m->w, m->c == 1 ? ", [N,H,W]" : "", per);
+		flat fl = { .cap = (size_t)dims[0] * per };
+		if (rc == 0 && !(fl.v = malloc(fl.cap * sizeof(float))))
+			rc = srv_fail_set(f, 500, "internal", "out of memory");
+		if (rc == 0 && flatten(data, &fl, 0, !codes))
+			rc = srv_fail_set(f, 400, "invalid_json", fl.not_number ? "data holds something that is not a number"
+			                                                       : "data is nested too deeply");
+		if (rc == 0 && fl.n != fl.cap)
+			rc = srv_fail_set(f, 400, "shape_mismatch", "data holds %zu values; shape %s needs %zu", fl.n, sh, fl.cap);
+		if (rc == 0 && fl.bad_index_set)
+			rc = srv_fail_set(f, 422, "value_out_of_range", "data[%zu] = %g is %s", fl.bad_index, fl.bad_value,
+			                  isfinite(fl.bad_value) ? "outside [0, 1]" : "not finite");
+		if (rc == 0 && o->invert && !codes)
+			for (size_t i = 0; i < fl.n; i++)
+				fl.v[i] = 1.0f - fl.v[i];
+		if (rc == 0) {
+			*n = (int)dims[0];
+			*out = fl.v;
+		} else
+			free(fl.v);
+	}
+	json_decref(root);
+	return rc;
+}

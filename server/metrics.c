@@ -1,0 +1,146 @@
+/*
+ * Prometheus metrics, text exposition format 0.0.4, base units (seconds):
+ * requests by route and status, request latency and batch-size histograms,
+ * queue depth, and a model info gauge carrying each model's checksum.
+ * Counters are lock-free atomics bumped on the HTTP threads.
+ */
+#include "server.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const unsigned statuses[] = { 200, 400, 404, 405, 413, 415, 422, 500, 503, 504 };
+#define N_STATUS (sizeof statuses / sizeof *statuses)
+static const double lat_le[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5 };
+#define N_LAT (sizeof lat_le / sizeof *lat_le)
+
+static atomic_long req_count[R_N][N_STATUS + 1];
+static atomic_long lat_bucket[R_N][N_LAT + 1];
+static _Atomic double lat_sum[R_N];
+
+const char *srv_route_name(int route)
+{
+	static const char *names[R_N] = { "encode", "decode", "reconstruct", "denoise", "anomaly", "models",
+	                                  "model", "livez", "readyz", "metrics", "other" };
+	return route >= 0 && route < R_N ? names[route] : "other";
+}
+
+void srv_metrics_request(int route, unsigned status, double seconds)
+{
+	if (route < 0 || route >= R_N)
+		route = R_OTHER;
+	size_t s = N_STATUS;
+	for (size_t i = 0; i < N_STATUS; i++)
+		if (statuses[i] == status)
+			s = i;
+	atomic_fetch_add(&req_count[route][s], 1);
+	size_t b = 0;
+	while (b < N_LAT && seconds > lat_le[b])
+		b++;
+	atomic_fetch_add(&lat_bucket[route][b], 1);
+	double old = atomic_load(&lat_sum[route]);
+	while (!atomic_compare_exchange_weak(&lat_sum[route], &old, old + seconds))
+		;
+}
+
+typedef struct sbuf {
+	char *p;
+	size_t len, cap;
+} sbuf;
+
+static void put(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(sbuf *b, const char *fmt, ...)
+{
+	for (;;) {
+		va_list ap;
+		va_start(ap, fmt);
+		int n = b->p ? vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap) : -1;
+		va_end(ap);
+		if (n >= 0 && b->len + (size_t)n < b->cap) {
+			b->len += (size_t)n;
+			return;
+		}
+		size_t cap = b->cap ? b->cap * 2 : 8192;
+		char *p = realloc(b->p, cap);
+		if (!p)
+			return;
+		b->p = p;
+		b->cap = cap;
+	}
+}
+
+static void requests(sbuf *b)
+{
+	put(b, "# HELP aeserve_http_requests_total HTTP requests answered, by route and status.\n"
+	       "# TYPE aeserve_http_requests_total counter\n");
+	for (int r = 0; r < R_N; r++)
+		for (size_t s = 0; s <= N_STATUS; s++) {
+			long v = atomic_load(&req_count[r][s]);
+			if (v)
+				put(b, "aeserve_http_requests_total{route=\"%s\",status=\"%s%u\"} %ld\n", srv_route_name(r),
+				    s == N_STATUS ? "other" : "", s == N_STATUS ? 0 : statuses[s], v);
+		}
+	put(b, "# HELP aeserve_http_request_duration_seconds Time from the first byte of a request to its response.\n"
+	       "# TYPE aeserve_http_request_duration_seconds histogram\n");
+	for (int r = 0; r < R_N; r++) {
+		long cum = 0;
+		for (size_t i = 0; i <= N_LAT; i++)
+			cum += atomic_load(&lat_bucket[r][i]);
+		if (!cum)
+			continue;
+		long acc = 0;
+		for (size_t i = 0; i < N_LAT; i++) {
+			acc += atomic_load(&lat_bucket[r][i]);
+			put(b, "aeserve_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %ld\n", srv_route_name(r),
+			    lat_le[i], acc);
+		}
+		put(b, "aeserve_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %ld\n", srv_route_name(r), cum);
+		put(b, "aeserve_http_request_duration_seconds_sum{route=\"%s\"} %.9g\n", srv_route_name(r),
+		    atomic_load(&lat_sum[r]));
+		put(b, "aeserve_http_request_duration_seconds_count{route=\"%s\"} %ld\n", srv_route_name(r), cum);
+	}
+}
+
+static void models(sbuf *b, srv_state *s)
+{
+	put(b, "# HELP aeserve_batch_size Images per batched forward pass.\n# TYPE aeserve_batch_size histogram\n");
+	for (int i = 0; i < s->n_models; i++) {
+		srv_model *m = s->models[i];
+		long acc = 0;
+		for (int k = 0; k < 9; k++) {
+			acc += atomic_load(&m->batch_hist[k]);
+			put(b, "aeserve_batch_size_bucket{model=\"%s\",le=\"%d\"} %ld\n", m->name, 1 << k, acc);
+		}
+		acc += atomic_load(&m->batch_hist[9]);
+		put(b, "aeserve_batch_size_bucket{model=\"%s\",le=\"+Inf\"} %ld\n", m->name, acc);
+		put(b, "aeserve_batch_size_sum{model=\"%s\"} %ld\n", m->name, atomic_load(&m->batch_images));
+		put(b, "aeserve_batch_size_count{model=\"%s\"} %ld\n", m->name, atomic_load(&m->batches));
+	}
+	put(b, "# HELP aeserve_queue_depth Requests waiting for an inference worker.\n# TYPE aeserve_queue_depth gauge\n");
+	for (int i = 0; i < s->n_models; i++) {
+		srv_model *m = s->models[i];
+		pthread_mutex_lock(&m->mu);
+		int d = m->depth;
+		pthread_mutex_unlock(&m->mu);
+		put(b, "aeserve_queue_depth{model=\"%s\"} %d\n", m->name, d);
+	}
+	put(b, "# HELP aeserve_model_info A loaded model; the value is always 1.\n# TYPE aeserve_model_info gauge\n");
+	for (int i = 0; i < s->n_models; i++) {
+		srv_model *m = s->models[i];
+		put(b, "aeserve_model_info{model=\"%s\",checksum=\"%s\",task=\"%s\",latent=\"%d\",default=\"%s\"} 1\n",
+		    m->name, m->m->checksum, m->m->task, m->latent, m == s->default_model ? "true" : "false");
+	}
+	put(b, "# HELP aeserve_ready Whether every model is loaded and the server is not draining.\n"
+	       "# TYPE aeserve_ready gauge\naeserve_ready %d\n", atomic_load(&s->ready));
+}
+
+char *srv_metrics_render(srv_state *s, size_t *len)
+{
+	sbuf b = { 0 };
+	requests(&b);
+	models(&b, s);
+	*len = b.len;
+	return b.p;
+}

@@ -1,0 +1,137 @@
+/*
+ * Response bodies. Tensors are written by hand rather than through jansson:
+ * a reconstruction is 784 numbers per image, and building a jansson tree
+ * for them costs more than the inference.
+ */
+#include "server.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Writes v with up to 6 significant digits, like "%.6g" but without the
+ * locale and format parsing; returns the length written (<= 16). */
+static int fmt_float(char *p, float v)
+{
+	if (v == 0.0f || !isfinite(v)) {
+		p[0] = '0';
+		return 1;
+	}
+	float a = fabsf(v);
+	if (a < 1e-4f || a >= 1e6f)
+		return snprintf(p, 16, "%.6g", (double)v);
+	int len = 0;
+	if (v < 0)
+		p[len++] = '-';
+	/* scale to an integer with 6 significant digits */
+	int exp10 = (int)floorf(log10f(a));
+	int decimals = 5 - exp10;
+	if (decimals < 0)
+		decimals = 0;
+	double scaled = (double)a;
+	for (int i = 0; i < decimals; i++)
+		scaled *= 10.0;
+	long long q = llround(scaled);
+	long long div = 1;
+	for (int i = 0; i < decimals; i++)
+		div *= 10;
+	long long ip = q / div, fp = q % div;
+	len += snprintf(p + len, 24, "%lld", ip);
+	if (fp) {
+		char frac[24];
+		int fl = snprintf(frac, sizeof frac, "%0*lld", decimals, fp);
+		while (fl > 0 && frac[fl - 1] == '0')
+			fl--;
+		p[len++] = '.';
+		memcpy(p + len, frac, (size_t)fl);
+		len += fl;
+	}
+	return len;
+}
+
+char *srv_json_tensor(const srv_model *m, const char *op, const float *v, int n, const int *dims, int ndims,
+                      size_t *len)
+{
+	size_t count = (size_t)n;
+	for (int i = 0; i < ndims; i++)
+		count *= (size_t)dims[i];
+	size_t cap = 256 + count * 18;
+	char *buf = malloc(cap), *p = buf;
+	if (!buf)
+		return NULL;
+	p += sprintf(p, "{\"model\":\"%s\",\"op\":\"%s\",\"shape\":[%d", m->name, op, n);
+	for (int i = 0; i < ndims; i++)
+		p += sprintf(p, ",%d", dims[i]);
+	p += sprintf(p, "],\"data\":[");
+	for (size_t i = 0; i < count; i++) {
+		if (i)
+			*p++ = ',';
+		p += fmt_float(p, v[i]);
+	}
+	p += sprintf(p, "]}");
+	*len = (size_t)(p - buf);
+	return buf;
+}
+
+char *srv_json_anomaly(const srv_model *m, const float *x, const float *y, int n, double threshold,
+                       double quantile, size_t *len)
+{
+	json_t *res = json_array();
+	for (int i = 0; i < n; i++) {
+		double s = 0.0;
+		const float *a = x + (size_t)i * m->in_size, *b = y + (size_t)i * m->in_size;
+		for (size_t j = 0; j < m->in_size; j++) {
+			double d = (double)a[j] - b[j];
+			s += d * d;
+		}
+		double score = s / (double)m->in_size;
+		json_array_append_new(res, json_pack("{s:f, s:f, s:b}", "score", score, "percentile",
+		                                     ae_model_percentile(m->m, score), "anomaly", score > threshold));
+	}
+	json_t *o = json_pack("{s:s, s:s, s:f, s:o, s:o}", "model", m->name, "metric", "mse", "threshold", threshold,
+	                      "threshold_quantile", isnan(quantile) ? json_null() : json_real(quantile), "results", res);
+	char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(7));
+	json_decref(o);
+	if (s)
+		*len = strlen(s);
+	return s;
+}
+
+char *srv_json_model(const srv_model *m, int is_default, size_t *len)
+{
+	const ae_model *a = m->m;
+	const ae_train_info *t = &a->train;
+	char noise[64];
+	ae_noise_format(&a->noise, noise, sizeof noise);
+	json_t *q = json_object();
+	static const double named[] = { 0.5, 0.9, 0.95, 0.99, 0.999 };
+	static const char *keys[] = { "p50", "p90", "p95", "p99", "p99.9" };
+	for (int i = 0; i < 5; i++)
+		json_object_set_new(q, keys[i], json_real(ae_model_quantile(a, named[i])));
+	json_t *p = json_array(), *v = json_array();
+	for (int i = 0; i < a->n_quant; i++) {
+		json_array_append_new(p, json_real(a->qp[i]));
+		json_array_append_new(v, json_real(a->qv[i]));
+	}
+	json_object_set_new(q, "p", p);
+	json_object_set_new(q, "v", v);
+	json_t *o = json_pack(
+		"{s:s, s:b, s:s, s:[i,i,i], s:i, s:s, s:s, s:s, s:I, s:s,"
+		" s:{s:s, s:s, s:I, s:I, s:i, s:i, s:f, s:I, s:f, s:f, s:f, s:s},"
+		" s:o}",
+		"name", m->name, "default", is_default, "architecture", a->net.spec.preset, "input_shape", m->c, m->h, m->w,
+		"latent", m->latent, "task", a->task, "noise", noise, "checksum", a->checksum, "parameters",
+		(json_int_t)a->net.n_params, "format", "safetensors",
+		"training", "dataset", t->dataset, "loss", t->loss, "samples", (json_int_t)t->samples,
+		"val_samples", (json_int_t)t->val_samples, "epochs", t->epochs, "batch", t->batch, "lr", t->lr,
+		"seed", (json_int_t)t->seed, "train_loss", isfinite(t->train_loss) ? t->train_loss : -1.0,
+		"val_loss", isfinite(t->val_loss) ? t->val_loss : -1.0, "seconds", t->seconds, "date", t->date,
+		"error_quantiles", q);
+	char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+	json_decref(o);
+	if (s)
+		*len = strlen(s);
+	return s;
+}

@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# aeserve as our users meet it: the real server on loopback with the shipped
+# models, spoken to with curl. Every route, every input form, every error of
+# the API with its status and error code, PngSuite, the quality promises
+# (anomaly verdicts, denoising), queue overflow, timeouts, slow clients,
+# metrics, the access log, start-up failures and a clean SIGTERM.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. tests/lib.sh
+S="$BUILD/aeserve"
+T="$BUILD/aetrain"
+PORT=$((20000 + $$ % 20000))
+URL="http://127.0.0.1:$PORT"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$TMPD"; }
+trap cleanup EXIT
+
+# start_server PORT LOG ARGS...: starts aeserve and waits for /readyz.
+start_server() {
+	local port=$1 log=$2; shift 2
+	$S --port "$port" "$@" > "$log" 2> "$log.err" &
+	PIDS+=($!)
+	for _ in $(seq 200); do
+		curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && return 0
+		sleep 0.05
+	done
+	echo "server on $port did not become ready: $(cat "$log.err")" >&2
+	return 1
+}
+
+# expect STATUS CODE what curl-args...: status and error code of a request.
+expect() {
+	local status=$1 code=$2 what=$3; shift 3
+	local out got
+	out=$(curl -s -o "$TMPD/body" -w '%{http_code}' "$@")
+	got=$(jq -r '.error.code // empty' "$TMPD/body" 2>/dev/null)
+	if [ "$out" = "$status" ] && [ "$got" = "$code" ]; then ok
+	else bad "$what: got $out '$got', wanted $status '$code': $(head -c 300 "$TMPD/body")"; fi
+}
+
+# ---- test inputs: real test-split images ----
+"$T" export tests/fixtures/digits --out "$TMPD/digits" --limit 20 --json "$TMPD/digits.json" >/dev/null
+"$T" export tests/fixtures/digits --out "$TMPD/noisy" --limit 100 --noise gaussian:0.5:0.5 --seed 7 --json "$TMPD/noisy.json" >/dev/null
+"$T" export tests/fixtures/digits --out "$TMPD/clean" --limit 100 --json "$TMPD/clean.json" >/dev/null
+"$T" export tests/fixtures/fashion --out "$TMPD/fashion" --limit 20 >/dev/null
+D0="$TMPD/digits/00000.png"
+
+start_server $PORT "$TMPD/log" --default mnist --log-format json --body-limit 2097152 models/ || exit 1
+
+# ---- operations ----
+check "livez" bash -c "curl -sf $URL/livez | jq -e '.status == \"alive\"' >/dev/null"
+check "readyz" bash -c "curl -sf $URL/readyz | jq -e '.status == \"ready\"' >/dev/null"
+curl -s "$URL/v1/models" > "$TMPD/models.json"
+check "models lists the shipped three" jq -e '[.models[].name] | sort == ["fashion","mnist","mnist-denoise"]' "$TMPD/models.json"
+check "default model" jq -e '.default == "mnist"' "$TMPD/models.json"
+curl -s "$URL/v1/models/mnist-denoise" > "$TMPD/m.json"
+check "model metadata" jq -e '.input_shape == [1,28,28] and .latent == 16 and .task == "denoise" and .noise == "gaussian:0.5:0.5" and (.checksum | startswith("crc32:")) and .error_quantiles.p99 > 0 and .training.epochs == 20' "$TMPD/m.json"
+expect 404 model_not_found "unknown model metadata" "$URL/v1/models/nope"
+
+# ---- inputs: PNG, multipart, JSON in each shape ----
+P=(-H 'Content-Type: image/png')
+curl -s "${P[@]}" --data-binary @"$D0" "$URL/v1/models/mnist/encode" > "$TMPD/e1.json"
+check "encode png" jq -e '.shape == [1,16] and (.data | length) == 16' "$TMPD/e1.json"
+curl -s "${P[@]}" --data-binary @"$D0" "$URL/v1/encode" > "$TMPD/e0.json"
+check "default model route" cmp -s "$TMPD/e0.json" "$TMPD/e1.json"
+curl -s -F image=@"$D0" -F image=@"$TMPD/digits/00001.png" "$URL/v1/models/mnist/encode" > "$TMPD/e2.json"
+check "multipart two images" jq -e '.shape == [2,16] and (.data | length) == 32' "$TMPD/e2.json"
+check "multipart first equals single" bash -c "[ \"\$(jq -c '.data[:16]' '$TMPD/e2.json')\" = \"\$(jq -c '.data' '$TMPD/e1.json')\" ]"
+jq -c '{shape: [1,1,28,28], data: .data[:784]}' "$TMPD/digits.json" > "$TMPD/j4.json"
+jq -c '{shape: [1,28,28], data: [.data[:784] | [range(0;28) as $r | .[$r*28:$r*28+28]]]}' "$TMPD/digits.json" > "$TMPD/j3.json"
+jq -c '{shape: [1,784], data: [.data[:784]]}' "$TMPD/digits.json" > "$TMPD/j2.json"
+for f in j4 j3 j2; do
+	curl -s -H 'Content-Type: application/json' --data-binary @"$TMPD/$f.json" "$URL/v1/models/mnist/encode" > "$TMPD/o$f.json"
+	check "json $f matches png" bash -c "jq -e --slurpfile a '$TMPD/e1.json' '[.data, \$a[0].data] | transpose | map(.[0]-.[1] | fabs) | max < 1e-4' '$TMPD/o$f.json' >/dev/null"
+done
+jq -c '{shape: [1,16], data: .data}' "$TMPD/e1.json" > "$TMPD/codes.json"
+curl -s -H 'Content-Type: application/json' --data-binary @"$TMPD/codes.json" "$URL/v1/models/mnist/decode" > "$TMPD/dec.json"
+check "decode" jq -e '.shape == [1,1,28,28] and (.data | length) == 784' "$TMPD/dec.json"
+curl -s "${P[@]}" --data-binary @"$D0" "$URL/v1/models/mnist/reconstruct" > "$TMPD/rec.json"
+check "decode(encode(x)) == reconstruct(x)" bash -c "jq -e --slurpfile a '$TMPD/rec.json' '[.data, \$a[0].data] | transpose | map(.[0]-.[1] | fabs) | max < 1e-4' '$TMPD/dec.json' >/dev/null"
+curl -s -o "$TMPD/out.png" -D "$TMPD/h" -H 'Accept: image/png' "${P[@]}" --data-binary @"$D0" "$URL/v1/models/mnist/reconstruct"
+check "reconstruct returns a PNG" grep -qi 'content-type: image/png' "$TMPD/h"
+check "the PNG is 28x28" bash -c "[ \"\$(od -An -tx1 -j16 -N8 '$TMPD/out.png' | tr -d ' \n')\" = 0000001c0000001c ]"
+curl -s -o "$TMPD/out2.png" -H 'Accept: image/png' -H 'Content-Type: application/json' --data-binary @"$TMPD/codes.json" "$URL/v1/models/mnist/decode"
+check "decode returns a PNG" bash -c "head -c 4 '$TMPD/out2.png' | grep -q PNG"
+curl -s "${P[@]}" --data-binary @"$TMPD/digits/00003.png" "$URL/v1/models/mnist/reconstruct?invert=1" > "$TMPD/inv.json"
+check "invert" jq -e '.shape == [1,1,28,28]' "$TMPD/inv.json"
+curl -s "${P[@]}" --data-binary @tests/fixtures/pngsuite/basn2c08.png "$URL/v1/models/mnist/encode?resize=true" > "$TMPD/rs.json"
+check "resize an RGB 32x32 PNG" jq -e '.shape == [1,16]' "$TMPD/rs.json"
+
+# ---- quality: anomaly verdicts and denoising ----
+curl -s "${P[@]}" --data-binary @"$D0" "$URL/v1/models/mnist/anomaly" > "$TMPD/a_digit.json"
+curl -s "${P[@]}" --data-binary @"$TMPD/fashion/00000.png" "$URL/v1/models/mnist/anomaly" > "$TMPD/a_fashion.json"
+check "a test digit is normal for mnist" jq -e '.results[0].anomaly == false and .results[0].score < .threshold' "$TMPD/a_digit.json"
+check "a Fashion-MNIST image is an anomaly for mnist" jq -e '.results[0].anomaly == true and .results[0].score > .threshold and .results[0].percentile >= 99' "$TMPD/a_fashion.json"
+check "threshold is the model's p99" bash -c "[ \"\$(jq .threshold_quantile '$TMPD/a_digit.json')\" = 0.99 ]"
+fd=(); for f in "$TMPD"/digits/*.png; do fd+=(-F "image=@$f"); done
+ff=(); for f in "$TMPD"/fashion/*.png; do ff+=(-F "image=@$f"); done
+nd=$(curl -s "${fd[@]}" "$URL/v1/models/mnist/anomaly" | jq '[.results[] | select(.anomaly)] | length')
+nf=$(curl -s "${ff[@]}" "$URL/v1/models/mnist/anomaly" | jq '[.results[] | select(.anomaly)] | length')
+echo "anomaly verdicts from mnist: $nd of 20 test digits, $nf of 20 Fashion-MNIST images"
+check "at most 2 of 20 digits flagged" test "$nd" -le 2
+check "at least 18 of 20 fashion images flagged" test "$nf" -ge 18
+curl -s "${P[@]}" --data-binary @"$D0" "$URL/v1/models/mnist/anomaly?quantile=0.5" > "$TMPD/q.json"
+check "anomaly ?quantile" bash -c "jq -e --slurpfile m <(curl -s $URL/v1/models/mnist) '(.threshold - \$m[0].error_quantiles.p50 | fabs) < 1e-6' '$TMPD/q.json' >/dev/null"
+curl -s "${P[@]}" --data-binary @"$D0" "$URL/v1/models/mnist/anomaly?threshold=0.000001" > "$TMPD/t.json"
+check "anomaly ?threshold" jq -e '.threshold == 0.000001 and .threshold_quantile == null and .results[0].anomaly == true' "$TMPD/t.json"
+expect 400 invalid_parameter "quantile out of range" "${P[@]}" --data-binary @"$D0" "$URL/v1/models/mnist/anomaly?quantile=2"
+expect 400 invalid_parameter "threshold not a number" "${P[@]}" --data-binary @"$D0" "$URL/v1/models/mnist/anomaly?threshold=abc"
+curl -s -H 'Content-Type: application/json' --data-binary @"$TMPD/noisy.json" "$URL/v1/models/mnist-denoise/denoise" > "$TMPD/den.json"
+mse=$(jq -n --slurpfile a "$TMPD/den.json" --slurpfile b "$TMPD/clean.json" '[$a[0].data, $b[0].data] | transpose | map((.[0]-.[1]) * (.[0]-.[1])) | add / length')
+noisy=$(jq -n --slurpfile a "$TMPD/noisy.json" --slurpfile b "$TMPD/clean.json" '[$a[0].data, $b[0].data] | transpose | map((.[0]-.[1]) * (.[0]-.[1])) | add / length')
+echo "denoise: 100 noisy test digits (gaussian 0.5/0.5): MSE to clean $noisy before, $mse after"
+check "denoised MSE <= 0.020 (got $mse)" jq -n -e "$mse <= 0.020"
+
+# ---- errors: status and code ----
+expect 404 not_found "unknown route" "$URL/v2/nothing"
+expect 404 not_found "unknown op" -X POST "$URL/v1/models/mnist/explode"
+expect 404 model_not_found "unknown model" "${P[@]}" --data-binary @"$D0" "$URL/v1/models/nope/encode"
+expect 405 method_not_allowed "GET on an inference route" "$URL/v1/encode"
+check "405 says Allow: POST" bash -c "curl -s -D - -o /dev/null $URL/v1/encode | grep -qi '^allow: POST'"
+expect 405 method_not_allowed "POST on metrics" -X POST "$URL/metrics"
+head -c 2200000 /dev/zero > "$TMPD/big"
+expect 413 body_too_large "body over the limit" "${P[@]}" --data-binary @"$TMPD/big" "$URL/v1/encode"
+# Without a Content-Length the server stores up to the limit, discards the
+# rest and answers 413 at the end of the upload.
+curl -s -o "$TMPD/body" -D "$TMPD/h413" "${P[@]}" -H 'Transfer-Encoding: chunked' --data-binary @"$TMPD/big" "$URL/v1/encode"
+check "chunked body over the limit: 413 body_too_large" bash -c "grep -q '^HTTP/1.1 413' '$TMPD/h413' && jq -e '.error.code == \"body_too_large\"' '$TMPD/body' >/dev/null"
+expect 415 unsupported_media_type "text/plain" -H 'Content-Type: text/plain' --data-binary 'hello' "$URL/v1/encode"
+expect 415 unsupported_media_type "no content type" -X POST --data-binary @"$D0" -H 'Content-Type:' "$URL/v1/encode"
+expect 415 unsupported_media_type "decode takes JSON only" "${P[@]}" --data-binary @"$D0" "$URL/v1/decode"
+expect 400 empty_body "empty body" "${P[@]}" -X POST "$URL/v1/encode"
+J=(-H 'Content-Type: application/json')
+expect 400 invalid_json "malformed JSON" "${J[@]}" --data-binary '{"shape": [1,784], "data": [0.1,' "$URL/v1/encode"
+expect 400 invalid_json "NaN is not JSON" "${J[@]}" --data-binary '{"shape": [1,1], "data": [NaN]}' "$URL/v1/encode"
+expect 400 invalid_json "huge number overflows" "${J[@]}" --data-binary '{"shape": [1,1], "data": [1e999]}' "$URL/v1/encode"
+expect 400 invalid_json "not an object" "${J[@]}" --data-binary '[1,2,3]' "$URL/v1/encode"
+expect 400 invalid_json "string in data" "${J[@]}" --data-binary "$(jq -c '.data[0] = "x"' "$TMPD/j2.json")" "$URL/v1/encode"
+expect 400 shape_mismatch "data shorter than shape" "${J[@]}" --data-binary "$(jq -c '.data[0] |= .[:783]' "$TMPD/j2.json")" "$URL/v1/encode"
+expect 400 invalid_shape "shape of one dimension" "${J[@]}" --data-binary '{"shape": [784], "data": []}' "$URL/v1/encode"
+expect 400 invalid_shape "negative dimension" "${J[@]}" --data-binary '{"shape": [1,-784], "data": []}' "$URL/v1/encode"
+expect 422 wrong_shape "wrong shape for the model" "${J[@]}" --data-binary '{"shape": [1,2,2], "data": [0,0,0,0]}' "$URL/v1/encode"
+expect 422 wrong_shape "wrong code size for decode" "${J[@]}" --data-binary '{"shape": [1,3], "data": [0,0,0]}' "$URL/v1/decode"
+expect 422 value_out_of_range "value above 1" "${J[@]}" --data-binary "$(jq -c '.data[0][5] = 1.5' "$TMPD/j2.json")" "$URL/v1/encode"
+expect 422 value_out_of_range "negative value" "${J[@]}" --data-binary "$(jq -c '.data[0][5] = -0.1' "$TMPD/j2.json")" "$URL/v1/encode"
+check "out-of-range message names the index" grep -q 'data\[5\] = -0.1' "$TMPD/body"
+head -c 100 "$D0" > "$TMPD/trunc.png"
+expect 400 invalid_png "truncated PNG" "${P[@]}" --data-binary @"$TMPD/trunc.png" "$URL/v1/encode"
+expect 400 invalid_png "not a PNG" "${P[@]}" --data-binary 'GIF89a..........................' "$URL/v1/encode"
+expect 422 wrong_size "PNG of another size" "${P[@]}" --data-binary @tests/fixtures/pngsuite/basn0g08.png "$URL/v1/encode"
+check "wrong-size message names the expected size" grep -q 'takes 28x28' "$TMPD/body"
+# a valid header that declares 100000 x 100000 pixels, and nothing else of note
+{ head -c 16 "$D0"; printf '\x00\x01\x86\xa0\x00\x01\x86\xa0'; tail -c +25 "$D0"; } > "$TMPD/huge.png"
+expect 422 image_too_large "huge PNG, no resize" "${P[@]}" --data-binary @"$TMPD/huge.png" "$URL/v1/encode"
+expect 422 image_too_large "huge PNG with resize: refused before decoding" "${P[@]}" --data-binary @"$TMPD/huge.png" "$URL/v1/encode?resize=1"
+expect 400 invalid_png "multipart with a corrupt part" -F image=@"$D0" -F image=@tests/fixtures/pngsuite/xcsn0g01.png "$URL/v1/encode"
+check "the message names part 2" grep -q 'part 2' "$TMPD/body"
+expect 400 invalid_multipart "multipart without boundary" -H 'Content-Type: multipart/form-data' --data-binary 'x' "$URL/v1/encode"
+
+# ---- PngSuite: valid files accepted or refused only for size; corrupt ones 400 ----
+acc=0; sized=0; refused=0; wrong=0
+for f in tests/fixtures/pngsuite/*.png; do
+	n=$(basename "$f")
+	st=$(curl -s -o /dev/null -w '%{http_code}' "${P[@]}" --data-binary @"$f" "$URL/v1/encode")
+	str=$(curl -s -o /dev/null -w '%{http_code}' "${P[@]}" --data-binary @"$f" "$URL/v1/encode?resize=1")
+	case "$n" in
+		x*) [ "$st" = 400 ] && [ "$str" = 400 ] && refused=$((refused + 1)) || { wrong=$((wrong + 1)); echo "corrupt $n: $st/$str" >&2; } ;;
+		*) if [ "$str" = 200 ] && { [ "$st" = 200 ] || [ "$st" = 422 ]; }; then
+			[ "$st" = 422 ] && sized=$((sized + 1)) || acc=$((acc + 1))
+		   else wrong=$((wrong + 1)); echo "valid $n: $st/$str" >&2; fi ;;
+	esac
+done
+echo "PngSuite: $acc accepted, $sized refused for size only (422; accepted with ?resize), $refused corrupt refused (400)"
+check "PngSuite: every file answered as it should" test "$wrong" -eq 0
+check "PngSuite: 14 corrupt files refused" test "$refused" -eq 14
+
+# ---- concurrency: batching mixes nobody's data ----
+out=$("$BUILD"/tests/tools/hammer "$PORT" /v1/models/mnist/reconstruct 64 10 "$TMPD"/digits/0000*.png)
+echo "$out"
+check "64 clients, 10 s, reconstruct: no error, no mismatch" test $? -eq 0
+out=$("$BUILD"/tests/tools/hammer "$PORT" /v1/models/mnist/encode 64 3 "$TMPD"/digits/0001*.png)
+echo "$out"
+check "64 clients, encode: no error, no mismatch" grep -q ' 0 errors, 0 mismatches' <<<"$out"
+
+# ---- metrics and the access log ----
+curl -s "$URL/metrics" > "$TMPD/metrics"
+check "metrics: requests by route and status" grep -qE '^aeserve_http_requests_total\{route="encode",status="200"\} [1-9]' "$TMPD/metrics"
+check "metrics: 4xx counted" grep -qE '^aeserve_http_requests_total\{route="encode",status="415"\} [1-9]' "$TMPD/metrics"
+check "metrics: latency histogram" grep -qE '^aeserve_http_request_duration_seconds_bucket\{route="reconstruct",le="\+Inf"\} [1-9]' "$TMPD/metrics"
+check "metrics: latency sum in seconds" grep -qE '^aeserve_http_request_duration_seconds_sum\{route="encode"\} [0-9.e+-]+$' "$TMPD/metrics"
+check "metrics: batch-size histogram" grep -qE '^aeserve_batch_size_count\{model="mnist"\} [1-9]' "$TMPD/metrics"
+check "metrics: batches formed under load" bash -c "awk '/^aeserve_batch_size_sum\{model=\"mnist\"\}/{s=\$2} /^aeserve_batch_size_count\{model=\"mnist\"\}/{c=\$2} END{exit !(s/c > 1.5)}' '$TMPD/metrics'"
+check "metrics: queue depth" grep -qE '^aeserve_queue_depth\{model="mnist"\} 0' "$TMPD/metrics"
+check "metrics: model info with checksum" grep -qE '^aeserve_model_info\{model="mnist",checksum="crc32:[0-9a-f]{8}"' "$TMPD/metrics"
+check "metrics: TYPE lines" test "$(grep -c '^# TYPE' "$TMPD/metrics")" -ge 5
+check "access log: one JSON line per request" jq -s -e 'map(select(.path == "/v1/models/nope/encode")) | length == 1 and (.[0] | .status == 404 and .method == "POST" and .bytes > 0 and .duration_s >= 0)' "$TMPD/log"
+
+# ---- overload: a full queue answers 503 with Retry-After at once ----
+P2=$((PORT + 1))
+start_server $P2 "$TMPD/log2" --queue 1 --max-batch 1 --batch-delay-us 0 --body-limit 100000000 --log-format none models/mnist.safetensors || exit 1
+"$T" export tests/fixtures/digits --split train --out "$TMPD/many" --limit 300 --json "$TMPD/many.json" >/dev/null
+cpids=()
+for i in 1 2 3 4 5 6; do
+	curl -s -m 60 -o "$TMPD/ov$i" -D "$TMPD/ovh$i" -w '%{http_code}\n' -H 'Content-Type: application/json' --data-binary @"$TMPD/many.json" "http://127.0.0.1:$P2/v1/reconstruct" > "$TMPD/ovs$i" &
+	cpids+=($!)
+done
+wait "${cpids[@]}"
+n503=$(cat "$TMPD"/ovs* | grep -c 503)
+echo "overload: $(cat "$TMPD"/ovs* | tr '\n' ' ')"
+check "some requests got 503" test "$n503" -ge 1
+check "503 carries Retry-After" bash -c "grep -li '^retry-after: 1' '$TMPD'/ovh* | head -1 | grep -q ."
+check "503 body is the overloaded error" bash -c "cat '$TMPD'/ov* | grep -q '\"code\":\"overloaded\"'"
+
+# ---- timeout: work past its deadline is skipped and answered 504 ----
+P3=$((PORT + 2))
+start_server $P3 "$TMPD/log3" --timeout-ms 1 --body-limit 100000000 --log-format none models/mnist.safetensors || exit 1
+expect 504 timeout "deadline passed" -H 'Content-Type: application/json' --data-binary @"$TMPD/many.json" "http://127.0.0.1:$P3/v1/reconstruct"
+
+# ---- slow clients are dropped ----
+P4=$((PORT + 3))
+start_server $P4 "$TMPD/log4" --conn-timeout 1 --log-format none models/mnist.safetensors || exit 1
+exec 3<>"/dev/tcp/127.0.0.1/$P4"
+printf 'POST /v1/encode HTTP/1.1\r\nHost: x\r\n' >&3
+t0=$(date +%s%N)
+timeout 5 cat <&3 >/dev/null; rc=$?
+exec 3<&-
+dt=$(( ($(date +%s%N) - t0) / 1000000 ))
+check "a client that stalls mid-headers is disconnected (after ${dt} ms)" test "$rc" -eq 0 -a "$dt" -lt 4000
+
+# ---- start-up failures and options ----
+head -c 1000 models/mnist.safetensors > "$TMPD/broken.safetensors"
+expect_fail "a model that fails to load stops the start" "model 'broken' failed to load" "$S" --port $((PORT + 4)) models/mnist.safetensors "$TMPD/broken.safetensors"
+expect_fail "no models" "name at least one model" "$S"
+expect_fail "bad port" "--port: 0 is out of range" "$S" --port 0 models/
+expect_fail "bad address" "--addr: 'localhost' is not an IPv4 or IPv6 address" "$S" --addr localhost models/
+expect_fail "bad log format" "--log-format: 'xml'" "$S" --log-format xml models/
+expect_fail "bad default" "no model named 'nope'" "$S" --port $((PORT + 5)) --default nope models/
+expect_fail "folder without models" "no .safetensors model files" "$S" --port $((PORT + 6)) "$TMPD/digits"
+for o in --addr --port --default --http-threads --workers --max-batch --batch-delay-us --queue --body-limit --timeout-ms --conn-limit --conn-timeout --log-format; do
+	check "aeserve --help documents $o" bash -c "'$S' --help | grep -q -- '$o '"
+done
+
+# ---- SIGTERM: drains and exits 0 ----
+kill -TERM "${PIDS[0]}"
+wait "${PIDS[0]}"; rc=$?
+check "SIGTERM exits 0" test $rc -eq 0
+check "SIGTERM logged the drain" grep -q 'draining' "$TMPD/log.err"
+
+done_tests
