@@ -82,7 +82,12 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
 unit: $(TEST_BIN) $(BINS)
 	@fail=0; for t in $(TEST_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail
 
-integration: $(BINS) $(TOOLS)
+# The OpenAPI validator comes from the npm registry, pinned by package-lock.json.
+tests/openapi/node_modules: tests/openapi/package.json tests/openapi/package-lock.json
+	cd tests/openapi && npm ci --silent --no-audit --no-fund
+	@touch $@
+
+integration: $(BINS) $(TOOLS) tests/openapi/node_modules
 	@fail=0; for t in tests/it_*.sh; do [ -e "$$t" ] || continue; echo "== $$t"; \
 		BUILD=$(BUILD) bash $$t || fail=1; done; exit $$fail
 

@@ -34,9 +34,16 @@ expect() {
 	local out got
 	out=$(curl -s -o "$TMPD/body" -w '%{http_code}' "$@")
 	got=$(jq -r '.error.code // empty' "$TMPD/body" 2>/dev/null)
+	cp "$TMPD/body" "$TMPD/resp/Error/$((++NRESP)).json"
 	if [ "$out" = "$status" ] && [ "$got" = "$code" ]; then ok
 	else bad "$what: got $out '$got', wanted $status '$code': $(head -c 300 "$TMPD/body")"; fi
 }
+
+# ---- the contract: openapi.yaml is valid, responses are saved to check against it ----
+check "openapi.yaml is valid OpenAPI 3.1" node tests/openapi/check.mjs spec openapi.yaml
+mkdir -p "$TMPD"/resp/{Error,Tensor,Anomaly,Model,ModelList,Status}
+NRESP=0
+keep() { cp "$2" "$TMPD/resp/$1/$((++NRESP)).json"; }
 
 # ---- test inputs: real test-split images ----
 "$T" export tests/fixtures/digits --out "$TMPD/digits" --limit 20 --json "$TMPD/digits.json" >/dev/null
@@ -112,6 +119,12 @@ mse=$(jq -n --slurpfile a "$TMPD/den.json" --slurpfile b "$TMPD/clean.json" '[$a
 noisy=$(jq -n --slurpfile a "$TMPD/noisy.json" --slurpfile b "$TMPD/clean.json" '[$a[0].data, $b[0].data] | transpose | map((.[0]-.[1]) * (.[0]-.[1])) | add / length')
 echo "denoise: 100 noisy test digits (gaussian 0.5/0.5): MSE to clean $noisy before, $mse after"
 check "denoised MSE <= 0.020 (got $mse)" jq -n -e "$mse <= 0.020"
+
+curl -s "$URL/livez" > "$TMPD/lz.json"; keep Status "$TMPD/lz.json"
+curl -s "$URL/readyz" > "$TMPD/rz.json"; keep Status "$TMPD/rz.json"
+keep ModelList "$TMPD/models.json"; keep Model "$TMPD/m.json"
+for f in e1 e2 oj4 oj3 oj2 dec rec inv rs den; do keep Tensor "$TMPD/$f.json"; done
+for f in a_digit a_fashion q t; do keep Anomaly "$TMPD/$f.json"; done
 
 # ---- errors: status and code ----
 expect 404 not_found "unknown route" "$URL/v2/nothing"
@@ -238,6 +251,12 @@ expect_fail "bad default" "no model named 'nope'" "$S" --port $((PORT + 5)) --de
 expect_fail "folder without models" "no .safetensors model files" "$S" --port $((PORT + 6)) "$TMPD/digits"
 for o in --addr --port --default --http-threads --workers --max-batch --batch-delay-us --queue --body-limit --timeout-ms --conn-limit --conn-timeout --log-format; do
 	check "aeserve --help documents $o" bash -c "'$S' --help | grep -q -- '$o '"
+done
+
+# ---- every saved response matches its schema in openapi.yaml ----
+for k in Error Tensor Anomaly Model ModelList Status; do
+	check "responses match openapi.yaml schema $k ($(ls "$TMPD/resp/$k" | wc -l) bodies)" \
+		node tests/openapi/check.mjs response openapi.yaml "$k" "$TMPD"/resp/$k/*.json
 done
 
 # ---- SIGTERM: drains and exits 0 ----

@@ -193,6 +193,10 @@ int main(int argc, char **argv)
 		pthread_join(t[i], NULL);
 	double dt = now() - t0;
 	long ok = atomic_load(&n_ok), err = atomic_load(&n_err), bad = atomic_load(&n_bad);
+	free(t);
+	for (int i = 0; i < n_bodies; i++)
+		free(bodies[i].req), free(bodies[i].want);
+	free(bodies);
 	printf("hammer: %d clients, %.1f s: %ld replies matched, %ld errors, %ld mismatches, %.0f req/s\n", clients, dt,
 	       ok, err, bad, (double)(ok + err + bad) / dt);
 	return err || bad || ok == 0 ? 1 : 0;
