@@ -278,10 +278,13 @@ int srv_parse_json(const uint8_t *body, size_t len, const srv_model *m, int code
 		else if (!fits && codes)
 			rc = srv_fail_set(f, 422, "wrong_shape", "shape %s does not fit model '%s': decode takes codes [N,%d]",
 			                  sh, m->name, m->latent);
-		else if (!fits)
-			rc = srv_fail_set(f, 422, "wrong_shape",
-			                  "shape %s does not fit model '%s', which takes [N,%d,%d,%d]%s or [N,%zu]", sh,
-			                  m->name, m->c, m->h, m->w, m->c == 1 ? ", [N,H,W]" : "", per);
+		else if (!fits) {
+			char hw[48] = "";
+			if (m->c == 1)
+				snprintf(hw, sizeof hw, ", [N,%d,%d]", m->h, m->w);
+			rc = srv_fail_set(f, 422, "wrong_shape", "shape %s does not fit model '%s', which takes [N,%d,%d,%d]%s or [N,%zu]",
+			                  sh, m->name, m->c, m->h, m->w, hw, per);
+		}
 		flat fl = { .cap = (size_t)dims[0] * per };
 		if (rc == 0 && !(fl.v = malloc(fl.cap * sizeof(float))))
 			rc = srv_fail_set(f, 500, "internal", "out of memory");
