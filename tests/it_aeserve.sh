@@ -240,6 +240,19 @@ exec 3<&-
 dt=$(( ($(date +%s%N) - t0) / 1000000 ))
 check "a client that stalls mid-headers is disconnected (after ${dt} ms)" test "$rc" -eq 0 -a "$dt" -lt 4000
 
+# ---- the connection count is bounded ----
+P5=$((PORT + 7))
+start_server $P5 "$TMPD/log5" --conn-limit 2 --log-format none models/mnist.safetensors || exit 1
+exec 4<>"/dev/tcp/127.0.0.1/$P5" 5<>"/dev/tcp/127.0.0.1/$P5"
+sleep 0.2
+# Past the limit libmicrohttpd stops accepting: the third client is not
+# served (it waits in the kernel's backlog) while the two are held.
+curl -s -m 1 -o /dev/null "http://127.0.0.1:$P5/livez"; rc=$?
+check "a connection past --conn-limit is not served (curl rc $rc)" test "$rc" -eq 28
+exec 4<&- 5<&-
+sleep 0.2
+check "served again once connections close" curl -sf -m 3 -o /dev/null "http://127.0.0.1:$P5/livez"
+
 # ---- start-up failures and options ----
 head -c 1000 models/mnist.safetensors > "$TMPD/broken.safetensors"
 expect_fail "a model that fails to load stops the start" "model 'broken' failed to load" "$S" --port $((PORT + 4)) models/mnist.safetensors "$TMPD/broken.safetensors"
