@@ -45,6 +45,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 LIB := $(BUILD)/libae.a
 BINS := $(BUILD)/aetrain $(if $(SERVER_SRC),$(BUILD)/aeserve)
 TOOLS := $(BUILD)/tests/tools/hammer
+BENCH_BIN := $(BUILD)/bench/bench_core
 
 .PHONY: all test unit integration sanitize valgrind run data models bench clean install
 all: $(BINS)
@@ -70,6 +71,10 @@ $(BUILD)/aeserve: $(SERVER_OBJ) $(LIB)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench/bench_core: $(BUILD)/bench/bench_core.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -115,8 +120,8 @@ data/mnist/train-images-idx3-ubyte: $(BUILD)/aetrain
 models: $(BUILD)/aetrain data
 	bash deploy/train-models.sh
 
-bench: $(BINS)
-	bash bench/run.sh
+bench: $(BINS) $(BENCH_BIN)
+	BUILD=$(BUILD) bash bench/run.sh
 
 clean:
 	rm -rf build build-san

@@ -1,0 +1,111 @@
+/*
+ * bench_core: what the engine does per second on this machine, printed as
+ * JSON: cblas_sgemm's peak GFLOP/s (1024^3), the conv preset's inference
+ * images/s for encode and reconstruct at batch 1, 32 and 256, and training
+ * images/s at batch 32, with the FLOPs each implies. bench/run.sh runs it
+ * beside bench/torch_ref.py and writes the ratios.
+ *
+ *   bench_core THREADS SECONDS_PER_CASE
+ */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "ae/infer.h"
+#include "ae/train.h"
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double forward_flops(const ae_net *net, int from, int to)
+{
+	double f = 0;
+	for (int i = from; i < to; i++) {
+		const ae_layer *l = &net->layers[i];
+		if (l->kind == AE_L_CONV)
+			f += 2.0 * l->oc * l->ic * l->k * l->k * l->oh * l->ow;
+		else if (l->kind == AE_L_CONVT)
+			f += 2.0 * l->ic * l->oc * l->k * l->k * l->ih * l->iw;
+		else if (l->kind == AE_L_DENSE)
+			f += 2.0 * l->ic * l->oc;
+	}
+	return f;
+}
+
+static double sgemm_gflops(double secs)
+{
+	const int n = 1024;
+	float *a = calloc((size_t)n * n, 4), *b = calloc((size_t)n * n, 4), *c = calloc((size_t)n * n, 4);
+	for (int i = 0; i < n * n; i++)
+		a[i] = b[i] = 0.001f * (float)(i % 97);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+	long reps = 0;
+	double t0 = now(), t;
+	do {
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+		reps++;
+	} while ((t = now() - t0) < secs);
+	free(a), free(b), free(c);
+	return 2.0 * n * n * n * reps / t / 1e9;
+}
+
+/* Images per second of fn on batches of b, for about secs. */
+static double rate(ae_infer *w, int op, const float *x, float *y, float *z, int b, double secs)
+{
+	long imgs = 0;
+	double t0 = now(), t;
+	do {
+		if (op == 0)
+			ae_infer_encode(w, x, b, z);
+		else
+			ae_infer_reconstruct(w, x, b, y, NULL);
+		imgs += b;
+	} while ((t = now() - t0) < secs);
+	return imgs / t;
+}
+
+int main(int argc, char **argv)
+{
+	int threads = argc > 1 ? atoi(argv[1]) : 2;
+	double secs = argc > 2 ? atof(argv[2]) : 2.0;
+	openblas_set_num_threads(threads);
+	ae_arch_spec s;
+	ae_arch_defaults(&s, "conv", NULL);
+	ae_model *m = ae_model_new(&s, 1, NULL);
+	ae_plan *p = ae_plan_new(m, NULL);
+	ae_infer *w = ae_infer_new(p, 256, NULL);
+	float *x = malloc(256 * 784 * sizeof(float)), *y = malloc(256 * 784 * sizeof(float)), z[256 * 16];
+	for (int i = 0; i < 256 * 784; i++)
+		x[i] = (float)((i * 7919) % 256) / 255.0f;
+	const ae_net *net = &m->net;
+	double f_enc = forward_flops(net, 0, net->n_enc), f_rec = forward_flops(net, 0, net->n_layers);
+	printf("{\"threads\": %d,\n \"sgemm_peak_gflops\": %.2f,\n \"flops_encode\": %.0f, \"flops_reconstruct\": %.0f,\n",
+	       threads, sgemm_gflops(secs), f_enc, f_rec);
+	static const int batches[] = { 1, 32, 256 };
+	const char *ops[] = { "encode", "reconstruct" };
+	for (int op = 0; op < 2; op++)
+		for (int k = 0; k < 3; k++) {
+			rate(w, op, x, y, z, batches[k], 0.2);
+			printf(" \"%s_b%d_img_s\": %.1f,\n", ops[op], batches[k], rate(w, op, x, y, z, batches[k], secs));
+		}
+	ae_trainer *tr = ae_trainer_new(m, 32, AE_LOSS_MSE, NULL);
+	ae_trainer_step(tr, x, x, 32, 1e-3f);
+	long imgs = 0;
+	double t0 = now(), t;
+	do {
+		ae_trainer_step(tr, x + (imgs % 224) * 784, x + (imgs % 224) * 784, 32, 1e-3f);
+		imgs += 32;
+	} while ((t = now() - t0) < 2 * secs);
+	printf(" \"train_b32_img_s\": %.1f,\n \"flops_train_step_per_image\": %.0f}\n", imgs / t, 3.0 * f_rec);
+	ae_trainer_free(tr);
+	ae_infer_free(w);
+	ae_plan_free(p);
+	ae_model_free(m);
+	free(x), free(y);
+	return 0;
+}
