@@ -39,17 +39,6 @@ struct ae_infer {
 	float *code;            /* (max_batch, latent) for reconstruct */
 };
 
-static void geom_of(ae_conv_geom *g, const ae_layer *l)
-{
-	if (l->kind == AE_L_CONV)
-		ae_conv_geom_init(g, l->ic, l->ih, l->iw, l->k, l->stride, l->pad);
-	else {
-		ae_conv_geom_init(g, l->oc, l->oh, l->ow, l->k, l->stride, l->pad);
-		g->oh = l->ih;
-		g->ow = l->iw;
-	}
-}
-
 static int is_linear(int kind)
 {
 	return kind == AE_L_CONV || kind == AE_L_CONVT || kind == AE_L_DENSE;
@@ -108,7 +97,7 @@ static int compile(ae_plan *p, ae_error *err)
 		s->in_size = (size_t)l->ic * l->ih * l->iw;
 		s->out_size = ae_layer_out_size(l);
 		if (l->kind != AE_L_DENSE)
-			geom_of(&s->g, l);
+			ae_layer_geom(l, &s->g);
 		i++;
 		if (i < net->n_layers && net->layers[i].kind == AE_L_BN) {
 			const ae_layer *b = &net->layers[i++];

@@ -217,6 +217,17 @@ int ae_net_build(ae_net *net, const ae_arch_spec *spec, ae_error *err)
 	return AE_OK;
 }
 
+void ae_layer_geom(const ae_layer *l, ae_conv_geom *g)
+{
+	if (l->kind == AE_L_CONV) {
+		ae_conv_geom_init(g, l->ic, l->ih, l->iw, l->k, l->stride, l->pad);
+	} else {
+		ae_conv_geom_init(g, l->oc, l->oh, l->ow, l->k, l->stride, l->pad);
+		g->oh = l->ih;
+		g->ow = l->iw;
+	}
+}
+
 static void init_uniform(float *p, size_t n, float bound, ae_rng *r)
 {
 	for (size_t i = 0; i < n; i++)

@@ -24,18 +24,6 @@ struct ae_trainer {
 	float *col, *t;               /* lowering scratch */
 };
 
-static void geom_of(ae_conv_geom *g, const ae_layer *l)
-{
-	if (l->kind == AE_L_CONV)
-		ae_conv_geom_init(g, l->ic, l->ih, l->iw, l->k, l->stride, l->pad);
-	else {
-		/* The adjoint convolution runs from our output down to our input. */
-		ae_conv_geom_init(g, l->oc, l->oh, l->ow, l->k, l->stride, l->pad);
-		g->oh = l->ih;
-		g->ow = l->iw;
-	}
-}
-
 static void scratch_sizes(const ae_net *net, int b, size_t *col, size_t *t, size_t *act)
 {
 	*col = *t = *act = 1;
@@ -154,11 +142,11 @@ const float *ae_trainer_forward(ae_trainer *t, const float *x, int n)
 		ae_epilogue ep = { .bias = l->b != AE_NONE ? P + l->b : NULL };
 		switch (l->kind) {
 		case AE_L_CONV:
-			geom_of(&g, l);
+			ae_layer_geom(l, &g);
 			ae_conv2d_forward(y, t->col, t->t, in, P + l->w, &ep, n, l->oc, &g);
 			break;
 		case AE_L_CONVT:
-			geom_of(&g, l);
+			ae_layer_geom(l, &g);
 			ae_convt2d_forward(y, t->col, t->t, in, P + l->w, &ep, n, l->ic, &g);
 			break;
 		case AE_L_DENSE:
@@ -202,11 +190,11 @@ double ae_trainer_backward(ae_trainer *t, const float *x, const float *target, i
 		ae_conv_geom g;
 		switch (l->kind) {
 		case AE_L_CONV:
-			geom_of(&g, l);
+			ae_layer_geom(l, &g);
 			ae_conv2d_backward(dx, G + l->w, G + l->b, t->col, t->t, d, in, P + l->w, n, l->oc, &g);
 			break;
 		case AE_L_CONVT:
-			geom_of(&g, l);
+			ae_layer_geom(l, &g);
 			ae_convt2d_backward(dx, G + l->w, G + l->b, t->col, t->t, d, in, P + l->w, n, l->ic, &g);
 			break;
 		case AE_L_DENSE:

@@ -58,6 +58,16 @@ int cli_u64(const char *opt, const char *s, uint64_t *out)
 	return 0;
 }
 
+int cli_split(const char *v, char *out, size_t cap)
+{
+	if (strcmp(v, "train") && strcmp(v, "test")) {
+		fprintf(stderr, "aetrain: --split: '%s' is neither train nor test\n", v);
+		return -1;
+	}
+	snprintf(out, cap, "%s", v);
+	return 0;
+}
+
 int cli_load_data(ae_dataset *ds, const char *path, const char *split, const ae_arch_spec *spec, long limit)
 {
 	ae_error err = { 0 };

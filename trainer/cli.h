@@ -16,6 +16,9 @@ int cli_int(const char *opt, const char *s, long lo, long hi, long *out);
 int cli_float(const char *opt, const char *s, double lo, double hi, double *out);
 int cli_u64(const char *opt, const char *s, uint64_t *out);
 
+/* Accepts "train" or "test" for --split into out; prints and returns -1 otherwise. */
+int cli_split(const char *v, char *out, size_t cap);
+
 /* Loads path (split "train"/"test") for the model's channels and checks the
  * images have the model's size. Prints the error and returns -1 on failure.
  * limit > 0 keeps only the first limit images. */

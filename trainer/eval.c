@@ -62,13 +62,7 @@ static int parse(eval_opts *o, int argc, char **argv, const char *cmd)
 	int c;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
-		case O_SPLIT:
-			if (strcmp(optarg, "train") && strcmp(optarg, "test")) {
-				fprintf(stderr, "aetrain: --split: '%s' is neither train nor test\n", optarg);
-				return -1;
-			}
-			snprintf(o->split, sizeof o->split, "%s", optarg);
-			break;
+		case O_SPLIT: if (cli_split(optarg, o->split, sizeof o->split)) return -1; break;
 		case O_NOISE:
 			if (ae_noise_parse(&o->noise, optarg, &err)) {
 				fprintf(stderr, "aetrain: --noise: %s\n", err.msg);
@@ -95,7 +89,10 @@ static int parse(eval_opts *o, int argc, char **argv, const char *cmd)
 	return 0;
 }
 
-/* Loads model, plan, worker and data; prints the error and returns -1. */
+static void teardown(ae_model *m, ae_plan *p, ae_infer *w, ae_dataset *ds);
+
+/* Loads model, plan, worker and data; on failure prints the error, releases
+ * what it loaded and returns -1. */
 static int setup(const eval_opts *o, ae_model **m, ae_plan **p, ae_infer **w, ae_dataset *ds)
 {
 	ae_error err = { 0 };
@@ -105,10 +102,15 @@ static int setup(const eval_opts *o, ae_model **m, ae_plan **p, ae_infer **w, ae
 	if (!(*m = ae_model_load(o->model, &err)) || !(*p = ae_plan_new(*m, &err)) ||
 	    !(*w = ae_infer_new(*p, CHUNK, &err))) {
 		fprintf(stderr, "aetrain: %s\n", err.msg);
+		teardown(*m, *p, *w, ds);
 		return -1;
 	}
 	cli_threads(o->threads);
-	return cli_load_data(ds, o->data, o->split, &(*m)->net.spec, o->limit);
+	if (cli_load_data(ds, o->data, o->split, &(*m)->net.spec, o->limit)) {
+		teardown(*m, *p, *w, ds);
+		return -1;
+	}
+	return 0;
 }
 
 static void teardown(ae_model *m, ae_plan *p, ae_infer *w, ae_dataset *ds)
@@ -167,10 +169,8 @@ int cmd_eval(int argc, char **argv)
 	ae_plan *p = NULL;
 	ae_infer *w = NULL;
 	ae_dataset ds;
-	if (setup(&o, &m, &p, &w, &ds)) {
-		teardown(m, p, w, &ds);
+	if (setup(&o, &m, &p, &w, &ds))
 		return 1;
-	}
 	const ae_noise nz = o.noise_set ? o.noise : m->noise;
 	double *mse = malloc((size_t)ds.n * sizeof *mse), *noisy = malloc((size_t)ds.n * sizeof *noisy);
 	double *score = malloc((size_t)ds.n * sizeof *score);
@@ -252,10 +252,8 @@ int cmd_encode(int argc, char **argv)
 	ae_plan *p = NULL;
 	ae_infer *w = NULL;
 	ae_dataset ds;
-	if (setup(&o, &m, &p, &w, &ds)) {
-		teardown(m, p, w, &ds);
+	if (setup(&o, &m, &p, &w, &ds))
 		return 1;
-	}
 	const int L = m->net.spec.latent;
 	const size_t per = ae_net_input_size(&m->net);
 	float *x = malloc(CHUNK * per * sizeof(float)), *z = malloc((size_t)ds.n * L * sizeof(float));

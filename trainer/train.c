@@ -255,13 +255,7 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
 		case O_DATA: snprintf(o->data, sizeof o->data, "%s", optarg); break;
-		case O_SPLIT:
-			if (strcmp(optarg, "train") && strcmp(optarg, "test")) {
-				fprintf(stderr, "aetrain: --split: '%s' is neither train nor test\n", optarg);
-				return -1;
-			}
-			snprintf(o->split, sizeof o->split, "%s", optarg);
-			break;
+		case O_SPLIT: if (cli_split(optarg, o->split, sizeof o->split)) return -1; break;
 		case O_OUT: snprintf(o->out, sizeof o->out, "%s", optarg); break;
 		case O_ARCH:
 			if (strcmp(optarg, "conv") && strcmp(optarg, "dense")) {

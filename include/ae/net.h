@@ -55,6 +55,11 @@ int ae_arch_defaults(ae_arch_spec *spec, const char *preset, ae_error *err);
 /* Validates spec and expands it into net. */
 int ae_net_build(ae_net *net, const ae_arch_spec *spec, ae_error *err);
 
+struct ae_conv_geom;
+/* The lowering geometry of a conv layer, or for a transposed conv that of
+ * its adjoint convolution (from its output down to its input). */
+void ae_layer_geom(const ae_layer *l, struct ae_conv_geom *g);
+
 static inline size_t ae_layer_out_size(const ae_layer *l)
 {
 	return (size_t)l->oc * l->oh * l->ow;
