@@ -8,7 +8,7 @@ fail=0
 for t in "$BUILD"/tests/test_*; do
 	case "$t" in *.*) continue ;; esac
 	echo "== valgrind $t"
-	OPENBLAS_NUM_THREADS=1 "${VG[@]}" "$t" | tail -1 || fail=1
+	AE_TEST_QUICK=1 OPENBLAS_NUM_THREADS=1 "${VG[@]}" "$t" | tail -1 || fail=1
 done
 tmp=$(mktemp -d)
 echo "== valgrind aetrain train"
