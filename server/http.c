@@ -22,6 +22,7 @@ enum { CT_NONE, CT_PNG, CT_MULTIPART, CT_JSON };
 typedef struct srv_req {
 	double t0;
 	int route, op, phase, ctype;
+	const char *ctype_hdr;  /* the Content-Type header, owned by MHD for the request */
 	srv_model *model;
 	char method[16], path[256];
 	uint8_t *body;
@@ -188,6 +189,7 @@ static int check_post_headers(srv_state *s, srv_req *r, struct MHD_Connection *c
 		return 0;
 	}
 	const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+	r->ctype_hdr = ct;
 	r->ctype = content_type(ct);
 	if (r->ctype == CT_NONE || (r->op == SRV_DECODE && r->ctype != CT_JSON)) {
 		*rc = srv_reply_error(c, 415, "unsupported_media_type", "Content-Type '%s' is not accepted here; send %s",
@@ -226,11 +228,10 @@ static enum MHD_Result submit(srv_state *s, srv_req *r, struct MHD_Connection *c
 {
 	srv_fail f = { 0 };
 	int n = 0, rc;
-	const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
 	if (r->ctype == CT_PNG)
 		rc = srv_parse_png(r->body, r->len, r->model, &r->opts, &n, &r->in, &f);
 	else if (r->ctype == CT_MULTIPART)
-		rc = srv_parse_multipart(r->body, r->len, ct, r->model, &r->opts, &n, &r->in, &f);
+		rc = srv_parse_multipart(r->body, r->len, r->ctype_hdr, r->model, &r->opts, &n, &r->in, &f);
 	else
 		rc = srv_parse_json(r->body, r->len, r->model, r->op == SRV_DECODE, &r->opts, &n, &r->in, &f);
 	if (rc)
@@ -245,7 +246,6 @@ static enum MHD_Result submit(srv_state *s, srv_req *r, struct MHD_Connection *c
 	j->in = r->in;
 	j->out = r->out;
 	j->conn = c;
-	j->enqueued = srv_now();
 	j->deadline = r->t0 + s->cfg.timeout_ms / 1000.0;
 	atomic_fetch_add(&s->inflight, 1);
 	r->phase = PH_SUBMITTED;

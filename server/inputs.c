@@ -175,8 +175,6 @@ int srv_parse_multipart(const uint8_t *body, size_t len, const char *ctype, cons
 		char which[32];
 		snprintf(which, sizeof which, "part %d", count + 1);
 		if (png_one(data, (size_t)(next - data), m, o, x + (size_t)count * m->in_size, which, f)) {
-			if (f->status == 400)
-				f->status = 400;
 			free(x);
 			return -1;
 		}

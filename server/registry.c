@@ -141,10 +141,8 @@ static void run_batch(worker *w, srv_job **batch, int n, int images)
 	atomic_fetch_add(&m->batch_hist[b], 1);
 	atomic_fetch_add(&m->batches, 1);
 	atomic_fetch_add(&m->batch_images, images);
-	for (int i = 0; i < live; i++) {
-		batch[i]->batch = images;
+	for (int i = 0; i < live; i++)
 		finish(batch[i], JOB_DONE);
-	}
 }
 
 static void *worker_main(void *arg)

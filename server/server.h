@@ -46,9 +46,8 @@ struct srv_job {
 	int n;
 	float *in;            /* n x (decode ? latent : C*H*W) */
 	float *out;           /* n x (encode ? latent : C*H*W) */
-	double enqueued, deadline;  /* monotonic seconds */
+	double deadline;      /* monotonic seconds */
 	atomic_int state;     /* JOB_QUEUED, JOB_DONE, JOB_EXPIRED */
-	int batch;            /* images in the forward pass it rode in */
 	struct MHD_Connection *conn;
 	srv_job *next;
 };
