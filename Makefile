@@ -45,7 +45,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 LIB := $(BUILD)/libae.a
 BINS := $(BUILD)/aetrain $(if $(SERVER_SRC),$(BUILD)/aeserve)
 TOOLS := $(BUILD)/tests/tools/hammer
-BENCH_BIN := $(BUILD)/bench/bench_core
+BENCH_BIN := $(BUILD)/bench/bench_core $(BUILD)/bench/bare_mhd
 
 .PHONY: all test unit integration sanitize valgrind run data models bench clean install
 all: $(BINS)
@@ -75,6 +75,10 @@ $(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bench/bench_core: $(BUILD)/bench/bench_core.o $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench/bare_mhd: $(BUILD)/bench/bare_mhd.o
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

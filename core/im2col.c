@@ -94,7 +94,7 @@ static inline float act_apply(float v, int act, float slope)
 }
 
 /* One channel's run of p values through the epilogue, src -> dst. */
-static void epilogue_run(float *dst, const float *src, size_t p, int c, const ae_epilogue *ep)
+void ae_epilogue_row(float *dst, const float *src, size_t p, int c, const ae_epilogue *ep)
 {
 	const float b = ep && ep->bias ? ep->bias[c] : 0.0f;
 	const int act = ep ? ep->act : AE_ACT_NONE;
@@ -121,7 +121,7 @@ void ae_scatter_channels(float *y, const float *t, int n, int ch, int p, const a
 	const size_t np = (size_t)n * p;
 	for (int c = 0; c < ch; c++)
 		for (int img = 0; img < n; img++)
-			epilogue_run(y + ((size_t)img * ch + c) * p, t + c * np + (size_t)img * p,
+			ae_epilogue_row(y + ((size_t)img * ch + c) * p, t + c * np + (size_t)img * p,
 			             (size_t)p, c, ep);
 }
 
@@ -139,6 +139,6 @@ void ae_epilogue_apply(float *y, int n, int ch, int p, const ae_epilogue *ep)
 	for (int img = 0; img < n; img++)
 		for (int c = 0; c < ch; c++) {
 			float *r = y + ((size_t)img * ch + c) * p;
-			epilogue_run(r, r, (size_t)p, c, ep);
+			ae_epilogue_row(r, r, (size_t)p, c, ep);
 		}
 }

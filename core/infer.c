@@ -11,17 +11,24 @@
 #include "ae/infer.h"
 #include "ae/ops.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define BN_EPS 1e-5f
+/* Images per pass through the network: small enough that each layer's
+ * column matrix stays in L2, large enough for the GEMMs to run at speed
+ * (measured: bench/results, docs/performance.md). */
+#define CHUNK 8
 
 typedef struct stage {
 	int kind;
 	const ae_layer *l;
 	const float *w, *b;     /* weights (folded copy or the model's own) */
 	ae_epilogue ep;
-	ae_conv_geom g;
+	ae_conv_geom g;           /* conv */
+	int subpix;               /* transposed conv lowered by sub-pixel phases */
+	ae_subpix sp;             /* then w holds its packed weights */
 	size_t in_size, out_size; /* per image */
 } stage;
 
@@ -32,11 +39,35 @@ struct ae_plan {
 	float *owned;           /* folded weights, biases, scales, shifts */
 };
 
+/* One thread's scratch, sized for a chunk of images. */
+typedef struct lane {
+	float *buf[2], *col, *t;
+	float *code;            /* (chunk, latent) for reconstruct */
+} lane;
+
+/* What every lane runs: its share of images [0, n), by chunks. */
+typedef struct job {
+	int op;                 /* OP_ENCODE, OP_DECODE, OP_RECONSTRUCT */
+	const float *in;
+	float *out, *z;
+	int n;
+	int lanes;              /* how many lanes share it */
+} job;
+
+enum { OP_ENCODE, OP_DECODE, OP_RECONSTRUCT };
+
 struct ae_infer {
 	const ae_plan *p;
-	int max_batch;
-	float *buf[2], *col, *t;
-	float *code;            /* (max_batch, latent) for reconstruct */
+	int max_batch, chunk, threads;
+	lane *lanes;            /* threads of them; lane 0 is the caller's */
+	pthread_t *helpers;     /* threads - 1 */
+	int started;            /* helpers running */
+	int n_helpers;          /* numbering handed to helpers as they start */
+	pthread_mutex_t mu;
+	pthread_cond_t go, done;
+	job job;
+	unsigned long gen;      /* bumped per call; helpers run each generation once */
+	int pending, quit;
 };
 
 static int is_linear(int kind)
@@ -61,7 +92,8 @@ static void scale_out_channels(float *w, const ae_layer *l, const float *s)
 	}
 }
 
-/* Space for folded copies: weights+bias of folded linears, 2*c per epilogue BN. */
+/* Space for folded copies: weights+bias of folded linears, 2*c per epilogue
+ * BN, and the sub-pixel packing of every transposed conv's weights. */
 static size_t owned_size(const ae_net *net)
 {
 	size_t n = 0;
@@ -71,8 +103,20 @@ static size_t owned_size(const ae_net *net)
 			n += l->wn + l->bn + 2 * (size_t)l->oc;
 		else if (l->kind == AE_L_BN)
 			n += 2 * (size_t)l->oc;
+		if (l->kind == AE_L_CONVT)
+			n += l->wn;
 	}
 	return n ? n : 1;
+}
+
+/* Which lowering moves less memory per image: sub-pixel writes ic*k*k
+ * shifted input values per input pixel, col2im a column of oc*k*k that it
+ * then reads back and sums, so sub-pixel wins unless ic is much larger than
+ * oc. Measured on the conv preset (docs/performance.md): sub-pixel for the
+ * 64->64 and 64->32 layers, col2im for the 32->1 output layer. */
+static int lower_subpix(const ae_layer *l)
+{
+	return l->ic <= 2 * l->oc;
 }
 
 static int compile(ae_plan *p, ae_error *err)
@@ -96,7 +140,7 @@ static int compile(ae_plan *p, ae_error *err)
 		s->b = m->params + l->b;
 		s->in_size = (size_t)l->ic * l->ih * l->iw;
 		s->out_size = ae_layer_out_size(l);
-		if (l->kind != AE_L_DENSE)
+		if (l->kind == AE_L_CONV)
 			ae_layer_geom(l, &s->g);
 		i++;
 		if (i < net->n_layers && net->layers[i].kind == AE_L_BN) {
@@ -111,6 +155,16 @@ static int compile(ae_plan *p, ae_error *err)
 				bias[c] = s->b[c] * sc[c] + sh[c];
 			s->w = w;
 			s->b = bias;
+		}
+		if (l->kind == AE_L_CONVT)
+			ae_layer_geom(l, &s->g);
+		if (l->kind == AE_L_CONVT && lower_subpix(l)) {
+			s->subpix = 1;
+			if (ae_subpix_init(&s->sp, l->ic, l->oc, l->ih, l->iw, l->oh, l->ow, l->k, l->stride, l->pad))
+				return ae_fail(err, AE_ERR_FORMAT, "%s: kernel %d or stride %d too large", l->name, l->k, l->stride);
+			ae_subpix_pack(o, s->w, &s->sp);
+			s->w = o;
+			o += l->wn;
 		}
 		s->ep.bias = s->b;
 		if (i < net->n_layers) {
@@ -168,42 +222,180 @@ const ae_model *ae_plan_model(const ae_plan *p)
 	return p->m;
 }
 
-ae_infer *ae_infer_new(const ae_plan *p, int max_batch, ae_error *err)
+static void lane_free(lane *l)
+{
+	free(l->buf[0]);
+	free(l->buf[1]);
+	free(l->col);
+	free(l->t);
+	free(l->code);
+}
+
+static int lane_alloc(lane *l, const ae_plan *p, int b)
+{
+	size_t act = 1, col = 1, t = 1;
+	for (int i = 0; i < p->n_stages; i++) {
+		const stage *s = &p->st[i];
+		size_t c = 0, tt = 0;
+		if (s->in_size * b > act) act = s->in_size * b;
+		if (s->out_size * b > act) act = s->out_size * b;
+		if (s->kind == AE_L_CONV) {
+			size_t np = (size_t)b * s->g.oh * s->g.ow;
+			c = np * s->g.c * s->g.k * s->g.k;
+			tt = np * s->l->oc;
+		} else if (s->kind == AE_L_CONVT && s->subpix) {
+			c = ae_subpix_col_size(&s->sp, b);
+			tt = ae_subpix_t_size(&s->sp, b);
+		} else if (s->kind == AE_L_CONVT) {
+			size_t np = (size_t)b * s->g.oh * s->g.ow;
+			c = np * s->g.c * s->g.k * s->g.k;
+			tt = np * s->l->ic;
+		}
+		if (c > col) col = c;
+		if (tt > t) t = tt;
+	}
+	l->buf[0] = malloc(act * sizeof(float));
+	l->buf[1] = malloc(act * sizeof(float));
+	l->col = malloc(col * sizeof(float));
+	l->t = malloc(t * sizeof(float));
+	l->code = malloc((size_t)b * p->st[p->n_enc - 1].out_size * sizeof(float));
+	return l->buf[0] && l->buf[1] && l->col && l->t && l->code ? 0 : -1;
+}
+
+static void run_stage(lane *ln, const stage *s, const float *in, float *out, int n)
+{
+	switch (s->kind) {
+	case AE_L_CONV:
+		ae_conv2d_forward(out, ln->col, ln->t, in, s->w, &s->ep, n, s->l->oc, &s->g);
+		break;
+	case AE_L_CONVT:
+		if (s->subpix)
+			ae_subpix_forward(out, ln->col, ln->t, in, s->w, &s->ep, n, &s->sp);
+		else
+			ae_convt2d_forward(out, ln->col, ln->t, in, s->w, &s->ep, n, s->l->ic, &s->g);
+		break;
+	default:
+		ae_dense_forward(out, in, s->w, &s->ep, n, s->l->ic, s->l->oc);
+	}
+}
+
+/* Runs stages [from, to) on n <= chunk images; the last writes to out. */
+static void run_range(lane *ln, const ae_plan *p, int from, int to, const float *in, float *out, int n)
+{
+	const float *cur = in;
+	for (int i = from; i < to; i++) {
+		float *dst = i == to - 1 ? out : ln->buf[(i - from) & 1];
+		run_stage(ln, &p->st[i], cur, dst, n);
+		cur = dst;
+	}
+}
+
+/* Lane k's share of the job: a contiguous run of images, by chunks. */
+static void run_share(ae_infer *w, int k)
+{
+	const ae_plan *p = w->p;
+	const job *j = &w->job;
+	lane *ln = &w->lanes[k];
+	int lo = (int)((long)j->n * k / j->lanes), hi = (int)((long)j->n * (k + 1) / j->lanes);
+	int from = j->op == OP_DECODE ? p->n_enc : 0;
+	int to = j->op == OP_ENCODE ? p->n_enc : p->n_stages;
+	size_t isz = p->st[from].in_size, osz = p->st[to - 1].out_size;
+	size_t lat = p->st[p->n_enc - 1].out_size;
+	for (int done = lo; done < hi; done += w->chunk) {
+		int b = hi - done < w->chunk ? hi - done : w->chunk;
+		const float *in = j->in + (size_t)done * isz;
+		float *out = j->out + (size_t)done * osz;
+		if (j->op != OP_RECONSTRUCT) {
+			run_range(ln, p, from, to, in, out, b);
+			continue;
+		}
+		float *code = j->z ? j->z + (size_t)done * lat : ln->code;
+		run_range(ln, p, 0, p->n_enc, in, code, b);
+		run_range(ln, p, p->n_enc, p->n_stages, code, out, b);
+	}
+}
+
+static void *helper_main(void *arg)
+{
+	ae_infer *w = arg;
+	pthread_mutex_lock(&w->mu);
+	int k = ++w->n_helpers;
+	unsigned long seen = 0;  /* gen is 0 until the first call */
+	for (;;) {
+		while (!w->quit && w->gen == seen)
+			pthread_cond_wait(&w->go, &w->mu);
+		if (w->quit)
+			break;
+		seen = w->gen;
+		pthread_mutex_unlock(&w->mu);
+		run_share(w, k);
+		pthread_mutex_lock(&w->mu);
+		if (--w->pending == 0)
+			pthread_cond_signal(&w->done);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+static void run_job(ae_infer *w, int op, const float *in, float *out, float *z, int n)
+{
+	/* Below two images per lane the split costs more than it saves. */
+	int lanes = n < 2 * w->threads ? 1 : w->threads;
+	w->job = (job){ .op = op, .in = in, .out = out, .z = z, .n = n, .lanes = lanes };
+	if (lanes == 1) {
+		run_share(w, 0);
+		return;
+	}
+	pthread_mutex_lock(&w->mu);
+	w->gen++;
+	w->pending = w->threads - 1;
+	pthread_cond_broadcast(&w->go);
+	pthread_mutex_unlock(&w->mu);
+	run_share(w, 0);
+	pthread_mutex_lock(&w->mu);
+	while (w->pending)
+		pthread_cond_wait(&w->done, &w->mu);
+	pthread_mutex_unlock(&w->mu);
+}
+
+ae_infer *ae_infer_new(const ae_plan *p, int max_batch, int threads, ae_error *err)
 {
 	if (max_batch < 1 || max_batch > 65536) {
 		ae_fail(err, AE_ERR_INVAL, "batch size %d out of range (1..65536)", max_batch);
 		return NULL;
 	}
-	size_t act = 1, col = 1, t = 1, b = (size_t)max_batch;
-	for (int i = 0; i < p->n_stages; i++) {
-		const stage *s = &p->st[i];
-		if (s->in_size * b > act) act = s->in_size * b;
-		if (s->out_size * b > act) act = s->out_size * b;
-		if (s->kind == AE_L_CONV) {
-			size_t np = b * s->g.oh * s->g.ow;
-			if (np * s->g.c * s->g.k * s->g.k > col) col = np * s->g.c * s->g.k * s->g.k;
-			if (np * s->l->oc > t) t = np * s->l->oc;
-		} else if (s->kind == AE_L_CONVT) {
-			size_t np = b * s->g.oh * s->g.ow;
-			if (np * s->g.c * s->g.k * s->g.k > col) col = np * s->g.c * s->g.k * s->g.k;
-			if (np * s->l->ic > t) t = np * s->l->ic;
-		}
+	if (threads < 1 || threads > 256) {
+		ae_fail(err, AE_ERR_INVAL, "thread count %d out of range (1..256)", threads);
+		return NULL;
 	}
 	ae_infer *w = calloc(1, sizeof *w);
-	if (w) {
-		w->buf[0] = malloc(act * sizeof(float));
-		w->buf[1] = malloc(act * sizeof(float));
-		w->col = malloc(col * sizeof(float));
-		w->t = malloc(t * sizeof(float));
-		w->code = malloc(b * p->st[p->n_enc - 1].out_size * sizeof(float));
-	}
-	if (!w || !w->buf[0] || !w->buf[1] || !w->col || !w->t || !w->code) {
-		ae_infer_free(w);
-		ae_fail(err, AE_ERR_NOMEM, "out of memory allocating inference scratch for batch %d", max_batch);
+	if (!w) {
+		ae_fail(err, AE_ERR_NOMEM, "out of memory allocating an inference context");
 		return NULL;
 	}
 	w->p = p;
 	w->max_batch = max_batch;
+	w->chunk = max_batch < CHUNK ? max_batch : CHUNK;
+	w->threads = threads;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->go, NULL);
+	pthread_cond_init(&w->done, NULL);
+	w->lanes = calloc((size_t)threads, sizeof *w->lanes);
+	w->helpers = calloc((size_t)threads, sizeof *w->helpers);
+	int ok = w->lanes && w->helpers;
+	for (int k = 0; ok && k < threads; k++)
+		ok = lane_alloc(&w->lanes[k], p, w->chunk) == 0;
+	if (!ok) {
+		ae_infer_free(w);
+		ae_fail(err, AE_ERR_NOMEM, "out of memory allocating inference scratch for %d threads", threads);
+		return NULL;
+	}
+	for (int k = 1; k < threads; k++, w->started++)
+		if (pthread_create(&w->helpers[k - 1], NULL, helper_main, w)) {
+			ae_infer_free(w);
+			ae_fail(err, AE_ERR_NOMEM, "cannot start inference thread %d of %d", k + 1, threads);
+			return NULL;
+		}
 	return w;
 }
 
@@ -211,68 +403,33 @@ void ae_infer_free(ae_infer *w)
 {
 	if (!w)
 		return;
-	free(w->buf[0]);
-	free(w->buf[1]);
-	free(w->col);
-	free(w->t);
-	free(w->code);
+	pthread_mutex_lock(&w->mu);
+	w->quit = 1;
+	pthread_cond_broadcast(&w->go);
+	pthread_mutex_unlock(&w->mu);
+	for (int k = 0; k < w->started; k++)
+		pthread_join(w->helpers[k], NULL);
+	for (int k = 0; k < w->threads && w->lanes; k++)
+		lane_free(&w->lanes[k]);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->go);
+	pthread_cond_destroy(&w->done);
+	free(w->lanes);
+	free(w->helpers);
 	free(w);
-}
-
-static void run_stage(ae_infer *w, const stage *s, const float *in, float *out, int n)
-{
-	switch (s->kind) {
-	case AE_L_CONV:
-		ae_conv2d_forward(out, w->col, w->t, in, s->w, &s->ep, n, s->l->oc, &s->g);
-		break;
-	case AE_L_CONVT:
-		ae_convt2d_forward(out, w->col, w->t, in, s->w, &s->ep, n, s->l->ic, &s->g);
-		break;
-	default:
-		ae_dense_forward(out, in, s->w, &s->ep, n, s->l->ic, s->l->oc);
-	}
-}
-
-/* Runs stages [from, to) on n <= max_batch images; the last writes to out. */
-static void run_range(ae_infer *w, int from, int to, const float *in, float *out, int n)
-{
-	const float *cur = in;
-	for (int i = from; i < to; i++) {
-		float *dst = i == to - 1 ? out : w->buf[(i - from) & 1];
-		run_stage(w, &w->p->st[i], cur, dst, n);
-		cur = dst;
-	}
-}
-
-static void run_chunked(ae_infer *w, int from, int to, const float *in, float *out, int n)
-{
-	const ae_plan *p = w->p;
-	size_t isz = p->st[from].in_size, osz = p->st[to - 1].out_size;
-	for (int done = 0; done < n; done += w->max_batch) {
-		int b = n - done < w->max_batch ? n - done : w->max_batch;
-		run_range(w, from, to, in + (size_t)done * isz, out + (size_t)done * osz, b);
-	}
 }
 
 void ae_infer_encode(ae_infer *w, const float *x, int n, float *z)
 {
-	run_chunked(w, 0, w->p->n_enc, x, z, n);
+	run_job(w, OP_ENCODE, x, z, NULL, n);
 }
 
 void ae_infer_decode(ae_infer *w, const float *z, int n, float *y)
 {
-	run_chunked(w, w->p->n_enc, w->p->n_stages, z, y, n);
+	run_job(w, OP_DECODE, z, y, NULL, n);
 }
 
 void ae_infer_reconstruct(ae_infer *w, const float *x, int n, float *y, float *z)
 {
-	const ae_plan *p = w->p;
-	size_t isz = p->st[0].in_size, lat = p->st[p->n_enc - 1].out_size;
-	size_t osz = p->st[p->n_stages - 1].out_size;
-	for (int done = 0; done < n; done += w->max_batch) {
-		int b = n - done < w->max_batch ? n - done : w->max_batch;
-		float *code = z ? z + (size_t)done * lat : w->code;
-		run_range(w, 0, p->n_enc, x + (size_t)done * isz, code, b);
-		run_range(w, p->n_enc, p->n_stages, code, y + (size_t)done * osz, b);
-	}
+	run_job(w, OP_RECONSTRUCT, x, y, z, n);
 }

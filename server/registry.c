@@ -203,7 +203,7 @@ static int start_workers(srv_model *sm, const srv_config *cfg)
 		if (!w)
 			return -1;
 		w->m = sm;
-		w->inf = ae_infer_new(sm->plan, cfg->max_batch, &err);
+		w->inf = ae_infer_new(sm->plan, cfg->max_batch, 1, &err);
 		w->stage_in = malloc((size_t)cfg->max_batch * sm->in_size * sizeof(float));
 		w->stage_out = malloc((size_t)cfg->max_batch * sm->in_size * sizeof(float));
 		if (!w->inf || !w->stage_in || !w->stage_out ||

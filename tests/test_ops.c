@@ -93,6 +93,16 @@ static void test_convt2d(int n, int ic, int hi, int wi, int oc, int k, int s, in
 	ae_convt2d_forward_ref(yr, x, wt, b, n, ic, &g);
 	CHECK_MSG(test_rel_err(y, yr, ys) < 1e-5, "convt forward err %g", test_rel_err(y, yr, ys));
 
+	ae_subpix sp;
+	CHECK(ae_subpix_init(&sp, ic, oc, hi, wi, ho, wo, k, s, p) == 0);
+	float *wp = zeros(ws), *scol = zeros(ae_subpix_col_size(&sp, n)), *st = zeros(ae_subpix_t_size(&sp, n));
+	float *ys2 = rand_buf(ys, 1);  /* garbage: every output must be written */
+	ae_subpix_pack(wp, wt, &sp);
+	ae_subpix_forward(ys2, scol, st, x, wp, &ep, n, &sp);
+	CHECK_MSG(test_rel_err(ys2, yr, ys) < 1e-5, "sub-pixel convt forward err %g (k%d s%d p%d op%d)",
+	          test_rel_err(ys2, yr, ys), k, s, p, op);
+	free(wp); free(scol); free(st); free(ys2);
+
 	float *dy = rand_buf(ys, 1), *dx = zeros(xs), *dxr = zeros(xs);
 	float *dw = zeros(ws), *dwr = zeros(ws), *db = zeros(oc), *dbr = zeros(oc);
 	ae_convt2d_backward(dx, dw, db, col, t, dy, x, wt, n, ic, &g);
@@ -267,6 +277,10 @@ int main(void)
 	test_convt2d(3, 4, 4, 4, 2, 3, 2, 1, 1);
 	test_convt2d(2, 3, 5, 6, 4, 3, 1, 1, 0);
 	test_convt2d(2, 2, 7, 7, 3, 3, 2, 1, 1);
+	test_convt2d(2, 3, 4, 5, 2, 4, 2, 1, 0);
+	test_convt2d(2, 2, 3, 4, 3, 5, 3, 2, 2);
+	test_convt2d(1, 2, 3, 3, 2, 2, 2, 0, 0);
+	test_convt2d(1, 2, 3, 3, 2, 1, 3, 0, 0);
 	test_dense(5, 17, 9);
 	test_dense(1, 3136, 16);
 	test_activations();

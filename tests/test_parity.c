@@ -171,7 +171,7 @@ int main(void)
 
 	/* Eval mode through the inference plan: BN folded into the epilogues. */
 	ae_plan *plan = ae_plan_new(m, &err);
-	ae_infer *w = plan ? ae_infer_new(plan, 3, &err) : NULL;  /* 3: exercises chunking */
+	ae_infer *w = plan ? ae_infer_new(plan, 3, 2, &err) : NULL;  /* chunks of 3 on 2 threads */
 	CHECK(plan && w);
 	float *z = calloc((size_t)n * 16, sizeof(float)), *yr = calloc(nx, sizeof(float));
 	float *z2 = calloc((size_t)n * 16, sizeof(float));

@@ -138,7 +138,7 @@ static void test_no_alloc(void)
 		ae_trainer_step(t, x, x, 32 - i, 1e-3f);
 	long train_allocs = n_alloc - before;
 	ae_plan *p = ae_plan_new(m, NULL);
-	ae_infer *w = ae_infer_new(p, 32, NULL);
+	ae_infer *w = ae_infer_new(p, 32, 1, NULL);
 	float *y = malloc(32 * 784 * sizeof(float)), z[32 * 16];
 	ae_infer_reconstruct(w, x, 32, y, z);
 	before = n_alloc;

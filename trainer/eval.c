@@ -100,7 +100,7 @@ static int setup(const eval_opts *o, ae_model **m, ae_plan **p, ae_infer **w, ae
 	*w = NULL;
 	memset(ds, 0, sizeof *ds);
 	if (!(*m = ae_model_load(o->model, &err)) || !(*p = ae_plan_new(*m, &err)) ||
-	    !(*w = ae_infer_new(*p, CHUNK, &err))) {
+	    !(*w = ae_infer_new(*p, CHUNK, 1, &err))) {
 		fprintf(stderr, "aetrain: %s\n", err.msg);
 		teardown(*m, *p, *w, ds);
 		return -1;

@@ -409,7 +409,7 @@ static int write_outputs(ae_model *m, const train_opts *o, const ae_dataset *ds,
 {
 	ae_error err = { 0 };
 	ae_plan *plan = ae_plan_new(m, &err);
-	ae_infer *w = plan ? ae_infer_new(plan, 256, &err) : NULL;
+	ae_infer *w = plan ? ae_infer_new(plan, 256, 1, &err) : NULL;
 	int rc = w ? 0 : -1;
 	if (rc == 0)
 		rc = calibrate(m, w, ds, val_idx, n_val, o->seed);
@@ -516,7 +516,7 @@ static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds,
 			break;
 		}
 		ae_plan *plan = ae_plan_new(m, &err);
-		ae_infer *w = plan ? ae_infer_new(plan, 256, &err) : NULL;
+		ae_infer *w = plan ? ae_infer_new(plan, 256, 1, &err) : NULL;
 		double vl = w && n_val ? validate(w, ds, val_idx, n_val, &o->noise, o->seed, NULL) : NAN;
 		ae_infer_free(w);
 		ae_plan_free(plan);

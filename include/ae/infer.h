@@ -17,11 +17,14 @@ ae_plan *ae_plan_new(const ae_model *m, ae_error *err);
 void ae_plan_free(ae_plan *p);
 const ae_model *ae_plan_model(const ae_plan *p);
 
-/* Per-thread scratch for batches of up to max_batch images. */
-ae_infer *ae_infer_new(const ae_plan *p, int max_batch, ae_error *err);
+/* An inference context: one caller at a time. It splits each batch across
+ * `threads` lanes (the caller plus threads-1 helper threads it starts), and
+ * each lane runs its images through the network in chunks of up to
+ * max_batch (capped at a cache-sized chunk), with scratch sized once. */
+ae_infer *ae_infer_new(const ae_plan *p, int max_batch, int threads, ae_error *err);
 void ae_infer_free(ae_infer *w);
 
-/* Any n >= 0: larger batches run in chunks of max_batch.
+/* Any n >= 0.
  * x, y: (n, C, H, W) in [0, 1]; z: (n, latent). */
 void ae_infer_encode(ae_infer *w, const float *x, int n, float *z);
 void ae_infer_decode(ae_infer *w, const float *z, int n, float *y);
