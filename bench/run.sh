@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# make bench: the engine beside PyTorch in one run, with ratios (this machine
-# is shared and noisy: compare within a run, not across runs). Writes
-# bench/results/latest.json and bench/results/latest.md.
+# make bench: the engine and the service beside their references in one run,
+# as ratios (this machine is shared and noisy: compare within a run, not
+# across runs). Writes bench/results/latest.json and latest.md, and a dated
+# copy of both.
 #
-# Covered so far: sgemm peak, inference images/s (encode, reconstruct; batch
-# 1, 32, 256) and training images/s (batch 32). Not yet: the HTTP load part
-# of issue 4 (wrk against aeserve, a bare libmicrohttpd responder and a
-# FastAPI/PyTorch service).
+#   1. bench_core (ours) and torch_ref.py (PyTorch): sgemm peak, inference
+#      images/s (encode, reconstruct; batch 1, 32, 256), training images/s;
+#   2. http.sh: wrk against a bare libmicrohttpd responder, aeserve and a
+#      FastAPI/PyTorch service; aeserve's readiness time and peak RSS.
+#
+# SECS (per engine case, default 3), WRK_SECS (default 20), THREADS (nproc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -17,24 +20,62 @@ if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
 	echo "bench: PyTorch is missing; install Debian's python3-torch to compare against it" >&2
 	exit 1
 fi
+echo "bench: engine (ours, then PyTorch)" >&2
 ours=$("$BUILD"/bench/bench_core "$THREADS" "$SECS")
 ref=$(/usr/bin/python3 bench/torch_ref.py "$THREADS" "$SECS")
-machine=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
-jq -n --argjson ours "$ours" --argjson torch "$ref" --arg machine "$machine" --arg cores "$(nproc)" \
-	--arg date "$(date -u +%FT%TZ)" '
+http=$(BUILD=$BUILD bash bench/http.sh)
+machine="$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(. /etc/os-release && echo "$PRETTY_NAME"), OpenBLAS $(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || echo '?'), libmicrohttpd $(dpkg-query -W -f='${Version}' libmicrohttpd12 2>/dev/null || echo '?')"
+out=bench/results/latest.json
+jq -n --argjson ours "$ours" --argjson torch "$ref" --argjson http "$http" --arg machine "$machine" \
+	--arg cores "$(nproc)" --arg date "$(date -u +%FT%TZ)" --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" '
 	def r(k): ($ours[k] / $torch[k]);
-	{date: $date, machine: $machine, cores: ($cores | tonumber), ours: $ours, torch: $torch,
+	def peak(k; f): ($ours[k] * f / 1e9 / $ours.sgemm_peak_gflops);
+	{date: $date, commit: $commit, machine: $machine, cores: ($cores | tonumber), ours: $ours, torch: $torch, http: $http,
 	 ratios: ([ "encode_b1_img_s", "encode_b32_img_s", "encode_b256_img_s", "reconstruct_b1_img_s",
 	            "reconstruct_b32_img_s", "reconstruct_b256_img_s", "train_b32_img_s" ]
 	          | map({key: ., value: r(.)}) | from_entries),
 	 fraction_of_sgemm_peak: {
-	   reconstruct_b256: ($ours.reconstruct_b256_img_s * $ours.flops_reconstruct / 1e9 / $ours.sgemm_peak_gflops),
-	   reconstruct_b32: ($ours.reconstruct_b32_img_s * $ours.flops_reconstruct / 1e9 / $ours.sgemm_peak_gflops),
-	   train_b32: ($ours.train_b32_img_s * $ours.flops_train_step_per_image / 1e9 / $ours.sgemm_peak_gflops)}}' \
-	> bench/results/latest.json
-{
-	jq -r '"# make bench, \(.date)\n\n\(.machine), \(.cores) cores; OpenBLAS sgemm peak \(.ours.sgemm_peak_gflops) GFLOP/s (1024^3); PyTorch \(.torch.torch_version)\n\n| case | ours img/s | PyTorch img/s | ours / PyTorch |\n|---|---|---|---|"' bench/results/latest.json
-	jq -r '. as $d | .ratios | keys_unsorted[] | "| \(sub("_img_s"; "")) | \($d.ours[.] | floor) | \($d.torch[.] | floor) | \($d.ratios[.] * 100 | round / 100) |"' bench/results/latest.json
-	jq -r '"\nFraction of the sgemm peak reached: reconstruct batch 256 \(.fraction_of_sgemm_peak.reconstruct_b256 * 1000 | round / 10)%, batch 32 \(.fraction_of_sgemm_peak.reconstruct_b32 * 1000 | round / 10)%, training \(.fraction_of_sgemm_peak.train_b32 * 1000 | round / 10)%."' bench/results/latest.json
-} > bench/results/latest.md
-cat bench/results/latest.md
+	   reconstruct_b256: peak("reconstruct_b256_img_s"; $ours.flops_reconstruct),
+	   reconstruct_b32: peak("reconstruct_b32_img_s"; $ours.flops_reconstruct),
+	   train_b32: peak("train_b32_img_s"; $ours.flops_train_step_per_image)},
+	 http_ratios: {
+	   encode_vs_bare: ($http.aeserve.encode.req_s / $http.bare_mhd.req_s),
+	   reconstruct_png_vs_bare: ($http.aeserve.reconstruct_png.req_s / $http.bare_mhd.req_s),
+	   encode_vs_fastapi: (if $http.fastapi.encode then $http.aeserve.encode.req_s / $http.fastapi.encode.req_s else null end),
+	   reconstruct_png_vs_fastapi: (if $http.fastapi.reconstruct_png then $http.aeserve.reconstruct_png.req_s / $http.fastapi.reconstruct_png.req_s else null end)}}' \
+	> "$out"
+md=bench/results/latest.md
+jq -r '
+	def f(x): if x == null then "n/a" else (x * 100 | round / 100 | tostring) end;
+	def pct(x): (x * 1000 | round / 10 | tostring) + "%";
+	def ok(c): if c then "yes" else "**no**" end;
+	def errs(w): (w.errors | .connect + .read + .write + .status + .timeout);
+	def row(name; w): "| \(name) | \(w.req_s | floor) | \(w.p50_ms) | \(w.p99_ms) | \(errs(w)) |";
+	. as $d |
+	"# make bench, \(.date) (commit \(.commit))\n\n\(.machine)\n\nOpenBLAS sgemm peak \(.ours.sgemm_peak_gflops) GFLOP/s (1024^3, \(.ours.threads) threads); PyTorch \(.torch.torch_version), \(.torch.threads) threads.\n",
+	"## Engine (images/s)\n\n| case | ours | PyTorch | ours / PyTorch | target | met |\n|---|---|---|---|---|---|",
+	(.ratios | to_entries[] | .key as $k |
+	 ({"reconstruct_b1_img_s": 8, "reconstruct_b32_img_s": 5, "reconstruct_b256_img_s": 5,
+	   "encode_b1_img_s": 3, "train_b32_img_s": 6}[$k]) as $t |
+	 "| \($k | sub("_img_s"; "")) | \($d.ours[$k] | floor) | \($d.torch[$k] | floor) | \(f(.value)) | \(if $t then "≥ \($t)" else "" end) | \(if $t then ok(.value >= $t) else "" end) |"),
+	"\nFraction of the sgemm peak reached: reconstruct batch 32 \(pct(.fraction_of_sgemm_peak.reconstruct_b32)) and batch 256 \(pct(.fraction_of_sgemm_peak.reconstruct_b256)) (target ≥ 50%: \(ok(.fraction_of_sgemm_peak.reconstruct_b32 >= 0.5 and .fraction_of_sgemm_peak.reconstruct_b256 >= 0.5))); training \(pct(.fraction_of_sgemm_peak.train_b32)) (target ≥ 35%: \(ok(.fraction_of_sgemm_peak.train_b32 >= 0.35))).\n",
+	"## HTTP: wrk, \(.http.connections) connections, \(.http.seconds) s, POST \(.http.image)\n\n| server, route | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|",
+	row("bare libmicrohttpd responder"; .http.bare_mhd),
+	row("aeserve /v1/encode"; .http.aeserve.encode),
+	row("aeserve /v1/reconstruct (PNG out)"; .http.aeserve.reconstruct_png),
+	(if .http.fastapi.encode then row("FastAPI + PyTorch /v1/encode"; .http.fastapi.encode), row("FastAPI + PyTorch /v1/reconstruct (PNG out)"; .http.fastapi.reconstruct_png) else "| FastAPI + PyTorch | \(.http.fastapi.note) | | | |" end),
+	"\n| HTTP target | measured | met |\n|---|---|---|",
+	"| encode ≥ 40% of bare | \(pct(.http_ratios.encode_vs_bare)) | \(ok(.http_ratios.encode_vs_bare >= 0.4)) |",
+	"| reconstruct (PNG) ≥ 10% of bare | \(pct(.http_ratios.reconstruct_png_vs_bare)) | \(ok(.http_ratios.reconstruct_png_vs_bare >= 0.1)) |",
+	"| encode ≥ 10× FastAPI | \(f(.http_ratios.encode_vs_fastapi))× | \(ok((.http_ratios.encode_vs_fastapi // 0) >= 10)) |",
+	"| reconstruct ≥ 10× FastAPI | \(f(.http_ratios.reconstruct_png_vs_fastapi))× | \(ok((.http_ratios.reconstruct_png_vs_fastapi // 0) >= 10)) |",
+	"| encode p99 ≤ 5 ms | \(.http.aeserve.encode.p99_ms) ms | \(ok(.http.aeserve.encode.p99_ms <= 5)) |",
+	"| reconstruct p99 ≤ 10 ms | \(.http.aeserve.reconstruct_png.p99_ms) ms | \(ok(.http.aeserve.reconstruct_png.p99_ms <= 10)) |",
+	"| zero errors (aeserve) | \(errs(.http.aeserve.encode) + errs(.http.aeserve.reconstruct_png)) | \(ok(errs(.http.aeserve.encode) + errs(.http.aeserve.reconstruct_png) == 0)) |",
+	"| peak RSS ≤ 100 MB (3 models, after both loads) | \(.http.aeserve.peak_rss_kb / 1024 | floor) MB (FastAPI: \(if .http.fastapi.peak_rss_kb then (.http.fastapi.peak_rss_kb / 1024 | floor | tostring) + " MB" else "n/a" end)) | \(ok(.http.aeserve.peak_rss_kb <= 102400)) |",
+	"| /readyz 200 ≤ 200 ms after launch | \(.http.aeserve.ready_ms) ms | \(ok(.http.aeserve.ready_ms <= 200)) |"
+' "$out" > "$md"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+cp "$out" "bench/results/$stamp.json"
+cp "$md" "bench/results/$stamp.md"
+cat "$md"

@@ -34,6 +34,12 @@ void ae_im2col(float *col, const float *x, int n, const ae_conv_geom *g)
 		for (int ky = 0; ky < k; ky++)
 			for (int kx = 0; kx < k; kx++) {
 				float *row = col + ((size_t)(c * k + ky) * k + kx) * np;
+				/* Output columns whose input column ox*s - pad + kx is inside. */
+				int ox0 = pad > kx ? (pad - kx + s - 1) / s : 0;
+				int ox1 = (w + pad - kx + s - 1) / s;
+				if (ox1 > ow) ox1 = ow;
+				if (ox1 < 0) ox1 = 0;
+				if (ox0 > ox1) ox0 = ox1;
 				for (int img = 0; img < n; img++) {
 					const float *xc = x + ((size_t)img * g->c + c) * h * w;
 					float *dst = row + (size_t)img * p;
@@ -44,11 +50,19 @@ void ae_im2col(float *col, const float *x, int n, const ae_conv_geom *g)
 							memset(d, 0, sizeof(float) * (size_t)ow);
 							continue;
 						}
+						/* Branch-free inside [ox0, ox1): rows are 7-28 wide. */
 						const float *xr = xc + (size_t)iy * w;
-						for (int ox = 0; ox < ow; ox++) {
-							int ix = ox * s - pad + kx;
-							d[ox] = (ix >= 0 && ix < w) ? xr[ix] : 0.0f;
-						}
+						const int off = kx - pad;
+						for (int ox = 0; ox < ox0; ox++)
+							d[ox] = 0.0f;
+						if (s == 1)
+							for (int ox = ox0; ox < ox1; ox++)
+								d[ox] = xr[ox + off];
+						else
+							for (int ox = ox0; ox < ox1; ox++)
+								d[ox] = xr[ox * s + off];
+						for (int ox = ox1; ox < ow; ox++)
+							d[ox] = 0.0f;
 					}
 				}
 			}

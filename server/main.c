@@ -31,7 +31,7 @@ static void usage(FILE *f)
 	        "  --port N              port (default 8080)\n"
 	        "  --default NAME        the model /v1/... uses (default: the first loaded, by name)\n"
 	        "  --http-threads N      libmicrohttpd threads parsing and answering (default 2)\n"
-	        "  --workers N           inference workers per model (default 1)\n"
+	        "  --workers N           inference workers per model (default: one per core)\n"
 	        "  --max-batch N         images per batched forward pass (default 32)\n"
 	        "  --batch-delay-us N    how long a worker waits to fill a batch (default 200)\n"
 	        "  --queue N             requests waiting per model before 503 (default 256)\n"
@@ -71,7 +71,11 @@ static int parse(srv_config *c, int argc, char **argv)
 		{ "timeout-ms", 1, 0, O_TIMEOUT }, { "conn-limit", 1, 0, O_CONNS }, { "conn-timeout", 1, 0, O_CONN_TIMEOUT },
 		{ "log-format", 1, 0, O_LOG }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
 	};
-	*c = (srv_config){ .addr = "127.0.0.1", .port = 8080, .http_threads = 2, .workers = 1, .max_batch = 32,
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	/* A worker per core lets one busy model use the whole machine; idle
+	 * workers sleep on their queue and cost only their scratch. */
+	*c = (srv_config){ .addr = "127.0.0.1", .port = 8080, .http_threads = 2,
+	                   .workers = cores < 1 ? 1 : cores > 64 ? 64 : (int)cores, .max_batch = 32,
 	                   .batch_delay_us = 200, .queue_len = 256, .body_limit = 8u << 20, .timeout_ms = 5000,
 	                   .conn_limit = 1024, .conn_timeout_s = 30, .log_format = SRV_LOG_TEXT };
 	long v;
