@@ -109,16 +109,6 @@ static size_t owned_size(const ae_net *net)
 	return n ? n : 1;
 }
 
-/* Which lowering moves less memory per image: sub-pixel writes ic*k*k
- * shifted input values per input pixel, col2im a column of oc*k*k that it
- * then reads back and sums, so sub-pixel wins unless ic is much larger than
- * oc. Measured on the conv preset (docs/performance.md): sub-pixel for the
- * 64->64 and 64->32 layers, col2im for the 32->1 output layer. */
-static int lower_subpix(const ae_layer *l)
-{
-	return l->ic <= 2 * l->oc;
-}
-
 static int compile(ae_plan *p, ae_error *err)
 {
 	const ae_model *m = p->m;
@@ -158,7 +148,7 @@ static int compile(ae_plan *p, ae_error *err)
 		}
 		if (l->kind == AE_L_CONVT)
 			ae_layer_geom(l, &s->g);
-		if (l->kind == AE_L_CONVT && lower_subpix(l)) {
+		if (l->kind == AE_L_CONVT && ae_subpix_preferred(l->ic, l->oc)) {
 			s->subpix = 1;
 			if (ae_subpix_init(&s->sp, l->ic, l->oc, l->ih, l->iw, l->oh, l->ow, l->k, l->stride, l->pad))
 				return ae_fail(err, AE_ERR_FORMAT, "%s: kernel %d or stride %d too large", l->name, l->k, l->stride);

@@ -28,6 +28,16 @@ static int phase_taps(int *kt, int *dt, int a, int k, int s, int pad)
 	return n;
 }
 
+/* Sub-pixel writes ic*k*k shifted input values per input pixel; col2im a
+ * column of oc*k*k that it then reads back and sums. So sub-pixel wins
+ * unless ic is much larger than oc. Measured on the conv preset
+ * (docs/performance.md): sub-pixel for its 64->64 and 64->32 layers,
+ * col2im for the 32->1 output layer. */
+int ae_subpix_preferred(int ic, int oc)
+{
+	return ic <= 2 * oc;
+}
+
 int ae_subpix_init(ae_subpix *sp, int ic, int oc, int ih, int iw, int oh, int ow,
                    int k, int s, int pad)
 {

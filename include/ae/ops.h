@@ -99,6 +99,8 @@ typedef struct ae_subpix {
 	ae_subpix_class cls[AE_SUBPIX_MAX_S * AE_SUBPIX_MAX_S];
 } ae_subpix;
 
+/* Whether sub-pixel beats col2im for a transposed conv from ic to oc channels. */
+int ae_subpix_preferred(int ic, int oc);
 /* Returns -1 if k or s exceed the limits above. */
 int ae_subpix_init(ae_subpix *sp, int ic, int oc, int ih, int iw, int oh, int ow,
                    int k, int s, int pad);
