@@ -8,7 +8,7 @@ aeserve answers them (JSON latent code; PNG reconstruction).
 
 Needs Debian's python3-torch, python3-fastapi, python3-uvicorn, python3-pil.
 """
-import io, json, os, sys
+import io, os, sys
 
 import numpy as np
 import torch
@@ -17,19 +17,14 @@ from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "parity"))
-from check_torch_load import load  # noqa: E402
-from make_fixture import conv_preset  # noqa: E402
+from check_torch_load import load_model  # noqa: E402
 
 # One thread per uvicorn worker process: the workers are the parallelism.
 torch.set_num_threads(1)
 PATH = os.environ.get("AE_MODEL", os.path.join(HERE, "..", "models", "mnist.safetensors"))
 NAME = os.path.basename(PATH).split(".")[0]
-sd, meta = load(PATH)
-arch = json.loads(meta["ae.arch"])
+model, arch, _ = load_model(PATH)
 C, H, W = arch["input"]
-model = conv_preset(C, arch["latent"], *arch["filters"], H, W, arch["slope"])
-model.load_state_dict(sd, strict=True)
-model.eval()
 
 app = FastAPI()
 

@@ -31,13 +31,19 @@ def load(path):
     return sd, meta
 
 
-def main(path):
+def load_model(path):
+    """Our model file as the PyTorch module of its preset, in eval mode."""
     sd, meta = load(path)
     arch = json.loads(meta["ae.arch"])
     c, h, w = arch["input"]
     m = conv_preset(c, arch["latent"], *arch["filters"], h, w, arch["slope"])
     m.load_state_dict(sd, strict=True)
     m.eval()
+    return m, arch, len(sd)
+
+
+def main(path):
+    m, arch, n_tensors = load_model(path)
     raw = open("tests/fixtures/digits/t10k-images-idx3-ubyte", "rb").read()[16:16 + 8 * 784]
     x = torch.from_numpy(np.frombuffer(raw, dtype=np.uint8).astype(np.float32).reshape(8, 1, 28, 28) / 255.0)
     with torch.no_grad():
@@ -48,7 +54,7 @@ def main(path):
                        check=True, capture_output=True)
         ours = np.load(out)
     err = np.abs(ours - z).max() / np.abs(z).max()
-    print(f"{path}: load_state_dict(strict=True) ok; {len(sd)} tensors; "
+    print(f"{path}: load_state_dict(strict=True) ok; {n_tensors} tensors; "
           f"latent codes of 8 test digits agree with PyTorch to {err:.2e} (normalised max error)")
     return 0 if err < 1e-4 else 1
 
