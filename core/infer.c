@@ -58,7 +58,7 @@ enum { OP_ENCODE, OP_DECODE, OP_RECONSTRUCT };
 
 struct ae_infer {
 	const ae_plan *p;
-	int max_batch, chunk, threads;
+	int chunk, threads;
 	lane *lanes;            /* threads of them; lane 0 is the caller's */
 	pthread_t *helpers;     /* threads - 1 */
 	int started;            /* helpers running */
@@ -364,7 +364,6 @@ ae_infer *ae_infer_new(const ae_plan *p, int max_batch, int threads, ae_error *e
 		return NULL;
 	}
 	w->p = p;
-	w->max_batch = max_batch;
 	w->chunk = max_batch < CHUNK ? max_batch : CHUNK;
 	w->threads = threads;
 	pthread_mutex_init(&w->mu, NULL);
