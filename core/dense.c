@@ -12,8 +12,8 @@ void ae_dense_forward(float *y, const float *x, const float *w, const ae_epilogu
 {
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in,
 	            1.0f, x, in, w, in, 0.0f, y, out);
-	/* y is (n, out) = (n, ch=out, p=1): the epilogue is per output unit. */
-	ae_epilogue_apply(y, n, out, 1, ep);
+	for (int i = 0; i < n; i++)
+		ae_epilogue_units(y + (size_t)i * out, out, ep);
 }
 
 void ae_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x,

@@ -130,6 +130,28 @@ void ae_epilogue_row(float *dst, const float *src, size_t p, int c, const ae_epi
 	}
 }
 
+/* Pass by pass, so each loop is a plain vectorisable one. */
+void ae_epilogue_units(float *y, int units, const ae_epilogue *ep)
+{
+	if (!ep)
+		return;
+	if (ep->bias)
+		for (int u = 0; u < units; u++)
+			y[u] += ep->bias[u];
+	if (ep->act == AE_ACT_LRELU)
+		for (int u = 0; u < units; u++)
+			y[u] = y[u] > 0.0f ? y[u] : y[u] * ep->slope;
+	else if (ep->act != AE_ACT_NONE)
+		for (int u = 0; u < units; u++)
+			y[u] = act_apply(y[u], ep->act, ep->slope);
+	if (ep->scale)
+		for (int u = 0; u < units; u++)
+			y[u] *= ep->scale[u];
+	if (ep->shift)
+		for (int u = 0; u < units; u++)
+			y[u] += ep->shift[u];
+}
+
 void ae_scatter_channels(float *y, const float *t, int n, int ch, int p, const ae_epilogue *ep)
 {
 	const size_t np = (size_t)n * p;

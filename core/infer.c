@@ -7,8 +7,14 @@
  *     cannot be folded into weights exactly) becomes the epilogue's
  *     per-channel scale and shift, applied in the same pass.
  * So the conv preset's 17 layers run as 7 passes over memory.
+ *
+ * Convolutions run direct on channels-last (NHWC) activations (ae/dconv.h);
+ * dense layers next to them have their weights permuted once here so that
+ * flatten/unflatten keep PyTorch's (C, H, W) meaning. A model's input and
+ * output stay NCHW at the API; only multi-channel images are transposed.
  */
 #include "ae/infer.h"
+#include "ae/dconv.h"
 #include "ae/ops.h"
 
 #include <pthread.h>
@@ -26,9 +32,8 @@ typedef struct stage {
 	const ae_layer *l;
 	const float *w, *b;     /* weights (folded copy or the model's own) */
 	ae_epilogue ep;
-	ae_conv_geom g;           /* conv */
-	int subpix;               /* transposed conv lowered by sub-pixel phases */
-	ae_subpix sp;             /* then w holds its packed weights */
+	ae_dconv dc;              /* conv, transposed conv */
+	float *perm;              /* dense: weights and epilogue permuted for NHWC neighbours */
 	size_t in_size, out_size; /* per image */
 } stage;
 
@@ -41,7 +46,7 @@ struct ae_plan {
 
 /* One thread's scratch, sized for a chunk of images. */
 typedef struct lane {
-	float *buf[2], *col, *t;
+	float *buf[3];          /* activations; buf[2] for NCHW <-> NHWC at the ends */
 	float *code;            /* (chunk, latent) for reconstruct */
 } lane;
 
@@ -75,6 +80,11 @@ static int is_linear(int kind)
 	return kind == AE_L_CONV || kind == AE_L_CONVT || kind == AE_L_DENSE;
 }
 
+static int is_spatial(const stage *s)
+{
+	return s->kind == AE_L_CONV || s->kind == AE_L_CONVT;
+}
+
 /* Scales output channel o of a linear layer's weights by s[o]. */
 static void scale_out_channels(float *w, const ae_layer *l, const float *s)
 {
@@ -92,8 +102,7 @@ static void scale_out_channels(float *w, const ae_layer *l, const float *s)
 	}
 }
 
-/* Space for folded copies: weights+bias of folded linears, 2*c per epilogue
- * BN, and the sub-pixel packing of every transposed conv's weights. */
+/* Space for folded copies: weights+bias of folded linears, 2*c per epilogue BN. */
 static size_t owned_size(const ae_net *net)
 {
 	size_t n = 0;
@@ -103,8 +112,6 @@ static size_t owned_size(const ae_net *net)
 			n += l->wn + l->bn + 2 * (size_t)l->oc;
 		else if (l->kind == AE_L_BN)
 			n += 2 * (size_t)l->oc;
-		if (l->kind == AE_L_CONVT)
-			n += l->wn;
 	}
 	return n ? n : 1;
 }
@@ -130,8 +137,6 @@ static int compile(ae_plan *p, ae_error *err)
 		s->b = m->params + l->b;
 		s->in_size = (size_t)l->ic * l->ih * l->iw;
 		s->out_size = ae_layer_out_size(l);
-		if (l->kind == AE_L_CONV)
-			ae_layer_geom(l, &s->g);
 		i++;
 		if (i < net->n_layers && net->layers[i].kind == AE_L_BN) {
 			const ae_layer *b = &net->layers[i++];
@@ -145,16 +150,6 @@ static int compile(ae_plan *p, ae_error *err)
 				bias[c] = s->b[c] * sc[c] + sh[c];
 			s->w = w;
 			s->b = bias;
-		}
-		if (l->kind == AE_L_CONVT)
-			ae_layer_geom(l, &s->g);
-		if (l->kind == AE_L_CONVT && ae_subpix_preferred(l->ic, l->oc)) {
-			s->subpix = 1;
-			if (ae_subpix_init(&s->sp, l->ic, l->oc, l->ih, l->iw, l->oh, l->ow, l->k, l->stride, l->pad))
-				return ae_fail(err, AE_ERR_FORMAT, "%s: kernel %d or stride %d too large", l->name, l->k, l->stride);
-			ae_subpix_pack(o, s->w, &s->sp);
-			s->w = o;
-			o += l->wn;
 		}
 		s->ep.bias = s->b;
 		if (i < net->n_layers) {
@@ -181,6 +176,85 @@ static int compile(ae_plan *p, ae_error *err)
 	return AE_OK;
 }
 
+/* Blocks of len floats from (C, HW) order to (HW, C) order. */
+static void to_pixel_major(float *dst, const float *src, int c, int hw, size_t len)
+{
+	for (int ch = 0; ch < c; ch++)
+		for (int q = 0; q < hw; q++)
+			memcpy(dst + ((size_t)q * c + ch) * len, src + ((size_t)ch * hw + q) * len, len * sizeof(float));
+}
+
+/* A dense layer fed by a multi-channel image reads it channels-last, so its
+ * weight columns are reordered; one feeding a convolution writes channels-
+ * last, so its rows, bias and epilogue are. */
+static int permute_dense(stage *s, const stage *prev, const stage *next)
+{
+	const ae_layer *l = s->l;
+	int pin = prev && is_spatial(prev) && prev->l->oc > 1;
+	int pout = next && is_spatial(next) && next->l->ic > 1;
+	if (!pin && !pout)
+		return 0;
+	size_t in = (size_t)l->ic, out = (size_t)l->oc;
+	s->perm = malloc((2 * l->wn + 3 * out) * sizeof(float));
+	if (!s->perm)
+		return -1;
+	float *w = s->perm, *tmp = w + l->wn, *v = tmp + l->wn;
+	memcpy(w, s->w, l->wn * sizeof(float));
+	if (pin) {
+		int c = prev->l->oc, hw = prev->l->oh * prev->l->ow;
+		for (size_t o = 0; o < out; o++)
+			to_pixel_major(tmp + o * in, w + o * in, c, hw, 1);
+		memcpy(w, tmp, l->wn * sizeof(float));
+	}
+	s->w = w;
+	if (pout) {
+		int c = next->l->ic, hw = next->l->ih * next->l->iw;
+		to_pixel_major(tmp, w, c, hw, in);
+		memcpy(w, tmp, l->wn * sizeof(float));
+		const float **vec[3] = { &s->ep.bias, &s->ep.scale, &s->ep.shift };
+		for (int k = 0; k < 3; k++, v += out)
+			if (*vec[k]) {
+				to_pixel_major(v, *vec[k], c, hw, 1);
+				*vec[k] = v;
+			}
+		s->b = s->ep.bias;
+	}
+	return 0;
+}
+
+/* A dense layer is a 1x1 convolution of a 1x1 image. */
+static void dconv_shape_of(ae_dconv_shape *d, const ae_layer *l)
+{
+	if (l->kind == AE_L_DENSE) {
+		*d = (ae_dconv_shape){ .ic = l->ic, .ih = 1, .iw = 1, .oc = l->oc, .oh = 1, .ow = 1,
+		                       .k = 1, .stride = 1, .pad = 0 };
+		return;
+	}
+	*d = (ae_dconv_shape){ .transposed = l->kind == AE_L_CONVT, .ic = l->ic, .ih = l->ih, .iw = l->iw,
+	                       .oc = l->oc, .oh = l->oh, .ow = l->ow, .k = l->k, .stride = l->stride, .pad = l->pad };
+}
+
+/* Second pass, once every stage's folding is known: each dense layer next
+ * to a convolution permuted, then every stage compiled for the direct
+ * kernels. */
+static int lower(ae_plan *p, ae_error *err)
+{
+	for (int i = 0; i < p->n_stages; i++) {
+		stage *s = &p->st[i];
+		if (!is_spatial(s) &&
+		    permute_dense(s, i ? &p->st[i - 1] : NULL, i + 1 < p->n_stages ? &p->st[i + 1] : NULL))
+			return ae_fail(err, AE_ERR_NOMEM, "out of memory compiling %s", s->l->name);
+		ae_dconv_shape sh;
+		dconv_shape_of(&sh, s->l);
+		if (ae_dconv_init(&s->dc, &sh, s->w, &s->ep))
+			return ae_fail(err, AE_ERR_FORMAT, "%s: cannot compile a %dx%d stride %d layer (kernel at most 11) or out of memory",
+			               s->l->name, sh.k, sh.k, sh.stride);
+		free(s->perm);  /* the packed copy is all the stage reads from now */
+		s->perm = NULL;
+	}
+	return AE_OK;
+}
+
 ae_plan *ae_plan_new(const ae_model *m, ae_error *err)
 {
 	ae_plan *p = calloc(1, sizeof *p);
@@ -192,7 +266,7 @@ ae_plan *ae_plan_new(const ae_model *m, ae_error *err)
 		return NULL;
 	}
 	p->m = m;
-	if (compile(p, err)) {
+	if (compile(p, err) || lower(p, err)) {
 		ae_plan_free(p);
 		return NULL;
 	}
@@ -203,6 +277,10 @@ void ae_plan_free(ae_plan *p)
 {
 	if (!p)
 		return;
+	for (int i = 0; i < p->n_stages; i++) {
+		ae_dconv_deinit(&p->st[i].dc);
+		free(p->st[i].perm);
+	}
 	free(p->owned);
 	free(p);
 }
@@ -214,70 +292,51 @@ const ae_model *ae_plan_model(const ae_plan *p)
 
 static void lane_free(lane *l)
 {
-	free(l->buf[0]);
-	free(l->buf[1]);
-	free(l->col);
-	free(l->t);
+	for (int k = 0; k < 3; k++)
+		free(l->buf[k]);
 	free(l->code);
 }
 
 static int lane_alloc(lane *l, const ae_plan *p, int b)
 {
-	size_t act = 1, col = 1, t = 1;
+	size_t act = 1;
 	for (int i = 0; i < p->n_stages; i++) {
 		const stage *s = &p->st[i];
-		size_t c = 0, tt = 0;
 		if (s->in_size * b > act) act = s->in_size * b;
 		if (s->out_size * b > act) act = s->out_size * b;
-		if (s->kind == AE_L_CONV) {
-			size_t np = (size_t)b * s->g.oh * s->g.ow;
-			c = np * s->g.c * s->g.k * s->g.k;
-			tt = np * s->l->oc;
-		} else if (s->kind == AE_L_CONVT && s->subpix) {
-			c = ae_subpix_col_size(&s->sp, b);
-			tt = ae_subpix_t_size(&s->sp, b);
-		} else if (s->kind == AE_L_CONVT) {
-			size_t np = (size_t)b * s->g.oh * s->g.ow;
-			c = np * s->g.c * s->g.k * s->g.k;
-			tt = np * s->l->ic;
-		}
-		if (c > col) col = c;
-		if (tt > t) t = tt;
 	}
-	l->buf[0] = malloc(act * sizeof(float));
-	l->buf[1] = malloc(act * sizeof(float));
-	l->col = malloc(col * sizeof(float));
-	l->t = malloc(t * sizeof(float));
+	for (int k = 0; k < 3; k++)
+		l->buf[k] = malloc(act * sizeof(float));
 	l->code = malloc((size_t)b * p->st[p->n_enc - 1].out_size * sizeof(float));
-	return l->buf[0] && l->buf[1] && l->col && l->t && l->code ? 0 : -1;
+	return l->buf[0] && l->buf[1] && l->buf[2] && l->code ? 0 : -1;
 }
 
-static void run_stage(lane *ln, const stage *s, const float *in, float *out, int n)
+static void run_stage(const stage *s, const float *in, float *out, int n)
 {
-	switch (s->kind) {
-	case AE_L_CONV:
-		ae_conv2d_forward(out, ln->col, ln->t, in, s->w, &s->ep, n, s->l->oc, &s->g);
-		break;
-	case AE_L_CONVT:
-		if (s->subpix)
-			ae_subpix_forward(out, ln->col, ln->t, in, s->w, &s->ep, n, &s->sp);
-		else
-			ae_convt2d_forward(out, ln->col, ln->t, in, s->w, &s->ep, n, s->l->ic, &s->g);
-		break;
-	default:
-		ae_dense_forward(out, in, s->w, &s->ep, n, s->l->ic, s->l->oc);
-	}
+	if (is_spatial(s))
+		ae_dconv_forward(out, in, n, &s->dc);
+	else
+		ae_dconv_forward_rows(out, in, n, &s->dc);
 }
 
-/* Runs stages [from, to) on n <= chunk images; the last writes to out. */
+/* Runs stages [from, to) on n <= chunk images; the last writes to out.
+ * Images enter and leave NCHW; in between, convolutions see NHWC. */
 static void run_range(lane *ln, const ae_plan *p, int from, int to, const float *in, float *out, int n)
 {
+	const stage *first = &p->st[from], *last = &p->st[to - 1];
 	const float *cur = in;
+	if (is_spatial(first) && first->l->ic > 1) {
+		ae_nchw_to_nhwc(ln->buf[2], in, n, first->l->ic, first->l->ih * first->l->iw);
+		cur = ln->buf[2];
+	}
+	int out_nhwc = is_spatial(last) && last->l->oc > 1;
 	for (int i = from; i < to; i++) {
-		float *dst = i == to - 1 ? out : ln->buf[(i - from) & 1];
-		run_stage(ln, &p->st[i], cur, dst, n);
+		float *dst = i == to - 1 && !out_nhwc ? out : ln->buf[(i - from) & 1];
+		run_stage(&p->st[i], cur, dst, n);
 		cur = dst;
 	}
+	if (out_nhwc)
+		ae_nhwc_to_nchw(out, cur, n, last->l->oc, last->l->oh * last->l->ow);
 }
 
 /* Lane k's share of the job: a contiguous run of images, by chunks. */

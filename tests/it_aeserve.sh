@@ -210,10 +210,13 @@ check "access log: one JSON line per request" jq -s -e 'map(select(.path == "/v1
 
 # ---- overload: a full queue answers 503 with Retry-After at once ----
 P2=$((PORT + 1))
-start_server $P2 "$TMPD/log2" --queue 1 --max-batch 1 --batch-delay-us 0 --body-limit 100000000 --log-format none models/mnist.safetensors || exit 1
-"$T" export tests/fixtures/digits --split train --out "$TMPD/many" --limit 300 --json "$TMPD/many.json" >/dev/null
+# One worker and requests of 1,200 images (~0.3 s of inference each, far
+# longer than sending one) so the queue is full while the rest arrive.
+start_server $P2 "$TMPD/log2" --workers 1 --queue 1 --max-batch 1 --batch-delay-us 0 --body-limit 100000000 --log-format none models/mnist.safetensors || exit 1
+"$T" export tests/fixtures/digits --split train --out "$TMPD/many" --limit 300 --json "$TMPD/many300.json" >/dev/null
+jq -c '{shape: [1200, 1, 28, 28], data: (.data + .data + .data + .data)}' "$TMPD/many300.json" > "$TMPD/many.json"
 cpids=()
-for i in 1 2 3 4 5 6; do
+for i in 1 2 3 4 5 6 7 8 9 10; do
 	curl -s -m 60 -o "$TMPD/ov$i" -D "$TMPD/ovh$i" -w '%{http_code}\n' -H 'Content-Type: application/json' --data-binary @"$TMPD/many.json" "http://127.0.0.1:$P2/v1/reconstruct" > "$TMPD/ovs$i" &
 	cpids+=($!)
 done

@@ -93,15 +93,6 @@ static void test_convt2d(int n, int ic, int hi, int wi, int oc, int k, int s, in
 	ae_convt2d_forward_ref(yr, x, wt, b, n, ic, &g);
 	CHECK_MSG(test_rel_err(y, yr, ys) < 1e-5, "convt forward err %g", test_rel_err(y, yr, ys));
 
-	ae_subpix sp;
-	CHECK(ae_subpix_init(&sp, ic, oc, hi, wi, ho, wo, k, s, p) == 0);
-	float *wp = zeros(ws), *scol = zeros(ae_subpix_col_size(&sp, n)), *st = zeros(ae_subpix_t_size(&sp, n));
-	float *ys2 = rand_buf(ys, 1);  /* garbage: every output must be written */
-	ae_subpix_pack(wp, wt, &sp);
-	ae_subpix_forward(ys2, scol, st, x, wp, &ep, n, &sp);
-	CHECK_MSG(test_rel_err(ys2, yr, ys) < 1e-5, "sub-pixel convt forward err %g (k%d s%d p%d op%d)",
-	          test_rel_err(ys2, yr, ys), k, s, p, op);
-	free(wp); free(scol); free(st); free(ys2);
 
 	float *dy = rand_buf(ys, 1), *dx = zeros(xs), *dxr = zeros(xs);
 	float *dw = zeros(ws), *dwr = zeros(ws), *db = zeros(oc), *dbr = zeros(oc);

@@ -4,9 +4,10 @@
  * backward passes ACCUMULATE (+=) into parameter gradients and OVERWRITE
  * input gradients. No kernel allocates: scratch comes from the caller.
  *
- * Every convolution has two paths: the production one (im2col/col2im +
+ * Every convolution has two paths: the training one (im2col/col2im +
  * cblas_sgemm, batched over the whole mini-batch as one GEMM) and a plain
- * reference loop (`_ref`) that the tests compare it against.
+ * reference loop (`_ref`) that the tests compare it against. Inference runs
+ * convolutions direct on channels-last images instead (ae/dconv.h).
  */
 #ifndef AE_OPS_H
 #define AE_OPS_H
@@ -50,6 +51,9 @@ void ae_scatter_channels(float *y, const float *t, int n, int ch, int p, const a
 void ae_gather_channels(float *t, const float *y, int n, int ch, int p);
 /* Runs p values of channel c through ep, src -> dst (may be equal). */
 void ae_epilogue_row(float *dst, const float *src, size_t p, int c, const ae_epilogue *ep);
+/* Applies ep in place to one row of a dense layer's output: unit u is
+ * channel u. */
+void ae_epilogue_units(float *y, int units, const ae_epilogue *ep);
 /* Applies ep in place to y (n, ch, p). */
 void ae_epilogue_apply(float *y, int n, int ch, int p, const ae_epilogue *ep);
 
@@ -78,40 +82,6 @@ void ae_convt2d_forward_ref(float *y, const float *x, const float *w, const floa
                             int n, int ic, const ae_conv_geom *g);
 void ae_convt2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
                              const float *w, int n, int ic, const ae_conv_geom *g);
-
-/* ---- ConvTranspose2D by sub-pixel decomposition (inference and training
- * forward): s*s phase classes, each one GEMM over shifted input copies. ---- */
-#define AE_SUBPIX_MAX_K 8
-#define AE_SUBPIX_MAX_S 4
-
-typedef struct ae_subpix_class {
-	int a, b;                 /* output phase: rows s*m + a, columns s*n + b */
-	int mh, mw;               /* output pixels of this phase */
-	int nty, ntx;             /* taps per axis */
-	int ky[AE_SUBPIX_MAX_K], dy[AE_SUBPIX_MAX_K];  /* kernel row, input row offset */
-	int kx[AE_SUBPIX_MAX_K], dx[AE_SUBPIX_MAX_K];
-	size_t woff;              /* this class's (oc, ic*nty*ntx) block in packed weights */
-} ae_subpix_class;
-
-typedef struct ae_subpix {
-	int ic, oc, ih, iw, oh, ow, k, s;
-	int n_cls;
-	ae_subpix_class cls[AE_SUBPIX_MAX_S * AE_SUBPIX_MAX_S];
-} ae_subpix;
-
-/* Whether sub-pixel beats col2im for a transposed conv from ic to oc channels. */
-int ae_subpix_preferred(int ic, int oc);
-/* Returns -1 if k or s exceed the limits above. */
-int ae_subpix_init(ae_subpix *sp, int ic, int oc, int ih, int iw, int oh, int ow,
-                   int k, int s, int pad);
-/* Scratch floats for a batch of n: col and t arguments of ae_subpix_forward. */
-size_t ae_subpix_col_size(const ae_subpix *sp, int n);
-size_t ae_subpix_t_size(const ae_subpix *sp, int n);
-/* Rearranges PyTorch's (ic, oc, k, k) weights into wp (same count). */
-void ae_subpix_pack(float *wp, const float *w, const ae_subpix *sp);
-/* y (n, oc, oh, ow) from x (n, ic, ih, iw), applying ep. */
-void ae_subpix_forward(float *y, float *col, float *t, const float *x, const float *wp,
-                       const ae_epilogue *ep, int n, const ae_subpix *sp);
 
 /* ---- Dense, weight (out, in), bias (out); x (n, in), y (n, out) ---- */
 void ae_dense_forward(float *y, const float *x, const float *w, const ae_epilogue *ep,

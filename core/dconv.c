@@ -1,0 +1,503 @@
+/*
+ * Direct convolution on channels-last images (see ae/dconv.h): compiling a
+ * layer into tap groups with packed weights, and the tile kernels that run
+ * them. The portable kernels are plain loops the compiler vectorises as it
+ * can; the AVX2+FMA ones keep a 6x16 tile of outputs in 12 registers while
+ * streaming the input channels, which is what lets a small layer run near
+ * the FMA units' rate instead of the memory system's.
+ */
+#include "ae/dconv.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define AE_X86 1
+#endif
+
+#define NR 6            /* output pixels per wide tile */
+#define NR_NARROW 4     /* output pixels per narrow (dot product) tile */
+#define MAX_K 11
+
+/* ---- compiling a layer ---- */
+
+/* Input offset (floats from the image's start) that output pixel (oy, ox)
+ * reads through tap (ky, kx), or -1 where the tap falls on padding. */
+static int32_t tap_offset(const ae_dconv_shape *s, int oy, int ox, int ky, int kx)
+{
+	int iy, ix;
+	if (s->transposed) {
+		int ny = oy + s->pad - ky, nx = ox + s->pad - kx;
+		if (ny < 0 || nx < 0 || ny % s->stride || nx % s->stride)
+			return -1;
+		iy = ny / s->stride, ix = nx / s->stride;
+	} else {
+		iy = oy * s->stride - s->pad + ky, ix = ox * s->stride - s->pad + kx;
+	}
+	if (iy < 0 || ix < 0 || iy >= s->ih || ix >= s->iw)
+		return -1;
+	return (int32_t)(((size_t)iy * s->iw + ix) * s->ic);
+}
+
+/* Weight of output channel o, input channel c, tap (ky, kx) in PyTorch's
+ * layout for the layer kind. */
+static float weight_at(const ae_dconv_shape *s, const float *w, int o, int c, int ky, int kx)
+{
+	size_t kk = (size_t)ky * s->k + kx;
+	if (s->transposed)
+		return w[((size_t)c * s->oc + o) * s->k * s->k + kk];
+	return w[((size_t)o * s->ic + c) * s->k * s->k + kk];
+}
+
+/* Group g's phase: which taps and which output pixels belong to it. A
+ * convolution has one group holding every tap and pixel. */
+static int in_phase(const ae_dconv_shape *s, int g, int y, int x)
+{
+	if (!s->transposed)
+		return 1;
+	int a = g / s->stride, b = g % s->stride;
+	return (y + s->pad) % s->stride == a && (x + s->pad) % s->stride == b;
+}
+
+static int group_taps(const ae_dconv_shape *s, int g, int *ty, int *tx)
+{
+	int n = 0;
+	for (int ky = 0; ky < s->k; ky++)
+		for (int kx = 0; kx < s->k; kx++) {
+			/* tap (ky, kx) reaches output y only when y + pad = ky (mod s) */
+			if (s->transposed && (ky % s->stride != g / s->stride || kx % s->stride != g % s->stride))
+				continue;
+			ty[n] = ky, tx[n] = kx, n++;
+		}
+	return n;
+}
+
+static int block_width(int ocp, int o0)
+{
+	return ocp - o0 >= 16 ? 16 : 8;
+}
+
+/* Wide layout per group: for each block of 16 (or a last 8) output
+ * channels, [tap][input channel][channel in block], zero past oc.
+ * Narrow layout: [output channel][tap][input channel]. */
+static void pack_group(float *wp, const ae_dconv *d, const float *w, const int *ty, const int *tx, int nt)
+{
+	const ae_dconv_shape *s = &d->s;
+	if (d->narrow) {
+		for (int o = 0; o < s->oc; o++)
+			for (int t = 0; t < nt; t++)
+				for (int c = 0; c < s->ic; c++)
+					*wp++ = weight_at(s, w, o, c, ty[t], tx[t]);
+		return;
+	}
+	for (int o0 = 0; o0 < d->ocp; o0 += block_width(d->ocp, o0)) {
+		int bw = block_width(d->ocp, o0);
+		for (int t = 0; t < nt; t++)
+			for (int c = 0; c < s->ic; c++)
+				for (int j = 0; j < bw; j++)
+					*wp++ = o0 + j < s->oc ? weight_at(s, w, o0 + j, c, ty[t], tx[t]) : 0.0f;
+	}
+}
+
+static void copy_epilogue(ae_dconv *d, const ae_epilogue *ep)
+{
+	for (int o = 0; o < d->ocp; o++) {
+		int in = o < d->s.oc;
+		d->bias[o] = in && ep && ep->bias ? ep->bias[o] : 0.0f;
+		d->scale[o] = in && ep && ep->scale ? ep->scale[o] : 1.0f;
+		d->shift[o] = in && ep && ep->shift ? ep->shift[o] : 0.0f;
+	}
+	d->act = ep ? ep->act : AE_ACT_NONE;
+	d->slope = ep ? ep->slope : 0.0f;
+}
+
+static int cpu_has_avx2(void)
+{
+#if defined(AE_X86) && (defined(__GNUC__) || defined(__clang__))
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+	return 0;
+#endif
+}
+
+int ae_dconv_init(ae_dconv *d, const ae_dconv_shape *s, const float *w, const ae_epilogue *ep)
+{
+	memset(d, 0, sizeof *d);
+	if (s->ic < 1 || s->oc < 1 || s->k < 1 || s->k > MAX_K || s->stride < 1 || s->stride > MAX_K ||
+	    s->pad < 0 || s->ih < 1 || s->iw < 1 || s->oh < 1 || s->ow < 1 ||
+	    (size_t)s->ih * s->iw * s->ic > INT32_MAX)
+		return -1;
+	d->s = *s;
+	d->ocp = (s->oc + 7) / 8 * 8;
+	d->narrow = s->oc < 8;
+	d->simd = cpu_has_avx2();
+	d->n_grp = s->transposed ? s->stride * s->stride : 1;
+	int ty[MAX_K * MAX_K], tx[MAX_K * MAX_K];
+	size_t n_off = 0, n_w = 0;
+	for (int g = 0; g < d->n_grp; g++) {
+		int nt = group_taps(s, g, ty, tx), np = 0;
+		for (int y = 0; y < s->oh; y++)
+			for (int x = 0; x < s->ow; x++)
+				np += in_phase(s, g, y, x);
+		n_off += (size_t)np * nt;
+		n_w += (size_t)nt * s->ic * d->ocp;
+	}
+	d->grp = calloc((size_t)d->n_grp, sizeof *d->grp);
+	d->pix = malloc((size_t)s->oh * s->ow * sizeof *d->pix);
+	d->off = malloc((n_off ? n_off : 1) * sizeof *d->off);
+	/* every 8-float row 32-byte aligned (ocp is a multiple of 8), so no
+	 * vector load splits a cache line */
+	d->w = aligned_alloc(64, (n_w * sizeof *d->w + 63) / 64 * 64 + 64);
+	d->bias = malloc((size_t)d->ocp * 3 * sizeof(float));
+	d->zeros = calloc((size_t)s->ic, sizeof(float));
+	if (!d->grp || !d->pix || !d->off || !d->w || !d->bias || !d->zeros) {
+		ae_dconv_deinit(d);
+		return -1;
+	}
+	d->scale = d->bias + d->ocp;
+	d->shift = d->scale + d->ocp;
+	copy_epilogue(d, ep);
+	size_t pix_at = 0, off_at = 0, w_at = 0;
+	for (int g = 0; g < d->n_grp; g++) {
+		ae_dconv_group *gr = &d->grp[g];
+		gr->ntaps = group_taps(s, g, ty, tx);
+		gr->pix_at = pix_at, gr->off_at = off_at, gr->w_at = w_at;
+		for (int y = 0; y < s->oh; y++)
+			for (int x = 0; x < s->ow; x++) {
+				if (!in_phase(s, g, y, x))
+					continue;
+				d->pix[pix_at + gr->npix++] = y * s->ow + x;
+				for (int t = 0; t < gr->ntaps; t++)
+					d->off[off_at++] = tap_offset(s, y, x, ty[t], tx[t]);
+			}
+		pix_at += gr->npix;
+		pack_group(d->w + w_at, d, w, ty, tx, gr->ntaps);
+		w_at += (size_t)gr->ntaps * s->ic * d->ocp;
+	}
+	return 0;
+}
+
+void ae_dconv_deinit(ae_dconv *d)
+{
+	free(d->grp);
+	free(d->pix);
+	free(d->off);
+	free(d->w);
+	free(d->bias);
+	free(d->zeros);
+	memset(d, 0, sizeof *d);
+}
+
+/* ---- tiles ---- */
+
+/* A tile's inputs: per tap, the nr input pixels its output pixels read. */
+typedef struct tile {
+	const float *ptr[MAX_K * MAX_K * NR];
+	float *out[NR];         /* where each output pixel's channels go */
+	int np;                 /* valid pixels (the rest repeat the last) */
+} tile;
+
+static void tile_setup(tile *tl, const ae_dconv *d, const ae_dconv_group *g, int p0, int nr,
+                       const float *x, float *y)
+{
+	int np = g->npix - p0 < nr ? g->npix - p0 : nr;
+	for (int j = 0; j < nr; j++) {
+		int p = p0 + (j < np ? j : np - 1);
+		const int32_t *off = d->off + g->off_at + (size_t)p * g->ntaps;
+		for (int t = 0; t < g->ntaps; t++)
+			tl->ptr[t * nr + j] = off[t] < 0 ? d->zeros : x + off[t];
+		tl->out[j] = y + (size_t)d->pix[g->pix_at + p] * d->s.oc;
+	}
+	tl->np = np;
+}
+
+static float epilogue_one(const ae_dconv *d, float v, int o)
+{
+	v += d->bias[o];
+	switch (d->act) {
+	case AE_ACT_RELU:    v = v > 0.0f ? v : 0.0f; break;
+	case AE_ACT_LRELU:   v = v > 0.0f ? v : d->slope * v; break;
+	case AE_ACT_SIGMOID: v = 1.0f / (1.0f + expf(-v)); break;
+	default: break;
+	}
+	return v * d->scale[o] + d->shift[o];
+}
+
+/* Stores acc (np pixels x bw channels from o0) through the epilogue. */
+static void tile_store(const tile *tl, const ae_dconv *d, const float *acc, int bw, int o0)
+{
+	int nv = d->s.oc - o0 < bw ? d->s.oc - o0 : bw;
+	for (int j = 0; j < tl->np; j++)
+		for (int q = 0; q < nv; q++)
+			tl->out[j][o0 + q] = epilogue_one(d, acc[j * bw + q], o0 + q);
+}
+
+static void wide_portable(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int bw, int o0)
+{
+	float acc[NR * 16] = { 0 };
+	int ic = d->s.ic;
+	for (int t = 0; t < ntaps; t++)
+		for (int c = 0; c < ic; c++, w += bw)
+			for (int j = 0; j < NR; j++) {
+				float xv = tl->ptr[t * NR + j][c];
+				for (int q = 0; q < bw; q++)
+					acc[j * bw + q] += w[q] * xv;
+			}
+	tile_store(tl, d, acc, bw, o0);
+}
+
+static void narrow_portable(const tile *tl, const ae_dconv *d, int ntaps, const float *w)
+{
+	int ic = d->s.ic;
+	for (int o = 0; o < d->s.oc; o++)
+		for (int j = 0; j < tl->np; j++) {
+			float acc = 0.0f;
+			const float *wo = w + (size_t)o * ntaps * ic;
+			for (int t = 0; t < ntaps; t++)
+				for (int c = 0; c < ic; c++)
+					acc += wo[t * ic + c] * tl->ptr[t * NR_NARROW + j][c];
+			tl->out[j][o] = epilogue_one(d, acc, o);
+		}
+}
+
+#ifdef AE_X86
+#define AVX2 __attribute__((target("avx2,fma")))
+
+/* The epilogue of 8 channels, its vectors loaded once per tile. */
+typedef struct ep8 {
+	__m256 bias, scale, shift, slope;
+} ep8;
+
+AVX2 static inline ep8 ep8_load(const ae_dconv *d, int o)
+{
+	return (ep8){ _mm256_loadu_ps(d->bias + o), _mm256_loadu_ps(d->scale + o),
+	              _mm256_loadu_ps(d->shift + o), _mm256_set1_ps(d->slope) };
+}
+
+/* bias, ReLU or LeakyReLU, scale and shift; not sigmoid */
+AVX2 static inline __m256 ep8_apply(const ep8 *e, int act, __m256 v)
+{
+	__m256 z = _mm256_setzero_ps();
+	v = _mm256_add_ps(v, e->bias);
+	if (act == AE_ACT_RELU)
+		v = _mm256_max_ps(v, z);
+	else if (act == AE_ACT_LRELU)
+		v = _mm256_fmadd_ps(e->slope, _mm256_min_ps(v, z), _mm256_max_ps(v, z));
+	return _mm256_fmadd_ps(v, e->scale, e->shift);
+}
+
+/* Tiles whose block holds channels past oc, or whose activation is the
+ * sigmoid: the raw sums go through the scalar epilogue. */
+AVX2 static void store_scalar(const tile *tl, const ae_dconv *d, const __m256 *acc, int n8, int o0)
+{
+	float raw[NR * 16];
+	for (int j = 0; j < NR; j++)
+		for (int h = 0; h < n8; h++)
+			_mm256_storeu_ps(raw + (j * n8 + h) * 8, acc[j * n8 + h]);
+	tile_store(tl, d, raw, 8 * n8, o0);
+}
+
+#define FMA2(j) do { \
+		__m256 b = _mm256_broadcast_ss(p##j + c); \
+		a##j##0 = _mm256_fmadd_ps(w0, b, a##j##0); \
+		a##j##1 = _mm256_fmadd_ps(w1, b, a##j##1); \
+	} while (0)
+
+AVX2 static void wide16_avx2(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int o0)
+{
+	__m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
+	__m256 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+	int ic = d->s.ic;
+	for (int t = 0; t < ntaps; t++) {
+		const float *const *pt = tl->ptr + t * NR;
+		const float *p0 = pt[0], *p1 = pt[1], *p2 = pt[2], *p3 = pt[3], *p4 = pt[4], *p5 = pt[5];
+		for (int c = 0; c < ic; c++, w += 16) {
+			__m256 w0 = _mm256_loadu_ps(w), w1 = _mm256_loadu_ps(w + 8);
+			FMA2(0); FMA2(1); FMA2(2); FMA2(3); FMA2(4); FMA2(5);
+		}
+	}
+	__m256 r[NR * 2] = { a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51 };
+	if (d->act == AE_ACT_SIGMOID || o0 + 16 > d->s.oc) {
+		store_scalar(tl, d, r, 2, o0);
+		return;
+	}
+	ep8 e0 = ep8_load(d, o0), e1 = ep8_load(d, o0 + 8);
+	for (int j = 0; j < tl->np; j++) {
+		_mm256_storeu_ps(tl->out[j] + o0, ep8_apply(&e0, d->act, r[2 * j]));
+		_mm256_storeu_ps(tl->out[j] + o0 + 8, ep8_apply(&e1, d->act, r[2 * j + 1]));
+	}
+}
+
+#define FMA1(j) a##j = _mm256_fmadd_ps(w0, _mm256_broadcast_ss(p##j + c), a##j)
+
+AVX2 static void wide8_avx2(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int o0)
+{
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+	int ic = d->s.ic;
+	for (int t = 0; t < ntaps; t++) {
+		const float *const *pt = tl->ptr + t * NR;
+		const float *p0 = pt[0], *p1 = pt[1], *p2 = pt[2], *p3 = pt[3], *p4 = pt[4], *p5 = pt[5];
+		for (int c = 0; c < ic; c++, w += 8) {
+			__m256 w0 = _mm256_loadu_ps(w);
+			FMA1(0); FMA1(1); FMA1(2); FMA1(3); FMA1(4); FMA1(5);
+		}
+	}
+	__m256 r[NR] = { a0, a1, a2, a3, a4, a5 };
+	if (d->act == AE_ACT_SIGMOID || o0 + 8 > d->s.oc) {
+		store_scalar(tl, d, r, 1, o0);
+		return;
+	}
+	ep8 e = ep8_load(d, o0);
+	for (int j = 0; j < tl->np; j++)
+		_mm256_storeu_ps(tl->out[j] + o0, ep8_apply(&e, d->act, r[j]));
+}
+
+AVX2 static float hsum8(__m256 v)
+{
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+	return _mm_cvtss_f32(s);
+}
+
+/* Four pixels share each load of the weights; channels past the last
+ * multiple of 8 are summed as scalars. */
+AVX2 static void narrow_avx2(const tile *tl, const ae_dconv *d, int ntaps, const float *w)
+{
+	int ic = d->s.ic, c8 = ic / 8 * 8;
+	for (int o = 0; o < d->s.oc; o++) {
+		__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+		float s[NR_NARROW] = { 0 };
+		const float *wo = w + (size_t)o * ntaps * ic;
+		for (int t = 0; t < ntaps; t++, wo += ic) {
+			const float *const *pt = tl->ptr + t * NR_NARROW;
+			for (int c = 0; c < c8; c += 8) {
+				__m256 wv = _mm256_loadu_ps(wo + c);
+				a0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(pt[0] + c), a0);
+				a1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(pt[1] + c), a1);
+				a2 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(pt[2] + c), a2);
+				a3 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(pt[3] + c), a3);
+			}
+			for (int c = c8; c < ic; c++)
+				for (int j = 0; j < NR_NARROW; j++)
+					s[j] += wo[c] * pt[j][c];
+		}
+		float v[NR_NARROW] = { hsum8(a0) + s[0], hsum8(a1) + s[1], hsum8(a2) + s[2], hsum8(a3) + s[3] };
+		for (int j = 0; j < tl->np; j++)
+			tl->out[j][o] = epilogue_one(d, v[j], o);
+	}
+}
+#endif
+
+/* ---- forward ---- */
+
+static void wide_tile(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int bw, int o0)
+{
+#ifdef AE_X86
+	if (d->simd) {
+		if (bw == 16)
+			wide16_avx2(tl, d, ntaps, w, o0);
+		else
+			wide8_avx2(tl, d, ntaps, w, o0);
+		return;
+	}
+#endif
+	wide_portable(tl, d, ntaps, w, bw, o0);
+}
+
+static void narrow_tile(const tile *tl, const ae_dconv *d, int ntaps, const float *w)
+{
+#ifdef AE_X86
+	if (d->simd) {
+		narrow_avx2(tl, d, ntaps, w);
+		return;
+	}
+#endif
+	narrow_portable(tl, d, ntaps, w);
+}
+
+/* Each tile's input pointers are found once and serve every block of
+ * output channels (measured faster than keeping one block's weights in L1
+ * across all pixels: the pointer setup is what small layers spend on). */
+static void forward_wide(float *y, const float *x, int n, const ae_dconv *d, const ae_dconv_group *g)
+{
+	size_t isz = (size_t)d->s.ih * d->s.iw * d->s.ic, osz = (size_t)d->s.oh * d->s.ow * d->s.oc;
+	tile tl;
+	for (int i = 0; i < n; i++)
+		for (int p = 0; p < g->npix; p += NR) {
+			tile_setup(&tl, d, g, p, NR, x + i * isz, y + i * osz);
+			const float *w = d->w + g->w_at;
+			for (int o0 = 0; o0 < d->ocp; o0 += block_width(d->ocp, o0)) {
+				int bw = block_width(d->ocp, o0);
+				wide_tile(&tl, d, g->ntaps, w, bw, o0);
+				w += (size_t)g->ntaps * d->s.ic * bw;
+			}
+		}
+}
+
+static void forward_narrow(float *y, const float *x, int n, const ae_dconv *d, const ae_dconv_group *g)
+{
+	size_t isz = (size_t)d->s.ih * d->s.iw * d->s.ic, osz = (size_t)d->s.oh * d->s.ow * d->s.oc;
+	tile tl;
+	for (int i = 0; i < n; i++)
+		for (int p = 0; p < g->npix; p += NR_NARROW) {
+			tile_setup(&tl, d, g, p, NR_NARROW, x + i * isz, y + i * osz);
+			narrow_tile(&tl, d, g->ntaps, d->w + g->w_at);
+		}
+}
+
+void ae_dconv_forward(float *y, const float *x, int n, const ae_dconv *d)
+{
+	for (int gi = 0; gi < d->n_grp; gi++) {
+		const ae_dconv_group *g = &d->grp[gi];
+		if (!g->npix)
+			continue;
+		if (d->narrow)
+			forward_narrow(y, x, n, d, g);
+		else
+			forward_wide(y, x, n, d, g);
+	}
+}
+
+void ae_dconv_forward_rows(float *y, const float *x, int n, const ae_dconv *d)
+{
+	int nr = d->narrow ? NR_NARROW : NR, ic = d->s.ic, oc = d->s.oc;
+	tile tl;
+	for (int p = 0; p < n; p += nr) {
+		tl.np = n - p < nr ? n - p : nr;
+		for (int j = 0; j < nr; j++) {
+			int q = p + (j < tl.np ? j : tl.np - 1);
+			tl.ptr[j] = x + (size_t)q * ic;
+			tl.out[j] = y + (size_t)q * oc;
+		}
+		if (d->narrow) {
+			narrow_tile(&tl, d, 1, d->w);
+			continue;
+		}
+		const float *w = d->w;
+		for (int o0 = 0; o0 < d->ocp; o0 += block_width(d->ocp, o0)) {
+			int bw = block_width(d->ocp, o0);
+			wide_tile(&tl, d, 1, w, bw, o0);
+			w += (size_t)ic * bw;
+		}
+	}
+}
+
+void ae_nchw_to_nhwc(float *dst, const float *src, int n, int c, int p)
+{
+	for (int i = 0; i < n; i++, src += (size_t)c * p, dst += (size_t)c * p)
+		for (int ch = 0; ch < c; ch++)
+			for (int q = 0; q < p; q++)
+				dst[(size_t)q * c + ch] = src[(size_t)ch * p + q];
+}
+
+void ae_nhwc_to_nchw(float *dst, const float *src, int n, int c, int p)
+{
+	for (int i = 0; i < n; i++, src += (size_t)c * p, dst += (size_t)c * p)
+		for (int ch = 0; ch < c; ch++)
+			for (int q = 0; q < p; q++)
+				dst[(size_t)ch * p + q] = src[(size_t)q * c + ch];
+}

@@ -1,0 +1,77 @@
+/*
+ * Direct convolution on channels-last (NHWC) images, for inference.
+ *
+ * A convolution or transposed convolution is compiled once into groups of
+ * output pixels that share one set of kernel taps: one group for a
+ * convolution, s*s phase groups for a stride-s transposed convolution
+ * (output pixel (s*m+a, s*n+b) only meets taps with ky = a+pad (mod s)).
+ * Each group keeps, per output pixel and tap, the offset of the input pixel
+ * it reads (or "padding"), and the weights packed for the kernel. A forward
+ * pass then reads the input in place: no im2col copy, no col2im sum, no
+ * second packing inside a GEMM, and bias, activation and batch-norm shift
+ * are applied in registers before the one store of each output.
+ *
+ * Kernels: 6 output pixels x 16 (or 8) output channels per tile with FMA
+ * vectors along the channels, for layers with at least 8 output channels;
+ * a dot product along the input channels for narrower ones (the decoder's
+ * 1-channel output layer). AVX2+FMA versions run when the CPU has them
+ * (checked at run time); portable C versions otherwise.
+ */
+#ifndef AE_DCONV_H
+#define AE_DCONV_H
+
+#include "ae/ops.h"
+
+#include <stdint.h>
+
+typedef struct ae_dconv_shape {
+	int transposed;         /* 0: Conv2d, weight (oc, ic, k, k);
+	                         * 1: ConvTranspose2d, weight (ic, oc, k, k) */
+	int ic, ih, iw;
+	int oc, oh, ow;
+	int k, stride, pad;
+} ae_dconv_shape;
+
+typedef struct ae_dconv_group {
+	int ntaps, npix;
+	size_t pix_at;          /* into pix: npix output pixel indices */
+	size_t off_at;          /* into off: npix * ntaps input offsets */
+	size_t w_at;            /* into w: this group's packed weights */
+} ae_dconv_group;
+
+typedef struct ae_dconv {
+	ae_dconv_shape s;
+	int ocp;                /* oc rounded up to 8: the packed weight rows */
+	int narrow;             /* oc < 8: dot-product kernel */
+	int simd;               /* AVX2+FMA kernels; tests clear it to check the portable ones */
+	int n_grp;
+	ae_dconv_group *grp;
+	int32_t *pix;
+	int32_t *off;           /* in floats from the image's start (pixel * ic); -1: padding */
+	float *w;
+	float *bias, *scale, *shift;  /* ocp each: bias 0, scale 1, shift 0 where absent */
+	int act;
+	float slope;
+	float *zeros;           /* ic zeros, what padding taps read */
+} ae_dconv;
+
+/* Compiles a layer: w is PyTorch's weight layout for s.transposed (any BN
+ * already folded in), ep what follows it (pointers copied, may be NULL).
+ * Returns 0, or -1 on a bad shape or out of memory (d is then empty). */
+int ae_dconv_init(ae_dconv *d, const ae_dconv_shape *s, const float *w, const ae_epilogue *ep);
+void ae_dconv_deinit(ae_dconv *d);
+
+/* y (n, oh, ow, oc) from x (n, ih, iw, ic). Allocates nothing. */
+void ae_dconv_forward(float *y, const float *x, int n, const ae_dconv *d);
+
+/* A dense layer (weight (oc, ic)) is compiled as a 1x1 convolution of a
+ * 1x1 image; this runs it on n rows x (n, ic) -> y (n, oc), each row a
+ * pixel of the tiles. Every row's sums run in the same order whatever n
+ * is, so a row's result does not depend on the batch it came in. */
+void ae_dconv_forward_rows(float *y, const float *x, int n, const ae_dconv *d);
+
+/* NCHW <-> NHWC for n images of c channels and p pixels. */
+void ae_nchw_to_nhwc(float *dst, const float *src, int n, int c, int p);
+void ae_nhwc_to_nchw(float *dst, const float *src, int n, int c, int p);
+
+#endif

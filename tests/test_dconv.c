@@ -1,0 +1,142 @@
+/*
+ * Direct (channels-last) convolution against the NCHW reference loops, for
+ * convolutions and transposed convolutions of many shapes, through every
+ * epilogue, with both the AVX2 kernels (where the CPU has them) and the
+ * portable ones.
+ */
+#include "test.h"
+
+#include <stdlib.h>
+
+#include "ae/dconv.h"
+#include "ae/rng.h"
+
+static ae_rng rng;
+
+static float *rand_buf(size_t n, float scale)
+{
+	float *p = malloc(n * sizeof(float));
+	for (size_t i = 0; i < n; i++)
+		p[i] = (2.0f * ae_rng_uniform(&rng) - 1.0f) * scale;
+	return p;
+}
+
+/* The reference: NCHW loop plus the epilogue pass, transposed to NHWC. */
+static void reference(float *y, const float *x_nchw, const float *w, const ae_epilogue *ep,
+                      int n, const ae_dconv_shape *s)
+{
+	size_t ys = (size_t)n * s->oc * s->oh * s->ow;
+	float *t = malloc(ys * sizeof(float));
+	ae_conv_geom g;
+	if (s->transposed) {
+		ae_conv_geom_init(&g, s->oc, s->oh, s->ow, s->k, s->stride, s->pad);
+		g.oh = s->ih, g.ow = s->iw;
+		ae_convt2d_forward_ref(t, x_nchw, w, NULL, n, s->ic, &g);
+	} else {
+		ae_conv_geom_init(&g, s->ic, s->ih, s->iw, s->k, s->stride, s->pad);
+		ae_conv2d_forward_ref(t, x_nchw, w, NULL, n, s->oc, &g);
+	}
+	ae_epilogue_apply(t, n, s->oc, s->oh * s->ow, ep);
+	ae_nchw_to_nhwc(y, t, n, s->oc, s->oh * s->ow);
+	free(t);
+}
+
+static void check_shape(int n, ae_dconv_shape s, int act)
+{
+	if (s.transposed) {
+		/* output_padding stride-1 makes every output pixel reachable */
+		s.oh = (s.ih - 1) * s.stride - 2 * s.pad + s.k + (s.stride - 1);
+		s.ow = (s.iw - 1) * s.stride - 2 * s.pad + s.k + (s.stride - 1);
+	} else {
+		s.oh = (s.ih + 2 * s.pad - s.k) / s.stride + 1;
+		s.ow = (s.iw + 2 * s.pad - s.k) / s.stride + 1;
+	}
+	size_t xs = (size_t)n * s.ic * s.ih * s.iw, ys = (size_t)n * s.oc * s.oh * s.ow;
+	size_t ws = (size_t)s.ic * s.oc * s.k * s.k;
+	float *x = rand_buf(xs, 1), *w = rand_buf(ws, 0.5f), *xh = malloc(xs * sizeof(float));
+	float *b = rand_buf((size_t)s.oc, 0.5f), *sc = rand_buf((size_t)s.oc, 1.5f), *sh = rand_buf((size_t)s.oc, 0.5f);
+	float *want = malloc(ys * sizeof(float));
+	ae_epilogue ep = { .bias = b, .act = act, .slope = 0.2f,
+	                   .scale = act == AE_ACT_SIGMOID ? NULL : sc, .shift = act == AE_ACT_SIGMOID ? NULL : sh };
+	reference(want, x, w, &ep, n, &s);
+	ae_nchw_to_nhwc(xh, x, n, s.ic, s.ih * s.iw);
+	ae_dconv d;
+	CHECK(ae_dconv_init(&d, &s, w, &ep) == 0);
+	int have_simd = d.simd;
+	for (int simd = have_simd; simd >= 0; simd--) {
+		d.simd = simd;
+		float *y = rand_buf(ys, 100);  /* garbage: every output must be written */
+		ae_dconv_forward(y, xh, n, &d);
+		double e = test_rel_err(y, want, ys);
+		CHECK_MSG(e < 1e-5, "%s ic%d oc%d %dx%d k%d s%d p%d act%d simd%d: err %g",
+		          s.transposed ? "convt" : "conv", s.ic, s.oc, s.ih, s.iw, s.k, s.stride, s.pad,
+		          act, simd, e);
+		free(y);
+	}
+	ae_dconv_deinit(&d);
+	free(x); free(w); free(xh); free(b); free(sc); free(sh); free(want);
+}
+
+static ae_dconv_shape conv(int ic, int ih, int iw, int oc, int k, int s, int p)
+{
+	return (ae_dconv_shape){ .transposed = 0, .ic = ic, .ih = ih, .iw = iw, .oc = oc, .k = k, .stride = s, .pad = p };
+}
+
+static ae_dconv_shape convt(int ic, int ih, int iw, int oc, int k, int s, int p)
+{
+	return (ae_dconv_shape){ .transposed = 1, .ic = ic, .ih = ih, .iw = iw, .oc = oc, .k = k, .stride = s, .pad = p };
+}
+
+static void test_layout_round_trip(void)
+{
+	const int n = 2, c = 3, p = 5;
+	float x[30], t[30], back[30];
+	for (int i = 0; i < 30; i++)
+		x[i] = (float)i;
+	ae_nchw_to_nhwc(t, x, n, c, p);
+	CHECK(t[1] == x[5]);   /* image 0, pixel 0, channel 1 */
+	CHECK(t[15 + 3] == x[15 + 1]);  /* image 1, pixel 1, channel 0 */
+	ae_nhwc_to_nchw(back, t, n, c, p);
+	CHECK(memcmp(back, x, sizeof x) == 0);
+}
+
+static void test_bad_shapes(void)
+{
+	ae_dconv d;
+	ae_dconv_shape s = conv(0, 4, 4, 8, 3, 1, 1);
+	s.oh = s.ow = 4;
+	float w[1] = { 0 };
+	CHECK(ae_dconv_init(&d, &s, w, NULL) == -1);
+	s = conv(1, 4, 4, 8, 12, 1, 1);  /* kernel over the limit */
+	s.oh = s.ow = 4;
+	CHECK(ae_dconv_init(&d, &s, w, NULL) == -1);
+}
+
+int main(void)
+{
+	ae_rng_seed(&rng, 99);
+	/* the conv preset's five layers, through their own activations */
+	check_shape(3, conv(1, 28, 28, 32, 3, 2, 1), AE_ACT_LRELU);
+	check_shape(3, conv(32, 14, 14, 64, 3, 2, 1), AE_ACT_LRELU);
+	check_shape(3, convt(64, 7, 7, 64, 3, 2, 1), AE_ACT_LRELU);
+	check_shape(3, convt(64, 14, 14, 32, 3, 2, 1), AE_ACT_LRELU);
+	check_shape(3, convt(32, 28, 28, 1, 3, 1, 1), AE_ACT_SIGMOID);
+	/* channel counts off the kernels' 8/16 blocks, and narrow layers */
+	for (int act = AE_ACT_NONE; act <= AE_ACT_SIGMOID; act++) {
+		check_shape(2, conv(3, 9, 7, 12, 3, 1, 1), act);
+		check_shape(2, conv(5, 8, 8, 20, 3, 2, 1), act);
+		check_shape(1, conv(13, 6, 5, 3, 3, 1, 0), act);
+		check_shape(2, convt(4, 4, 5, 8, 3, 2, 1), act);
+		check_shape(2, convt(9, 5, 4, 5, 4, 2, 1), act);
+	}
+	/* kernel and stride corners: 1x1, 5x5 stride 3, stride above kernel */
+	check_shape(2, conv(8, 5, 5, 16, 1, 1, 0), AE_ACT_RELU);
+	check_shape(1, conv(6, 11, 10, 24, 5, 3, 2), AE_ACT_RELU);
+	check_shape(1, conv(2, 9, 9, 8, 2, 3, 0), AE_ACT_NONE);
+	check_shape(2, convt(3, 3, 4, 16, 5, 3, 2), AE_ACT_RELU);
+	check_shape(1, convt(2, 3, 3, 8, 1, 3, 0), AE_ACT_NONE);
+	check_shape(1, convt(2, 3, 3, 2, 1, 3, 0), AE_ACT_LRELU);
+	test_layout_round_trip();
+	test_bad_shapes();
+	return TEST_DONE();
+}
