@@ -16,8 +16,8 @@
 #include "ae/infer.h"
 #include "ae/dconv.h"
 #include "ae/ops.h"
+#include "ae/team.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,14 +65,8 @@ struct ae_infer {
 	const ae_plan *p;
 	int chunk, threads;
 	lane *lanes;            /* threads of them; lane 0 is the caller's */
-	pthread_t *helpers;     /* threads - 1 */
-	int started;            /* helpers running */
-	int n_helpers;          /* numbering handed to helpers as they start */
-	pthread_mutex_t mu;
-	pthread_cond_t go, done;
+	ae_team *team;
 	job job;
-	unsigned long gen;      /* bumped per call; helpers run each generation once */
-	int pending, quit;
 };
 
 static int is_linear(int kind)
@@ -340,8 +334,9 @@ static void run_range(lane *ln, const ae_plan *p, int from, int to, const float 
 }
 
 /* Lane k's share of the job: a contiguous run of images, by chunks. */
-static void run_share(ae_infer *w, int k)
+static void run_share(void *arg, int k)
 {
+	ae_infer *w = arg;
 	const ae_plan *p = w->p;
 	const job *j = &w->job;
 	lane *ln = &w->lanes[k];
@@ -364,47 +359,12 @@ static void run_share(ae_infer *w, int k)
 	}
 }
 
-static void *helper_main(void *arg)
-{
-	ae_infer *w = arg;
-	pthread_mutex_lock(&w->mu);
-	int k = ++w->n_helpers;
-	unsigned long seen = 0;  /* gen is 0 until the first call */
-	for (;;) {
-		while (!w->quit && w->gen == seen)
-			pthread_cond_wait(&w->go, &w->mu);
-		if (w->quit)
-			break;
-		seen = w->gen;
-		pthread_mutex_unlock(&w->mu);
-		run_share(w, k);
-		pthread_mutex_lock(&w->mu);
-		if (--w->pending == 0)
-			pthread_cond_signal(&w->done);
-	}
-	pthread_mutex_unlock(&w->mu);
-	return NULL;
-}
-
 static void run_job(ae_infer *w, int op, const float *in, float *out, float *z, int n)
 {
 	/* Below two images per lane the split costs more than it saves. */
 	int lanes = n < 2 * w->threads ? 1 : w->threads;
 	w->job = (job){ .op = op, .in = in, .out = out, .z = z, .n = n, .lanes = lanes };
-	if (lanes == 1) {
-		run_share(w, 0);
-		return;
-	}
-	pthread_mutex_lock(&w->mu);
-	w->gen++;
-	w->pending = w->threads - 1;
-	pthread_cond_broadcast(&w->go);
-	pthread_mutex_unlock(&w->mu);
-	run_share(w, 0);
-	pthread_mutex_lock(&w->mu);
-	while (w->pending)
-		pthread_cond_wait(&w->done, &w->mu);
-	pthread_mutex_unlock(&w->mu);
+	ae_team_run(w->team, lanes, run_share, w);
 }
 
 ae_infer *ae_infer_new(const ae_plan *p, int max_batch, int threads, ae_error *err)
@@ -425,12 +385,8 @@ ae_infer *ae_infer_new(const ae_plan *p, int max_batch, int threads, ae_error *e
 	w->p = p;
 	w->chunk = max_batch < CHUNK ? max_batch : CHUNK;
 	w->threads = threads;
-	pthread_mutex_init(&w->mu, NULL);
-	pthread_cond_init(&w->go, NULL);
-	pthread_cond_init(&w->done, NULL);
 	w->lanes = calloc((size_t)threads, sizeof *w->lanes);
-	w->helpers = calloc((size_t)threads, sizeof *w->helpers);
-	int ok = w->lanes && w->helpers;
+	int ok = w->lanes != NULL;
 	for (int k = 0; ok && k < threads; k++)
 		ok = lane_alloc(&w->lanes[k], p, w->chunk) == 0;
 	if (!ok) {
@@ -438,12 +394,11 @@ ae_infer *ae_infer_new(const ae_plan *p, int max_batch, int threads, ae_error *e
 		ae_fail(err, AE_ERR_NOMEM, "out of memory allocating inference scratch for %d threads", threads);
 		return NULL;
 	}
-	for (int k = 1; k < threads; k++, w->started++)
-		if (pthread_create(&w->helpers[k - 1], NULL, helper_main, w)) {
-			ae_infer_free(w);
-			ae_fail(err, AE_ERR_NOMEM, "cannot start inference thread %d of %d", k + 1, threads);
-			return NULL;
-		}
+	if (!(w->team = ae_team_new(threads))) {
+		ae_infer_free(w);
+		ae_fail(err, AE_ERR_NOMEM, "cannot start %d inference threads", threads);
+		return NULL;
+	}
 	return w;
 }
 
@@ -451,19 +406,10 @@ void ae_infer_free(ae_infer *w)
 {
 	if (!w)
 		return;
-	pthread_mutex_lock(&w->mu);
-	w->quit = 1;
-	pthread_cond_broadcast(&w->go);
-	pthread_mutex_unlock(&w->mu);
-	for (int k = 0; k < w->started; k++)
-		pthread_join(w->helpers[k], NULL);
+	ae_team_free(w->team);
 	for (int k = 0; k < w->threads && w->lanes; k++)
 		lane_free(&w->lanes[k]);
-	pthread_mutex_destroy(&w->mu);
-	pthread_cond_destroy(&w->go);
-	pthread_cond_destroy(&w->done);
 	free(w->lanes);
-	free(w->helpers);
 	free(w);
 }
 

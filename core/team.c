@@ -1,0 +1,142 @@
+/*
+ * Fork-join thread team (see ae/team.h). Helpers sleep on a condition
+ * variable between runs and count generations, so a broadcast that a
+ * helper misses while still busy cannot make it skip or repeat a run.
+ */
+#include "ae/team.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+struct ae_team {
+	int size;
+	pthread_t *helpers;
+	int started;
+	int numbered;           /* lane numbers handed to helpers as they start */
+	pthread_mutex_t mu;
+	pthread_cond_t go, done, meet;
+	unsigned long gen;      /* bumped per run */
+	void (*fn)(void *, int);
+	void *arg;
+	int lanes, pending, quit;
+	int arrived;            /* at the current barrier */
+	unsigned long crossing; /* barriers completed in this team's life */
+};
+
+static void *helper_main(void *p)
+{
+	ae_team *t = p;
+	pthread_mutex_lock(&t->mu);
+	int k = ++t->numbered;
+	unsigned long seen = 0;  /* gen is 0 until the first run */
+	for (;;) {
+		while (!t->quit && t->gen == seen)
+			pthread_cond_wait(&t->go, &t->mu);
+		if (t->quit)
+			break;
+		seen = t->gen;
+		if (k < t->lanes) {
+			pthread_mutex_unlock(&t->mu);
+			t->fn(t->arg, k);
+			pthread_mutex_lock(&t->mu);
+			if (--t->pending == 0)
+				pthread_cond_signal(&t->done);
+		}
+	}
+	pthread_mutex_unlock(&t->mu);
+	return NULL;
+}
+
+ae_team *ae_team_new(int threads)
+{
+	if (threads < 1 || threads > 256)
+		return NULL;
+	ae_team *t = calloc(1, sizeof *t);
+	if (!t)
+		return NULL;
+	t->size = threads;
+	pthread_mutex_init(&t->mu, NULL);
+	pthread_cond_init(&t->go, NULL);
+	pthread_cond_init(&t->done, NULL);
+	pthread_cond_init(&t->meet, NULL);
+	t->helpers = calloc((size_t)threads, sizeof *t->helpers);
+	if (!t->helpers) {
+		ae_team_free(t);
+		return NULL;
+	}
+	for (int k = 1; k < threads; k++, t->started++)
+		if (pthread_create(&t->helpers[k - 1], NULL, helper_main, t)) {
+			ae_team_free(t);
+			return NULL;
+		}
+	return t;
+}
+
+void ae_team_free(ae_team *t)
+{
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->mu);
+	t->quit = 1;
+	pthread_cond_broadcast(&t->go);
+	pthread_mutex_unlock(&t->mu);
+	for (int k = 0; k < t->started; k++)
+		pthread_join(t->helpers[k], NULL);
+	pthread_mutex_destroy(&t->mu);
+	pthread_cond_destroy(&t->go);
+	pthread_cond_destroy(&t->done);
+	pthread_cond_destroy(&t->meet);
+	free(t->helpers);
+	free(t);
+}
+
+int ae_team_size(const ae_team *t)
+{
+	return t->size;
+}
+
+void ae_team_run(ae_team *t, int lanes, void (*fn)(void *arg, int k), void *arg)
+{
+	if (lanes > t->size)
+		lanes = t->size;
+	if (lanes <= 1) {
+		/* under the lock: a helper left idle by the last run may still be
+		 * reading lanes on its way back to sleep */
+		pthread_mutex_lock(&t->mu);
+		t->lanes = 1;
+		pthread_mutex_unlock(&t->mu);
+		fn(arg, 0);
+		return;
+	}
+	pthread_mutex_lock(&t->mu);
+	t->fn = fn;
+	t->arg = arg;
+	t->lanes = lanes;
+	t->arrived = 0;
+	t->pending = lanes - 1;
+	t->gen++;
+	pthread_cond_broadcast(&t->go);
+	pthread_mutex_unlock(&t->mu);
+	fn(arg, 0);
+	pthread_mutex_lock(&t->mu);
+	while (t->pending)
+		pthread_cond_wait(&t->done, &t->mu);
+	pthread_mutex_unlock(&t->mu);
+}
+
+void ae_team_barrier(ae_team *t)
+{
+	if (t->lanes <= 1)
+		return;
+	pthread_mutex_lock(&t->mu);
+	unsigned long mine = t->crossing;
+	if (++t->arrived == t->lanes) {
+		t->arrived = 0;
+		t->crossing++;
+		pthread_cond_broadcast(&t->meet);
+	} else {
+		while (t->crossing == mine)
+			pthread_cond_wait(&t->meet, &t->mu);
+	}
+	pthread_mutex_unlock(&t->mu);
+}
