@@ -77,8 +77,9 @@ int main(int argc, char **argv)
 	ae_arch_defaults(&s, "conv", NULL);
 	ae_model *m = ae_model_new(&s, 1, NULL);
 	ae_plan *p = ae_plan_new(m, NULL);
-	/* Inference splits batches over its own threads, each running a
-	 * single-threaded sgemm (as aeserve does). */
+	/* Inference and training split their work over their own threads
+	 * (as aeserve and aetrain do); OpenBLAS's threads only measure the
+	 * sgemm peak. */
 	openblas_set_num_threads(1);
 	ae_infer *w = ae_infer_new(p, 256, threads, NULL);
 	float *x = malloc(256 * 784 * sizeof(float)), *y = malloc(256 * 784 * sizeof(float)), z[256 * 16];
@@ -98,8 +99,7 @@ int main(int argc, char **argv)
 			rate(w, op, x, y, z, batches[k], 0.2);
 			printf(" \"%s_b%d_img_s\": %.1f,\n", ops[op], batches[k], rate(w, op, x, y, z, batches[k], secs));
 		}
-	openblas_set_num_threads(threads);
-	ae_trainer *tr = ae_trainer_new(m, 32, AE_LOSS_MSE, NULL);
+	ae_trainer *tr = ae_trainer_new(m, 32, threads, AE_LOSS_MSE, NULL);
 	ae_trainer_step(tr, x, x, 32, 1e-3f);
 	long imgs = 0;
 	double t0 = now(), t;

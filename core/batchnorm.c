@@ -8,67 +8,141 @@
 
 #include <math.h>
 
-void ae_bn_forward_train(float *y, float *mean, float *invstd, float *run_mean, float *run_var,
-                         const float *x, const float *gamma, const float *beta,
-                         int n, int c, int p, float momentum, float eps)
+/* ---- training mode, in steps that lanes holding parts of a batch can
+ * each run on their images, adding their sums between steps ---- */
+
+/* Row sums in double over interleaved accumulators: one chain of
+ * dependent adds waits on each add's latency (measured: the batch-norm
+ * sums were 11% of a training step). */
+static double row_sum(const float *r, int p)
 {
-	const size_t m = (size_t)n * p;
+	double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+	int j = 0;
+	for (; j + 4 <= p; j += 4) {
+		a0 += r[j]; a1 += r[j + 1]; a2 += r[j + 2]; a3 += r[j + 3];
+	}
+	for (; j < p; j++)
+		a0 += r[j];
+	return (a0 + a1) + (a2 + a3);
+}
+
+static double row_sqdev(const float *r, double mu, int p)
+{
+	double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+	int j = 0;
+	for (; j + 4 <= p; j += 4) {
+		double d0 = r[j] - mu, d1 = r[j + 1] - mu, d2 = r[j + 2] - mu, d3 = r[j + 3] - mu;
+		a0 += d0 * d0; a1 += d1 * d1; a2 += d2 * d2; a3 += d3 * d3;
+	}
+	for (; j < p; j++) {
+		double d = r[j] - mu;
+		a0 += d * d;
+	}
+	return (a0 + a1) + (a2 + a3);
+}
+
+/* sum of d, and of d * xhat with xhat = (x - mu) * is */
+static void row_dsums(double *sd, double *sdx, const float *d, const float *x, float mu, float is, int p)
+{
+	double a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+	int j = 0;
+	for (; j + 2 <= p; j += 2) {
+		a0 += d[j]; a1 += d[j + 1];
+		b0 += d[j] * (x[j] - mu) * is; b1 += d[j + 1] * (x[j + 1] - mu) * is;
+	}
+	for (; j < p; j++) {
+		a0 += d[j];
+		b0 += d[j] * (x[j] - mu) * is;
+	}
+	*sd += a0 + a1;
+	*sdx += b0 + b1;
+}
+
+void ae_bn_sum(double *s, const float *x, int n, int c, int p)
+{
 	for (int ch = 0; ch < c; ch++) {
-		double s = 0.0, ss = 0.0;
-		for (int i = 0; i < n; i++) {
-			const float *r = x + ((size_t)i * c + ch) * p;
-			for (int j = 0; j < p; j++)
-				s += r[j];
+		double acc = 0.0;
+		for (int i = 0; i < n; i++)
+			acc += row_sum(x + ((size_t)i * c + ch) * p, p);
+		s[ch] = acc;
+	}
+}
+
+void ae_bn_sqdev(double *ss, const float *x, const double *mu, int n, int c, int p)
+{
+	for (int ch = 0; ch < c; ch++) {
+		double acc = 0.0;
+		for (int i = 0; i < n; i++)
+			acc += row_sqdev(x + ((size_t)i * c + ch) * p, mu[ch], p);
+		ss[ch] = acc;
+	}
+}
+
+void ae_bn_stats(float *mean, float *invstd, float *run_mean, float *run_var,
+                 const double *mu, const double *ss, size_t m, int c, float momentum, float eps)
+{
+	for (int ch = 0; ch < c; ch++) {
+		double var = ss[ch] / (double)m;
+		mean[ch] = (float)mu[ch];
+		invstd[ch] = (float)(1.0 / sqrt(var + eps));
+		if (run_mean) {
+			double unbiased = m > 1 ? ss[ch] / (double)(m - 1) : var;
+			run_mean[ch] = (1.0f - momentum) * run_mean[ch] + momentum * (float)mu[ch];
+			run_var[ch] = (1.0f - momentum) * run_var[ch] + momentum * (float)unbiased;
 		}
-		double mu = s / (double)m;
-		for (int i = 0; i < n; i++) {
-			const float *r = x + ((size_t)i * c + ch) * p;
-			for (int j = 0; j < p; j++) {
-				double d = r[j] - mu;
-				ss += d * d;
-			}
-		}
-		double var = ss / (double)m;
-		float is = (float)(1.0 / sqrt(var + eps));
-		mean[ch] = (float)mu;
-		invstd[ch] = is;
-		float g = gamma[ch], b = beta[ch], fm = (float)mu;
+	}
+}
+
+void ae_bn_normalize(float *y, const float *x, const float *mean, const float *invstd,
+                     const float *gamma, const float *beta, int n, int c, int p)
+{
+	for (int ch = 0; ch < c; ch++) {
+		const float fm = mean[ch], is = invstd[ch], g = gamma[ch], b = beta[ch];
 		for (int i = 0; i < n; i++) {
 			const float *r = x + ((size_t)i * c + ch) * p;
 			float *o = y + ((size_t)i * c + ch) * p;
 			for (int j = 0; j < p; j++)
 				o[j] = (r[j] - fm) * is * g + b;
 		}
-		if (run_mean) {
-			double unbiased = m > 1 ? ss / (double)(m - 1) : var;
-			run_mean[ch] = (1.0f - momentum) * run_mean[ch] + momentum * (float)mu;
-			run_var[ch] = (1.0f - momentum) * run_var[ch] + momentum * (float)unbiased;
-		}
 	}
 }
 
-void ae_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                    const float *mean, const float *invstd, const float *gamma,
-                    int n, int c, int p)
+void ae_bn_forward_train(float *y, float *mean, float *invstd, float *run_mean, float *run_var,
+                         const float *x, const float *gamma, const float *beta,
+                         int n, int c, int p, float momentum, float eps)
 {
+	double s[c], ss[c];
 	const size_t m = (size_t)n * p;
+	ae_bn_sum(s, x, n, c, p);
+	for (int ch = 0; ch < c; ch++)
+		s[ch] /= (double)m;
+	ae_bn_sqdev(ss, x, s, n, c, p);
+	ae_bn_stats(mean, invstd, run_mean, run_var, s, ss, m, c, momentum, eps);
+	ae_bn_normalize(y, x, mean, invstd, gamma, beta, n, c, p);
+}
+
+void ae_bn_backward_sums(double *sdy, double *sdyx, const float *dy, const float *x,
+                         const float *mean, const float *invstd, int n, int c, int p)
+{
 	for (int ch = 0; ch < c; ch++) {
-		double sdy = 0.0, sdyx = 0.0;
-		const float mu = mean[ch], is = invstd[ch];
+		double a = 0.0, b = 0.0;
 		for (int i = 0; i < n; i++) {
-			const float *r = x + ((size_t)i * c + ch) * p;
-			const float *d = dy + ((size_t)i * c + ch) * p;
-			for (int j = 0; j < p; j++) {
-				sdy += d[j];
-				sdyx += d[j] * (r[j] - mu) * is;
-			}
+			size_t at = ((size_t)i * c + ch) * p;
+			row_dsums(&a, &b, dy + at, x + at, mean[ch], invstd[ch], p);
 		}
-		dgamma[ch] += (float)sdyx;
-		dbeta[ch] += (float)sdy;
-		if (!dx)
-			continue;
+		sdy[ch] = a;
+		sdyx[ch] = b;
+	}
+}
+
+void ae_bn_backward_dx(float *dx, const float *dy, const float *x, const float *mean,
+                       const float *invstd, const float *gamma, const double *sdy,
+                       const double *sdyx, size_t m, int n, int c, int p)
+{
+	for (int ch = 0; ch < c; ch++) {
+		const float mu = mean[ch], is = invstd[ch];
 		const float k = gamma[ch] * is / (float)m;
-		const float a = (float)sdy, b = (float)sdyx;
+		const float a = (float)sdy[ch], b = (float)sdyx[ch];
 		for (int i = 0; i < n; i++) {
 			const float *r = x + ((size_t)i * c + ch) * p;
 			const float *d = dy + ((size_t)i * c + ch) * p;
@@ -79,6 +153,20 @@ void ae_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, con
 			}
 		}
 	}
+}
+
+void ae_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                    const float *mean, const float *invstd, const float *gamma,
+                    int n, int c, int p)
+{
+	double sdy[c], sdyx[c];
+	ae_bn_backward_sums(sdy, sdyx, dy, x, mean, invstd, n, c, p);
+	for (int ch = 0; ch < c; ch++) {
+		dgamma[ch] += (float)sdyx[ch];
+		dbeta[ch] += (float)sdy[ch];
+	}
+	if (dx)
+		ae_bn_backward_dx(dx, dy, x, mean, invstd, gamma, sdy, sdyx, (size_t)n * p, n, c, p);
 }
 
 void ae_bn_fold(float *scale, float *shift, const float *gamma, const float *beta,

@@ -4,12 +4,26 @@
  */
 #include "ae/train.h"
 #include "ae/ops.h"
+#include "ae/team.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define BN_MOMENTUM 0.1f
 #define BN_EPS 1e-5f
+#define AE_MAX_THREADS 64
+
+/* One lane's share of a step: its own lowering scratch and, past lane 0,
+ * its own gradient block, added into the trainer's after backward. */
+typedef struct tlane {
+	float *col, *t;
+	float *dbuf[2];               /* ping-pong gradients of its images: lanes run
+	                               * apart between batch norms, so a shared buffer
+	                               * would hold two layers' slices at once */
+	float *grads;                 /* lane 0: the trainer's */
+	float *mean, *invstd;         /* batch-norm statistics, widest layer */
+	double *mu;                   /* the batch mean while it is being formed */
+} tlane;
 
 struct ae_trainer {
 	ae_model *m;
@@ -20,8 +34,15 @@ struct ae_trainer {
 	float *act[AE_MAX_LAYERS];    /* (max_batch, out) each; flatten layers alias */
 	float *bn_stats;              /* mean, invstd per BN layer */
 	float *bn_mean[AE_MAX_LAYERS], *bn_invstd[AE_MAX_LAYERS];
-	float *dbuf[2];               /* ping-pong gradients, largest activation */
-	float *col, *t;               /* lowering scratch */
+	double *bn_part;              /* per BN layer: 4 sums x lanes x channels */
+	double *bn_sums[AE_MAX_LAYERS];
+	ae_team *team;
+	int threads;
+	tlane *lanes;
+	/* the call the lanes are running */
+	const float *x, *target;
+	int n, n_lanes;
+	double lane_loss[AE_MAX_THREADS];
 };
 
 static void scratch_sizes(const ae_net *net, int b, size_t *col, size_t *t, size_t *act)
@@ -46,10 +67,53 @@ static void scratch_sizes(const ae_net *net, int b, size_t *col, size_t *t, size
 	}
 }
 
-ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int loss, ae_error *err)
+static int widest_bn(const ae_net *net)
+{
+	int c = 1;
+	for (int i = 0; i < net->n_layers; i++)
+		if (net->layers[i].kind == AE_L_BN && net->layers[i].oc > c)
+			c = net->layers[i].oc;
+	return c;
+}
+
+static int lane_alloc(tlane *ln, const ae_net *net, int b, int own_grads)
+{
+	size_t ncol, nt, nact;
+	int c = widest_bn(net);
+	scratch_sizes(net, b, &ncol, &nt, &nact);
+	ln->col = malloc(ncol * sizeof(float));
+	ln->t = malloc(nt * sizeof(float));
+	ln->dbuf[0] = malloc(nact * sizeof(float));
+	ln->dbuf[1] = malloc(nact * sizeof(float));
+	ln->mean = malloc(2 * (size_t)c * sizeof(float));
+	ln->invstd = ln->mean ? ln->mean + c : NULL;
+	ln->mu = malloc((size_t)c * sizeof(double));
+	if (own_grads)
+		ln->grads = malloc(net->n_params * sizeof(float));
+	return ln->col && ln->t && ln->dbuf[0] && ln->dbuf[1] && ln->mean && ln->mu &&
+	       (!own_grads || ln->grads) ? 0 : -1;
+}
+
+static void lane_free(tlane *ln, int own_grads)
+{
+	free(ln->col);
+	free(ln->t);
+	free(ln->dbuf[0]);
+	free(ln->dbuf[1]);
+	free(ln->mean);
+	free(ln->mu);
+	if (own_grads)
+		free(ln->grads);
+}
+
+ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int threads, int loss, ae_error *err)
 {
 	if (max_batch < 1 || max_batch > 65536) {
 		ae_fail(err, AE_ERR_INVAL, "batch size %d out of range (1..65536)", max_batch);
+		return NULL;
+	}
+	if (threads < 1 || threads > AE_MAX_THREADS) {
+		ae_fail(err, AE_ERR_INVAL, "thread count %d out of range (1..%d)", threads, AE_MAX_THREADS);
 		return NULL;
 	}
 	ae_trainer *t = calloc(1, sizeof *t);
@@ -61,9 +125,9 @@ ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int loss, ae_error *err)
 	t->m = m;
 	t->max_batch = max_batch;
 	t->loss = loss;
+	t->threads = threads < max_batch ? threads : max_batch;
 	size_t np = net->n_params;
-	size_t ncol, nt, nact, acts = 0, stats = 0;
-	scratch_sizes(net, max_batch, &ncol, &nt, &nact);
+	size_t acts = 0, stats = 0;
 	for (int i = 0; i < net->n_layers; i++) {
 		const ae_layer *l = &net->layers[i];
 		if (l->kind != AE_L_FLATTEN && l->kind != AE_L_UNFLATTEN)
@@ -76,17 +140,24 @@ ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int loss, ae_error *err)
 	t->adam_v = calloc(np, sizeof(float));
 	t->acts = malloc(acts * sizeof(float));
 	t->bn_stats = malloc((stats ? stats : 1) * sizeof(float));
-	t->dbuf[0] = malloc(nact * sizeof(float));
-	t->dbuf[1] = malloc(nact * sizeof(float));
-	t->col = malloc(ncol * sizeof(float));
-	t->t = malloc(nt * sizeof(float));
-	if (!t->grads || !t->adam_m || !t->adam_v || !t->acts || !t->bn_stats ||
-	    !t->dbuf[0] || !t->dbuf[1] || !t->col || !t->t) {
+	t->bn_part = malloc((stats ? stats : 1) * 2 * (size_t)t->threads * sizeof(double));
+	t->lanes = calloc((size_t)t->threads, sizeof *t->lanes);
+	t->team = ae_team_new(t->threads);
+	int ok = t->grads && t->adam_m && t->adam_v && t->acts && t->bn_stats && t->bn_part &&
+	         t->lanes && t->team;
+	/* each lane's scratch for its largest share of a batch */
+	int share = (max_batch + t->threads - 1) / t->threads;
+	for (int k = 0; ok && k < t->threads; k++)
+		ok = lane_alloc(&t->lanes[k], net, share, k > 0) == 0;
+	if (!ok) {
 		ae_trainer_free(t);
-		ae_fail(err, AE_ERR_NOMEM, "out of memory allocating training buffers for batch %d", max_batch);
+		ae_fail(err, AE_ERR_NOMEM, "out of memory allocating training buffers for batch %d on %d threads",
+		        max_batch, threads);
 		return NULL;
 	}
+	t->lanes[0].grads = t->grads;
 	float *a = t->acts, *s = t->bn_stats;
+	double *d = t->bn_part;
 	for (int i = 0; i < net->n_layers; i++) {
 		const ae_layer *l = &net->layers[i];
 		if (l->kind != AE_L_FLATTEN && l->kind != AE_L_UNFLATTEN) {
@@ -97,6 +168,8 @@ ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int loss, ae_error *err)
 			t->bn_mean[i] = s;
 			t->bn_invstd[i] = s + l->oc;
 			s += 2 * (size_t)l->oc;
+			t->bn_sums[i] = d;
+			d += 4 * (size_t)t->threads * l->oc;
 		}
 	}
 	return t;
@@ -106,15 +179,16 @@ void ae_trainer_free(ae_trainer *t)
 {
 	if (!t)
 		return;
+	ae_team_free(t->team);
+	for (int k = 0; t->lanes && k < t->threads; k++)
+		lane_free(&t->lanes[k], k > 0);
+	free(t->lanes);
 	free(t->grads);
 	free(t->adam_m);
 	free(t->adam_v);
 	free(t->acts);
 	free(t->bn_stats);
-	free(t->dbuf[0]);
-	free(t->dbuf[1]);
-	free(t->col);
-	free(t->t);
+	free(t->bn_part);
 	free(t);
 }
 
@@ -128,26 +202,75 @@ void ae_trainer_zero_grad(ae_trainer *t)
 	memset(t->grads, 0, t->m->net.n_params * sizeof(float));
 }
 
-const float *ae_trainer_forward(ae_trainer *t, const float *x, int n)
+/* Lane k's images: [*lo, *lo + return). */
+static int lane_range(const ae_trainer *t, int k, int *lo)
+{
+	*lo = (int)((long)t->n * k / t->n_lanes);
+	return (int)((long)t->n * (k + 1) / t->n_lanes) - *lo;
+}
+
+/* Adds the lanes' partial sums part[k * c + ch] into out[ch]. */
+static void add_lanes(double *out, const double *part, int lanes, int c)
+{
+	for (int ch = 0; ch < c; ch++) {
+		double s = 0.0;
+		for (int k = 0; k < lanes; k++)
+			s += part[(size_t)k * c + ch];
+		out[ch] = s;
+	}
+}
+
+/* Batch statistics over every lane's images: each lane sums its own,
+ * meets the others, and reads the totals. Lane 0 keeps the statistics
+ * for backward and updates the running ones. */
+static void bn_forward_lane(ae_trainer *t, int k, int i, float *y, const float *in, int n)
 {
 	ae_model *m = t->m;
+	const ae_layer *l = &m->net.layers[i];
+	tlane *ln = &t->lanes[k];
+	const int c = l->oc, p = l->oh * l->ow, L = t->n_lanes;
+	const size_t total = (size_t)t->n * p;
+	double *sum = t->bn_sums[i], *sq = sum + (size_t)L * c;
+	ae_bn_sum(sum + (size_t)k * c, in, n, c, p);
+	ae_team_barrier(t->team);
+	add_lanes(ln->mu, sum, L, c);
+	for (int ch = 0; ch < c; ch++)
+		ln->mu[ch] /= (double)total;
+	ae_bn_sqdev(sq + (size_t)k * c, in, ln->mu, n, c, p);
+	ae_team_barrier(t->team);
+	double ss[c];
+	add_lanes(ss, sq, L, c);
+	float *mean = k ? ln->mean : t->bn_mean[i], *invstd = k ? ln->invstd : t->bn_invstd[i];
+	ae_bn_stats(mean, invstd, k ? NULL : m->state + l->rm, k ? NULL : m->state + l->rv,
+	            ln->mu, ss, total, c, BN_MOMENTUM, BN_EPS);
+	ae_bn_normalize(y, in, mean, invstd, m->params + l->w, m->params + l->b, n, c, p);
+}
+
+static void forward_lane(void *arg, int k)
+{
+	ae_trainer *t = arg;
+	ae_model *m = t->m;
 	const ae_net *net = &m->net;
-	const float *in = x;
+	tlane *ln = &t->lanes[k];
+	int lo, n = lane_range(t, k, &lo);
+	const float *P = m->params;
 	for (int i = 0; i < net->n_layers; i++) {
 		const ae_layer *l = &net->layers[i];
-		const float *P = m->params;
-		float *y = t->act[i];
-		size_t sz = ae_layer_out_size(l) * (size_t)n;
+		if (l->kind == AE_L_FLATTEN || l->kind == AE_L_UNFLATTEN)
+			continue;
+		const float *in = (i ? t->act[i - 1] : t->x) + (size_t)lo * l->ic * l->ih * l->iw;
+		size_t osz = ae_layer_out_size(l), sz = osz * (size_t)n;
+		float *y = t->act[i] + (size_t)lo * osz;
 		ae_conv_geom g;
 		ae_epilogue ep = { .bias = l->b != AE_NONE ? P + l->b : NULL };
 		switch (l->kind) {
 		case AE_L_CONV:
 			ae_layer_geom(l, &g);
-			ae_conv2d_forward(y, t->col, t->t, in, P + l->w, &ep, n, l->oc, &g);
+			ae_conv2d_forward(y, ln->col, ln->t, in, P + l->w, &ep, n, l->oc, &g);
 			break;
 		case AE_L_CONVT:
 			ae_layer_geom(l, &g);
-			ae_convt2d_forward(y, t->col, t->t, in, P + l->w, &ep, n, l->ic, &g);
+			ae_convt2d_forward(y, ln->col, ln->t, in, P + l->w, &ep, n, l->ic, &g);
 			break;
 		case AE_L_DENSE:
 			ae_dense_forward(y, in, P + l->w, &ep, n, l->ic, l->oc);
@@ -155,65 +278,124 @@ const float *ae_trainer_forward(ae_trainer *t, const float *x, int n)
 		case AE_L_RELU: ae_relu_forward(y, in, sz); break;
 		case AE_L_LRELU: ae_lrelu_forward(y, in, l->slope, sz); break;
 		case AE_L_SIGMOID: ae_sigmoid_forward(y, in, sz); break;
-		case AE_L_BN:
-			ae_bn_forward_train(y, t->bn_mean[i], t->bn_invstd[i], m->state + l->rm,
-			                    m->state + l->rv, in, P + l->w, P + l->b, n, l->oc,
-			                    l->oh * l->ow, BN_MOMENTUM, BN_EPS);
-			break;
-		default:
-			t->act[i] = (float *)in;  /* flatten/unflatten: same memory */
-			y = t->act[i];
+		case AE_L_BN: bn_forward_lane(t, k, i, y, in, n); break;
+		default: break;
 		}
-		in = y;
 	}
-	m->bn_batches++;
-	return in;
 }
 
-double ae_trainer_backward(ae_trainer *t, const float *x, const float *target, int n)
+/* How many lanes a batch of n splits into. */
+static void begin_call(ae_trainer *t, const float *x, const float *target, int n)
+{
+	t->x = x;
+	t->target = target;
+	t->n = n;
+	t->n_lanes = n < t->threads ? n : t->threads;
+	if (t->n_lanes < 1)
+		t->n_lanes = 1;
+}
+
+const float *ae_trainer_forward(ae_trainer *t, const float *x, int n)
+{
+	const ae_net *net = &t->m->net;
+	/* flatten/unflatten alias their input: set before the lanes read them */
+	for (int i = 0; i < net->n_layers; i++)
+		if (net->layers[i].kind == AE_L_FLATTEN || net->layers[i].kind == AE_L_UNFLATTEN)
+			t->act[i] = i ? t->act[i - 1] : (float *)x;
+	begin_call(t, x, NULL, n);
+	ae_team_run(t->team, t->n_lanes, forward_lane, t);
+	t->m->bn_batches++;
+	return t->act[net->n_layers - 1];
+}
+
+/* dgamma and dbeta sum over every lane's images before dx can be formed. */
+static void bn_backward_lane(ae_trainer *t, int k, int i, float *dx, const float *d, const float *in, int n)
 {
 	const ae_model *m = t->m;
+	const ae_layer *l = &m->net.layers[i];
+	tlane *ln = &t->lanes[k];
+	const int c = l->oc, p = l->oh * l->ow, L = t->n_lanes;
+	double *a = t->bn_sums[i] + 2 * (size_t)L * c, *b = a + (size_t)L * c;
+	ae_bn_backward_sums(a + (size_t)k * c, b + (size_t)k * c, d, in, t->bn_mean[i], t->bn_invstd[i], n, c, p);
+	ae_team_barrier(t->team);
+	double sdy[c], sdyx[c];
+	add_lanes(sdy, a, L, c);
+	add_lanes(sdyx, b, L, c);
+	if (k == 0)
+		for (int ch = 0; ch < c; ch++) {
+			ln->grads[l->w + ch] += (float)sdyx[ch];
+			ln->grads[l->b + ch] += (float)sdy[ch];
+		}
+	if (dx)
+		ae_bn_backward_dx(dx, d, in, t->bn_mean[i], t->bn_invstd[i], m->params + l->w, sdy, sdyx,
+		                  (size_t)t->n * p, n, c, p);
+}
+
+static void backward_lane(void *arg, int k)
+{
+	ae_trainer *t = arg;
+	const ae_model *m = t->m;
 	const ae_net *net = &m->net;
+	tlane *ln = &t->lanes[k];
+	int lo, n = lane_range(t, k, &lo);
 	const int last = net->n_layers - 1;
-	const size_t out_n = ae_layer_out_size(&net->layers[last]) * (size_t)n;
-	float *d = t->dbuf[0], *other = t->dbuf[1];
-	double loss = t->loss == AE_LOSS_BCE ? ae_bce_loss(d, t->act[last], target, out_n)
-	                                     : ae_mse_loss(d, t->act[last], target, out_n);
+	const size_t osz = ae_layer_out_size(&net->layers[last]);
+	float *d = ln->dbuf[0], *other = ln->dbuf[1];
+	const float *y = t->act[last] + (size_t)lo * osz, *tg = t->target + (size_t)lo * osz;
+	size_t cnt = osz * (size_t)n, total = osz * (size_t)t->n;
+	t->lane_loss[k] = t->loss == AE_LOSS_BCE ? ae_bce_loss_part(d, y, tg, cnt, total)
+	                                         : ae_mse_loss_part(d, y, tg, cnt, total);
+	if (k)
+		memset(ln->grads, 0, net->n_params * sizeof(float));
+	const float *P = m->params;
+	float *G = ln->grads;
 	for (int i = last; i >= 0; i--) {
 		const ae_layer *l = &net->layers[i];
-		const float *in = i ? t->act[i - 1] : x;
-		const float *y = t->act[i];
-		const float *P = m->params;
-		float *G = t->grads;
+		size_t isz = (size_t)l->ic * l->ih * l->iw, out = ae_layer_out_size(l);
+		const float *in = (i ? t->act[i - 1] : t->x) + (size_t)lo * isz;
 		float *dx = i ? other : NULL;
-		size_t sz = ae_layer_out_size(l) * (size_t)n;
+		size_t sz = out * (size_t)n;
 		ae_conv_geom g;
 		switch (l->kind) {
 		case AE_L_CONV:
 			ae_layer_geom(l, &g);
-			ae_conv2d_backward(dx, G + l->w, G + l->b, t->col, t->t, d, in, P + l->w, n, l->oc, &g);
+			ae_conv2d_backward(dx, G + l->w, G + l->b, ln->col, ln->t, d, in, P + l->w, n, l->oc, &g);
 			break;
 		case AE_L_CONVT:
 			ae_layer_geom(l, &g);
-			ae_convt2d_backward(dx, G + l->w, G + l->b, t->col, t->t, d, in, P + l->w, n, l->ic, &g);
+			ae_convt2d_backward(dx, G + l->w, G + l->b, ln->col, ln->t, d, in, P + l->w, n, l->ic, &g);
 			break;
 		case AE_L_DENSE:
 			ae_dense_backward(dx, G + l->w, G + l->b, d, in, P + l->w, n, l->ic, l->oc);
 			break;
 		case AE_L_BN:
-			ae_bn_backward(dx, G + l->w, G + l->b, d, in, t->bn_mean[i], t->bn_invstd[i],
-			               P + l->w, n, l->oc, l->oh * l->ow);
+			bn_backward_lane(t, k, i, dx, d, in, n);
 			break;
 		/* Elementwise layers work in place on d. */
-		case AE_L_RELU: ae_relu_backward(d, d, y, sz); continue;
-		case AE_L_LRELU: ae_lrelu_backward(d, d, y, l->slope, sz); continue;
-		case AE_L_SIGMOID: ae_sigmoid_backward(d, d, y, sz); continue;
+		case AE_L_RELU: ae_relu_backward(d, d, t->act[i] + (size_t)lo * out, sz); continue;
+		case AE_L_LRELU: ae_lrelu_backward(d, d, t->act[i] + (size_t)lo * out, l->slope, sz); continue;
+		case AE_L_SIGMOID: ae_sigmoid_backward(d, d, t->act[i] + (size_t)lo * out, sz); continue;
 		default: continue;
 		}
 		if (dx) {
 			other = d;
 			d = dx;
 		}
+	}
+}
+
+double ae_trainer_backward(ae_trainer *t, const float *x, const float *target, int n)
+{
+	begin_call(t, x, target, n);
+	ae_team_run(t->team, t->n_lanes, backward_lane, t);
+	double loss = 0.0;
+	for (int k = 0; k < t->n_lanes; k++)
+		loss += t->lane_loss[k];
+	size_t np = t->m->net.n_params;
+	for (int k = 1; k < t->n_lanes; k++) {
+		const float *g = t->lanes[k].grads;
+		for (size_t j = 0; j < np; j++)
+			t->grads[j] += g[j];
 	}
 	return loss;
 }

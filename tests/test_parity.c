@@ -131,7 +131,7 @@ int main(void)
 	ae_arch_spec spec;
 	ae_arch_defaults(&spec, "conv", NULL);
 	ae_model *m = ae_model_new(&spec, 1, &err);
-	ae_trainer *tr = ae_trainer_new(m, 8, AE_LOSS_MSE, &err);
+	ae_trainer *tr = ae_trainer_new(m, 8, 1, AE_LOSS_MSE, &err);
 	CHECK(m && tr);
 
 	ctx c = { .st = &st, .prefix = "init.", .m = m, .copy = 1 };

@@ -92,7 +92,9 @@ int cli_threads(long n)
 		n = sysconf(_SC_NPROCESSORS_ONLN);
 	if (n <= 0)
 		n = 1;
-	openblas_set_num_threads((int)n);
+	/* The trainer's lanes and inference's split work themselves; inside
+	 * a lane, OpenBLAS's own threads would only compete for the cores. */
+	openblas_set_num_threads(1);
 	return (int)n;
 }
 

@@ -24,7 +24,8 @@ int cli_split(const char *v, char *out, size_t cap);
  * limit > 0 keeps only the first limit images. */
 int cli_load_data(ae_dataset *ds, const char *path, const char *split, const ae_arch_spec *spec, long limit);
 
-/* Sets OpenBLAS's thread count; 0 means every core. Returns the count used. */
+/* The thread count to train and infer with (0: every core); sets OpenBLAS
+ * to one thread per caller. */
 int cli_threads(long n);
 
 /* "dir/name.safetensors" + ".grid.png" -> "dir/name.grid.png" */

@@ -41,7 +41,7 @@ void eval_usage(FILE *f)
 	        "                      trained with, so a denoising model is scored on denoising)\n"
 	        "  --normal-class K    eval: the class taken as normal for AUROC\n"
 	        "  --limit N           use only the first N images\n"
-	        "  --threads N         OpenBLAS threads (default: every core)\n"
+	        "  --threads N         threads (default: every core)\n"
 	        "  --out FILE          encode: output file, .npy or .csv\n");
 }
 
@@ -99,13 +99,13 @@ static int setup(const eval_opts *o, ae_model **m, ae_plan **p, ae_infer **w, ae
 	*p = NULL;
 	*w = NULL;
 	memset(ds, 0, sizeof *ds);
+	int threads = cli_threads(o->threads);
 	if (!(*m = ae_model_load(o->model, &err)) || !(*p = ae_plan_new(*m, &err)) ||
-	    !(*w = ae_infer_new(*p, CHUNK, 1, &err))) {
+	    !(*w = ae_infer_new(*p, CHUNK, threads, &err))) {
 		fprintf(stderr, "aetrain: %s\n", err.msg);
 		teardown(*m, *p, *w, ds);
 		return -1;
 	}
-	cli_threads(o->threads);
 	if (cli_load_data(ds, o->data, o->split, &(*m)->net.spec, o->limit)) {
 		teardown(*m, *p, *w, ds);
 		return -1;

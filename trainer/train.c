@@ -84,7 +84,7 @@ void train_usage(FILE *f)
 	        "                     corrupted, targets stay clean (a denoising autoencoder)\n"
 	        "  --val X            fraction held out for validation and calibration (default 0.1)\n"
 	        "  --seed N           random seed (default 1); same seed and threads, same model\n"
-	        "  --threads N        OpenBLAS threads (default: every core)\n"
+	        "  --threads N        threads (default: every core)\n"
 	        "  --limit N          use only the first N images\n"
 	        "  --resume CKPT      continue an interrupted run from its checkpoint\n"
 	        "  --quiet            no progress output\n"
@@ -409,7 +409,7 @@ static int write_outputs(ae_model *m, const train_opts *o, const ae_dataset *ds,
 {
 	ae_error err = { 0 };
 	ae_plan *plan = ae_plan_new(m, &err);
-	ae_infer *w = plan ? ae_infer_new(plan, 256, 1, &err) : NULL;
+	ae_infer *w = plan ? ae_infer_new(plan, 256, (int)o->threads, &err) : NULL;
 	int rc = w ? 0 : -1;
 	if (rc == 0)
 		rc = calibrate(m, w, ds, val_idx, n_val, o->seed);
@@ -516,7 +516,7 @@ static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds,
 			break;
 		}
 		ae_plan *plan = ae_plan_new(m, &err);
-		ae_infer *w = plan ? ae_infer_new(plan, 256, 1, &err) : NULL;
+		ae_infer *w = plan ? ae_infer_new(plan, 256, (int)o->threads, &err) : NULL;
 		double vl = w && n_val ? validate(w, ds, val_idx, n_val, &o->noise, o->seed, NULL) : NAN;
 		ae_infer_free(w);
 		ae_plan_free(plan);
@@ -567,7 +567,7 @@ int cmd_train(int argc, char **argv)
 			np = m->net.n_params;
 			ro.quiet = o.quiet;
 			o = ro;
-			tr = ae_trainer_new(m, (int)o.batch, o.loss, &err);
+			tr = ae_trainer_new(m, (int)o.batch, cli_threads(o.threads), o.loss, &err);
 		}
 		if (tr) {
 			memcpy(ae_trainer_adam_m(tr), mv[0], np * 4);
@@ -585,7 +585,7 @@ int cmd_train(int argc, char **argv)
 	if (rc == 0 && !m) {
 		o.spec.h = ds.h, o.spec.w = ds.w;
 		m = ae_model_new(&o.spec, o.seed, &err);
-		tr = m ? ae_trainer_new(m, (int)o.batch, o.loss, &err) : NULL;
+		tr = m ? ae_trainer_new(m, (int)o.batch, (int)o.threads, o.loss, &err) : NULL;
 		if (!tr) {
 			fprintf(stderr, "aetrain: %s\n", err.msg);
 			rc = 1;

@@ -112,6 +112,24 @@ void ae_bn_forward_train(float *y, float *mean, float *invstd, float *run_mean, 
 void ae_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                     const float *mean, const float *invstd, const float *gamma,
                     int n, int c, int p);
+/* The same in steps, for lanes that each hold part of the batch: each lane
+ * sums over its images, the lanes' sums are added, and each lane finishes
+ * its own images with the totals (m = values per channel in the batch). */
+void ae_bn_sum(double *s, const float *x, int n, int c, int p);
+/* Sum of squared deviations from the batch mean mu. */
+void ae_bn_sqdev(double *ss, const float *x, const double *mu, int n, int c, int p);
+/* mean and invstd from the batch mean and total ss; updates the running
+ * statistics too when run_mean is not NULL. */
+void ae_bn_stats(float *mean, float *invstd, float *run_mean, float *run_var,
+                 const double *mu, const double *ss, size_t m, int c, float momentum, float eps);
+void ae_bn_normalize(float *y, const float *x, const float *mean, const float *invstd,
+                     const float *gamma, const float *beta, int n, int c, int p);
+/* sdy = sum of dy, sdyx = sum of dy * xhat: dbeta and dgamma. */
+void ae_bn_backward_sums(double *sdy, double *sdyx, const float *dy, const float *x,
+                         const float *mean, const float *invstd, int n, int c, int p);
+void ae_bn_backward_dx(float *dx, const float *dy, const float *x, const float *mean,
+                       const float *invstd, const float *gamma, const double *sdy,
+                       const double *sdyx, size_t m, int n, int c, int p);
 /* Inference form: y = x*scale + shift with scale/shift from running stats. */
 void ae_bn_fold(float *scale, float *shift, const float *gamma, const float *beta,
                 const float *run_mean, const float *run_var, int c, float eps);
@@ -120,6 +138,10 @@ void ae_bn_fold(float *scale, float *shift, const float *gamma, const float *bet
 double ae_mse_loss(float *dy, const float *y, const float *target, size_t n);
 /* y in (0,1); log clamped at -100 as PyTorch's BCELoss does. */
 double ae_bce_loss(float *dy, const float *y, const float *target, size_t n);
+/* n of a batch's total values: their share of the mean loss, and dy as the
+ * whole batch's mean gives it. */
+double ae_mse_loss_part(float *dy, const float *y, const float *target, size_t n, size_t total);
+double ae_bce_loss_part(float *dy, const float *y, const float *target, size_t n, size_t total);
 
 /* ---- Adam (PyTorch defaults: betas 0.9/0.999, eps 1e-8, no weight decay) ----
  * step is the 1-based step count after this update. */

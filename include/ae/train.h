@@ -13,8 +13,12 @@ enum { AE_LOSS_MSE, AE_LOSS_BCE };
 typedef struct ae_trainer ae_trainer;
 
 /* m is borrowed and must outlive the trainer; its params/state are updated
- * in place. Returns NULL and fills err on failure. */
-ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int loss, ae_error *err);
+ * in place. Each step's images are split over `threads` lanes (the caller
+ * and threads-1 helpers it starts), which meet at every batch norm for the
+ * whole batch's statistics and add their gradients at the end; OpenBLAS
+ * should then run one thread per caller. Returns NULL and fills err on
+ * failure. */
+ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int threads, int loss, ae_error *err);
 void ae_trainer_free(ae_trainer *t);
 
 /* One optimisation step on n <= max_batch images: forward with batch
