@@ -11,6 +11,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* v >= 0 in decimal, zero-padded to at least width digits; returns the
+ * length. (snprintf's format parsing was 3% of an encode request.) */
+static int put_digits(char *p, long long v, int width)
+{
+	char tmp[24];
+	int n = 0;
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n < width)
+		tmp[n++] = '0';
+	for (int i = 0; i < n; i++)
+		p[i] = tmp[n - 1 - i];
+	return n;
+}
+
 /* Writes v with up to 6 significant digits, like "%.6g" but without the
  * locale and format parsing; returns the length written (<= 16). */
 static int fmt_float(char *p, float v)
@@ -38,10 +55,10 @@ static int fmt_float(char *p, float v)
 	for (int i = 0; i < decimals; i++)
 		div *= 10;
 	long long ip = q / div, fp = q % div;
-	len += snprintf(p + len, 24, "%lld", ip);
+	len += put_digits(p + len, ip, 1);
 	if (fp) {
 		char frac[24];
-		int fl = snprintf(frac, sizeof frac, "%0*lld", decimals, fp);
+		int fl = put_digits(frac, fp, decimals);
 		while (fl > 0 && frac[fl - 1] == '0')
 			fl--;
 		p[len++] = '.';

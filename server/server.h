@@ -65,6 +65,8 @@ typedef struct srv_model {
 	pthread_cond_t cv;
 	srv_job *head, *tail;
 	int depth;
+	long queued_images;
+	int idle;             /* workers waiting for a first job */
 	int stopping;
 	pthread_t *threads;
 	int n_threads;

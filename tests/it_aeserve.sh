@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 . tests/lib.sh
 S="$BUILD/aeserve"
 T="$BUILD/aetrain"
-PORT=$((20000 + $$ % 20000))
+# below the ephemeral range (32768+), where client sockets could hold our port
+PORT=$((20000 + $$ % 12000))
 URL="http://127.0.0.1:$PORT"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$TMPD"; }
@@ -210,14 +211,23 @@ check "access log: one JSON line per request" jq -s -e 'map(select(.path == "/v1
 
 # ---- overload: a full queue answers 503 with Retry-After at once ----
 P2=$((PORT + 1))
-# One worker and requests of 1,200 images (~0.3 s of inference each, far
-# longer than sending one) so the queue is full while the rest arrive.
+# One worker and requests of 2,400 PNG parts: decoding them takes the
+# HTTP side ~30 ms, inference ~0.5 s, so the queue is full while the rest
+# arrive. (JSON bodies this size parse about as fast as we infer: too close.)
 start_server $P2 "$TMPD/log2" --workers 1 --queue 1 --max-batch 1 --batch-delay-us 0 --body-limit 100000000 --log-format none models/mnist.safetensors || exit 1
 "$T" export tests/fixtures/digits --split train --out "$TMPD/many" --limit 300 --json "$TMPD/many300.json" >/dev/null
 jq -c '{shape: [1200, 1, 28, 28], data: (.data + .data + .data + .data)}' "$TMPD/many300.json" > "$TMPD/many.json"
+for rep in 1 2 3 4 5 6 7 8; do
+	for f in "$TMPD"/many/*.png; do
+		printf -- '--BOUNDARY\r\nContent-Disposition: form-data; name="image"; filename="d.png"\r\nContent-Type: image/png\r\n\r\n'
+		cat "$f"
+		printf '\r\n'
+	done
+done > "$TMPD/many.form"
+printf -- '--BOUNDARY--\r\n' >> "$TMPD/many.form"
 cpids=()
 for i in 1 2 3 4 5 6 7 8 9 10; do
-	curl -s -m 60 -o "$TMPD/ov$i" -D "$TMPD/ovh$i" -w '%{http_code}\n' -H 'Content-Type: application/json' --data-binary @"$TMPD/many.json" "http://127.0.0.1:$P2/v1/reconstruct" > "$TMPD/ovs$i" &
+	curl -s -m 60 -o "$TMPD/ov$i" -D "$TMPD/ovh$i" -w '%{http_code}\n' -H 'Content-Type: multipart/form-data; boundary=BOUNDARY' --data-binary @"$TMPD/many.form" "http://127.0.0.1:$P2/v1/reconstruct" > "$TMPD/ovs$i" &
 	cpids+=($!)
 done
 wait "${cpids[@]}"
