@@ -2,7 +2,8 @@
 # Rebuilds the shipped models in models/ from data/ (`make models`; run
 # `make data` first). The recipe is the issue's: conv preset, latent 16,
 # batch 32, Adam 1e-3, 20 epochs, 10% held out for calibration.
-# MODELS_JOBS=2 trains two models at once, one OpenBLAS thread each.
+# The two MNIST models train side by side, one thread each; fashion then
+# gets both cores (FASHION_THREADS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
