@@ -419,46 +419,40 @@ static void narrow_tile(const tile *tl, const ae_dconv *d, int ntaps, const floa
 	narrow_portable(tl, d, ntaps, w);
 }
 
-/* Each tile's input pointers are found once and serve every block of
- * output channels (measured faster than keeping one block's weights in L1
- * across all pixels: the pointer setup is what small layers spend on). */
-static void forward_wide(float *y, const float *x, int n, const ae_dconv *d, const ae_dconv_group *g)
+/* A tile through the whole group's weights: each tile's input pointers are
+ * found once and serve every block of output channels (measured faster
+ * than keeping one block's weights in L1 across all pixels: the pointer
+ * setup is what small layers spend on). */
+static void tile_run(const tile *tl, const ae_dconv *d, int ntaps, const float *w)
 {
-	size_t isz = (size_t)d->s.ih * d->s.iw * d->s.ic, osz = (size_t)d->s.oh * d->s.ow * d->s.oc;
-	tile tl;
-	for (int i = 0; i < n; i++)
-		for (int p = 0; p < g->npix; p += NR) {
-			tile_setup(&tl, d, g, p, NR, x + i * isz, y + i * osz);
-			const float *w = d->w + g->w_at;
-			for (int o0 = 0; o0 < d->ocp; o0 += block_width(d->ocp, o0)) {
-				int bw = block_width(d->ocp, o0);
-				wide_tile(&tl, d, g->ntaps, w, bw, o0);
-				w += (size_t)g->ntaps * d->s.ic * bw;
-			}
-		}
+	if (d->narrow) {
+		narrow_tile(tl, d, ntaps, w);
+		return;
+	}
+	for (int o0 = 0; o0 < d->ocp; o0 += block_width(d->ocp, o0)) {
+		int bw = block_width(d->ocp, o0);
+		wide_tile(tl, d, ntaps, w, bw, o0);
+		w += (size_t)ntaps * d->s.ic * bw;
+	}
 }
 
-static void forward_narrow(float *y, const float *x, int n, const ae_dconv *d, const ae_dconv_group *g)
+static void forward_group(float *y, const float *x, int n, const ae_dconv *d, const ae_dconv_group *g)
 {
 	size_t isz = (size_t)d->s.ih * d->s.iw * d->s.ic, osz = (size_t)d->s.oh * d->s.ow * d->s.oc;
+	int nr = d->narrow ? NR_NARROW : NR;
 	tile tl;
 	for (int i = 0; i < n; i++)
-		for (int p = 0; p < g->npix; p += NR_NARROW) {
-			tile_setup(&tl, d, g, p, NR_NARROW, x + i * isz, y + i * osz);
-			narrow_tile(&tl, d, g->ntaps, d->w + g->w_at);
+		for (int p = 0; p < g->npix; p += nr) {
+			tile_setup(&tl, d, g, p, nr, x + i * isz, y + i * osz);
+			tile_run(&tl, d, g->ntaps, d->w + g->w_at);
 		}
 }
 
 void ae_dconv_forward(float *y, const float *x, int n, const ae_dconv *d)
 {
 	for (int gi = 0; gi < d->n_grp; gi++) {
-		const ae_dconv_group *g = &d->grp[gi];
-		if (!g->npix)
-			continue;
-		if (d->narrow)
-			forward_narrow(y, x, n, d, g);
-		else
-			forward_wide(y, x, n, d, g);
+		if (d->grp[gi].npix)
+			forward_group(y, x, n, d, &d->grp[gi]);
 	}
 }
 
@@ -473,16 +467,7 @@ void ae_dconv_forward_rows(float *y, const float *x, int n, const ae_dconv *d)
 			tl.ptr[j] = x + (size_t)q * ic;
 			tl.out[j] = y + (size_t)q * oc;
 		}
-		if (d->narrow) {
-			narrow_tile(&tl, d, 1, d->w);
-			continue;
-		}
-		const float *w = d->w;
-		for (int o0 = 0; o0 < d->ocp; o0 += block_width(d->ocp, o0)) {
-			int bw = block_width(d->ocp, o0);
-			wide_tile(&tl, d, 1, w, bw, o0);
-			w += (size_t)ic * bw;
-		}
+		tile_run(&tl, d, 1, d->w);
 	}
 }
 

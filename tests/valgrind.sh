@@ -13,7 +13,7 @@ done
 tmp=$(mktemp -d)
 echo "== valgrind aetrain train"
 OPENBLAS_NUM_THREADS=1 "${VG[@]}" "$BUILD"/aetrain train --data tests/fixtures/digits --limit 64 --epochs 1 \
-	--filters 4,4 --threads 1 --quiet --out "$tmp/v.safetensors" || fail=1
+	--filters 4,4 --threads 2 --quiet --out "$tmp/v.safetensors" || fail=1
 OPENBLAS_NUM_THREADS=1 "${VG[@]}" "$BUILD"/aetrain eval "$tmp/v.safetensors" tests/fixtures/digits >/dev/null || fail=1
 rm -rf "$tmp"
 [ $fail -eq 0 ] && echo "valgrind: no errors, no leaks"
