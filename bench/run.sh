@@ -5,7 +5,8 @@
 # copy of both.
 #
 #   1. bench_core (ours) and torch_ref.py (PyTorch): sgemm peak, inference
-#      images/s (encode, reconstruct; batch 1, 32, 256), training images/s;
+#      images/s (encode, reconstruct; batch 1, 32, 256), training images/s,
+#      each the median of 9 slices of its window on both sides;
 #   2. http.sh: wrk against a bare libmicrohttpd responder, aeserve and a
 #      FastAPI/PyTorch service; aeserve's readiness time and peak RSS.
 #
