@@ -136,6 +136,10 @@ int main(void)
 	check_shape(2, convt(3, 3, 4, 16, 5, 3, 2), AE_ACT_RELU);
 	check_shape(1, convt(2, 3, 3, 8, 1, 3, 0), AE_ACT_NONE);
 	check_shape(1, convt(2, 3, 3, 2, 1, 3, 0), AE_ACT_LRELU);
+	/* narrow layers with a wide kernel and padding, output larger than input */
+	check_shape(2, conv(4, 7, 9, 1, 5, 1, 2), AE_ACT_SIGMOID);
+	check_shape(2, convt(3, 5, 6, 2, 3, 1, 0), AE_ACT_RELU);
+	check_shape(1, conv(16, 4, 4, 7, 3, 1, 0), AE_ACT_NONE);
 	test_layout_round_trip();
 	test_bad_shapes();
 	return TEST_DONE();
