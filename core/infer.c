@@ -18,6 +18,7 @@
 #include "ae/ops.h"
 #include "ae/team.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,13 +51,16 @@ typedef struct lane {
 	float *code;            /* (chunk, latent) for reconstruct */
 } lane;
 
-/* What every lane runs: its share of images [0, n), by chunks. */
+/* What the lanes run: images [0, n) by chunks, each lane taking the next
+ * chunk as it finishes one, so a core the shared host slows down does
+ * less of the batch instead of making the others wait for it. */
 typedef struct job {
 	int op;                 /* OP_ENCODE, OP_DECODE, OP_RECONSTRUCT */
 	const float *in;
 	float *out, *z;
 	int n;
-	int lanes;              /* how many lanes share it */
+	int chunk;              /* images per chunk: small batches still split */
+	atomic_int next;        /* the next chunk to take */
 } job;
 
 enum { OP_ENCODE, OP_DECODE, OP_RECONSTRUCT };
@@ -333,20 +337,22 @@ static void run_range(lane *ln, const ae_plan *p, int from, int to, const float 
 		ae_nhwc_to_nchw(out, cur, n, last->l->oc, last->l->oh * last->l->ow);
 }
 
-/* Lane k's share of the job: a contiguous run of images, by chunks. */
+/* Lane k's share of the job: chunks until none is left. */
 static void run_share(void *arg, int k)
 {
 	ae_infer *w = arg;
 	const ae_plan *p = w->p;
-	const job *j = &w->job;
+	job *j = &w->job;
 	lane *ln = &w->lanes[k];
-	int lo = (int)((long)j->n * k / j->lanes), hi = (int)((long)j->n * (k + 1) / j->lanes);
 	int from = j->op == OP_DECODE ? p->n_enc : 0;
 	int to = j->op == OP_ENCODE ? p->n_enc : p->n_stages;
 	size_t isz = p->st[from].in_size, osz = p->st[to - 1].out_size;
 	size_t lat = p->st[p->n_enc - 1].out_size;
-	for (int done = lo; done < hi; done += w->chunk) {
-		int b = hi - done < w->chunk ? hi - done : w->chunk;
+	for (;;) {
+		long done = (long)atomic_fetch_add(&j->next, 1) * j->chunk;
+		if (done >= j->n)
+			break;
+		int b = j->n - done < j->chunk ? (int)(j->n - done) : j->chunk;
 		const float *in = j->in + (size_t)done * isz;
 		float *out = j->out + (size_t)done * osz;
 		if (j->op != OP_RECONSTRUCT) {
@@ -363,7 +369,13 @@ static void run_job(ae_infer *w, int op, const float *in, float *out, float *z, 
 {
 	/* Below two images per lane the split costs more than it saves. */
 	int lanes = n < 2 * w->threads ? 1 : w->threads;
-	w->job = (job){ .op = op, .in = in, .out = out, .z = z, .n = n, .lanes = lanes };
+	w->job.op = op;
+	w->job.in = in;
+	w->job.out = out;
+	w->job.z = z;
+	w->job.n = n;
+	w->job.chunk = (n + lanes - 1) / lanes < w->chunk ? (n + lanes - 1) / lanes : w->chunk;
+	atomic_store(&w->job.next, 0);
 	ae_team_run(w->team, lanes, run_share, w);
 }
 
