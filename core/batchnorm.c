@@ -11,21 +11,7 @@
 /* ---- training mode, in steps that lanes holding parts of a batch can
  * each run on their images, adding their sums between steps ---- */
 
-/* Row sums in double over interleaved accumulators: one chain of
- * dependent adds waits on each add's latency (measured: the batch-norm
- * sums were 11% of a training step). */
-static double row_sum(const float *r, int p)
-{
-	double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-	int j = 0;
-	for (; j + 4 <= p; j += 4) {
-		a0 += r[j]; a1 += r[j + 1]; a2 += r[j + 2]; a3 += r[j + 3];
-	}
-	for (; j < p; j++)
-		a0 += r[j];
-	return (a0 + a1) + (a2 + a3);
-}
-
+/* Row sums in double over interleaved accumulators (see core/reduce.c). */
 static double row_sqdev(const float *r, double mu, int p)
 {
 	double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
@@ -44,18 +30,19 @@ static double row_sqdev(const float *r, double mu, int p)
 /* sum of d, and of d * xhat with xhat = (x - mu) * is */
 static void row_dsums(double *sd, double *sdx, const float *d, const float *x, float mu, float is, int p)
 {
-	double a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+	double a[4] = { 0 }, b[4] = { 0 };
 	int j = 0;
-	for (; j + 2 <= p; j += 2) {
-		a0 += d[j]; a1 += d[j + 1];
-		b0 += d[j] * (x[j] - mu) * is; b1 += d[j + 1] * (x[j + 1] - mu) * is;
-	}
+	for (; j + 4 <= p; j += 4)
+		for (int u = 0; u < 4; u++) {
+			a[u] += d[j + u];
+			b[u] += d[j + u] * (x[j + u] - mu) * is;
+		}
 	for (; j < p; j++) {
-		a0 += d[j];
-		b0 += d[j] * (x[j] - mu) * is;
+		a[0] += d[j];
+		b[0] += d[j] * (x[j] - mu) * is;
 	}
-	*sd += a0 + a1;
-	*sdx += b0 + b1;
+	*sd += (a[0] + a[1]) + (a[2] + a[3]);
+	*sdx += (b[0] + b[1]) + (b[2] + b[3]);
 }
 
 void ae_bn_sum(double *s, const float *x, int n, int c, int p)
@@ -63,7 +50,7 @@ void ae_bn_sum(double *s, const float *x, int n, int c, int p)
 	for (int ch = 0; ch < c; ch++) {
 		double acc = 0.0;
 		for (int i = 0; i < n; i++)
-			acc += row_sum(x + ((size_t)i * c + ch) * p, p);
+			acc += ae_sum_f32(x + ((size_t)i * c + ch) * p, (size_t)p);
 		s[ch] = acc;
 	}
 }

@@ -27,11 +27,7 @@ void ae_conv2d_backward(float *dx, float *dw, float *db, float *col, float *t,
 	ae_gather_channels(t, dy, n, oc, p);
 	if (db)
 		for (int o = 0; o < oc; o++) {
-			const float *r = t + (size_t)o * np;
-			float s = 0.0f;
-			for (int i = 0; i < np; i++)
-				s += r[i];
-			db[o] += s;
+			db[o] += (float)ae_sum_f32(t + (size_t)o * np, (size_t)np);
 		}
 	ae_im2col(col, x, n, g);
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, oc, kk, np,

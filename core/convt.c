@@ -31,11 +31,7 @@ void ae_convt2d_backward(float *dx, float *dw, float *db, float *col, float *t,
 	if (db)
 		for (int i = 0; i < n; i++)
 			for (int o = 0; o < oc; o++) {
-				const float *r = dy + ((size_t)i * oc + o) * po;
-				float s = 0.0f;
-				for (int j = 0; j < po; j++)
-					s += r[j];
-				db[o] += s;
+				db[o] += (float)ae_sum_f32(dy + ((size_t)i * oc + o) * po, (size_t)po);
 			}
 	ae_im2col(col, dy, n, g);
 	ae_gather_channels(t, x, n, ic, p);

@@ -42,6 +42,7 @@ struct ae_trainer {
 	/* the call the lanes are running */
 	const float *x, *target;
 	int n, n_lanes;
+	float lr;
 	double lane_loss[AE_MAX_THREADS];
 };
 
@@ -384,6 +385,27 @@ static void backward_lane(void *arg, int k)
 	}
 }
 
+/* Lane k's slice of the parameters, for the passes over all of them. */
+static size_t param_slice(const ae_trainer *t, int k, size_t *lo)
+{
+	size_t np = t->m->net.n_params;
+	*lo = np * (size_t)k / (size_t)t->threads;
+	return np * (size_t)(k + 1) / (size_t)t->threads - *lo;
+}
+
+/* The other lanes' gradients added into the trainer's, a slice per lane. */
+static void reduce_lane(void *arg, int k)
+{
+	ae_trainer *t = arg;
+	size_t lo, len = param_slice(t, k, &lo);
+	for (int l = 1; l < t->n_lanes; l++) {
+		const float *g = t->lanes[l].grads + lo;
+		float *out = t->grads + lo;
+		for (size_t j = 0; j < len; j++)
+			out[j] += g[j];
+	}
+}
+
 double ae_trainer_backward(ae_trainer *t, const float *x, const float *target, int n)
 {
 	begin_call(t, x, target, n);
@@ -391,20 +413,24 @@ double ae_trainer_backward(ae_trainer *t, const float *x, const float *target, i
 	double loss = 0.0;
 	for (int k = 0; k < t->n_lanes; k++)
 		loss += t->lane_loss[k];
-	size_t np = t->m->net.n_params;
-	for (int k = 1; k < t->n_lanes; k++) {
-		const float *g = t->lanes[k].grads;
-		for (size_t j = 0; j < np; j++)
-			t->grads[j] += g[j];
-	}
+	if (t->n_lanes > 1)
+		ae_team_run(t->team, t->threads, reduce_lane, t);
 	return loss;
+}
+
+static void adam_lane(void *arg, int k)
+{
+	ae_trainer *t = arg;
+	size_t lo, len = param_slice(t, k, &lo);
+	ae_adam_update(t->m->params + lo, t->adam_m + lo, t->adam_v + lo, t->grads + lo, len,
+	               t->lr, 0.9f, 0.999f, 1e-8f, t->step);
 }
 
 void ae_trainer_adam(ae_trainer *t, float lr)
 {
 	t->step++;
-	ae_adam_update(t->m->params, t->adam_m, t->adam_v, t->grads, t->m->net.n_params,
-	               lr, 0.9f, 0.999f, 1e-8f, t->step);
+	t->lr = lr;
+	ae_team_run(t->team, t->threads, adam_lane, t);
 }
 
 double ae_trainer_step(ae_trainer *t, const float *x, const float *target, int n, float lr)

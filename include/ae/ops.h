@@ -134,6 +134,10 @@ void ae_bn_backward_dx(float *dx, const float *dy, const float *x, const float *
 void ae_bn_fold(float *scale, float *shift, const float *gamma, const float *beta,
                 const float *run_mean, const float *run_var, int c, float eps);
 
+/* ---- Reductions ---- */
+/* The sum of n floats, accumulated in double. */
+double ae_sum_f32(const float *x, size_t n);
+
 /* ---- Losses: mean over n values; write d(loss)/d(y) into dy (may be NULL) ---- */
 double ae_mse_loss(float *dy, const float *y, const float *target, size_t n);
 /* y in (0,1); log clamped at -100 as PyTorch's BCELoss does. */
