@@ -23,9 +23,10 @@
 #include <string.h>
 
 #define BN_EPS 1e-5f
-/* Images per pass through the network: small enough that each layer's
- * column matrix stays in L2, large enough for the GEMMs to run at speed
- * (measured: bench/results, docs/performance.md). */
+/* Images per pass through the network, and the unit lanes share. With
+ * direct convolution, chunks of 1 to 16 measured within noise of each
+ * other (one thread, batch 32 and 256); 8 keeps a chunk's activations near
+ * L2 and gives a batch of 32 four chunks to share between lanes. */
 #define CHUNK 8
 
 typedef struct stage {
