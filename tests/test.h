@@ -7,7 +7,10 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "ae/rng.h"
 
 static int test_pass_, test_fail_;
 
@@ -49,6 +52,15 @@ static inline double test_rel_err(const float *a, const float *b, size_t n)
 		if (fabs(b[i]) > maxb) maxb = fabs(b[i]);
 	}
 	return maxd / maxb;
+}
+
+/* n floats uniform in [-scale, scale) from r; the caller frees them. */
+static inline float *test_rand_buf(ae_rng *r, size_t n, float scale)
+{
+	float *p = malloc(n * sizeof(float));
+	for (size_t i = 0; p && i < n; i++)
+		p[i] = (2.0f * ae_rng_uniform(r) - 1.0f) * scale;
+	return p;
 }
 
 #endif

@@ -13,14 +13,6 @@
 
 static ae_rng rng;
 
-static float *rand_buf(size_t n, float scale)
-{
-	float *p = malloc(n * sizeof(float));
-	for (size_t i = 0; i < n; i++)
-		p[i] = (2.0f * ae_rng_uniform(&rng) - 1.0f) * scale;
-	return p;
-}
-
 /* The reference: NCHW loop plus the epilogue pass, transposed to NHWC. */
 static void reference(float *y, const float *x_nchw, const float *w, const ae_epilogue *ep,
                       int n, const ae_dconv_shape *s)
@@ -53,8 +45,8 @@ static void check_shape(int n, ae_dconv_shape s, int act)
 	}
 	size_t xs = (size_t)n * s.ic * s.ih * s.iw, ys = (size_t)n * s.oc * s.oh * s.ow;
 	size_t ws = (size_t)s.ic * s.oc * s.k * s.k;
-	float *x = rand_buf(xs, 1), *w = rand_buf(ws, 0.5f), *xh = malloc(xs * sizeof(float));
-	float *b = rand_buf((size_t)s.oc, 0.5f), *sc = rand_buf((size_t)s.oc, 1.5f), *sh = rand_buf((size_t)s.oc, 0.5f);
+	float *x = test_rand_buf(&rng, xs, 1), *w = test_rand_buf(&rng, ws, 0.5f), *xh = malloc(xs * sizeof(float));
+	float *b = test_rand_buf(&rng, (size_t)s.oc, 0.5f), *sc = test_rand_buf(&rng, (size_t)s.oc, 1.5f), *sh = test_rand_buf(&rng, (size_t)s.oc, 0.5f);
 	float *want = malloc(ys * sizeof(float));
 	ae_epilogue ep = { .bias = b, .act = act, .slope = 0.2f,
 	                   .scale = act == AE_ACT_SIGMOID ? NULL : sc, .shift = act == AE_ACT_SIGMOID ? NULL : sh };
@@ -65,7 +57,7 @@ static void check_shape(int n, ae_dconv_shape s, int act)
 	int have_simd = d.simd;
 	for (int simd = have_simd; simd >= 0; simd--) {
 		d.simd = simd;
-		float *y = rand_buf(ys, 100);  /* garbage: every output must be written */
+		float *y = test_rand_buf(&rng, ys, 100);  /* garbage: every output must be written */
 		ae_dconv_forward(y, xh, n, &d);
 		double e = test_rel_err(y, want, ys);
 		CHECK_MSG(e < 1e-5, "%s ic%d oc%d %dx%d k%d s%d p%d act%d simd%d: err %g",

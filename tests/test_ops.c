@@ -11,14 +11,6 @@
 
 static ae_rng rng;
 
-static float *rand_buf(size_t n, float scale)
-{
-	float *p = malloc(n * sizeof(float));
-	for (size_t i = 0; i < n; i++)
-		p[i] = (2.0f * ae_rng_uniform(&rng) - 1.0f) * scale;
-	return p;
-}
-
 static float *zeros(size_t n)
 {
 	return calloc(n, sizeof(float));
@@ -39,14 +31,14 @@ static void test_conv2d(int n, int c, int h, int w, int oc, int k, int s, int p)
 	CHECK(ae_conv_geom_init(&g, c, h, w, k, s, p) == 0);
 	size_t xs = (size_t)n * c * h * w, ws = (size_t)oc * c * k * k;
 	size_t ys = (size_t)n * oc * g.oh * g.ow, cs = (size_t)c * k * k * n * g.oh * g.ow;
-	float *x = rand_buf(xs, 1), *wt = rand_buf(ws, 0.5f), *b = rand_buf(oc, 0.5f);
+	float *x = test_rand_buf(&rng, xs, 1), *wt = test_rand_buf(&rng, ws, 0.5f), *b = test_rand_buf(&rng, oc, 0.5f);
 	float *y = zeros(ys), *yr = zeros(ys), *col = zeros(cs), *t = zeros((size_t)oc * n * g.oh * g.ow);
 	ae_epilogue ep = { .bias = b };
 	ae_conv2d_forward(y, col, t, x, wt, &ep, n, oc, &g);
 	ae_conv2d_forward_ref(yr, x, wt, b, n, oc, &g);
 	CHECK_MSG(test_rel_err(y, yr, ys) < 1e-5, "conv forward err %g", test_rel_err(y, yr, ys));
 
-	float *dy = rand_buf(ys, 1), *dx = zeros(xs), *dxr = zeros(xs);
+	float *dy = test_rand_buf(&rng, ys, 1), *dx = zeros(xs), *dxr = zeros(xs);
 	float *dw = zeros(ws), *dwr = zeros(ws), *db = zeros(oc), *dbr = zeros(oc);
 	ae_conv2d_backward(dx, dw, db, col, t, dy, x, wt, n, oc, &g);
 	ae_conv2d_backward_ref(dxr, dwr, dbr, dy, x, wt, n, oc, &g);
@@ -86,7 +78,7 @@ static void test_convt2d(int n, int ic, int hi, int wi, int oc, int k, int s, in
 	g.oh = hi, g.ow = wi;
 	size_t xs = (size_t)n * ic * hi * wi, ws = (size_t)ic * oc * k * k, ys = (size_t)n * oc * ho * wo;
 	size_t cs = (size_t)oc * k * k * n * hi * wi, ts = (size_t)ic * n * hi * wi;
-	float *x = rand_buf(xs, 1), *wt = rand_buf(ws, 0.5f), *b = rand_buf(oc, 0.5f);
+	float *x = test_rand_buf(&rng, xs, 1), *wt = test_rand_buf(&rng, ws, 0.5f), *b = test_rand_buf(&rng, oc, 0.5f);
 	float *y = zeros(ys), *yr = zeros(ys), *col = zeros(cs), *t = zeros(ts);
 	ae_epilogue ep = { .bias = b };
 	ae_convt2d_forward(y, col, t, x, wt, &ep, n, ic, &g);
@@ -94,7 +86,7 @@ static void test_convt2d(int n, int ic, int hi, int wi, int oc, int k, int s, in
 	CHECK_MSG(test_rel_err(y, yr, ys) < 1e-5, "convt forward err %g", test_rel_err(y, yr, ys));
 
 
-	float *dy = rand_buf(ys, 1), *dx = zeros(xs), *dxr = zeros(xs);
+	float *dy = test_rand_buf(&rng, ys, 1), *dx = zeros(xs), *dxr = zeros(xs);
 	float *dw = zeros(ws), *dwr = zeros(ws), *db = zeros(oc), *dbr = zeros(oc);
 	ae_convt2d_backward(dx, dw, db, col, t, dy, x, wt, n, ic, &g);
 	ae_convt2d_backward_ref(dxr, dwr, dbr, dy, x, wt, n, ic, &g);
@@ -126,13 +118,13 @@ static void test_convt2d(int n, int ic, int hi, int wi, int oc, int k, int s, in
 static void test_dense(int n, int in, int out)
 {
 	size_t xs = (size_t)n * in, ws = (size_t)in * out, ys = (size_t)n * out;
-	float *x = rand_buf(xs, 1), *wt = rand_buf(ws, 0.5f), *b = rand_buf(out, 0.5f);
+	float *x = test_rand_buf(&rng, xs, 1), *wt = test_rand_buf(&rng, ws, 0.5f), *b = test_rand_buf(&rng, out, 0.5f);
 	float *y = zeros(ys), *yr = zeros(ys);
 	ae_epilogue ep = { .bias = b };
 	ae_dense_forward(y, x, wt, &ep, n, in, out);
 	ae_dense_forward_ref(yr, x, wt, b, n, in, out);
 	CHECK_MSG(test_rel_err(y, yr, ys) < 1e-5, "dense forward err %g", test_rel_err(y, yr, ys));
-	float *dy = rand_buf(ys, 1), *dx = zeros(xs), *dxr = zeros(xs);
+	float *dy = test_rand_buf(&rng, ys, 1), *dx = zeros(xs), *dxr = zeros(xs);
 	float *dw = zeros(ws), *dwr = zeros(ws), *db = zeros(out), *dbr = zeros(out);
 	ae_dense_backward(dx, dw, db, dy, x, wt, n, in, out);
 	ae_dense_backward_ref(dxr, dwr, dbr, dy, x, wt, n, in, out);
@@ -160,7 +152,7 @@ static void test_dense(int n, int in, int out)
 static void test_activations(void)
 {
 	const size_t n = 64;
-	float *x = rand_buf(n, 3), *y = zeros(n), *dy = rand_buf(n, 1), *dx = zeros(n);
+	float *x = test_rand_buf(&rng, n, 3), *y = zeros(n), *dy = test_rand_buf(&rng, n, 1), *dx = zeros(n);
 	for (int kind = 0; kind < 3; kind++) {
 		int bad = 0;
 		if (kind == 0) { ae_relu_forward(y, x, n); ae_relu_backward(dx, dy, y, n); }
@@ -197,7 +189,7 @@ static void test_batchnorm(void)
 {
 	const int n = 4, c = 3, p = 5;
 	size_t sz = (size_t)n * c * p;
-	float *x = rand_buf(sz, 2), *dy = rand_buf(sz, 1), *y = zeros(sz), *dx = zeros(sz);
+	float *x = test_rand_buf(&rng, sz, 2), *dy = test_rand_buf(&rng, sz, 1), *y = zeros(sz), *dx = zeros(sz);
 	float gamma[3] = { 1.5f, 0.5f, -1.0f }, beta[3] = { 0.1f, -0.2f, 0.3f };
 	float mean[3], inv[3], rm[3] = { 0 }, rv[3] = { 1, 1, 1 }, dg[3] = { 0 }, dbt[3] = { 0 };
 	ae_bn_forward_train(y, mean, inv, rm, rv, x, gamma, beta, n, c, p, 0.1f, 1e-5f);
