@@ -2,7 +2,8 @@
  * Direct (channels-last) convolution against the NCHW reference loops, for
  * convolutions and transposed convolutions of many shapes, through every
  * epilogue, with both the AVX2 kernels (where the CPU has them) and the
- * portable ones.
+ * portable ones; and dense layers run as rows, each row independent of
+ * the batch it came in.
  */
 #include "test.h"
 
@@ -79,6 +80,36 @@ static ae_dconv_shape convt(int ic, int ih, int iw, int oc, int k, int s, int p)
 	return (ae_dconv_shape){ .transposed = 1, .ic = ic, .ih = ih, .iw = iw, .oc = oc, .k = k, .stride = s, .pad = p };
 }
 
+/* Dense layers run as 1x1 convolutions over rows: each row matches the
+ * reference loop, and equals, bit for bit, the same row run alone. */
+static void check_rows(int n, int in, int out, int act)
+{
+	float *x = test_rand_buf(&rng, (size_t)n * in, 1), *w = test_rand_buf(&rng, (size_t)in * out, 0.5f);
+	float *b = test_rand_buf(&rng, (size_t)out, 0.5f), *want = malloc((size_t)n * out * sizeof(float));
+	float *y = test_rand_buf(&rng, (size_t)n * out, 100), *one = malloc((size_t)out * sizeof(float));
+	ae_dense_forward_ref(want, x, w, b, n, in, out);
+	ae_epilogue ep = { .bias = b, .act = act, .slope = 0.2f }, ref_ep = { .act = act, .slope = 0.2f };
+	ae_epilogue_apply(want, n, out, 1, &ref_ep);
+	ae_dconv_shape s = { .ic = in, .ih = 1, .iw = 1, .oc = out, .oh = 1, .ow = 1, .k = 1, .stride = 1 };
+	ae_dconv d;
+	CHECK(ae_dconv_init(&d, &s, w, &ep) == 0);
+	for (int simd = d.simd; simd >= 0; simd--) {
+		d.simd = simd;
+		ae_dconv_forward_rows(y, x, n, &d);
+		CHECK_MSG(test_rel_err(y, want, (size_t)n * out) < 1e-5, "rows %dx%d->%d simd%d: err %g", n, in, out,
+		          simd, test_rel_err(y, want, (size_t)n * out));
+		int same = 1;
+		for (int i = 0; i < n; i++) {
+			ae_dconv_forward_rows(one, x + (size_t)i * in, 1, &d);
+			same &= memcmp(one, y + (size_t)i * out, (size_t)out * sizeof(float)) == 0;
+		}
+		CHECK_MSG(same, "rows %dx%d->%d simd%d: a row alone differs from the same row in a batch",
+		          n, in, out, simd);
+	}
+	ae_dconv_deinit(&d);
+	free(x); free(w); free(b); free(want); free(y); free(one);
+}
+
 static void test_layout_round_trip(void)
 {
 	const int n = 2, c = 3, p = 5;
@@ -132,6 +163,10 @@ int main(void)
 	check_shape(2, conv(4, 7, 9, 1, 5, 1, 2), AE_ACT_SIGMOID);
 	check_shape(2, convt(3, 5, 6, 2, 3, 1, 0), AE_ACT_RELU);
 	check_shape(1, conv(16, 4, 4, 7, 3, 1, 0), AE_ACT_NONE);
+	check_rows(7, 3136, 16, AE_ACT_NONE);
+	check_rows(9, 16, 3136, AE_ACT_NONE);
+	check_rows(5, 33, 20, AE_ACT_LRELU);
+	check_rows(3, 12, 5, AE_ACT_SIGMOID);
 	test_layout_round_trip();
 	test_bad_shapes();
 	return TEST_DONE();
