@@ -34,8 +34,7 @@ typedef struct stage {
 	const ae_layer *l;
 	const float *w, *b;     /* weights (folded copy or the model's own) */
 	ae_epilogue ep;
-	ae_dconv dc;              /* conv, transposed conv */
-	float *perm;              /* dense: weights and epilogue permuted for NHWC neighbours */
+	ae_dconv dc;              /* what runs: every stage is a direct convolution */
 	size_t in_size, out_size; /* per image */
 } stage;
 
@@ -185,19 +184,21 @@ static void to_pixel_major(float *dst, const float *src, int c, int hw, size_t l
 
 /* A dense layer fed by a multi-channel image reads it channels-last, so its
  * weight columns are reordered; one feeding a convolution writes channels-
- * last, so its rows, bias and epilogue are. */
-static int permute_dense(stage *s, const stage *prev, const stage *next)
+ * last, so its rows, bias and epilogue are. The permuted copies go in
+ * *mem (NULL when nothing moves), which the caller frees once the stage is
+ * compiled. */
+static int permute_dense(stage *s, const stage *prev, const stage *next, float **mem)
 {
 	const ae_layer *l = s->l;
 	int pin = prev && is_spatial(prev) && prev->l->oc > 1;
 	int pout = next && is_spatial(next) && next->l->ic > 1;
+	*mem = NULL;
 	if (!pin && !pout)
 		return 0;
 	size_t in = (size_t)l->ic, out = (size_t)l->oc;
-	s->perm = malloc((2 * l->wn + 3 * out) * sizeof(float));
-	if (!s->perm)
+	if (!(*mem = malloc((2 * l->wn + 3 * out) * sizeof(float))))
 		return -1;
-	float *w = s->perm, *tmp = w + l->wn, *v = tmp + l->wn;
+	float *w = *mem, *tmp = w + l->wn, *v = tmp + l->wn;
 	memcpy(w, s->w, l->wn * sizeof(float));
 	if (pin) {
 		int c = prev->l->oc, hw = prev->l->oh * prev->l->ow;
@@ -216,7 +217,6 @@ static int permute_dense(stage *s, const stage *prev, const stage *next)
 				to_pixel_major(v, *vec[k], c, hw, 1);
 				*vec[k] = v;
 			}
-		s->b = s->ep.bias;
 	}
 	return 0;
 }
@@ -240,16 +240,19 @@ static int lower(ae_plan *p, ae_error *err)
 {
 	for (int i = 0; i < p->n_stages; i++) {
 		stage *s = &p->st[i];
+		float *perm = NULL;
 		if (!is_spatial(s) &&
-		    permute_dense(s, i ? &p->st[i - 1] : NULL, i + 1 < p->n_stages ? &p->st[i + 1] : NULL))
+		    permute_dense(s, i ? &p->st[i - 1] : NULL, i + 1 < p->n_stages ? &p->st[i + 1] : NULL, &perm))
 			return ae_fail(err, AE_ERR_NOMEM, "out of memory compiling %s", s->l->name);
 		ae_dconv_shape sh;
 		dconv_shape_of(&sh, s->l);
-		if (ae_dconv_init(&s->dc, &sh, s->w, &s->ep))
+		int rc = ae_dconv_init(&s->dc, &sh, s->w, &s->ep);
+		free(perm);  /* the packed copy is all the stage reads from now */
+		s->w = NULL;
+		s->ep = (ae_epilogue){ 0 };
+		if (rc)
 			return ae_fail(err, AE_ERR_FORMAT, "%s: cannot compile a %dx%d stride %d layer (kernel at most 11) or out of memory",
 			               s->l->name, sh.k, sh.k, sh.stride);
-		free(s->perm);  /* the packed copy is all the stage reads from now */
-		s->perm = NULL;
 	}
 	return AE_OK;
 }
@@ -276,10 +279,8 @@ void ae_plan_free(ae_plan *p)
 {
 	if (!p)
 		return;
-	for (int i = 0; i < p->n_stages; i++) {
+	for (int i = 0; i < p->n_stages; i++)
 		ae_dconv_deinit(&p->st[i].dc);
-		free(p->st[i].perm);
-	}
 	free(p->owned);
 	free(p);
 }

@@ -22,12 +22,11 @@ typedef struct tlane {
 	                               * would hold two layers' slices at once */
 	float *grads;                 /* lane 0: the trainer's */
 	float *mean, *invstd;         /* batch-norm statistics, widest layer */
-	double *mu;                   /* the batch mean while it is being formed */
 } tlane;
 
 struct ae_trainer {
 	ae_model *m;
-	int max_batch, loss;
+	int loss;
 	float *grads, *adam_m, *adam_v;
 	long step;
 	float *acts;                  /* block holding every layer's output */
@@ -88,11 +87,9 @@ static int lane_alloc(tlane *ln, const ae_net *net, int b, int own_grads)
 	ln->dbuf[1] = malloc(nact * sizeof(float));
 	ln->mean = malloc(2 * (size_t)c * sizeof(float));
 	ln->invstd = ln->mean ? ln->mean + c : NULL;
-	ln->mu = malloc((size_t)c * sizeof(double));
 	if (own_grads)
 		ln->grads = malloc(net->n_params * sizeof(float));
-	return ln->col && ln->t && ln->dbuf[0] && ln->dbuf[1] && ln->mean && ln->mu &&
-	       (!own_grads || ln->grads) ? 0 : -1;
+	return ln->col && ln->t && ln->dbuf[0] && ln->dbuf[1] && ln->mean && (!own_grads || ln->grads) ? 0 : -1;
 }
 
 static void lane_free(tlane *ln, int own_grads)
@@ -102,7 +99,6 @@ static void lane_free(tlane *ln, int own_grads)
 	free(ln->dbuf[0]);
 	free(ln->dbuf[1]);
 	free(ln->mean);
-	free(ln->mu);
 	if (own_grads)
 		free(ln->grads);
 }
@@ -124,7 +120,6 @@ ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int threads, int loss, ae
 	}
 	const ae_net *net = &m->net;
 	t->m = m;
-	t->max_batch = max_batch;
 	t->loss = loss;
 	t->threads = threads < max_batch ? threads : max_batch;
 	size_t np = net->n_params;
@@ -234,16 +229,16 @@ static void bn_forward_lane(ae_trainer *t, int k, int i, float *y, const float *
 	double *sum = t->bn_sums[i], *sq = sum + (size_t)L * c;
 	ae_bn_sum(sum + (size_t)k * c, in, n, c, p);
 	ae_team_barrier(t->team);
-	add_lanes(ln->mu, sum, L, c);
+	double mu[c], ss[c];
+	add_lanes(mu, sum, L, c);
 	for (int ch = 0; ch < c; ch++)
-		ln->mu[ch] /= (double)total;
-	ae_bn_sqdev(sq + (size_t)k * c, in, ln->mu, n, c, p);
+		mu[ch] /= (double)total;
+	ae_bn_sqdev(sq + (size_t)k * c, in, mu, n, c, p);
 	ae_team_barrier(t->team);
-	double ss[c];
 	add_lanes(ss, sq, L, c);
 	float *mean = k ? ln->mean : t->bn_mean[i], *invstd = k ? ln->invstd : t->bn_invstd[i];
 	ae_bn_stats(mean, invstd, k ? NULL : m->state + l->rm, k ? NULL : m->state + l->rv,
-	            ln->mu, ss, total, c, BN_MOMENTUM, BN_EPS);
+	            mu, ss, total, c, BN_MOMENTUM, BN_EPS);
 	ae_bn_normalize(y, in, mean, invstd, m->params + l->w, m->params + l->b, n, c, p);
 }
 
@@ -285,7 +280,8 @@ static void forward_lane(void *arg, int k)
 	}
 }
 
-/* How many lanes a batch of n splits into. */
+/* Records the call the lanes are about to run and how many lanes a batch
+ * of n splits into. */
 static void begin_call(ae_trainer *t, const float *x, const float *target, int n)
 {
 	t->x = x;
@@ -354,6 +350,7 @@ static void backward_lane(void *arg, int k)
 		const ae_layer *l = &net->layers[i];
 		size_t isz = (size_t)l->ic * l->ih * l->iw, out = ae_layer_out_size(l);
 		const float *in = (i ? t->act[i - 1] : t->x) + (size_t)lo * isz;
+		const float *yi = t->act[i] + (size_t)lo * out;  /* this layer's output */
 		float *dx = i ? other : NULL;
 		size_t sz = out * (size_t)n;
 		ae_conv_geom g;
@@ -373,9 +370,9 @@ static void backward_lane(void *arg, int k)
 			bn_backward_lane(t, k, i, dx, d, in, n);
 			break;
 		/* Elementwise layers work in place on d. */
-		case AE_L_RELU: ae_relu_backward(d, d, t->act[i] + (size_t)lo * out, sz); continue;
-		case AE_L_LRELU: ae_lrelu_backward(d, d, t->act[i] + (size_t)lo * out, l->slope, sz); continue;
-		case AE_L_SIGMOID: ae_sigmoid_backward(d, d, t->act[i] + (size_t)lo * out, sz); continue;
+		case AE_L_RELU: ae_relu_backward(d, d, yi, sz); continue;
+		case AE_L_LRELU: ae_lrelu_backward(d, d, yi, l->slope, sz); continue;
+		case AE_L_SIGMOID: ae_sigmoid_backward(d, d, yi, sz); continue;
 		default: continue;
 		}
 		if (dx) {

@@ -17,10 +17,10 @@ ae_plan *ae_plan_new(const ae_model *m, ae_error *err);
 void ae_plan_free(ae_plan *p);
 const ae_model *ae_plan_model(const ae_plan *p);
 
-/* An inference context: one caller at a time. It splits each batch across
- * `threads` lanes (the caller plus threads-1 helper threads it starts), and
- * each lane runs its images through the network in chunks of up to
- * max_batch (capped at a cache-sized chunk), with scratch sized once. */
+/* An inference context: one caller at a time. Each batch is cut into
+ * chunks of up to max_batch images (capped at a cache-sized chunk), which
+ * `threads` lanes (the caller plus threads-1 helper threads it starts)
+ * take in turn, each with scratch sized once. */
 ae_infer *ae_infer_new(const ae_plan *p, int max_batch, int threads, ae_error *err);
 void ae_infer_free(ae_infer *w);
 
