@@ -16,6 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ae/parse.h"
+
 #define DRAIN_SECONDS 10
 
 static void usage(FILE *f)
@@ -45,19 +47,11 @@ static void usage(FILE *f)
 
 static int int_opt(const char *opt, const char *v, long lo, long hi, long *out)
 {
-	char *end;
-	errno = 0;
-	long x = strtol(v, &end, 10);
-	if (errno || end == v || *end) {
-		fprintf(stderr, "aeserve: %s: '%s' is not an integer\n", opt, v);
-		return -1;
-	}
-	if (x < lo || x > hi) {
-		fprintf(stderr, "aeserve: %s: %ld is out of range [%ld, %ld]\n", opt, x, lo, hi);
-		return -1;
-	}
-	*out = x;
-	return 0;
+	ae_error err;
+	if (ae_parse_long(v, lo, hi, out, &err) == 0)
+		return 0;
+	fprintf(stderr, "aeserve: %s: %s\n", opt, err.msg);
+	return -1;
 }
 
 static int parse(srv_config *c, int argc, char **argv)

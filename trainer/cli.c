@@ -5,44 +5,29 @@
 
 #include <cblas.h>
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "ae/parse.h"
+
 int cli_int(const char *opt, const char *s, long lo, long hi, long *out)
 {
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || end == s || *end) {
-		fprintf(stderr, "aetrain: %s: '%s' is not an integer\n", opt, s);
-		return -1;
-	}
-	if (v < lo || v > hi) {
-		fprintf(stderr, "aetrain: %s: %ld is out of range [%ld, %ld]\n", opt, v, lo, hi);
-		return -1;
-	}
-	*out = v;
-	return 0;
+	ae_error err;
+	if (ae_parse_long(s, lo, hi, out, &err) == 0)
+		return 0;
+	fprintf(stderr, "aetrain: %s: %s\n", opt, err.msg);
+	return -1;
 }
 
 int cli_float(const char *opt, const char *s, double lo, double hi, double *out)
 {
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || *end || !isfinite(v)) {
-		fprintf(stderr, "aetrain: %s: '%s' is not a number\n", opt, s);
-		return -1;
-	}
-	if (v < lo || v > hi) {
-		fprintf(stderr, "aetrain: %s: %g is out of range [%g, %g]\n", opt, v, lo, hi);
-		return -1;
-	}
-	*out = v;
-	return 0;
+	ae_error err;
+	if (ae_parse_double(s, lo, hi, out, &err) == 0)
+		return 0;
+	fprintf(stderr, "aetrain: %s: %s\n", opt, err.msg);
+	return -1;
 }
 
 int cli_u64(const char *opt, const char *s, uint64_t *out)
