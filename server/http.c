@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "ae/image.h"
+#include "ae/parse.h"
 
 enum { PH_RECEIVING, PH_ANSWERED, PH_SUBMITTED };
 enum { CT_NONE, CT_PNG, CT_MULTIPART, CT_JSON };
@@ -31,6 +32,7 @@ typedef struct srv_req {
 	srv_job job;
 	float *in, *out;
 	srv_in_opts opts;
+	double quantile, threshold;  /* anomaly: threshold NAN means "the quantile's" */
 	unsigned status;
 	size_t bytes;
 } srv_req;
@@ -146,11 +148,9 @@ static int route(srv_state *s, srv_req *r, struct MHD_Connection *c, const char 
 		return 0;
 	}
 	if ((strcmp(allow, "POST") == 0 && !is_post) || (strcmp(allow, "POST") != 0 && !is_get)) {
-		char body[256];
-		snprintf(body, sizeof body, "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"%s is not allowed on %.150s; use %s\"}}",
-		         method, url, allow);
 		const char *hdrs[] = { "Allow", allow, NULL };
-		*rc = srv_reply_buf(c, 405, "application/json", strdup(body), strlen(body), hdrs);
+		*rc = srv_reply_error_with(c, 405, hdrs, "method_not_allowed", "%s is not allowed on %.150s; use %s",
+		                           method, url, allow);
 		return 0;
 	}
 	if (r->route == R_LIVEZ || r->route == R_READYZ || r->route == R_METRICS)
@@ -180,7 +180,32 @@ static int content_type(const char *ct)
 	return CT_NONE;
 }
 
-/* First callback of a POST: headers only. Answers 413/415 early. */
+/* ?threshold=T (a score) or ?quantile=Q of the training errors (default
+ * 0.99), checked before any work is queued. Answers 400 itself and
+ * returns 0 then, else 1. */
+static int anomaly_args(srv_req *r, struct MHD_Connection *c, enum MHD_Result *rc)
+{
+	const char *qs = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "quantile");
+	const char *ts = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "threshold");
+	ae_error err;
+	r->quantile = 0.99;
+	r->threshold = NAN;
+	if (ts) {
+		r->quantile = NAN;
+		if (ae_parse_double(ts, 0.0, HUGE_VAL, &r->threshold, &err) == 0)
+			return 1;
+		*rc = srv_reply_error(c, 400, "invalid_parameter", "threshold '%s' is not a non-negative number", ts);
+		return 0;
+	}
+	if (qs && (ae_parse_double(qs, 0.0, 1.0, &r->quantile, &err) || r->quantile == 0.0)) {
+		*rc = srv_reply_error(c, 400, "invalid_parameter", "quantile '%s' is not a number in (0, 1]", qs);
+		return 0;
+	}
+	return 1;
+}
+
+/* First callback of a POST: headers only. Answers 413/415, and 400 for
+ * bad anomaly arguments, early. */
 static int check_post_headers(srv_state *s, srv_req *r, struct MHD_Connection *c, enum MHD_Result *rc)
 {
 	const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -199,7 +224,7 @@ static int check_post_headers(srv_state *s, srv_req *r, struct MHD_Connection *c
 	}
 	r->opts.resize = flag_arg(c, "resize");
 	r->opts.invert = flag_arg(c, "invert");
-	return 1;
+	return r->op != SRV_ANOMALY || anomaly_args(r, c, rc);
 }
 
 static int append_body(srv_state *s, srv_req *r, const char *data, size_t n)
@@ -290,22 +315,8 @@ static enum MHD_Result respond(srv_state *s, srv_req *r, struct MHD_Connection *
 	size_t len = 0;
 	char *body = NULL;
 	if (r->op == SRV_ANOMALY) {
-		const char *qs = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "quantile");
-		const char *ts = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "threshold");
-		double q = qs ? strtod(qs, NULL) : 0.99, t;
-		if (ts) {
-			char *end;
-			t = strtod(ts, &end);
-			if (*end || !(t >= 0) || !isfinite(t))
-				return srv_reply_error(c, 400, "invalid_parameter", "threshold '%s' is not a non-negative number", ts);
-			q = NAN;
-		} else {
-			char *end = NULL;
-			if (qs && (strtod(qs, &end), *end || !(q > 0 && q <= 1)))
-				return srv_reply_error(c, 400, "invalid_parameter", "quantile '%s' is not a number in (0, 1]", qs);
-			t = ae_model_quantile(m->m, q);
-		}
-		body = srv_json_anomaly(m, r->in, r->out, n, t, q, &len);
+		double t = isnan(r->threshold) ? ae_model_quantile(m->m, r->quantile) : r->threshold;
+		body = srv_json_anomaly(m, r->in, r->out, n, t, r->quantile, &len);
 	} else if (r->op != SRV_ENCODE && n == 1 && wants_png(c)) {
 		return reply_png(r, c);
 	} else if (r->op == SRV_ENCODE) {

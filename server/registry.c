@@ -9,7 +9,6 @@
  */
 #include "server.h"
 
-#include <cblas.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -227,6 +226,12 @@ static int start_workers(srv_model *sm, const srv_config *cfg)
 	return 0;
 }
 
+static int has_ext(const char *n, const char *ext)
+{
+	size_t a = strlen(n), b = strlen(ext);
+	return a > b && strcmp(n + a - b, ext) == 0;
+}
+
 static int load_one(srv_state *s, const char *path)
 {
 	if (s->n_models >= SRV_MAX_MODELS) {
@@ -236,9 +241,8 @@ static int load_one(srv_state *s, const char *path)
 	const char *base = strrchr(path, '/');
 	base = base ? base + 1 : path;
 	size_t len = strlen(base);
-	const char *ext = ".safetensors";
-	if (len > strlen(ext) && strcmp(base + len - strlen(ext), ext) == 0)
-		len -= strlen(ext);
+	if (has_ext(base, ".safetensors"))
+		len -= strlen(".safetensors");
 	if (len == 0 || len >= 64) {
 		fprintf(stderr, "aeserve: %s: cannot name a model after this file\n", path);
 		return -1;
@@ -273,17 +277,8 @@ static int load_one(srv_state *s, const char *path)
 	return start_workers(sm, &s->cfg);
 }
 
-static int has_ext(const char *n, const char *ext)
-{
-	size_t a = strlen(n), b = strlen(ext);
-	return a > b && strcmp(n + a - b, ext) == 0;
-}
-
 int srv_models_load(srv_state *s)
 {
-	/* Workers parallelise across requests; OpenBLAS threads inside each
-	 * would fight them for the same cores (and malloc per call). */
-	openblas_set_num_threads(1);
 	int rc = 0;
 	for (int i = 0; i < s->cfg.n_paths; i++) {
 		const char *p = s->cfg.paths[i];

@@ -46,21 +46,36 @@ enum MHD_Result srv_reply_json(struct MHD_Connection *conn, unsigned status, cha
 	return srv_reply_buf(conn, status, "application/json", json, strlen(json), NULL);
 }
 
-enum MHD_Result srv_reply_error(struct MHD_Connection *conn, unsigned status, const char *code,
-                                const char *fmt, ...)
+static enum MHD_Result reply_error_v(struct MHD_Connection *conn, unsigned status, const char **headers,
+                                     const char *code, const char *fmt, va_list ap)
 {
 	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
 	json_t *o = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
 	char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	if (!body)
 		return MHD_NO;
-	const char *hdrs[5] = { NULL };
-	if (status == 503)
-		hdrs[0] = "Retry-After", hdrs[1] = "1";
-	return srv_reply_buf(conn, status, "application/json", body, strlen(body), hdrs);
+	return srv_reply_buf(conn, status, "application/json", body, strlen(body), headers);
+}
+
+enum MHD_Result srv_reply_error(struct MHD_Connection *conn, unsigned status, const char *code,
+                                const char *fmt, ...)
+{
+	static const char *retry[] = { "Retry-After", "1", NULL };
+	va_list ap;
+	va_start(ap, fmt);
+	enum MHD_Result rc = reply_error_v(conn, status, status == 503 ? retry : NULL, code, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+enum MHD_Result srv_reply_error_with(struct MHD_Connection *conn, unsigned status, const char **headers,
+                                     const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	enum MHD_Result rc = reply_error_v(conn, status, headers, code, fmt, ap);
+	va_end(ap);
+	return rc;
 }

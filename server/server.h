@@ -108,8 +108,13 @@ void srv_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 enum MHD_Result srv_reply_buf(struct MHD_Connection *conn, unsigned status, const char *ctype,
                               void *buf, size_t len, const char **headers);
 enum MHD_Result srv_reply_json(struct MHD_Connection *conn, unsigned status, char *json);
+/* {"error": {"code", "message"}}; a 503 also says Retry-After: 1. */
 enum MHD_Result srv_reply_error(struct MHD_Connection *conn, unsigned status, const char *code,
                                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The same body with the given headers (name, value, ..., NULL), e.g. a 405's Allow. */
+enum MHD_Result srv_reply_error_with(struct MHD_Connection *conn, unsigned status, const char **headers,
+                                     const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
 
 /* ---- metrics.c ---- */
 enum srv_route {
