@@ -65,7 +65,8 @@ static int flag_arg(struct MHD_Connection *c, const char *name)
 
 static enum MHD_Result get_models(srv_state *s, struct MHD_Connection *c)
 {
-	size_t cap = 64, len = 0;
+	/* room for the head whatever the default model's name (up to 63 chars) */
+	size_t cap = strlen(s->default_model->name) + 32, len = 0;
 	char *out = malloc(cap);
 	int ok = out != NULL;
 	if (ok)

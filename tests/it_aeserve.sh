@@ -264,6 +264,13 @@ curl -s -m 1 -o /dev/null "http://127.0.0.1:$P5/livez"; rc=$?
 check "a connection past --conn-limit is not served (curl rc $rc)" test "$rc" -eq 28
 exec 4<&- 5<&-
 sleep 0.2
+
+# ---- a model named at the length limit (63 characters) is listed whole ----
+P6=$((PORT + 8))
+LONG=$(printf 'm%.0s' $(seq 63))
+mkdir -p "$TMPD/long" && cp models/mnist.safetensors "$TMPD/long/$LONG.safetensors"
+start_server $P6 "$TMPD/log6" --log-format none "$TMPD/long" || exit 1
+check "a 63-character model name in /v1/models" bash -c "curl -s http://127.0.0.1:$P6/v1/models | jq -e '.default == \"$LONG\" and .models[0].name == \"$LONG\"' >/dev/null"
 check "served again once connections close" curl -sf -m 3 -o /dev/null "http://127.0.0.1:$P5/livez"
 
 # ---- start-up failures and options ----
