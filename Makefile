@@ -55,6 +55,9 @@ all: $(BINS)
 V ?= 0
 Q := $(if $(filter 1,$(V)),,@)
 
+# Every program links the same way: its objects (and libae.a) with the libraries.
+LINK = $(Q)$(if $(Q),echo "  LD      $@" && )$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
@@ -65,29 +68,23 @@ $(LIB): $(CORE_OBJ)
 	$(Q)ar rcs $@ $^
 
 $(BUILD)/aetrain: $(TRAIN_OBJ) $(LIB)
-	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(LINK)
 
 $(BUILD)/aeserve: $(SERVER_OBJ) $(LIB)
-	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(LINK)
 
 $(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o
-	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(LINK)
 
 $(BUILD)/bench/bench_core: $(BUILD)/bench/bench_core.o $(LIB)
-	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(LINK)
 
 $(BUILD)/bench/bare_mhd: $(BUILD)/bench/bare_mhd.o
-	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(LINK)
 
 .PRECIOUS: $(BUILD)/tests/%.o $(BUILD)/tests/tools/%.o
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
-	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(LINK)
 
 # Tests run from the repository root; each binary prints "N passed, N failed".
 unit: $(TEST_BIN) $(BINS)
