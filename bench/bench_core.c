@@ -54,7 +54,6 @@ static double sgemm_gflops(double secs)
 	return 2.0 * n * n * n * reps / t / 1e9;
 }
 
-/* Images per second of fn on batches of b, for about secs. */
 /* What one timed call runs: an inference op, or a training step over
  * successive batches of the sample images. */
 typedef struct job {
@@ -115,16 +114,15 @@ int main(int argc, char **argv)
 	ae_arch_defaults(&s, "conv", NULL);
 	ae_model *m = ae_model_new(&s, 1, NULL);
 	ae_plan *p = ae_plan_new(m, NULL);
-	/* Inference and training split their work over their own threads
-	 * (as aeserve and aetrain do); OpenBLAS's threads only measure the
-	 * sgemm peak. */
-	openblas_set_num_threads(1);
 	ae_infer *w = ae_infer_new(p, 256, threads, NULL);
 	float *x = malloc(256 * 784 * sizeof(float)), *y = malloc(256 * 784 * sizeof(float)), z[256 * 16];
 	for (int i = 0; i < 256 * 784; i++)
 		x[i] = (float)((i * 7919) % 256) / 255.0f;
 	const ae_net *net = &m->net;
 	double f_enc = forward_flops(net, 0, net->n_enc), f_rec = forward_flops(net, 0, net->n_layers);
+	/* OpenBLAS's own threads only for the peak: inference and training
+	 * split their work over their own threads (as aeserve and aetrain do)
+	 * and call sgemm from each. */
 	openblas_set_num_threads(threads);
 	double peak = sgemm_gflops(secs);
 	openblas_set_num_threads(1);
