@@ -60,7 +60,8 @@ int cmd_export(int argc, char **argv)
 		{ "limit", 1, 0, O_LIMIT }, { "channels", 1, 0, O_CHANNELS }, { "noise", 1, 0, O_NOISE },
 		{ "seed", 1, 0, O_SEED }, { "json", 1, 0, O_JSON }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
 	};
-	const char *out = NULL, *json = NULL, *split = "test";
+	const char *out = NULL, *json = NULL;
+	char split[8] = "test";
 	long first = 0, limit = 10, channels = 1;
 	uint64_t seed = 1;
 	ae_noise nz = { 0 };
@@ -72,13 +73,7 @@ int cmd_export(int argc, char **argv)
 		switch (o) {
 		case O_OUT: out = optarg; break;
 		case O_JSON: json = optarg; break;
-		case O_SPLIT:
-			if (strcmp(optarg, "train") && strcmp(optarg, "test")) {
-				fprintf(stderr, "aetrain: --split: '%s' is neither train nor test\n", optarg);
-				return 2;
-			}
-			split = optarg;
-			break;
+		case O_SPLIT: if (cli_split(optarg, split, sizeof split)) return 2; break;
 		case O_FIRST: if (cli_int("--first", optarg, 0, 100000000, &first)) return 2; break;
 		case O_LIMIT: if (cli_int("--limit", optarg, 1, 100000, &limit)) return 2; break;
 		case O_CHANNELS:
