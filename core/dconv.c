@@ -159,7 +159,6 @@ int ae_dconv_init(ae_dconv *d, const ae_dconv_shape *s, const float *w, const ae
 	}
 	d->scale = d->bias + d->ocp;
 	d->shift = d->scale + d->ocp;
-	copy_epilogue(d, ep);
 	size_t pix_at = 0, off_at = 0, w_at = 0;
 	for (int g = 0; g < d->n_grp; g++) {
 		ae_dconv_group *gr = &d->grp[g];
@@ -174,10 +173,20 @@ int ae_dconv_init(ae_dconv *d, const ae_dconv_shape *s, const float *w, const ae
 					d->off[off_at++] = tap_offset(s, y, x, ty[t], tx[t]);
 			}
 		pix_at += gr->npix;
-		pack_group(d->w + w_at, d, w, ty, tx, gr->ntaps);
 		w_at += (size_t)gr->ntaps * s->ic * d->ocp;
 	}
+	ae_dconv_pack(d, w, ep);
 	return 0;
+}
+
+void ae_dconv_pack(ae_dconv *d, const float *w, const ae_epilogue *ep)
+{
+	int ty[MAX_K * MAX_K], tx[MAX_K * MAX_K];
+	copy_epilogue(d, ep);
+	for (int g = 0; g < d->n_grp; g++) {
+		int nt = group_taps(&d->s, g, ty, tx);
+		pack_group(d->w + d->grp[g].w_at, d, w, ty, tx, nt);
+	}
 }
 
 void ae_dconv_deinit(ae_dconv *d)
@@ -235,17 +244,31 @@ static void tile_store(const tile *tl, const ae_dconv *d, const float *acc, int 
 			tl->out[j][o0 + q] = epilogue_one(d, acc[j * bw + q], o0 + q);
 }
 
+/* Adds tap t's products over every input channel into acc (NR x bw). */
+static void tap_portable(float *acc, const tile *tl, int ic, int t, const float *w, int bw)
+{
+	for (int c = 0; c < ic; c++, w += bw)
+		for (int j = 0; j < NR; j++) {
+			float xv = tl->ptr[t * NR + j][c];
+			for (int q = 0; q < bw; q++)
+				acc[j * bw + q] += w[q] * xv;
+		}
+}
+
 static void wide_portable(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int bw, int o0)
 {
 	float acc[NR * 16] = { 0 };
 	int ic = d->s.ic;
-	for (int t = 0; t < ntaps; t++)
-		for (int c = 0; c < ic; c++, w += bw)
-			for (int j = 0; j < NR; j++) {
-				float xv = tl->ptr[t * NR + j][c];
-				for (int q = 0; q < bw; q++)
-					acc[j * bw + q] += w[q] * xv;
-			}
+	for (int t = 0; t < ntaps; t++, w += (size_t)ic * bw) {
+		if (!d->per_tap) {
+			tap_portable(acc, tl, ic, t, w, bw);
+			continue;
+		}
+		float part[NR * 16] = { 0 };
+		tap_portable(part, tl, ic, t, w, bw);
+		for (int i = 0; i < NR * bw; i++)
+			acc[i] += part[i];
+	}
 	tile_store(tl, d, acc, bw, o0);
 }
 
@@ -306,12 +329,12 @@ AVX2 static void store_scalar(const tile *tl, const ae_dconv *d, const __m256 *a
 		a##j##1 = _mm256_fmadd_ps(w1, b, a##j##1); \
 	} while (0)
 
-AVX2 static void wide16_avx2(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int o0)
+/* One FMA chain per output through taps [t0, t1), from zero, into r. */
+AVX2 static inline void chain16_avx2(__m256 *r, const tile *tl, int ic, int t0, int t1, const float *w)
 {
 	__m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
 	__m256 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
-	int ic = d->s.ic;
-	for (int t = 0; t < ntaps; t++) {
+	for (int t = t0; t < t1; t++) {
 		const float *const *pt = tl->ptr + t * NR;
 		const float *p0 = pt[0], *p1 = pt[1], *p2 = pt[2], *p3 = pt[3], *p4 = pt[4], *p5 = pt[5];
 		for (int c = 0; c < ic; c++, w += 16) {
@@ -319,7 +342,25 @@ AVX2 static void wide16_avx2(const tile *tl, const ae_dconv *d, int ntaps, const
 			FMA2(0); FMA2(1); FMA2(2); FMA2(3); FMA2(4); FMA2(5);
 		}
 	}
-	__m256 r[NR * 2] = { a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51 };
+	r[0] = a00, r[1] = a01, r[2] = a10, r[3] = a11, r[4] = a20, r[5] = a21;
+	r[6] = a30, r[7] = a31, r[8] = a40, r[9] = a41, r[10] = a50, r[11] = a51;
+}
+
+AVX2 static void wide16_avx2(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int o0)
+{
+	__m256 r[NR * 2];
+	int ic = d->s.ic;
+	if (!d->per_tap) {
+		chain16_avx2(r, tl, ic, 0, ntaps, w);
+	} else {
+		chain16_avx2(r, tl, ic, 0, 1, w);
+		for (int t = 1; t < ntaps; t++) {
+			__m256 part[NR * 2];
+			chain16_avx2(part, tl, ic, t, t + 1, w + (size_t)t * ic * 16);
+			for (int i = 0; i < NR * 2; i++)
+				r[i] = _mm256_add_ps(r[i], part[i]);
+		}
+	}
 	if (d->act == AE_ACT_SIGMOID || o0 + 16 > d->s.oc) {
 		store_scalar(tl, d, r, 2, o0);
 		return;
@@ -333,11 +374,10 @@ AVX2 static void wide16_avx2(const tile *tl, const ae_dconv *d, int ntaps, const
 
 #define FMA1(j) a##j = _mm256_fmadd_ps(w0, _mm256_broadcast_ss(p##j + c), a##j)
 
-AVX2 static void wide8_avx2(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int o0)
+AVX2 static inline void chain8_avx2(__m256 *r, const tile *tl, int ic, int t0, int t1, const float *w)
 {
 	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
-	int ic = d->s.ic;
-	for (int t = 0; t < ntaps; t++) {
+	for (int t = t0; t < t1; t++) {
 		const float *const *pt = tl->ptr + t * NR;
 		const float *p0 = pt[0], *p1 = pt[1], *p2 = pt[2], *p3 = pt[3], *p4 = pt[4], *p5 = pt[5];
 		for (int c = 0; c < ic; c++, w += 8) {
@@ -345,7 +385,24 @@ AVX2 static void wide8_avx2(const tile *tl, const ae_dconv *d, int ntaps, const 
 			FMA1(0); FMA1(1); FMA1(2); FMA1(3); FMA1(4); FMA1(5);
 		}
 	}
-	__m256 r[NR] = { a0, a1, a2, a3, a4, a5 };
+	r[0] = a0, r[1] = a1, r[2] = a2, r[3] = a3, r[4] = a4, r[5] = a5;
+}
+
+AVX2 static void wide8_avx2(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int o0)
+{
+	__m256 r[NR];
+	int ic = d->s.ic;
+	if (!d->per_tap) {
+		chain8_avx2(r, tl, ic, 0, ntaps, w);
+	} else {
+		chain8_avx2(r, tl, ic, 0, 1, w);
+		for (int t = 1; t < ntaps; t++) {
+			__m256 part[NR];
+			chain8_avx2(part, tl, ic, t, t + 1, w + (size_t)t * ic * 8);
+			for (int i = 0; i < NR; i++)
+				r[i] = _mm256_add_ps(r[i], part[i]);
+		}
+	}
 	if (d->act == AE_ACT_SIGMOID || o0 + 8 > d->s.oc) {
 		store_scalar(tl, d, r, 1, o0);
 		return;
@@ -471,18 +528,72 @@ void ae_dconv_forward_rows(float *y, const float *x, int n, const ae_dconv *d)
 	}
 }
 
+/* ---- layout ---- */
+
+/* dst (cols x rows) = transpose of src (rows x cols), both row-major,
+ * except the block [0, r0) x [0, c0) that the vector kernel did; writes run
+ * along dst's rows. */
+static void transpose_portable(float *dst, const float *src, int rows, int cols, int r0, int c0)
+{
+	for (int c = 0; c < cols; c++)
+		for (int r = c < c0 ? r0 : 0; r < rows; r++)
+			dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
+}
+
+#ifdef AE_X86
+AVX2 static void transpose8_avx2(float *dst, size_t ds, const float *src, size_t ss)
+{
+	__m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ss);
+	__m256 r2 = _mm256_loadu_ps(src + 2 * ss), r3 = _mm256_loadu_ps(src + 3 * ss);
+	__m256 r4 = _mm256_loadu_ps(src + 4 * ss), r5 = _mm256_loadu_ps(src + 5 * ss);
+	__m256 r6 = _mm256_loadu_ps(src + 6 * ss), r7 = _mm256_loadu_ps(src + 7 * ss);
+	__m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+	__m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+	__m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+	__m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+	__m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+	__m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+	__m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+	__m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+	_mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+	_mm256_storeu_ps(dst + ds, _mm256_permute2f128_ps(u1, u5, 0x20));
+	_mm256_storeu_ps(dst + 2 * ds, _mm256_permute2f128_ps(u2, u6, 0x20));
+	_mm256_storeu_ps(dst + 3 * ds, _mm256_permute2f128_ps(u3, u7, 0x20));
+	_mm256_storeu_ps(dst + 4 * ds, _mm256_permute2f128_ps(u0, u4, 0x31));
+	_mm256_storeu_ps(dst + 5 * ds, _mm256_permute2f128_ps(u1, u5, 0x31));
+	_mm256_storeu_ps(dst + 6 * ds, _mm256_permute2f128_ps(u2, u6, 0x31));
+	_mm256_storeu_ps(dst + 7 * ds, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+AVX2 static void transpose_blocks_avx2(float *dst, const float *src, int rows, int cols, int r0, int c0)
+{
+	for (int r = 0; r < r0; r += 8)
+		for (int c = 0; c < c0; c += 8)
+			transpose8_avx2(dst + (size_t)c * rows + r, (size_t)rows, src + (size_t)r * cols + c, (size_t)cols);
+}
+#endif
+
+static void transpose(float *dst, const float *src, int rows, int cols)
+{
+	int r0 = rows / 8 * 8, c0 = cols / 8 * 8;
+#ifdef AE_X86
+	if (cpu_has_avx2()) {
+		transpose_blocks_avx2(dst, src, rows, cols, r0, c0);
+		transpose_portable(dst, src, rows, cols, r0, c0);
+		return;
+	}
+#endif
+	transpose_portable(dst, src, rows, cols, 0, 0);
+}
+
 void ae_nchw_to_nhwc(float *dst, const float *src, int n, int c, int p)
 {
 	for (int i = 0; i < n; i++, src += (size_t)c * p, dst += (size_t)c * p)
-		for (int ch = 0; ch < c; ch++)
-			for (int q = 0; q < p; q++)
-				dst[(size_t)q * c + ch] = src[(size_t)ch * p + q];
+		transpose(dst, src, c, p);
 }
 
 void ae_nhwc_to_nchw(float *dst, const float *src, int n, int c, int p)
 {
 	for (int i = 0; i < n; i++, src += (size_t)c * p, dst += (size_t)c * p)
-		for (int ch = 0; ch < c; ch++)
-			for (int q = 0; q < p; q++)
-				dst[(size_t)ch * p + q] = src[(size_t)q * c + ch];
+		transpose(dst, src, p, c);
 }

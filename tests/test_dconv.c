@@ -2,11 +2,13 @@
  * Direct (channels-last) convolution against the NCHW reference loops, for
  * convolutions and transposed convolutions of many shapes, through every
  * epilogue, with both the AVX2 kernels (where the CPU has them) and the
- * portable ones; and dense layers run as rows, each row independent of
- * the batch it came in.
+ * portable ones; the per-tap mode training uses, against a loop that
+ * rounds the same way; repacking; dense layers run as rows, each row
+ * independent of the batch it came in; and the layout transposes.
  */
 #include "test.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #include "ae/dconv.h"
@@ -70,6 +72,72 @@ static void check_shape(int n, ae_dconv_shape s, int act)
 	free(x); free(w); free(xh); free(b); free(sc); free(sh); free(want);
 }
 
+/* Per-tap rounding spelt out: each tap's FMA chain over the input channels
+ * from zero, the taps added in (ky, kx) order, then the bias. NHWC out. */
+static void per_tap_loop(float *y, const float *x, const float *w, const float *b, int n,
+                         const ae_dconv_shape *s)
+{
+	for (int i = 0; i < n; i++)
+		for (int oy = 0; oy < s->oh; oy++)
+			for (int ox = 0; ox < s->ow; ox++)
+				for (int o = 0; o < s->oc; o++) {
+					float acc = 0.0f;
+					for (int ky = 0; ky < s->k; ky++)
+						for (int kx = 0; kx < s->k; kx++) {
+							int ty = oy + s->pad - ky, tx = ox + s->pad - kx;
+							if (ty < 0 || tx < 0 || ty % s->stride || tx % s->stride)
+								continue;
+							int iy = ty / s->stride, ix = tx / s->stride;
+							if (iy >= s->ih || ix >= s->iw)
+								continue;
+							float tap = 0.0f;
+							for (int c = 0; c < s->ic; c++)
+								tap = fmaf(w[((size_t)(c * s->oc + o) * s->k + ky) * s->k + kx],
+								           x[(((size_t)i * s->ih + iy) * s->iw + ix) * s->ic + c], tap);
+							acc += tap;
+						}
+					y[(((size_t)i * s->oh + oy) * s->ow + ox) * s->oc + o] = acc + b[o];
+				}
+}
+
+/* Training's transposed convolutions: per-tap mode with a bias. The AVX2
+ * kernels round exactly as per_tap_loop; the portable ones (no FMA) agree
+ * with the reference. Repacking new weights gives what a fresh init gives. */
+static void check_per_tap(int n, int ic, int ih, int oc)
+{
+	ae_dconv_shape s = { .transposed = 1, .ic = ic, .ih = ih, .iw = ih, .oc = oc,
+	                     .oh = 2 * ih, .ow = 2 * ih, .k = 3, .stride = 2, .pad = 1 };
+	size_t xs = (size_t)n * ic * ih * ih, ys = (size_t)n * oc * s.oh * s.ow, ws = (size_t)ic * oc * 9;
+	float *x = test_rand_buf(&rng, xs, 1), *xh = malloc(xs * sizeof(float));
+	float *w0 = test_rand_buf(&rng, ws, 0.5f), *w = test_rand_buf(&rng, ws, 0.5f);
+	float *b = test_rand_buf(&rng, (size_t)oc, 0.5f), *y = malloc(ys * sizeof(float));
+	float *want = malloc(ys * sizeof(float)), *ref = malloc(ys * sizeof(float));
+	ae_nchw_to_nhwc(xh, x, n, ic, ih * ih);
+	per_tap_loop(want, xh, w, b, n, &s);
+	ae_epilogue ep = { .bias = b };
+	reference(ref, x, w, &ep, n, &s);
+	ae_dconv d, fresh;
+	CHECK(ae_dconv_init(&d, &s, w0, NULL) == 0);
+	CHECK(ae_dconv_init(&fresh, &s, w, &ep) == 0);
+	ae_dconv_pack(&d, w, &ep);
+	d.per_tap = fresh.per_tap = 1;
+	for (int simd = d.simd; simd >= 0; simd--) {
+		d.simd = fresh.simd = simd;
+		ae_dconv_forward(y, xh, n, &d);
+		if (simd)
+			CHECK_MSG(memcmp(y, want, ys * sizeof(float)) == 0,
+			          "per-tap ic%d oc%d %dx%d: AVX2 rounds unlike the per-tap loop", ic, oc, ih, ih);
+		CHECK_MSG(test_rel_err(y, ref, ys) < 1e-5, "per-tap ic%d oc%d simd%d: err %g", ic, oc, simd,
+		          test_rel_err(y, ref, ys));
+		ae_dconv_forward(want, xh, n, &fresh);
+		CHECK_MSG(memcmp(y, want, ys * sizeof(float)) == 0, "per-tap ic%d oc%d simd%d: repacked weights differ from fresh ones",
+		          ic, oc, simd);
+	}
+	ae_dconv_deinit(&d);
+	ae_dconv_deinit(&fresh);
+	free(x); free(xh); free(w0); free(w); free(b); free(y); free(want); free(ref);
+}
+
 static ae_dconv_shape conv(int ic, int ih, int iw, int oc, int k, int s, int p)
 {
 	return (ae_dconv_shape){ .transposed = 0, .ic = ic, .ih = ih, .iw = iw, .oc = oc, .k = k, .stride = s, .pad = p };
@@ -110,17 +178,22 @@ static void check_rows(int n, int in, int out, int act)
 	free(x); free(w); free(b); free(want); free(y); free(one);
 }
 
-static void test_layout_round_trip(void)
+/* Every element where the layout says, for shapes on and off the 8x8
+ * blocks the vector transpose takes, and back again. */
+static void check_layout(int n, int c, int p)
 {
-	const int n = 2, c = 3, p = 5;
-	float x[30], t[30], back[30];
-	for (int i = 0; i < 30; i++)
-		x[i] = (float)i;
+	size_t sz = (size_t)n * c * p;
+	float *x = test_rand_buf(&rng, sz, 1), *t = malloc(sz * sizeof(float)), *back = malloc(sz * sizeof(float));
 	ae_nchw_to_nhwc(t, x, n, c, p);
-	CHECK(t[1] == x[5]);   /* image 0, pixel 0, channel 1 */
-	CHECK(t[15 + 3] == x[15 + 1]);  /* image 1, pixel 1, channel 0 */
+	int ok = 1;
+	for (int i = 0; i < n; i++)
+		for (int ch = 0; ch < c; ch++)
+			for (int q = 0; q < p; q++)
+				ok &= t[((size_t)i * p + q) * c + ch] == x[((size_t)i * c + ch) * p + q];
+	CHECK_MSG(ok, "NCHW -> NHWC misplaces values for n%d c%d p%d", n, c, p);
 	ae_nhwc_to_nchw(back, t, n, c, p);
-	CHECK(memcmp(back, x, sizeof x) == 0);
+	CHECK_MSG(memcmp(back, x, sz * sizeof(float)) == 0, "NHWC -> NCHW does not undo it for n%d c%d p%d", n, c, p);
+	free(x); free(t); free(back);
 }
 
 static void test_bad_shapes(void)
@@ -167,7 +240,15 @@ int main(void)
 	check_rows(9, 16, 3136, AE_ACT_NONE);
 	check_rows(5, 33, 20, AE_ACT_LRELU);
 	check_rows(3, 12, 5, AE_ACT_SIGMOID);
-	test_layout_round_trip();
+	check_per_tap(3, 64, 7, 64);
+	check_per_tap(2, 64, 14, 32);
+	check_per_tap(2, 5, 3, 12);
+	check_layout(2, 3, 5);
+	check_layout(2, 64, 49);
+	check_layout(1, 13, 21);
+	check_layout(3, 8, 8);
+	check_layout(1, 16, 784);
+	check_layout(2, 1, 784);
 	test_bad_shapes();
 	return TEST_DONE();
 }

@@ -44,6 +44,10 @@ typedef struct ae_dconv {
 	int ocp;                /* oc rounded up to 8: the packed weight rows */
 	int narrow;             /* oc < 8: dot-product kernel */
 	int simd;               /* AVX2+FMA kernels; tests clear it to check the portable ones */
+	int per_tap;            /* wide kernels: 0 sums all taps and input channels in one
+	                         * chain; 1 rounds each tap's sum over the input channels on
+	                         * its own and adds the taps in order, as an im2col or col2im
+	                         * lowering onto a GEMM does (training: see core/train.c) */
 	int n_grp;
 	ae_dconv_group *grp;
 	int32_t *pix;
@@ -60,6 +64,11 @@ typedef struct ae_dconv {
  * Returns 0, or -1 on a bad shape or out of memory (d is then empty). */
 int ae_dconv_init(ae_dconv *d, const ae_dconv_shape *s, const float *w, const ae_epilogue *ep);
 void ae_dconv_deinit(ae_dconv *d);
+
+/* Packs new weights and epilogue (same shape) into d's storage, as init
+ * did: for a layer whose weights change, once per training step. Allocates
+ * nothing. */
+void ae_dconv_pack(ae_dconv *d, const float *w, const ae_epilogue *ep);
 
 /* y (n, oh, ow, oc) from x (n, ih, iw, ic). Allocates nothing. */
 void ae_dconv_forward(float *y, const float *x, int n, const ae_dconv *d);
