@@ -2,7 +2,7 @@
  * Direct (channels-last) convolution against the NCHW reference loops, for
  * convolutions and transposed convolutions of many shapes, through every
  * epilogue, with both the AVX2 kernels (where the CPU has them) and the
- * portable ones; the per-tap mode training uses, against a loop that
+ * portable ones; the vector sigmoid; the per-tap mode training uses, against a loop that
  * rounds the same way; repacking; dense layers run as rows, each row
  * independent of the batch it came in; and the layout transposes.
  */
@@ -138,6 +138,38 @@ static void check_per_tap(int n, int ic, int ih, int oc)
 	free(x); free(xh); free(w0); free(w); free(b); free(y); free(want); free(ref);
 }
 
+/* The output layer's sigmoid through a 1x1 layer of weight 1: within a few
+ * ulp of 1 / (1 + expf(-x)) over [-30, 30], and in [0, 1] far outside. */
+static void check_sigmoid(void)
+{
+	enum { N = 6016 };
+	static float x[N], y[N];
+	for (int i = 0; i < N - 16; i++)
+		x[i] = -30.0f + 0.01f * (float)i;
+	for (int i = 0; i < 16; i++)
+		x[N - 16 + i] = (i & 1 ? 1.0f : -1.0f) * (float)(50 << (i / 2));
+	float w = 1.0f, b = 0.0f;
+	ae_epilogue ep = { .bias = &b, .act = AE_ACT_SIGMOID };
+	ae_dconv_shape s = { .ic = 1, .ih = 1, .iw = N, .oc = 1, .oh = 1, .ow = N, .k = 1, .stride = 1 };
+	ae_dconv d;
+	CHECK(ae_dconv_init(&d, &s, &w, &ep) == 0);
+	for (int simd = d.simd; simd >= 0; simd--) {
+		d.simd = simd;
+		ae_dconv_forward(y, x, 1, &d);
+		double worst = 0.0;
+		int in_range = 1;
+		for (int i = 0; i < N; i++) {
+			double want = 1.0 / (1.0 + exp(-(double)x[i]));
+			if (i < N - 16 && fabs(y[i] - want) / want > worst)
+				worst = fabs(y[i] - want) / want;
+			in_range &= y[i] >= 0.0f && y[i] <= 1.0f;
+		}
+		CHECK_MSG(worst < 5e-7, "sigmoid simd%d: relative error %g", simd, worst);
+		CHECK_MSG(in_range, "sigmoid simd%d: a value outside [0, 1] for large inputs", simd);
+	}
+	ae_dconv_deinit(&d);
+}
+
 static ae_dconv_shape conv(int ic, int ih, int iw, int oc, int k, int s, int p)
 {
 	return (ae_dconv_shape){ .transposed = 0, .ic = ic, .ih = ih, .iw = iw, .oc = oc, .k = k, .stride = s, .pad = p };
@@ -243,6 +275,7 @@ int main(void)
 	check_per_tap(3, 64, 7, 64);
 	check_per_tap(2, 64, 14, 32);
 	check_per_tap(2, 5, 3, 12);
+	check_sigmoid();
 	check_layout(2, 3, 5);
 	check_layout(2, 64, 49);
 	check_layout(1, 13, 21);

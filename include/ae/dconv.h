@@ -37,6 +37,7 @@ typedef struct ae_dconv_group {
 	size_t pix_at;          /* into pix: npix output pixel indices */
 	size_t off_at;          /* into off: npix * ntaps input offsets */
 	size_t w_at;            /* into w: this group's packed weights */
+	size_t delta_at;        /* into delta: ntaps offsets */
 } ae_dconv_group;
 
 typedef struct ae_dconv {
@@ -52,6 +53,10 @@ typedef struct ae_dconv {
 	ae_dconv_group *grp;
 	int32_t *pix;
 	int32_t *off;           /* in floats from the image's start (pixel * ic); -1: padding */
+	int32_t *delta;         /* per group and tap: its offset minus the first tap's, the
+	                         * same for every pixel that no tap sends into padding */
+	unsigned char *inner;   /* per pixel (as pix): 1 where its offsets are its first
+	                         * tap's plus delta, so narrow tiles need no pointer table */
 	float *w;
 	float *bias, *scale, *shift;  /* ocp each: bias 0, scale 1, shift 0 where absent */
 	int act;
