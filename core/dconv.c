@@ -409,21 +409,31 @@ AVX2 static inline void chain16_avx2(__m256 *r, const tile *tl, int ic, int t0, 
 	r[6] = a30, r[7] = a31, r[8] = a40, r[9] = a41, r[10] = a50, r[11] = a51;
 }
 
+typedef void chain_fn(__m256 *r, const tile *tl, int ic, int t0, int t1, const float *w);
+
+/* A tile's nv sum vectors (bw channels wide) into r: one chain through
+ * every tap, or one per tap with the taps added in order (per_tap). */
+AVX2 static inline void sum_taps_avx2(__m256 *r, int nv, chain_fn *chain, const tile *tl, const ae_dconv *d,
+                                      int ntaps, const float *w, int bw)
+{
+	int ic = d->s.ic;
+	if (!d->per_tap) {
+		chain(r, tl, ic, 0, ntaps, w);
+		return;
+	}
+	chain(r, tl, ic, 0, 1, w);
+	for (int t = 1; t < ntaps; t++) {
+		__m256 part[NR * 2];
+		chain(part, tl, ic, t, t + 1, w + (size_t)t * ic * bw);
+		for (int i = 0; i < nv; i++)
+			r[i] = _mm256_add_ps(r[i], part[i]);
+	}
+}
+
 AVX2 static void wide16_avx2(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int o0)
 {
 	__m256 r[NR * 2];
-	int ic = d->s.ic;
-	if (!d->per_tap) {
-		chain16_avx2(r, tl, ic, 0, ntaps, w);
-	} else {
-		chain16_avx2(r, tl, ic, 0, 1, w);
-		for (int t = 1; t < ntaps; t++) {
-			__m256 part[NR * 2];
-			chain16_avx2(part, tl, ic, t, t + 1, w + (size_t)t * ic * 16);
-			for (int i = 0; i < NR * 2; i++)
-				r[i] = _mm256_add_ps(r[i], part[i]);
-		}
-	}
+	sum_taps_avx2(r, NR * 2, chain16_avx2, tl, d, ntaps, w, 16);
 	if (d->act == AE_ACT_SIGMOID || o0 + 16 > d->s.oc) {
 		store_scalar(tl, d, r, 2, o0);
 		return;
@@ -454,18 +464,7 @@ AVX2 static inline void chain8_avx2(__m256 *r, const tile *tl, int ic, int t0, i
 AVX2 static void wide8_avx2(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int o0)
 {
 	__m256 r[NR];
-	int ic = d->s.ic;
-	if (!d->per_tap) {
-		chain8_avx2(r, tl, ic, 0, ntaps, w);
-	} else {
-		chain8_avx2(r, tl, ic, 0, 1, w);
-		for (int t = 1; t < ntaps; t++) {
-			__m256 part[NR];
-			chain8_avx2(part, tl, ic, t, t + 1, w + (size_t)t * ic * 8);
-			for (int i = 0; i < NR; i++)
-				r[i] = _mm256_add_ps(r[i], part[i]);
-		}
-	}
+	sum_taps_avx2(r, NR, chain8_avx2, tl, d, ntaps, w, 8);
 	if (d->act == AE_ACT_SIGMOID || o0 + 8 > d->s.oc) {
 		store_scalar(tl, d, r, 1, o0);
 		return;
