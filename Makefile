@@ -47,7 +47,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 LIB := $(BUILD)/libae.a
 BINS := $(BUILD)/aetrain $(if $(SERVER_SRC),$(BUILD)/aeserve)
 TOOLS := $(BUILD)/tests/tools/hammer
-BENCH_BIN := $(BUILD)/bench/bench_core $(BUILD)/bench/bare_mhd
+BENCH_BIN := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_parts $(BUILD)/bench/bare_mhd
 
 .PHONY: all test unit integration sanitize valgrind run data models bench clean install
 all: $(BINS)
@@ -77,6 +77,9 @@ $(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o
 	$(LINK)
 
 $(BUILD)/bench/bench_core: $(BUILD)/bench/bench_core.o $(LIB)
+	$(LINK)
+
+$(BUILD)/bench/bench_parts: $(BUILD)/bench/bench_parts.o $(LIB)
 	$(LINK)
 
 $(BUILD)/bench/bare_mhd: $(BUILD)/bench/bare_mhd.o
