@@ -146,12 +146,14 @@ static void mark_inner(ae_dconv *d, const ae_dconv_group *g)
 	}
 }
 
-/* Narrow layers: the group's inner pixels first, in raster order, then the
- * rest, so that tiles of inner pixels are not broken at every row's ends
- * (a pixel's result does not depend on its tile). Returns -1 out of memory. */
+/* Narrow layers: marks the group's inner pixels and puts them first, in
+ * raster order, then the rest, so that tiles of inner pixels are not broken
+ * at every row's ends (a pixel's result does not depend on its tile).
+ * Returns -1 out of memory. */
 static int inner_first(ae_dconv *d, const ae_dconv_group *g)
 {
 	const int nt = g->ntaps, np = g->npix;
+	mark_inner(d, g);
 	int32_t *pix = malloc(((size_t)np * (nt + 1) + 1) * sizeof *pix), *off = pix ? pix + np : NULL;
 	if (!pix)
 		return -1;
@@ -206,9 +208,12 @@ int ae_dconv_init(ae_dconv *d, const ae_dconv_shape *s, const float *w, const ae
 	d->w = aligned_alloc(64, (n_w * sizeof *d->w + 63) / 64 * 64 + 64);
 	d->bias = malloc((size_t)d->ocp * 3 * sizeof(float));
 	d->zeros = calloc((size_t)s->ic, sizeof(float));
-	d->delta = malloc((size_t)d->n_grp * MAX_K * MAX_K * sizeof *d->delta);
-	d->inner = malloc((size_t)s->oh * s->ow);
-	if (!d->grp || !d->pix || !d->off || !d->w || !d->bias || !d->zeros || !d->delta || !d->inner) {
+	if (d->narrow) {
+		d->delta = malloc((size_t)d->n_grp * MAX_K * MAX_K * sizeof *d->delta);
+		d->inner = malloc((size_t)s->oh * s->ow);
+	}
+	if (!d->grp || !d->pix || !d->off || !d->w || !d->bias || !d->zeros ||
+	    (d->narrow && (!d->delta || !d->inner))) {
 		ae_dconv_deinit(d);
 		return -1;
 	}
@@ -228,7 +233,6 @@ int ae_dconv_init(ae_dconv *d, const ae_dconv_shape *s, const float *w, const ae
 					d->off[off_at++] = tap_offset(s, y, x, ty[t], tx[t]);
 			}
 		gr->delta_at = (size_t)g * MAX_K * MAX_K;
-		mark_inner(d, gr);
 		if (d->narrow && inner_first(d, gr) != 0) {
 			ae_dconv_deinit(d);
 			return -1;

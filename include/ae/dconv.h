@@ -53,10 +53,12 @@ typedef struct ae_dconv {
 	ae_dconv_group *grp;
 	int32_t *pix;
 	int32_t *off;           /* in floats from the image's start (pixel * ic); -1: padding */
-	int32_t *delta;         /* per group and tap: its offset minus the first tap's, the
-	                         * same for every pixel that no tap sends into padding */
-	unsigned char *inner;   /* per pixel (as pix): 1 where its offsets are its first
-	                         * tap's plus delta, so narrow tiles need no pointer table */
+	int32_t *delta;         /* narrow layers, per group and tap: its offset minus the
+	                         * first tap's, the same for every pixel that no tap sends
+	                         * into padding */
+	unsigned char *inner;   /* narrow layers, per pixel (as pix): 1 where its offsets
+	                         * are its first tap's plus delta, so its tile needs no
+	                         * pointer table; these pixels come first in their group */
 	float *w;
 	float *bias, *scale, *shift;  /* ocp each: bias 0, scale 1, shift 0 where absent */
 	int act;
