@@ -11,7 +11,8 @@
 /* ---- training mode, in steps that lanes holding parts of a batch can
  * each run on their images, adding their sums between steps ---- */
 
-/* Row sums in double over interleaved accumulators (see core/reduce.c). */
+/* Squared deviations from mu, in double over interleaved accumulators as
+ * ae_sum_f32 (core/reduce.c) sums. */
 static double row_sqdev(const float *r, double mu, int p)
 {
 	double a0 = 0, a1 = 0, a2 = 0, a3 = 0;

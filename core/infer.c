@@ -221,18 +221,6 @@ static int permute_dense(stage *s, const stage *prev, const stage *next, float *
 	return 0;
 }
 
-/* A dense layer is a 1x1 convolution of a 1x1 image. */
-static void dconv_shape_of(ae_dconv_shape *d, const ae_layer *l)
-{
-	if (l->kind == AE_L_DENSE) {
-		*d = (ae_dconv_shape){ .ic = l->ic, .ih = 1, .iw = 1, .oc = l->oc, .oh = 1, .ow = 1,
-		                       .k = 1, .stride = 1, .pad = 0 };
-		return;
-	}
-	*d = (ae_dconv_shape){ .transposed = l->kind == AE_L_CONVT, .ic = l->ic, .ih = l->ih, .iw = l->iw,
-	                       .oc = l->oc, .oh = l->oh, .ow = l->ow, .k = l->k, .stride = l->stride, .pad = l->pad };
-}
-
 /* Second pass, once every stage's folding is known: each dense layer next
  * to a convolution permuted, then every stage compiled for the direct
  * kernels. */
@@ -245,7 +233,7 @@ static int lower(ae_plan *p, ae_error *err)
 		    permute_dense(s, i ? &p->st[i - 1] : NULL, i + 1 < p->n_stages ? &p->st[i + 1] : NULL, &perm))
 			return ae_fail(err, AE_ERR_NOMEM, "out of memory compiling %s", s->l->name);
 		ae_dconv_shape sh;
-		dconv_shape_of(&sh, s->l);
+		ae_layer_dconv_shape(s->l, &sh);
 		int rc = ae_dconv_init(&s->dc, &sh, s->w, &s->ep);
 		free(perm);  /* the packed copy is all the stage reads from now */
 		s->w = NULL;

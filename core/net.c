@@ -4,6 +4,7 @@
  * initialisation (U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases).
  */
 #include "ae/net.h"
+#include "ae/dconv.h"
 #include "ae/ops.h"
 #include "ae/rng.h"
 
@@ -226,6 +227,17 @@ void ae_layer_geom(const ae_layer *l, ae_conv_geom *g)
 		g->oh = l->ih;
 		g->ow = l->iw;
 	}
+}
+
+void ae_layer_dconv_shape(const ae_layer *l, ae_dconv_shape *s)
+{
+	if (l->kind == AE_L_DENSE) {
+		*s = (ae_dconv_shape){ .ic = l->ic, .ih = 1, .iw = 1, .oc = l->oc, .oh = 1, .ow = 1,
+		                       .k = 1, .stride = 1, .pad = 0 };
+		return;
+	}
+	*s = (ae_dconv_shape){ .transposed = l->kind == AE_L_CONVT, .ic = l->ic, .ih = l->ih, .iw = l->iw,
+	                       .oc = l->oc, .oh = l->oh, .ow = l->ow, .k = l->k, .stride = l->stride, .pad = l->pad };
 }
 
 static void init_uniform(float *p, size_t n, float bound, ae_rng *r)

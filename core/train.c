@@ -126,8 +126,8 @@ static int direct_init(ae_trainer *t)
 		const ae_layer *l = &net->layers[i];
 		if (l->kind != AE_L_CONVT || l->oc < 8)
 			continue;
-		ae_dconv_shape sh = { .transposed = 1, .ic = l->ic, .ih = l->ih, .iw = l->iw, .oc = l->oc,
-		                      .oh = l->oh, .ow = l->ow, .k = l->k, .stride = l->stride, .pad = l->pad };
+		ae_dconv_shape sh;
+		ae_layer_dconv_shape(l, &sh);
 		if (ae_dconv_init(&t->dconv[i], &sh, t->m->params + l->w, NULL) != 0)
 			return -1;
 		t->dconv[i].per_tap = 1;

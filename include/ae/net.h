@@ -60,6 +60,11 @@ struct ae_conv_geom;
  * its adjoint convolution (from its output down to its input). */
 void ae_layer_geom(const ae_layer *l, struct ae_conv_geom *g);
 
+struct ae_dconv_shape;
+/* A conv, transposed conv or dense layer as a direct convolution (dense:
+ * a 1x1 convolution of a 1x1 image). */
+void ae_layer_dconv_shape(const ae_layer *l, struct ae_dconv_shape *s);
+
 static inline size_t ae_layer_out_size(const ae_layer *l)
 {
 	return (size_t)l->oc * l->oh * l->ow;
