@@ -32,12 +32,18 @@ typedef struct ae_dconv_shape {
 	int k, stride, pad;
 } ae_dconv_shape;
 
+#define AE_DCONV_MAX_K 11
+
 typedef struct ae_dconv_group {
 	int ntaps, npix;
 	size_t pix_at;          /* into pix: npix output pixel indices */
 	size_t off_at;          /* into off: npix * ntaps input offsets */
 	size_t w_at;            /* into w: this group's packed weights */
-	size_t delta_at;        /* into delta: ntaps offsets */
+	/* Narrow layers: pixels [0, n_inner) (moved first) read every tap at
+	 * their first tap's offset plus delta, so their tiles need no pointer
+	 * table. */
+	int n_inner;
+	int32_t delta[AE_DCONV_MAX_K * AE_DCONV_MAX_K];
 } ae_dconv_group;
 
 typedef struct ae_dconv {
@@ -53,12 +59,6 @@ typedef struct ae_dconv {
 	ae_dconv_group *grp;
 	int32_t *pix;
 	int32_t *off;           /* in floats from the image's start (pixel * ic); -1: padding */
-	int32_t *delta;         /* narrow layers, per group and tap: its offset minus the
-	                         * first tap's, the same for every pixel that no tap sends
-	                         * into padding */
-	unsigned char *inner;   /* narrow layers, per pixel (as pix): 1 where its offsets
-	                         * are its first tap's plus delta, so its tile needs no
-	                         * pointer table; these pixels come first in their group */
 	float *w;
 	float *bias, *scale, *shift;  /* ocp each: bias 0, scale 1, shift 0 where absent */
 	int act;
