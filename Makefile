@@ -46,7 +46,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 LIB := $(BUILD)/libae.a
 BINS := $(BUILD)/aetrain $(if $(SERVER_SRC),$(BUILD)/aeserve)
-TOOLS := $(BUILD)/tests/tools/hammer
+TOOLS := $(BUILD)/tests/tools/hammer $(BUILD)/tests/tools/hostile $(BUILD)/tests/tools/pngbomb
 BENCH_BIN := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_parts $(BUILD)/bench/bare_mhd
 
 .PHONY: all test unit integration sanitize valgrind run data models bench clean install
@@ -107,7 +107,7 @@ test: unit integration
 
 sanitize:
 	$(MAKE) BUILD=build-san EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-		EXTRA_LDFLAGS="-fsanitize=address,undefined" CFLAGS="-O1 -g" test
+		EXTRA_LDFLAGS="-fsanitize=address,undefined" CFLAGS="-O1 -g" SANITIZED=1 test
 
 valgrind: $(TEST_BIN) $(BINS)
 	BUILD=$(BUILD) bash tests/valgrind.sh

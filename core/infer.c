@@ -55,7 +55,7 @@ typedef struct lane {
  * chunk as it finishes one, so a core the shared host slows down does
  * less of the batch instead of making the others wait for it. */
 typedef struct job {
-	int op;                 /* OP_ENCODE, OP_DECODE, OP_RECONSTRUCT */
+	ae_op op;
 	const float *in;
 	float *out, *z;
 	int n;
@@ -63,7 +63,6 @@ typedef struct job {
 	atomic_int next;        /* the next chunk to take */
 } job;
 
-enum { OP_ENCODE, OP_DECODE, OP_RECONSTRUCT };
 
 struct ae_infer {
 	const ae_plan *p;
@@ -327,6 +326,13 @@ static void run_range(lane *ln, const ae_plan *p, int from, int to, const float 
 		ae_nhwc_to_nchw(out, cur, n, last->l->oc, last->l->oh * last->l->ow);
 }
 
+/* The stages op runs: [first, last]. */
+static void op_stages(const ae_plan *p, ae_op op, int *first, int *last)
+{
+	*first = op == AE_OP_DECODE ? p->n_enc : 0;
+	*last = (op == AE_OP_ENCODE ? p->n_enc : p->n_stages) - 1;
+}
+
 /* Lane k's share of the job: chunks until none is left. */
 static void run_share(void *arg, int k)
 {
@@ -334,9 +340,10 @@ static void run_share(void *arg, int k)
 	const ae_plan *p = w->p;
 	job *j = &w->job;
 	lane *ln = &w->lanes[k];
-	int from = j->op == OP_DECODE ? p->n_enc : 0;
-	int to = j->op == OP_ENCODE ? p->n_enc : p->n_stages;
-	size_t isz = p->st[from].in_size, osz = p->st[to - 1].out_size;
+	int from, last;
+	op_stages(p, j->op, &from, &last);
+	const int to = last + 1;
+	size_t isz = p->st[from].in_size, osz = p->st[last].out_size;
 	size_t lat = p->st[p->n_enc - 1].out_size;
 	for (;;) {
 		long done = (long)atomic_fetch_add(&j->next, 1) * j->chunk;
@@ -345,7 +352,7 @@ static void run_share(void *arg, int k)
 		int b = j->n - done < j->chunk ? (int)(j->n - done) : j->chunk;
 		const float *in = j->in + (size_t)done * isz;
 		float *out = j->out + (size_t)done * osz;
-		if (j->op != OP_RECONSTRUCT) {
+		if (j->op != AE_OP_RECONSTRUCT) {
 			run_range(ln, p, from, to, in, out, b);
 			continue;
 		}
@@ -355,7 +362,7 @@ static void run_share(void *arg, int k)
 	}
 }
 
-static void run_job(ae_infer *w, int op, const float *in, float *out, float *z, int n)
+static void run_job(ae_infer *w, ae_op op, const float *in, float *out, float *z, int n)
 {
 	/* Below two images per lane the split costs more than it saves. */
 	int lanes = n < 2 * w->threads ? 1 : w->threads;
@@ -415,17 +422,36 @@ void ae_infer_free(ae_infer *w)
 	free(w);
 }
 
+size_t ae_plan_in_size(const ae_plan *p, ae_op op)
+{
+	int first, last;
+	op_stages(p, op, &first, &last);
+	return p->st[first].in_size;
+}
+
+size_t ae_plan_out_size(const ae_plan *p, ae_op op)
+{
+	int first, last;
+	op_stages(p, op, &first, &last);
+	return p->st[last].out_size;
+}
+
+void ae_infer_run(ae_infer *w, ae_op op, const float *in, int n, float *out)
+{
+	run_job(w, op, in, out, NULL, n);
+}
+
 void ae_infer_encode(ae_infer *w, const float *x, int n, float *z)
 {
-	run_job(w, OP_ENCODE, x, z, NULL, n);
+	run_job(w, AE_OP_ENCODE, x, z, NULL, n);
 }
 
 void ae_infer_decode(ae_infer *w, const float *z, int n, float *y)
 {
-	run_job(w, OP_DECODE, z, y, NULL, n);
+	run_job(w, AE_OP_DECODE, z, y, NULL, n);
 }
 
 void ae_infer_reconstruct(ae_infer *w, const float *x, int n, float *y, float *z)
 {
-	run_job(w, OP_RECONSTRUCT, x, y, z, n);
+	run_job(w, AE_OP_RECONSTRUCT, x, y, z, n);
 }

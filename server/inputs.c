@@ -1,8 +1,9 @@
 /*
  * Request bodies to float tensors: one PNG, multipart/form-data with PNG
  * parts, or JSON {"shape": [...], "data": [...]} (flat or nested). Every
- * refusal names what was wrong; a PNG's declared size is checked before any
- * pixel memory exists.
+ * refusal names what was wrong. A PNG's structure, pixel count and the
+ * decompression it will cost (counted over all of a request's images) are
+ * checked before any of it is decoded; the per-item size is the plan's.
  */
 #define _GNU_SOURCE /* strcasestr */
 #include "server.h"
@@ -50,55 +51,83 @@ static void resize_to(float *dst, const uint8_t *src, int c, int h, int w, int o
 		}
 }
 
+unsigned srv_media_type(const char *ctype)
+{
+	static const struct {
+		const char *type;
+		unsigned bit;
+	} types[] = { { "image/png", SRV_IN_PNG }, { "multipart/form-data", SRV_IN_MULTIPART },
+	              { "application/json", SRV_IN_JSON } };
+	if (!ctype)
+		return 0;
+	/* type/subtype ends at its parameters (";") or trailing space */
+	size_t n = strcspn(ctype, "; \t");
+	for (size_t i = 0; i < sizeof types / sizeof *types; i++)
+		if (n == strlen(types[i].type) && strncasecmp(ctype, types[i].type, n) == 0)
+			return types[i].bit;
+	return 0;
+}
+
+/* A request's PNG decoding, all images counted against one budget. */
+typedef struct png_budget {
+	uint64_t left;  /* inflated bytes still allowed */
+} png_budget;
+
 /* Decodes one PNG into dst (the model's C*H*W floats). which names it in
  * messages ("the image", "part 2"). */
-static int png_one(const uint8_t *buf, size_t len, const srv_model *m, const srv_in_opts *o, float *dst,
+static int png_one(const uint8_t *buf, size_t len, const srv_parse_ctx *x, png_budget *b, float *dst,
                    const char *which, srv_fail *f)
 {
-	int w, h;
+	const srv_model *m = x->m;
+	ae_png_info info;
 	ae_error err = { 0 };
-	if (ae_png_size(buf, len, &w, &h, &err))
+	if (ae_png_inspect(buf, len, &info, &err))
 		return srv_fail_set(f, 400, "invalid_png", "%s: %s", which, err.msg);
 	/* Refused on the header alone, before any pixel memory exists. */
-	if ((size_t)w * (size_t)h > SRV_MAX_PIXELS)
-		return srv_fail_set(f, 422, "image_too_large", "%s declares %dx%d pixels, over the limit of %u", which, w,
-		                    h, SRV_MAX_PIXELS);
+	if ((uint64_t)info.w * (uint64_t)info.h > SRV_MAX_PIXELS)
+		return srv_fail_set(f, 422, "image_too_large", "%s declares %dx%d pixels, over the limit of %u", which,
+		                    info.w, info.h, SRV_MAX_PIXELS);
+	if (info.raw_bytes > b->left)
+		return srv_fail_set(f, 422, "image_too_large",
+		                    "%s would decompress to %llu bytes; a request may decompress at most %u in all", which,
+		                    (unsigned long long)info.raw_bytes, SRV_MAX_DECODED_BYTES);
+	b->left -= info.raw_bytes;
 	/* Decoded before the size check, so a corrupt file is called corrupt
 	 * whatever its size. */
 	ae_image img;
 	if (ae_png_decode(buf, len, m->c, SRV_MAX_PIXELS, &img, &err))
 		return srv_fail_set(f, 400, "invalid_png", "%s: %s", which, err.msg);
-	if ((w != m->w || h != m->h) && !o->resize) {
+	if ((img.w != m->w || img.h != m->h) && !x->p->resize) {
 		ae_image_free(&img);
 		return srv_fail_set(f, 422, "wrong_size",
-		                    "%s is %dx%d; model '%s' takes %dx%d images (add ?resize=true to resample)", which, w,
-		                    h, m->name, m->w, m->h);
+		                    "%s is %dx%d; model '%s' takes %dx%d images (add ?resize=true to resample)", which,
+		                    img.w, img.h, m->name, m->w, m->h);
 	}
-	const size_t per = m->in_size;
+	const size_t per = m->image_size;
 	if (img.w == m->w && img.h == m->h)
 		for (size_t i = 0; i < per; i++)
 			dst[i] = img.pix[i] * (1.0f / 255.0f);
 	else
 		resize_to(dst, img.pix, m->c, img.h, img.w, m->h, m->w);
-	if (o->invert)
+	if (x->p->invert)
 		for (size_t i = 0; i < per; i++)
 			dst[i] = 1.0f - dst[i];
 	ae_image_free(&img);
 	return 0;
 }
 
-int srv_parse_png(const uint8_t *body, size_t len, const srv_model *m, const srv_in_opts *o,
-                  int *n, float **out, srv_fail *f)
+int srv_parse_png(const uint8_t *body, size_t len, const srv_parse_ctx *x, int *n, float **out, srv_fail *f)
 {
-	float *x = malloc(m->in_size * sizeof(float));
-	if (!x)
+	png_budget b = { SRV_MAX_DECODED_BYTES };
+	float *v = malloc(x->m->image_size * sizeof(float));
+	if (!v)
 		return srv_fail_set(f, 500, "internal", "out of memory");
-	if (png_one(body, len, m, o, x, "the image", f)) {
-		free(x);
+	if (png_one(body, len, x, &b, v, "the image", f)) {
+		free(v);
 		return -1;
 	}
 	*n = 1;
-	*out = x;
+	*out = v;
 	return 0;
 }
 
@@ -129,15 +158,17 @@ static int boundary_of(const char *ctype, char *b, size_t cap)
 	return i > 0 && i <= 70 ? 0 : -1;
 }
 
-int srv_parse_multipart(const uint8_t *body, size_t len, const char *ctype, const srv_model *m,
-                        const srv_in_opts *o, int *n, float **out, srv_fail *f)
+int srv_parse_multipart(const uint8_t *body, size_t len, const char *ctype, const srv_parse_ctx *x, int *n,
+                        float **out, srv_fail *f)
 {
+	const srv_model *m = x->m;
+	png_budget budget = { SRV_MAX_DECODED_BYTES };
 	char b[80], delim[84];
 	if (boundary_of(ctype, b, sizeof b))
 		return srv_fail_set(f, 400, "invalid_multipart", "multipart/form-data needs a boundary parameter");
 	int dl = snprintf(delim, sizeof delim, "--%s", b);
 	const uint8_t *p = find(body, len, delim, (size_t)dl), *end = body + len;
-	float *x = NULL;
+	float *v = NULL;
 	int count = 0, cap = 0;
 	if (!p)
 		return srv_fail_set(f, 400, "invalid_multipart", "the body does not contain its boundary");
@@ -147,7 +178,7 @@ int srv_parse_multipart(const uint8_t *body, size_t len, const char *ctype, cons
 			break;  /* closing delimiter */
 		const uint8_t *hdr_end = find(p, (size_t)(end - p), "\r\n\r\n", 4);
 		if (!hdr_end) {
-			free(x);
+			free(v);
 			return srv_fail_set(f, 400, "invalid_multipart", "part %d: headers are not terminated", count + 1);
 		}
 		const uint8_t *data = hdr_end + 4;
@@ -155,38 +186,38 @@ int srv_parse_multipart(const uint8_t *body, size_t len, const char *ctype, cons
 		int nl = snprintf(nd, sizeof nd, "\r\n%s", delim);
 		const uint8_t *next = find(data, (size_t)(end - data), nd, (size_t)nl);
 		if (!next) {
-			free(x);
+			free(v);
 			return srv_fail_set(f, 400, "invalid_multipart", "part %d is not closed by the boundary (truncated body?)",
 			                    count + 1);
 		}
 		if (count >= SRV_MAX_IMAGES) {
-			free(x);
+			free(v);
 			return srv_fail_set(f, 413, "too_many_images", "more than %d images in one request", SRV_MAX_IMAGES);
 		}
 		if (count == cap) {
 			cap = cap ? cap * 2 : 4;
-			float *nx = realloc(x, (size_t)cap * m->in_size * sizeof(float));
-			if (!nx) {
-				free(x);
+			float *nv = realloc(v, (size_t)cap * m->image_size * sizeof(float));
+			if (!nv) {
+				free(v);
 				return srv_fail_set(f, 500, "internal", "out of memory");
 			}
-			x = nx;
+			v = nv;
 		}
 		char which[32];
 		snprintf(which, sizeof which, "part %d", count + 1);
-		if (png_one(data, (size_t)(next - data), m, o, x + (size_t)count * m->in_size, which, f)) {
-			free(x);
+		if (png_one(data, (size_t)(next - data), x, &budget, v + (size_t)count * m->image_size, which, f)) {
+			free(v);
 			return -1;
 		}
 		count++;
 		p = next + 2;  /* at the delimiter */
 	}
 	if (count == 0) {
-		free(x);
+		free(v);
 		return srv_fail_set(f, 400, "invalid_multipart", "no image parts in the form");
 	}
 	*n = count;
-	*out = x;
+	*out = v;
 	return 0;
 }
 
@@ -236,9 +267,10 @@ static void shape_str(json_t *shape, char *buf, size_t cap)
 	free(s);
 }
 
-int srv_parse_json(const uint8_t *body, size_t len, const srv_model *m, int codes, const srv_in_opts *o,
-                   int *n, float **out, srv_fail *f)
+int srv_parse_json(const uint8_t *body, size_t len, const srv_parse_ctx *x, int *n, float **out, srv_fail *f)
 {
+	const srv_model *m = x->m;
+	const int codes = x->op->items == SRV_ITEMS_CODES;
 	json_error_t je;
 	json_t *root = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &je);
 	if (!root)
@@ -262,7 +294,7 @@ int srv_parse_json(const uint8_t *body, size_t len, const srv_model *m, int code
 	}
 	if (rc == 0) {
 		shape_str(shape, sh, sizeof sh);
-		size_t per = codes ? (size_t)m->latent : m->in_size;
+		size_t per = ae_plan_in_size(m->plan, x->op->engine);
 		size_t rest = 1;
 		for (size_t i = 1; i < nd; i++)
 			rest *= (size_t)dims[i];
@@ -274,8 +306,8 @@ int srv_parse_json(const uint8_t *body, size_t len, const srv_model *m, int code
 			rc = srv_fail_set(f, 413, "too_many_images", "%ld items in one request; the limit is %d", dims[0],
 			                  SRV_MAX_IMAGES);
 		else if (!fits && codes)
-			rc = srv_fail_set(f, 422, "wrong_shape", "shape %s does not fit model '%s': decode takes codes [N,%d]",
-			                  sh, m->name, m->latent);
+			rc = srv_fail_set(f, 422, "wrong_shape", "shape %s does not fit model '%s': decode takes codes [N,%zu]",
+			                  sh, m->name, per);
 		else if (!fits) {
 			char hw[48] = "";
 			if (m->c == 1)
@@ -294,7 +326,7 @@ int srv_parse_json(const uint8_t *body, size_t len, const srv_model *m, int code
 		if (rc == 0 && fl.bad_index_set)
 			rc = srv_fail_set(f, 422, "value_out_of_range", "data[%zu] = %g is %s", fl.bad_index, fl.bad_value,
 			                  isfinite(fl.bad_value) ? "outside [0, 1]" : "not finite");
-		if (rc == 0 && o->invert && !codes)
+		if (rc == 0 && x->p->invert && !codes)
 			for (size_t i = 0; i < fl.n; i++)
 				fl.v[i] = 1.0f - fl.v[i];
 		if (rc == 0) {

@@ -1,5 +1,8 @@
 /*
- * One access-log line per request on stdout: text or JSON lines.
+ * One access-log line per request on stdout: text or JSON lines. The
+ * method and path are the client's bytes: JSON lines escape them and keep
+ * them valid UTF-8; text lines show control characters and invalid bytes
+ * as '?' and U+FFFD (and quotes as ') so a line is always one line.
  */
 #include "server.h"
 
@@ -26,21 +29,23 @@ void srv_access_log(int format, struct MHD_Connection *conn, const char *method,
 {
 	if (format == SRV_LOG_NONE)
 		return;
-	char addr[64], ts[32];
+	char addr[64], ts[32], m[64], p[1024];
 	client_addr(conn, addr, sizeof addr);
 	time_t now = time(NULL);
 	struct tm tm;
 	strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
-	/* The path is the client's: keep it out of the JSON syntax. */
-	char safe[256];
-	size_t j = 0;
-	for (size_t i = 0; path[i] && j < sizeof safe - 1; i++)
-		safe[j++] = (path[i] == '"' || path[i] == '\\' || (unsigned char)path[i] < 0x20) ? '_' : path[i];
-	safe[j] = '\0';
-	if (format == SRV_LOG_JSON)
+	if (format == SRV_LOG_JSON) {
+		srv_json_escape(m, sizeof m, method);
+		srv_json_escape(p, sizeof p, path);
 		printf("{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"%s\",\"path\":\"%s\",\"status\":%u,"
-		       "\"bytes\":%zu,\"duration_s\":%.6f}\n", ts, addr, method, safe, status, bytes, seconds);
-	else
-		printf("%s %s \"%s %s\" %u %zu %.6f\n", ts, addr, method, safe, status, bytes, seconds);
+		       "\"bytes\":%zu,\"duration_s\":%.6f}\n", ts, addr, m, p, status, bytes, seconds);
+	} else {
+		srv_text_clean(m, sizeof m, method);
+		srv_text_clean(p, sizeof p, path);
+		for (char *q = p; *q; q++)
+			if (*q == '"')
+				*q = '\'';  /* the path is quoted on the line */
+		printf("%s %s \"%s %s\" %u %zu %.6f\n", ts, addr, m, p, status, bytes, seconds);
+	}
 	fflush(stdout);
 }

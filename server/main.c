@@ -1,24 +1,44 @@
 /*
- * aeserve: serves autoencoder model files over HTTP. Options, start-up
- * (the listener comes up first so /livez answers and /readyz says 503 until
- * every model is loaded), and shutdown on SIGTERM/SIGINT: /readyz turns 503
- * at once, the listener closes, in-flight requests drain within a bound.
+ * aeserve: serves autoencoder model files over HTTP. Options, start-up and
+ * shutdown.
+ *
+ * Start: the listen socket is ours and exclusive (a second server on the
+ * same port fails to start, unless both ask for --reuse-port); the
+ * listener comes up first so /livez answers and /readyz says 503 until
+ * every model is loaded.
+ *
+ * Stop (SIGTERM): /readyz turns 503 while the server keeps serving for
+ * --drain-delay seconds, so a load balancer or Kubernetes takes it out of
+ * rotation before anything is refused; then it stops accepting, waits up to
+ * --drain-timeout for requests in flight, lets the workers finish what is
+ * queued, closes the remaining connections and frees the models last.
+ * SIGINT does the same without the delay; a second SIGTERM or SIGINT cuts
+ * the delay short. SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored:
+ * none of them is ever fatal, whichever thread the kernel hands it to.
  */
+#define _GNU_SOURCE /* pipe2 */
 #include "server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ae/parse.h"
 
-#define DRAIN_SECONDS 10
+/* File descriptors beyond the connections: models, epoll and eventfds of
+ * the HTTP threads, stdio. */
+#define FD_RESERVE 64
 
 static void usage(FILE *f)
 {
@@ -31,6 +51,8 @@ static void usage(FILE *f)
 	        "\n"
 	        "  --addr ADDR           address to listen on (default 127.0.0.1; :: or 0.0.0.0 for all)\n"
 	        "  --port N              port (default 8080)\n"
+	        "  --reuse-port          share the port with other processes (SO_REUSEPORT); without it\n"
+	        "                        a port already in use is an error\n"
 	        "  --default NAME        the model /v1/... uses (default: the first loaded, by name)\n"
 	        "  --http-threads N      libmicrohttpd threads parsing and answering (default 2)\n"
 	        "  --workers N           inference workers per model (default: one per core)\n"
@@ -38,9 +60,19 @@ static void usage(FILE *f)
 	        "  --batch-delay-us N    how long a worker waits to fill a batch (default 200)\n"
 	        "  --queue N             requests waiting per model before 503 (default 256)\n"
 	        "  --body-limit BYTES    largest request body (default 8388608)\n"
-	        "  --timeout-ms N        a request's deadline for inference, then 504 (default 5000)\n"
-	        "  --conn-limit N        concurrent connections (default 1024)\n"
-	        "  --conn-timeout S      idle or slow clients are dropped after S seconds (default 30)\n"
+	        "  --timeout-ms N        inference deadline from the end of the body, then 504 (default 5000)\n"
+	        "  --conn-limit N        concurrent connections (default 4096)\n"
+	        "  --per-client-limit N  concurrent connections from one address (default 0: no limit;\n"
+	        "                        behind a load balancer every client has its address)\n"
+	        "  --header-timeout S    a new connection must send its request headers within S\n"
+	        "                        seconds, however it trickles them (default 10)\n"
+	        "  --body-timeout S      a request body must arrive, and an answer be read, within S\n"
+	        "                        seconds each (default 30)\n"
+	        "  --conn-timeout S      an idle keep-alive connection is closed after S seconds (default 30)\n"
+	        "  --drain-delay S       on SIGTERM keep serving with /readyz 503 for S seconds before\n"
+	        "                        refusing connections (default 0; set it to the time your load\n"
+	        "                        balancer takes to notice, e.g. 5 under Kubernetes)\n"
+	        "  --drain-timeout S     then wait at most S seconds for requests in flight (default 10)\n"
 	        "  --log-format FMT      access log on stdout: text (default), json or none\n"
 	        "  --help                this text\n");
 }
@@ -56,13 +88,17 @@ static int int_opt(const char *opt, const char *v, long lo, long hi, long *out)
 
 static int parse(srv_config *c, int argc, char **argv)
 {
-	enum { O_ADDR = 1000, O_PORT, O_DEFAULT, O_HTTP, O_WORKERS, O_BATCH, O_DELAY, O_QUEUE, O_BODY, O_TIMEOUT,
-	       O_CONNS, O_CONN_TIMEOUT, O_LOG, O_HELP };
+	enum { O_ADDR = 1000, O_PORT, O_REUSE, O_DEFAULT, O_HTTP, O_WORKERS, O_BATCH, O_DELAY, O_QUEUE, O_BODY,
+	       O_TIMEOUT, O_CONNS, O_PER_CLIENT, O_HEADER_TIMEOUT, O_BODY_TIMEOUT, O_CONN_TIMEOUT, O_DRAIN_DELAY,
+	       O_DRAIN_TIMEOUT, O_LOG, O_HELP };
 	static const struct option lo[] = {
-		{ "addr", 1, 0, O_ADDR }, { "port", 1, 0, O_PORT }, { "default", 1, 0, O_DEFAULT },
-		{ "http-threads", 1, 0, O_HTTP }, { "workers", 1, 0, O_WORKERS }, { "max-batch", 1, 0, O_BATCH },
-		{ "batch-delay-us", 1, 0, O_DELAY }, { "queue", 1, 0, O_QUEUE }, { "body-limit", 1, 0, O_BODY },
-		{ "timeout-ms", 1, 0, O_TIMEOUT }, { "conn-limit", 1, 0, O_CONNS }, { "conn-timeout", 1, 0, O_CONN_TIMEOUT },
+		{ "addr", 1, 0, O_ADDR }, { "port", 1, 0, O_PORT }, { "reuse-port", 0, 0, O_REUSE },
+		{ "default", 1, 0, O_DEFAULT }, { "http-threads", 1, 0, O_HTTP }, { "workers", 1, 0, O_WORKERS },
+		{ "max-batch", 1, 0, O_BATCH }, { "batch-delay-us", 1, 0, O_DELAY }, { "queue", 1, 0, O_QUEUE },
+		{ "body-limit", 1, 0, O_BODY }, { "timeout-ms", 1, 0, O_TIMEOUT }, { "conn-limit", 1, 0, O_CONNS },
+		{ "per-client-limit", 1, 0, O_PER_CLIENT }, { "header-timeout", 1, 0, O_HEADER_TIMEOUT },
+		{ "body-timeout", 1, 0, O_BODY_TIMEOUT }, { "conn-timeout", 1, 0, O_CONN_TIMEOUT },
+		{ "drain-delay", 1, 0, O_DRAIN_DELAY }, { "drain-timeout", 1, 0, O_DRAIN_TIMEOUT },
 		{ "log-format", 1, 0, O_LOG }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
 	};
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -71,7 +107,8 @@ static int parse(srv_config *c, int argc, char **argv)
 	*c = (srv_config){ .addr = "127.0.0.1", .port = 8080, .http_threads = 2,
 	                   .workers = cores < 1 ? 1 : cores > 64 ? 64 : (int)cores, .max_batch = 32,
 	                   .batch_delay_us = 200, .queue_len = 256, .body_limit = 8u << 20, .timeout_ms = 5000,
-	                   .conn_limit = 1024, .conn_timeout_s = 30, .log_format = SRV_LOG_TEXT };
+	                   .conn_limit = 4096, .conn_timeout_s = 30, .header_timeout_s = 10, .body_timeout_s = 30,
+	                   .drain_timeout_s = 10, .log_format = SRV_LOG_TEXT };
 	long v;
 	int o;
 	opterr = 0;
@@ -88,6 +125,7 @@ static int parse(srv_config *c, int argc, char **argv)
 			break;
 		}
 		case O_PORT: if (int_opt("--port", optarg, 1, 65535, &v)) return -1; c->port = (int)v; break;
+		case O_REUSE: c->reuse_port = 1; break;
 		case O_DEFAULT: snprintf(c->default_model, sizeof c->default_model, "%s", optarg); break;
 		case O_HTTP: if (int_opt("--http-threads", optarg, 1, 256, &v)) return -1; c->http_threads = (int)v; break;
 		case O_WORKERS: if (int_opt("--workers", optarg, 1, 64, &v)) return -1; c->workers = (int)v; break;
@@ -96,8 +134,13 @@ static int parse(srv_config *c, int argc, char **argv)
 		case O_QUEUE: if (int_opt("--queue", optarg, 1, 1000000, &v)) return -1; c->queue_len = (int)v; break;
 		case O_BODY: if (int_opt("--body-limit", optarg, 1024, 1L << 30, &v)) return -1; c->body_limit = (size_t)v; break;
 		case O_TIMEOUT: if (int_opt("--timeout-ms", optarg, 1, 3600000, &v)) return -1; c->timeout_ms = (int)v; break;
-		case O_CONNS: if (int_opt("--conn-limit", optarg, 1, 100000, &v)) return -1; c->conn_limit = (int)v; break;
+		case O_CONNS: if (int_opt("--conn-limit", optarg, 1, 1000000, &v)) return -1; c->conn_limit = (int)v; break;
+		case O_PER_CLIENT: if (int_opt("--per-client-limit", optarg, 0, 1000000, &v)) return -1; c->per_client_limit = (int)v; break;
+		case O_HEADER_TIMEOUT: if (int_opt("--header-timeout", optarg, 1, 3600, &v)) return -1; c->header_timeout_s = (int)v; break;
+		case O_BODY_TIMEOUT: if (int_opt("--body-timeout", optarg, 1, 3600, &v)) return -1; c->body_timeout_s = (int)v; break;
 		case O_CONN_TIMEOUT: if (int_opt("--conn-timeout", optarg, 1, 86400, &v)) return -1; c->conn_timeout_s = (int)v; break;
+		case O_DRAIN_DELAY: if (int_opt("--drain-delay", optarg, 0, 3600, &v)) return -1; c->drain_delay_s = (int)v; break;
+		case O_DRAIN_TIMEOUT: if (int_opt("--drain-timeout", optarg, 0, 3600, &v)) return -1; c->drain_timeout_s = (int)v; break;
 		case O_LOG:
 			if (strcmp(optarg, "text") == 0) c->log_format = SRV_LOG_TEXT;
 			else if (strcmp(optarg, "json") == 0) c->log_format = SRV_LOG_JSON;
@@ -122,24 +165,157 @@ static int parse(srv_config *c, int argc, char **argv)
 	return 0;
 }
 
-static struct MHD_Daemon *start(srv_state *s)
+/* Each connection is a descriptor: raise the soft limit as far as the hard
+ * one allows, and serve fewer connections (saying so) if it is too low. */
+static int fit_fd_limit(srv_config *c)
 {
-	const srv_config *c = &s->cfg;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 0;
+	rlim_t need = (rlim_t)c->conn_limit + FD_RESERVE;
+	if (rl.rlim_cur < need) {
+		rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur >= need)
+		return 0;
+	if (rl.rlim_cur < 2 * FD_RESERVE) {
+		fprintf(stderr, "aeserve: only %lu file descriptors are allowed (ulimit -n); too few to serve\n",
+		        (unsigned long)rl.rlim_cur);
+		return -1;
+	}
+	fprintf(stderr, "aeserve: --conn-limit %d needs %lu file descriptors and the limit is %lu (ulimit -n): "
+	        "serving at most %lu connections\n", c->conn_limit, (unsigned long)need, (unsigned long)rl.rlim_cur,
+	        (unsigned long)(rl.rlim_cur - FD_RESERVE));
+	c->conn_limit = (int)(rl.rlim_cur - FD_RESERVE);
+	return 0;
+}
+
+/* Our own listen socket, so that it is exclusive unless --reuse-port asks
+ * otherwise (libmicrohttpd's address-reuse option also sets SO_REUSEPORT,
+ * which let a second server split the traffic), and so that a port in use
+ * is reported as such. */
+static int listen_on(const srv_config *c)
+{
 	struct sockaddr_in v4 = { .sin_family = AF_INET, .sin_port = htons((uint16_t)c->port) };
 	struct sockaddr_in6 v6 = { .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)c->port) };
 	int ipv6 = inet_pton(AF_INET, c->addr, &v4.sin_addr) != 1;
 	if (ipv6)
 		inet_pton(AF_INET6, c->addr, &v6.sin6_addr);
+	int fd = socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, zero = 0;
+	if (fd < 0)
+		return -1;
+	/* SO_REUSEADDR lets a restart bind while old connections linger in
+	 * TIME_WAIT; on Linux it never lets two sockets listen on one port. */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (c->reuse_port)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+	if (ipv6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+	int rc = ipv6 ? bind(fd, (struct sockaddr *)&v6, sizeof v6) : bind(fd, (struct sockaddr *)&v4, sizeof v4);
+	if (rc != 0 || listen(fd, SOMAXCONN) != 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+static struct MHD_Daemon *start(srv_state *s, int lfd)
+{
+	const srv_config *c = &s->cfg;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-	                 MHD_USE_ERROR_LOG | MHD_USE_TURBO | (ipv6 ? MHD_USE_IPv6 : 0);
+	                 MHD_USE_ERROR_LOG | MHD_USE_TURBO;
 	return MHD_start_daemon(flags, (uint16_t)c->port, NULL, NULL, srv_handle, s,
-	                        MHD_OPTION_SOCK_ADDR, ipv6 ? (struct sockaddr *)&v6 : (struct sockaddr *)&v4,
+	                        MHD_OPTION_LISTEN_SOCKET, lfd,
 	                        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->http_threads,
 	                        MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->conn_limit,
+	                        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->per_client_limit,
 	                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->conn_timeout_s,
 	                        MHD_OPTION_NOTIFY_COMPLETED, srv_completed, s,
-	                        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+	                        MHD_OPTION_NOTIFY_CONNECTION, srv_conn_notify, s,
 	                        MHD_OPTION_END);
+}
+
+/* Signals arrive through a pipe. Blocking them and calling sigwait is not
+ * enough: libraries start threads before main (OpenBLAS's pool, from its
+ * constructor) with nothing blocked, and a signal the kernel hands to one
+ * of those would take its default action and kill the server undrained.
+ * A handler installed for the whole process catches it in any thread. */
+static int sig_pipe[2] = { -1, -1 };
+
+static void on_signal(int sig)
+{
+	int saved = errno;
+	unsigned char b = (unsigned char)sig;
+	if (write(sig_pipe[1], &b, 1) < 0) {
+		/* the pipe is full of signals not yet read: this one adds nothing */
+	}
+	errno = saved;
+}
+
+static int catch_signals(void)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2 };
+	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+		return -1;
+	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
+	sigfillset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+		sigaction(sigs[i], &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
+/* Waits for a signal for at most `seconds` (forever if < 0); returns it,
+ * or 0 when the time is up. */
+static int wait_signal(double seconds)
+{
+	struct pollfd p = { sig_pipe[0], POLLIN, 0 };
+	double until = srv_now() + seconds;
+	for (;;) {
+		int ms = seconds < 0 ? -1 : (int)((until - srv_now()) * 1000);
+		if (seconds >= 0 && ms <= 0)
+			return 0;
+		if (poll(&p, 1, ms) > 0) {
+			unsigned char b;
+			if (read(sig_pipe[0], &b, 1) == 1)
+				return b;
+		}
+	}
+}
+
+static const char *sig_name(int sig)
+{
+	return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : sig == SIGHUP ? "SIGHUP"
+	     : sig == SIGUSR1 ? "SIGUSR1" : "SIGUSR2";
+}
+
+/* Serves until SIGTERM or SIGINT; returns that signal. */
+static int serve_until_stopped(void)
+{
+	for (;;) {
+		int sig = wait_signal(-1);
+		if (sig == SIGTERM || sig == SIGINT)
+			return sig;
+		fprintf(stderr, "aeserve: %s: nothing to reload in this version; still serving\n", sig_name(sig));
+	}
+}
+
+/* The pre-stop delay: still serving, /readyz 503. A second SIGTERM or
+ * SIGINT ends it early. */
+static void pre_stop_delay(int seconds)
+{
+	double until = srv_now() + seconds;
+	for (double left = seconds; left > 0; left = until - srv_now()) {
+		int sig = wait_signal(left);
+		if (sig == SIGTERM || sig == SIGINT) {
+			fprintf(stderr, "aeserve: %s again: stopping now\n", sig_name(sig));
+			return;
+		}
+	}
 }
 
 int main(int argc, char **argv)
@@ -147,45 +323,61 @@ int main(int argc, char **argv)
 	static srv_state s;
 	if (parse(&s.cfg, argc, argv))
 		return 2;
-	/* Signals are taken by sigwait in this thread only. */
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	if (catch_signals() || fit_fd_limit(&s.cfg))
+		return 1;
 
-	s.daemon = start(&s);
-	if (!s.daemon) {
-		fprintf(stderr, "aeserve: cannot listen on %s port %d: %s\n", s.cfg.addr, s.cfg.port, strerror(errno));
+	int lfd = listen_on(&s.cfg);
+	if (lfd < 0) {
+		int e = errno;
+		fprintf(stderr, "aeserve: cannot listen on %s port %d: %s%s\n", s.cfg.addr, s.cfg.port,
+		        e == EADDRINUSE ? "address already in use (another process listens there; "
+		                          "--reuse-port on both shares it on purpose)" : strerror(e), "");
 		return 1;
 	}
+	if (srv_conns_start(&s) || !(s.daemon = start(&s, lfd))) {
+		fprintf(stderr, "aeserve: cannot start the HTTP server on %s port %d\n", s.cfg.addr, s.cfg.port);
+		close(lfd);
+		return 1;
+	}
+	int rc = 0;
 	if (srv_models_load(&s)) {
 		fprintf(stderr, "aeserve: not starting: a model failed to load\n");
-		MHD_stop_daemon(s.daemon);
-		srv_models_free(&s);
-		return 1;
-	}
-	atomic_store(&s.ready, 1);
-	fprintf(stderr, "aeserve: serving");
-	for (int i = 0; i < s.n_models; i++)
-		fprintf(stderr, "%s %s%s", i ? "," : "", s.models[i]->name, s.models[i] == s.default_model ? " (default)" : "");
-	fprintf(stderr, " on http://%s%s%s:%d\n", strchr(s.cfg.addr, ':') ? "[" : "", s.cfg.addr,
-	        strchr(s.cfg.addr, ':') ? "]" : "", s.cfg.port);
+		rc = 1;
+	} else {
+		atomic_store(&s.loaded, 1);
+		fprintf(stderr, "aeserve: serving");
+		for (int i = 0; i < s.n_models; i++)
+			fprintf(stderr, "%s %s%s", i ? "," : "", s.models[i]->name,
+			        s.models[i] == s.default_model ? " (default)" : "");
+		const char *br = strchr(s.cfg.addr, ':') ? "[" : "", *ket = *br ? "]" : "";
+		fprintf(stderr, " on http://%s%s%s:%d\n", br, s.cfg.addr, ket, s.cfg.port);
 
-	int sig = 0;
-	sigwait(&set, &sig);
-	fprintf(stderr, "aeserve: %s: draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-	atomic_store(&s.ready, 0);
-	MHD_socket lsock = MHD_quiesce_daemon(s.daemon);
-	if (lsock != MHD_INVALID_SOCKET)
-		close(lsock);
-	double until = srv_now() + DRAIN_SECONDS;
-	while (atomic_load(&s.inflight) > 0 && srv_now() < until)
-		usleep(2000);
-	/* Workers finish what is queued; their resumes reach a live daemon. */
-	srv_models_free(&s);
+		int sig = serve_until_stopped();
+		atomic_store(&s.draining, 1);
+		if (sig == SIGTERM && s.cfg.drain_delay_s > 0) {
+			fprintf(stderr, "aeserve: SIGTERM: /readyz 503, still serving for %d s\n", s.cfg.drain_delay_s);
+			pre_stop_delay(s.cfg.drain_delay_s);
+		}
+		fprintf(stderr, "aeserve: %s: draining\n", sig_name(sig));
+		MHD_socket q = MHD_quiesce_daemon(s.daemon);
+		if (q != MHD_INVALID_SOCKET)
+			close(q);
+		double until = srv_now() + s.cfg.drain_timeout_s;
+		while (atomic_load(&s.inflight) > 0 && srv_now() < until)
+			usleep(2000);
+		int left = atomic_load(&s.inflight);
+		if (left > 0)
+			fprintf(stderr, "aeserve: %d requests still in flight after %d s; closing them\n", left,
+			        s.cfg.drain_timeout_s);
+	}
+	/* Workers first: they finish (or expire) what is queued and resume each
+	 * suspended connection, so the daemon stops with none suspended; the
+	 * daemon's stop completes every request, which releases its model; the
+	 * models go last. */
+	srv_models_stop(&s);
 	MHD_stop_daemon(s.daemon);
+	srv_conns_stop(&s);
+	srv_models_release_all(&s);
 	fprintf(stderr, "aeserve: stopped\n");
-	return 0;
+	return rc;
 }

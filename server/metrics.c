@@ -1,7 +1,8 @@
 /*
  * Prometheus metrics, text exposition format 0.0.4, base units (seconds):
- * requests by route and status, request latency and batch-size histograms,
- * queue depth, and a model info gauge carrying each model's checksum.
+ * requests by route and status code, request latency and batch-size
+ * histograms, requests in flight, queue depth, connections cut off at a
+ * deadline, and a model info gauge carrying each model's checksum.
  * Counters are lock-free atomics bumped on the HTTP threads.
  */
 #include "server.h"
@@ -11,31 +12,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const unsigned statuses[] = { 200, 400, 404, 405, 413, 415, 422, 500, 503, 504 };
-#define N_STATUS (sizeof statuses / sizeof *statuses)
+/* Indexed by the status code itself, so every code has its own label. */
+#define MIN_STATUS 100
+#define N_STATUS 500
 static const double lat_le[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5 };
 #define N_LAT (sizeof lat_le / sizeof *lat_le)
 
-static atomic_long req_count[R_N][N_STATUS + 1];
+static atomic_long req_count[R_N][N_STATUS];
 static atomic_long lat_bucket[R_N][N_LAT + 1];
 static _Atomic double lat_sum[R_N];
-
-const char *srv_route_name(int route)
-{
-	static const char *names[R_N] = { "encode", "decode", "reconstruct", "denoise", "anomaly", "models",
-	                                  "model", "livez", "readyz", "metrics", "other" };
-	return route >= 0 && route < R_N ? names[route] : "other";
-}
 
 void srv_metrics_request(int route, unsigned status, double seconds)
 {
 	if (route < 0 || route >= R_N)
 		route = R_OTHER;
-	size_t s = N_STATUS;
-	for (size_t i = 0; i < N_STATUS; i++)
-		if (statuses[i] == status)
-			s = i;
-	atomic_fetch_add(&req_count[route][s], 1);
+	if (status < MIN_STATUS || status >= MIN_STATUS + N_STATUS)
+		status = 500;  /* never sent: the answers are built here */
+	atomic_fetch_add(&req_count[route][status - MIN_STATUS], 1);
 	size_t b = 0;
 	while (b < N_LAT && seconds > lat_le[b])
 		b++;
@@ -48,6 +41,7 @@ void srv_metrics_request(int route, unsigned status, double seconds)
 typedef struct sbuf {
 	char *p;
 	size_t len, cap;
+	int oom;      /* a line could not be added: the page is incomplete */
 } sbuf;
 
 static void put(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -63,9 +57,11 @@ static void put(sbuf *b, const char *fmt, ...)
 			return;
 		}
 		size_t cap = b->cap ? b->cap * 2 : 8192;
-		char *p = realloc(b->p, cap);
-		if (!p)
+		char *p = b->oom ? NULL : realloc(b->p, cap);
+		if (!p) {
+			b->oom = 1;
 			return;
+		}
 		b->p = p;
 		b->cap = cap;
 	}
@@ -76,11 +72,11 @@ static void requests(sbuf *b)
 	put(b, "# HELP aeserve_http_requests_total HTTP requests answered, by route and status.\n"
 	       "# TYPE aeserve_http_requests_total counter\n");
 	for (int r = 0; r < R_N; r++)
-		for (size_t s = 0; s <= N_STATUS; s++) {
+		for (unsigned s = 0; s < N_STATUS; s++) {
 			long v = atomic_load(&req_count[r][s]);
 			if (v)
-				put(b, "aeserve_http_requests_total{route=\"%s\",status=\"%s%u\"} %ld\n", srv_route_name(r),
-				    s == N_STATUS ? "other" : "", s == N_STATUS ? 0 : statuses[s], v);
+				put(b, "aeserve_http_requests_total{route=\"%s\",status=\"%u\"} %ld\n", srv_route_name(r),
+				    s + MIN_STATUS, v);
 		}
 	put(b, "# HELP aeserve_http_request_duration_seconds Time from the first byte of a request to its response.\n"
 	       "# TYPE aeserve_http_request_duration_seconds histogram\n");
@@ -101,6 +97,20 @@ static void requests(sbuf *b)
 		    atomic_load(&lat_sum[r]));
 		put(b, "aeserve_http_request_duration_seconds_count{route=\"%s\"} %ld\n", srv_route_name(r), cum);
 	}
+}
+
+static void connections(sbuf *b, srv_state *s)
+{
+	static const char *waits[] = { [W_HEADERS] = "headers", [W_BODY] = "body", [W_SEND] = "send", [W_IDLE] = "idle" };
+	/* The scrape asking is itself in flight; it is left out, so an idle
+	 * server shows 0. */
+	int inflight = atomic_load(&s->inflight) - 1;
+	put(b, "# HELP aeserve_requests_in_flight Requests received and not yet completed, this scrape excepted.\n"
+	       "# TYPE aeserve_requests_in_flight gauge\naeserve_requests_in_flight %d\n", inflight < 0 ? 0 : inflight);
+	put(b, "# HELP aeserve_connections_timed_out_total Connections closed at a deadline, by what they were waiting on.\n"
+	       "# TYPE aeserve_connections_timed_out_total counter\n");
+	for (int w = W_HEADERS; w <= W_IDLE; w++)
+		put(b, "aeserve_connections_timed_out_total{waiting=\"%s\"} %ld\n", waits[w], srv_conns_reaped(w));
 }
 
 static void models(sbuf *b, srv_state *s)
@@ -133,14 +143,20 @@ static void models(sbuf *b, srv_state *s)
 		    m->name, m->m->checksum, m->m->task, m->latent, m == s->default_model ? "true" : "false");
 	}
 	put(b, "# HELP aeserve_ready Whether every model is loaded and the server is not draining.\n"
-	       "# TYPE aeserve_ready gauge\naeserve_ready %d\n", atomic_load(&s->ready));
+	       "# TYPE aeserve_ready gauge\naeserve_ready %d\n",
+	    atomic_load(&s->loaded) && !atomic_load(&s->draining));
 }
 
 char *srv_metrics_render(srv_state *s, size_t *len)
 {
 	sbuf b = { 0 };
 	requests(&b);
+	connections(&b, s);
 	models(&b, s);
+	if (b.oom) {
+		free(b.p);
+		return NULL;
+	}
 	*len = b.len;
 	return b.p;
 }

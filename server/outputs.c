@@ -30,7 +30,7 @@ static int put_digits(char *p, long long v, int width)
 
 /* Writes v with up to 6 significant digits, like "%.6g" but without the
  * locale and format parsing; returns the length written (<= 16). */
-static int fmt_float(char *p, float v)
+int srv_fmt_float(char *p, float v)
 {
 	if (v == 0.0f || !isfinite(v)) {
 		p[0] = '0';
@@ -85,7 +85,7 @@ char *srv_json_tensor(const srv_model *m, const char *op, const float *v, int n,
 	for (size_t i = 0; i < count; i++) {
 		if (i)
 			*p++ = ',';
-		p += fmt_float(p, v[i]);
+		p += srv_fmt_float(p, v[i]);
 	}
 	p += sprintf(p, "]}");
 	*len = (size_t)(p - buf);
@@ -98,12 +98,12 @@ char *srv_json_anomaly(const srv_model *m, const float *x, const float *y, int n
 	json_t *res = json_array();
 	for (int i = 0; i < n; i++) {
 		double s = 0.0;
-		const float *a = x + (size_t)i * m->in_size, *b = y + (size_t)i * m->in_size;
-		for (size_t j = 0; j < m->in_size; j++) {
+		const float *a = x + (size_t)i * m->image_size, *b = y + (size_t)i * m->image_size;
+		for (size_t j = 0; j < m->image_size; j++) {
 			double d = (double)a[j] - b[j];
 			s += d * d;
 		}
-		double score = s / (double)m->in_size;
+		double score = s / (double)m->image_size;
 		json_array_append_new(res, json_pack("{s:f, s:f, s:b}", "score", score, "percentile",
 		                                     ae_model_percentile(m->m, score), "anomaly", score > threshold));
 	}

@@ -1,11 +1,17 @@
 /*
  * Loaded models, their bounded request queues and inference workers.
  *
- * A worker takes the oldest job, then gathers more jobs of the same kind
- * (encode, decode, or reconstruct-like) until it has max_batch images or
- * the batch delay has passed, runs them as ONE forward pass through its own
- * preallocated scratch, and resumes each job's connection. Jobs whose
- * deadline passed while queued are resumed unrun (the HTTP side answers 504).
+ * A worker takes the oldest job, then gathers more jobs that run the same
+ * engine operation (encode, decode or reconstruct) until it has max_batch
+ * images or the batch delay has passed, runs them as ONE forward pass
+ * through its own preallocated scratch, and resumes each job's connection.
+ * Jobs whose deadline passed while queued are resumed unrun (the HTTP side
+ * answers 504). Staging sizes come from the plan, which alone knows how
+ * many floats each operation reads and writes per image.
+ *
+ * A model is held by reference: the registry holds one, each request
+ * that uses it another, and the last release stops its workers and frees
+ * it, so nothing frees a model a request still reads.
  */
 #include "server.h"
 
@@ -24,11 +30,6 @@ double srv_now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int kind_of(int op)
-{
-	return op == SRV_ENCODE ? 0 : op == SRV_DECODE ? 1 : 2;
 }
 
 typedef struct worker {
@@ -57,7 +58,7 @@ static int take_batch(srv_model *m, srv_job **batch, int *images)
 	int n = 1;
 	*images = first->n;
 	batch[0] = first;
-	const int kind = kind_of(first->op);
+	const ae_op kind = first->op;
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
 	long ns = until.tv_nsec + (long)m->cfg->batch_delay_us * 1000;
@@ -65,7 +66,7 @@ static int take_batch(srv_model *m, srv_job **batch, int *images)
 	until.tv_nsec = ns % 1000000000L;
 	while (*images < max && n < max) {
 		srv_job *prev = NULL, *j = m->head;
-		while (j && (kind_of(j->op) != kind || *images + j->n > max))
+		while (j && (j->op != kind || *images + j->n > max))
 			prev = j, j = j->next;
 		if (j) {
 			if (prev)
@@ -85,16 +86,6 @@ static int take_batch(srv_model *m, srv_job **batch, int *images)
 			break;
 	}
 	return n;
-}
-
-static void run_kind(worker *w, int kind, const float *in, float *out, int n)
-{
-	if (kind == 0)
-		ae_infer_encode(w->inf, in, n, out);
-	else if (kind == 1)
-		ae_infer_decode(w->inf, in, n, out);
-	else
-		ae_infer_reconstruct(w->inf, in, n, out, NULL);
 }
 
 static void finish(srv_job *j, int state)
@@ -120,18 +111,17 @@ static void run_batch(worker *w, srv_job **batch, int n, int images)
 	}
 	if (!live)
 		return;
-	const int kind = kind_of(batch[0]->op);
-	const size_t isz = kind == 1 ? (size_t)m->latent : m->in_size;
-	const size_t osz = kind == 0 ? (size_t)m->latent : m->in_size;
+	const ae_op op = batch[0]->op;
+	const size_t isz = ae_plan_in_size(m->plan, op), osz = ae_plan_out_size(m->plan, op);
 	if (live == 1) {
-		run_kind(w, kind, batch[0]->in, batch[0]->out, batch[0]->n);
+		ae_infer_run(w->inf, op, batch[0]->in, batch[0]->n, batch[0]->out);
 	} else {
 		size_t at = 0;
 		for (int i = 0; i < live; i++) {
 			memcpy(w->stage_in + at * isz, batch[i]->in, (size_t)batch[i]->n * isz * sizeof(float));
 			at += (size_t)batch[i]->n;
 		}
-		run_kind(w, kind, w->stage_in, w->stage_out, images);
+		ae_infer_run(w->inf, op, w->stage_in, images, w->stage_out);
 		at = 0;
 		for (int i = 0; i < live; i++) {
 			memcpy(batch[i]->out, w->stage_out + at * osz, (size_t)batch[i]->n * osz * sizeof(float));
@@ -200,9 +190,22 @@ int srv_enqueue(srv_model *m, srv_job *j)
 
 /* ---------------------------------------------------------------- loading */
 
+/* The most floats any operation of the plan reads (in) or writes per image. */
+static void stage_sizes(const ae_plan *p, size_t *in, size_t *out)
+{
+	*in = *out = 0;
+	for (int op = 0; op < AE_OP_COUNT; op++) {
+		size_t i = ae_plan_in_size(p, (ae_op)op), o = ae_plan_out_size(p, (ae_op)op);
+		*in = i > *in ? i : *in;
+		*out = o > *out ? o : *out;
+	}
+}
+
 static int start_workers(srv_model *sm, const srv_config *cfg)
 {
 	ae_error err = { 0 };
+	size_t in_max, out_max;
+	stage_sizes(sm->plan, &in_max, &out_max);
 	sm->threads = calloc((size_t)cfg->workers, sizeof *sm->threads);
 	if (!sm->threads)
 		return -1;
@@ -212,8 +215,8 @@ static int start_workers(srv_model *sm, const srv_config *cfg)
 			return -1;
 		w->m = sm;
 		w->inf = ae_infer_new(sm->plan, cfg->max_batch, 1, &err);
-		w->stage_in = malloc((size_t)cfg->max_batch * sm->in_size * sizeof(float));
-		w->stage_out = malloc((size_t)cfg->max_batch * sm->in_size * sizeof(float));
+		w->stage_in = malloc((size_t)cfg->max_batch * in_max * sizeof(float));
+		w->stage_out = malloc((size_t)cfg->max_batch * out_max * sizeof(float));
 		if (!w->inf || !w->stage_in || !w->stage_out ||
 		    pthread_create(&sm->threads[i], NULL, worker_main, w) != 0) {
 			fprintf(stderr, "aeserve: %s: cannot start worker: %s\n", sm->name, err.msg[0] ? err.msg : "out of memory");
@@ -224,6 +227,14 @@ static int start_workers(srv_model *sm, const srv_config *cfg)
 		sm->n_threads++;
 	}
 	return 0;
+}
+
+static srv_model *find(srv_state *s, const char *name)
+{
+	for (int i = 0; i < s->n_models; i++)
+		if (strcmp(s->models[i]->name, name) == 0)
+			return s->models[i];
+	return NULL;
 }
 
 static int has_ext(const char *n, const char *ext)
@@ -249,7 +260,14 @@ static int load_one(srv_state *s, const char *path)
 	}
 	char name[64];
 	snprintf(name, sizeof name, "%.*s", (int)len, base);
-	if (srv_model_find(s, name)) {
+	/* A name is a path segment of every route and a label in metrics and
+	 * JSON: keep it to characters that need no escaping anywhere. */
+	if (strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != len) {
+		fprintf(stderr, "aeserve: %s: a model's name (its file name) may hold only letters, digits, '.', '_' and '-'\n",
+		        path);
+		return -1;
+	}
+	if (find(s, name)) {
 		fprintf(stderr, "aeserve: %s: a model named '%s' is already loaded\n", path, name);
 		return -1;
 	}
@@ -269,8 +287,9 @@ static int load_one(srv_state *s, const char *path)
 	sm->plan = plan;
 	sm->c = m->net.spec.c, sm->h = m->net.spec.h, sm->w = m->net.spec.w;
 	sm->latent = m->net.spec.latent;
-	sm->in_size = ae_net_input_size(&m->net);
+	sm->image_size = (size_t)sm->c * sm->h * sm->w;
 	sm->cfg = &s->cfg;
+	atomic_store(&sm->refs, 1);  /* the registry's */
 	pthread_mutex_init(&sm->mu, NULL);
 	pthread_cond_init(&sm->cv, NULL);
 	s->models[s->n_models++] = sm;
@@ -315,7 +334,7 @@ int srv_models_load(srv_state *s)
 		rc = -1;
 	}
 	if (rc == 0) {
-		s->default_model = s->cfg.default_model[0] ? srv_model_find(s, s->cfg.default_model) : s->models[0];
+		s->default_model = s->cfg.default_model[0] ? find(s, s->cfg.default_model) : s->models[0];
 		if (!s->default_model) {
 			fprintf(stderr, "aeserve: --default: no model named '%s' is loaded\n", s->cfg.default_model);
 			rc = -1;
@@ -324,30 +343,58 @@ int srv_models_load(srv_state *s)
 	return rc;
 }
 
-srv_model *srv_model_find(srv_state *s, const char *name)
+static srv_model *hold(srv_model *m)
 {
-	for (int i = 0; i < s->n_models; i++)
-		if (strcmp(s->models[i]->name, name) == 0)
-			return s->models[i];
-	return NULL;
+	if (m)
+		atomic_fetch_add(&m->refs, 1);
+	return m;
 }
 
-void srv_models_free(srv_state *s)
+srv_model *srv_model_hold(srv_state *s, const char *name)
 {
-	for (int i = 0; i < s->n_models; i++) {
-		srv_model *m = s->models[i];
-		pthread_mutex_lock(&m->mu);
-		m->stopping = 1;
-		pthread_cond_broadcast(&m->cv);
-		pthread_mutex_unlock(&m->mu);
-		for (int t = 0; t < m->n_threads; t++)
-			pthread_join(m->threads[t], NULL);
-		free(m->threads);
-		pthread_mutex_destroy(&m->mu);
-		pthread_cond_destroy(&m->cv);
-		ae_plan_free(m->plan);
-		ae_model_free(m->m);
-		free(m);
-	}
+	return hold(find(s, name));
+}
+
+srv_model *srv_model_hold_default(srv_state *s)
+{
+	return hold(s->default_model);
+}
+
+/* Workers finish what is queued (answering expired jobs 504), then exit. */
+static void stop_workers(srv_model *m)
+{
+	pthread_mutex_lock(&m->mu);
+	m->stopping = 1;
+	pthread_cond_broadcast(&m->cv);
+	pthread_mutex_unlock(&m->mu);
+	for (int t = 0; t < m->n_threads; t++)
+		pthread_join(m->threads[t], NULL);
+	m->n_threads = 0;
+}
+
+void srv_model_release(srv_model *m)
+{
+	if (!m || atomic_fetch_sub(&m->refs, 1) != 1)
+		return;
+	stop_workers(m);
+	free(m->threads);
+	pthread_mutex_destroy(&m->mu);
+	pthread_cond_destroy(&m->cv);
+	ae_plan_free(m->plan);
+	ae_model_free(m->m);
+	free(m);
+}
+
+void srv_models_stop(srv_state *s)
+{
+	for (int i = 0; i < s->n_models; i++)
+		stop_workers(s->models[i]);
+}
+
+void srv_models_release_all(srv_state *s)
+{
+	s->default_model = NULL;
+	for (int i = 0; i < s->n_models; i++)
+		srv_model_release(s->models[i]);
 	s->n_models = 0;
 }

@@ -1,6 +1,9 @@
 /*
  * Every response goes out through these helpers, so every error body has
- * the same shape: {"error": {"code": "...", "message": "..."}}.
+ * the same shape, {"error": {"code": "...", "message": "..."}}, every
+ * answer is recorded on its connection (status and size, for the log and
+ * metrics) and starts the deadline for the client to take it, and while
+ * the server drains every answer closes its connection.
  */
 #include "server.h"
 
@@ -10,33 +13,41 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Replies happen on the HTTP thread that handles the request, so the
- * access log can read them back without threading them through every call. */
-static _Thread_local unsigned last_status;
-static _Thread_local size_t last_bytes;
+/* An error body that needs no allocation, for when building one fails. */
+static const char oom_body[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
 
-void srv_reply_last(unsigned *status, size_t *bytes)
+static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status, const char *ctype,
+                             struct MHD_Response *r, size_t len, const char **headers)
 {
-	*status = last_status;
-	*bytes = last_bytes;
+	srv_conn *sc = srv_conn_of(conn);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	for (int i = 0; headers && headers[i]; i += 2)
+		MHD_add_response_header(r, headers[i], headers[i + 1]);
+	/* Keep-alive clients learn to go elsewhere with their next request. */
+	if (sc && atomic_load(&sc->s->draining))
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+	enum MHD_Result rc = MHD_queue_response(conn, status, r);
+	MHD_destroy_response(r);
+	if (sc && rc == MHD_YES) {
+		sc->status = status;
+		sc->bytes = len;
+		srv_conn_wait(sc, W_SEND);
+	}
+	return rc;
 }
 
 enum MHD_Result srv_reply_buf(struct MHD_Connection *conn, unsigned status, const char *ctype,
                               void *buf, size_t len, const char **headers)
 {
-	last_status = status;
-	last_bytes = len;
 	struct MHD_Response *r = MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
 	if (!r) {
 		free(buf);
-		return MHD_NO;
+		r = MHD_create_response_from_buffer(sizeof oom_body - 1, (void *)oom_body, MHD_RESPMEM_PERSISTENT);
+		if (!r)
+			return MHD_NO;
+		return queue(conn, 500, "application/json", r, sizeof oom_body - 1, NULL);
 	}
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-	for (int i = 0; headers && headers[i]; i += 2)
-		MHD_add_response_header(r, headers[i], headers[i + 1]);
-	enum MHD_Result rc = MHD_queue_response(conn, status, r);
-	MHD_destroy_response(r);
-	return rc;
+	return queue(conn, status, ctype, r, len, headers);
 }
 
 enum MHD_Result srv_reply_json(struct MHD_Connection *conn, unsigned status, char *json)
@@ -49,13 +60,18 @@ enum MHD_Result srv_reply_json(struct MHD_Connection *conn, unsigned status, cha
 static enum MHD_Result reply_error_v(struct MHD_Connection *conn, unsigned status, const char **headers,
                                      const char *code, const char *fmt, va_list ap)
 {
-	char msg[512];
-	vsnprintf(msg, sizeof msg, fmt, ap);
+	char raw[512], msg[700];
+	vsnprintf(raw, sizeof raw, fmt, ap);
+	/* Messages quote paths, parameters and media types: any bytes. */
+	srv_text_clean(msg, sizeof msg, raw);
 	json_t *o = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
 	char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
-	if (!body)
-		return MHD_NO;
+	if (!body) {
+		struct MHD_Response *r =
+			MHD_create_response_from_buffer(sizeof oom_body - 1, (void *)oom_body, MHD_RESPMEM_PERSISTENT);
+		return r ? queue(conn, 500, "application/json", r, sizeof oom_body - 1, NULL) : MHD_NO;
+	}
 	return srv_reply_buf(conn, status, "application/json", body, strlen(body), headers);
 }
 

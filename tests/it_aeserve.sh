@@ -12,22 +12,6 @@ T="$BUILD/aetrain"
 # below the ephemeral range (32768+), where client sockets could hold our port
 PORT=$((20000 + $$ % 12000))
 URL="http://127.0.0.1:$PORT"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$TMPD"; }
-trap cleanup EXIT
-
-# start_server PORT LOG ARGS...: starts aeserve and waits for /readyz.
-start_server() {
-	local port=$1 log=$2; shift 2
-	$S --port "$port" "$@" > "$log" 2> "$log.err" &
-	PIDS+=($!)
-	for _ in $(seq 200); do
-		curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && return 0
-		sleep 0.05
-	done
-	echo "server on $port did not become ready: $(cat "$log.err")" >&2
-	return 1
-}
 
 # expect STATUS CODE what curl-args...: status and error code of a request.
 expect() {
@@ -238,9 +222,22 @@ check "503 carries Retry-After" bash -c "grep -li '^retry-after: 1' '$TMPD'/ovh*
 check "503 body is the overloaded error" bash -c "cat '$TMPD'/ov* | grep -q '\"code\":\"overloaded\"'"
 
 # ---- timeout: work past its deadline is skipped and answered 504 ----
+# One worker, batches of one image: two requests of 1,200 images each sent
+# together; whichever queues second waits out the other's ~0.2 s forward
+# pass, past its 50 ms deadline (which starts when its body is complete).
 P3=$((PORT + 2))
-start_server $P3 "$TMPD/log3" --timeout-ms 1 --body-limit 100000000 --log-format none models/mnist.safetensors || exit 1
-expect 504 timeout "deadline passed" -H 'Content-Type: application/json' --data-binary @"$TMPD/many.json" "http://127.0.0.1:$P3/v1/reconstruct"
+start_server $P3 "$TMPD/log3" --workers 1 --max-batch 1 --timeout-ms 50 --body-limit 100000000 --log-format none models/mnist.safetensors || exit 1
+for i in 1 2; do
+	curl -s -o "$TMPD/to$i" -w '%{http_code}' -H 'Content-Type: application/json' --data-binary @"$TMPD/many.json" \
+		"http://127.0.0.1:$P3/v1/reconstruct" > "$TMPD/tos$i" &
+	cpids[$i]=$!
+done
+wait "${cpids[1]}" "${cpids[2]}"
+check "deadline passed: one of two requests queued behind the other got 504 ($(cat "$TMPD"/tos1)/$(cat "$TMPD"/tos2))" \
+	bash -c "cat '$TMPD'/tos1 '$TMPD'/tos2 | grep -q 504"
+for i in 1 2; do [ "$(cat "$TMPD/tos$i")" = 504 ] && cp "$TMPD/to$i" "$TMPD/body"; done
+check "504 body is the timeout error" jq -e '.error.code == "timeout"' "$TMPD/body"
+cp "$TMPD/body" "$TMPD/resp/Error/$((++NRESP)).json"
 
 # ---- slow clients are dropped ----
 P4=$((PORT + 3))

@@ -23,11 +23,24 @@ typedef struct ae_image {
 
 void ae_image_free(ae_image *img);
 
-/* Reads only the header: width and height. AE_ERR_FORMAT if not a PNG. */
-int ae_png_size(const uint8_t *buf, size_t len, int *w, int *h, ae_error *err);
+/* What a PNG's structure says, read without decoding anything. */
+typedef struct ae_png_info {
+	int w, h, bit_depth, color_type, interlaced;
+	uint64_t raw_bytes;   /* what its image data must inflate to, exactly */
+} ae_png_info;
+
+/* Checks the signature and the IHDR fields, and walks the chunk list: every
+ * chunk's declared length must fit in len, image data must be present and
+ * in one run, the file must reach IEND. AE_ERR_FORMAT, naming the fault,
+ * otherwise. Costs one pass over the chunk headers. */
+int ae_png_inspect(const uint8_t *buf, size_t len, ae_png_info *info, ae_error *err);
 
 /* Decodes buf into img with want_c channels (1 or 3). Images of more than
- * max_pixels pixels are refused with AE_ERR_RANGE before decoding. */
+ * max_pixels pixels are refused with AE_ERR_RANGE before decoding; image
+ * data that inflates past what the header implies is refused with
+ * AE_ERR_FORMAT after at most that many bytes; ancillary chunks (text,
+ * ICC profiles, EXIF, ...) are skipped unread. Memory is bounded by
+ * about 7 bytes per pixel. */
 int ae_png_decode(const uint8_t *buf, size_t len, int want_c, size_t max_pixels,
                   ae_image *img, ae_error *err);
 

@@ -1,0 +1,38 @@
+/*
+ * The operations aeserve offers, one row each: the route segment and metric
+ * label, what the engine's plan runs (and so the sizes in and out, which
+ * only the plan knows), the body forms and query parameters accepted, and
+ * the form of the answer. Routing, validation, batching and metrics read
+ * this table; adding an operation is adding a row.
+ */
+#include "server.h"
+
+#include <string.h>
+
+#define IMAGES (SRV_IN_PNG | SRV_IN_MULTIPART | SRV_IN_JSON)
+#define PIXELS (SRV_P_RESIZE | SRV_P_INVERT)
+
+const srv_opdef srv_ops[SRV_N_OPS] = {
+	{ "encode", AE_OP_ENCODE, SRV_ITEMS_IMAGES, IMAGES, PIXELS, SRV_OUT_CODES },
+	{ "decode", AE_OP_DECODE, SRV_ITEMS_CODES, SRV_IN_JSON, 0, SRV_OUT_IMAGES },
+	{ "reconstruct", AE_OP_RECONSTRUCT, SRV_ITEMS_IMAGES, IMAGES, PIXELS, SRV_OUT_IMAGES },
+	{ "denoise", AE_OP_RECONSTRUCT, SRV_ITEMS_IMAGES, IMAGES, PIXELS, SRV_OUT_IMAGES },
+	{ "anomaly", AE_OP_RECONSTRUCT, SRV_ITEMS_IMAGES, IMAGES, PIXELS | SRV_P_THRESHOLD | SRV_P_QUANTILE,
+	  SRV_OUT_SCORES },
+};
+
+const srv_opdef *srv_op_find(const char *name)
+{
+	for (int i = 0; i < SRV_N_OPS; i++)
+		if (strcmp(name, srv_ops[i].name) == 0)
+			return &srv_ops[i];
+	return NULL;
+}
+
+const char *srv_route_name(int route)
+{
+	static const char *other[R_N - SRV_N_OPS] = { "models", "model", "livez", "readyz", "metrics", "other" };
+	if (route >= 0 && route < SRV_N_OPS)
+		return srv_ops[route].name;
+	return route >= SRV_N_OPS && route < R_N ? other[route - SRV_N_OPS] : "other";
+}

@@ -1,0 +1,393 @@
+/*
+ * hostile: HTTP clients that misbehave, over raw sockets, for the
+ * reliability tests and the soak. Every subcommand prints one summary line
+ * (key=value words) that the shell tests read; none of them judges the
+ * server itself, except where the exit status says so.
+ *
+ *   hostile request PORT METHOD PATH [CTYPE FILE]
+ *       one request; prints status=, ms=, bytes= and the body on stderr.
+ *       status=0 means the connection ended without an answer.
+ *   hostile trickle PORT N SECONDS INTERVAL_MS
+ *       N connections, each sending one byte of a request's headers every
+ *       INTERVAL_MS; prints how many the server closed and when.
+ *   hostile halfclose PORT PATH CTYPE FILE N
+ *       N requests, each followed by shutdown(SHUT_WR); prints how many
+ *       got an answer and how many got none.
+ *   hostile abort PORT PATH CTYPE FILE N
+ *       N requests cut off at a random point (mid-headers, mid-body, after
+ *       the body, while the answer comes) by a reset.
+ *   hostile slowbody PORT PATH CTYPE FILE SECONDS
+ *       the headers at once, then the body spread over SECONDS.
+ *   hostile hold PORT N SECONDS
+ *       N connections that send nothing, for SECONDS.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static int port;
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int connect_local(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void reset_close(int fd)
+{
+	struct linger l = { 1, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+	close(fd);
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *b = malloc((size_t)n + 1);
+	if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+		free(b);
+		b = NULL;
+	}
+	fclose(f);
+	*len = (size_t)n;
+	return b;
+}
+
+/* A whole request: headers (Content-Length when there is a body) + body. */
+static char *build(const char *method, const char *path, const char *ctype, const char *body, size_t blen,
+                   size_t *len, size_t *head_len)
+{
+	char head[4096];
+	int h = ctype ? snprintf(head, sizeof head,
+	                         "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: %s\r\nContent-Length: %zu\r\n\r\n",
+	                         method, path, ctype, blen)
+	              : snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", method, path);
+	char *r = malloc((size_t)h + blen);
+	memcpy(r, head, (size_t)h);
+	if (blen)
+		memcpy(r + h, body, blen);
+	*len = (size_t)h + blen;
+	*head_len = (size_t)h;
+	return r;
+}
+
+static int send_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+		if (k <= 0)
+			return -1;
+		p += k, n -= (size_t)k;
+	}
+	return 0;
+}
+
+/* Reads one response (Content-Length framed) within timeout_s; returns the
+ * status, 0 if the connection ended first, -1 on timeout. */
+static int read_response(int fd, double timeout_s, char **body_out, size_t *body_len)
+{
+	size_t cap = 1 << 16, len = 0;
+	char *b = malloc(cap);
+	double until = now() + timeout_s;
+	long need = -1;
+	size_t head = 0;
+	int status = 0;
+	for (;;) {
+		if (head && need >= 0 && len >= head + (size_t)need)
+			break;
+		int left = (int)((until - now()) * 1000);
+		struct pollfd p = { fd, POLLIN, 0 };
+		if (left <= 0 || poll(&p, 1, left) == 0) {
+			status = -1;
+			break;
+		}
+		if (len + 4096 > cap)
+			b = realloc(b, cap *= 2);
+		ssize_t k = recv(fd, b + len, cap - len - 1, 0);
+		if (k <= 0)
+			break;
+		len += (size_t)k;
+		b[len] = '\0';
+		char *end = head ? NULL : strstr(b, "\r\n\r\n");
+		if (end) {
+			head = (size_t)(end - b) + 4;
+			sscanf(b, "HTTP/1.%*d %d", &status);
+			char *cl = strcasestr(b, "\r\ncontent-length:");
+			need = cl && cl < end ? atol(cl + 17) : 0;
+		}
+	}
+	if (status > 0 && (!head || len < head + (size_t)need))
+		status = 0;  /* cut short */
+	if (body_out) {
+		*body_len = head && len >= head ? len - head : 0;
+		memmove(b, b + head, *body_len);
+		b[*body_len] = '\0';
+		*body_out = b;
+	} else
+		free(b);
+	return status;
+}
+
+/* ------------------------------------------------------------ request */
+
+static int cmd_request(int argc, char **argv)
+{
+	if (argc != 2 && argc != 4)
+		return 2;
+	size_t blen = 0, len, hl;
+	char *body = argc == 4 ? slurp(argv[3], &blen) : NULL;
+	if (argc == 4 && !body)
+		return 2;
+	char *req = build(argv[0], argv[1], argc == 4 ? argv[2] : NULL, body, blen, &len, &hl);
+	double t0 = now();
+	int fd = connect_local(), st = 0;
+	char *resp = NULL;
+	size_t rl = 0;
+	if (fd >= 0 && send_all(fd, req, len) == 0)
+		st = read_response(fd, 30, &resp, &rl);
+	printf("status=%d ms=%.1f bytes=%zu\n", st, (now() - t0) * 1000, rl);
+	if (resp)
+		fprintf(stderr, "%s\n", resp);
+	if (fd >= 0)
+		close(fd);
+	free(resp), free(req), free(body);
+	return 0;
+}
+
+/* ------------------------------------------------------------ trickle */
+
+static int cmd_trickle(int argc, char **argv)
+{
+	if (argc != 3)
+		return 2;
+	int n = atoi(argv[0]);
+	double secs = atof(argv[1]), interval = atof(argv[2]) / 1000.0;
+	static const char req[] = "POST /v1/encode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+	                          "X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+	struct rlimit rl = { (rlim_t)n + 64, (rlim_t)n + 64 };
+	setrlimit(RLIMIT_NOFILE, &rl);
+	int *fd = calloc((size_t)n, sizeof *fd);
+	size_t *at = calloc((size_t)n, sizeof *at);
+	double *closed_at = calloc((size_t)n, sizeof *closed_at);
+	int opened = 0;
+	double t0 = now();
+	for (int i = 0; i < n; i++) {
+		fd[i] = connect_local();
+		if (fd[i] >= 0)
+			opened++;
+	}
+	/* Spread the connections' bytes over the interval. */
+	double next = now();
+	int closed = 0;
+	while (now() - t0 < secs) {
+		for (int i = 0; i < n; i++) {
+			if (fd[i] < 0)
+				continue;
+			char c = req[at[i] % (sizeof req - 1)];
+			struct pollfd p = { fd[i], POLLIN, 0 };
+			if ((poll(&p, 1, 0) == 1 && recv(fd[i], &(char){ 0 }, 1, MSG_DONTWAIT) <= 0) ||
+			    send(fd[i], &c, 1, MSG_NOSIGNAL) != 1) {
+				closed_at[closed++] = now() - t0;
+				close(fd[i]);
+				fd[i] = -1;
+				continue;
+			}
+			at[i]++;
+		}
+		next += interval;
+		double w = next - now();
+		if (w > 0)
+			usleep((useconds_t)(w * 1e6));
+	}
+	for (int i = 0; i < n; i++)
+		if (fd[i] >= 0)
+			close(fd[i]);
+	double first = closed ? closed_at[0] : 0, last = closed ? closed_at[closed - 1] : 0;
+	printf("opened=%d closed_by_server=%d first_closed_s=%.1f last_closed_s=%.1f\n", opened, closed, first, last);
+	free(fd), free(at), free(closed_at);
+	return 0;
+}
+
+/* ------------------------------------------------------------ halfclose */
+
+static int cmd_halfclose(int argc, char **argv)
+{
+	if (argc != 4)
+		return 2;
+	size_t blen, len, hl;
+	char *body = slurp(argv[2], &blen);
+	if (!body)
+		return 2;
+	char *req = build("POST", argv[0], argv[1], body, blen, &len, &hl);
+	int n = atoi(argv[3]), answered = 0, none = 0;
+	for (int i = 0; i < n; i++) {
+		int fd = connect_local();
+		if (fd < 0 || send_all(fd, req, len) != 0) {
+			none++;
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		shutdown(fd, SHUT_WR);
+		int st = read_response(fd, 10, NULL, NULL);
+		if (st > 0)
+			answered++;
+		else
+			none++;
+		close(fd);
+	}
+	printf("sent=%d answered=%d unanswered=%d\n", n, answered, none);
+	free(req), free(body);
+	return 0;
+}
+
+/* ------------------------------------------------------------ abort */
+
+static int cmd_abort(int argc, char **argv)
+{
+	if (argc != 4)
+		return 2;
+	size_t blen, len, hl;
+	char *body = slurp(argv[2], &blen);
+	if (!body)
+		return 2;
+	char *req = build("POST", argv[0], argv[1], body, blen, &len, &hl);
+	int n = atoi(argv[3]);
+	unsigned seed = 12345;
+	int where[4] = { 0 };
+	for (int i = 0; i < n; i++) {
+		int fd = connect_local();
+		if (fd < 0)
+			continue;
+		int kind = (int)(rand_r(&seed) % 4);
+		where[kind]++;
+		size_t cut = kind == 0 ? 1 + rand_r(&seed) % (hl - 1)
+		           : kind == 1 ? hl + rand_r(&seed) % (blen ? blen : 1)
+		                       : len;
+		send_all(fd, req, cut);
+		if (kind == 3) {
+			/* wait for the first bytes of the answer, then go */
+			struct pollfd p = { fd, POLLIN, 0 };
+			poll(&p, 1, 2000);
+		} else if (kind == 2)
+			usleep(1000);
+		reset_close(fd);
+	}
+	printf("aborted=%d mid_headers=%d mid_body=%d after_body=%d mid_answer=%d\n", n, where[0], where[1], where[2],
+	       where[3]);
+	free(req), free(body);
+	return 0;
+}
+
+/* ------------------------------------------------------------ slowbody */
+
+static int cmd_slowbody(int argc, char **argv)
+{
+	if (argc != 4)
+		return 2;
+	size_t blen, len, hl;
+	char *body = slurp(argv[2], &blen);
+	if (!body)
+		return 2;
+	char *req = build("POST", argv[0], argv[1], body, blen, &len, &hl);
+	double secs = atof(argv[3]), t0 = now();
+	int fd = connect_local(), st = 0;
+	if (fd >= 0 && send_all(fd, req, hl) == 0) {
+		size_t steps = blen < 50 ? blen : 50, sent = 0;
+		for (size_t s = 1; s <= steps; s++) {
+			usleep((useconds_t)(secs / (double)steps * 1e6));
+			size_t upto = blen * s / steps;
+			if (send_all(fd, req + hl + sent, upto - sent) != 0)
+				break;
+			sent = upto;
+		}
+		char *resp = NULL;
+		size_t rl;
+		st = read_response(fd, 30, &resp, &rl);
+		if (resp)
+			fprintf(stderr, "%s\n", resp);
+		free(resp);
+	}
+	printf("status=%d ms=%.1f\n", st, (now() - t0) * 1000);
+	if (fd >= 0)
+		close(fd);
+	free(req), free(body);
+	return 0;
+}
+
+/* ------------------------------------------------------------ hold */
+
+static int cmd_hold(int argc, char **argv)
+{
+	if (argc != 2)
+		return 2;
+	int n = atoi(argv[0]), opened = 0;
+	struct rlimit rl = { (rlim_t)n + 64, (rlim_t)n + 64 };
+	setrlimit(RLIMIT_NOFILE, &rl);
+	int *fd = calloc((size_t)n, sizeof *fd);
+	for (int i = 0; i < n; i++)
+		opened += (fd[i] = connect_local()) >= 0;
+	usleep((useconds_t)(atof(argv[1]) * 1e6));
+	for (int i = 0; i < n; i++)
+		if (fd[i] >= 0)
+			close(fd[i]);
+	printf("held=%d\n", opened);
+	free(fd);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(int, char **);
+	} cmds[] = { { "request", cmd_request }, { "trickle", cmd_trickle }, { "halfclose", cmd_halfclose },
+	             { "abort", cmd_abort },     { "slowbody", cmd_slowbody }, { "hold", cmd_hold } };
+	if (argc >= 3) {
+		port = atoi(argv[2]);
+		for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
+			if (strcmp(argv[1], cmds[i].name) == 0) {
+				int rc = cmds[i].fn(argc - 3, argv + 3);
+				if (rc == 2)
+					fprintf(stderr, "hostile %s: wrong arguments (see the comment at the top of hostile.c)\n",
+					        argv[1]);
+				return rc;
+			}
+	}
+	fprintf(stderr, "usage: hostile request|trickle|halfclose|abort|slowbody|hold PORT ...\n");
+	return 2;
+}
