@@ -8,7 +8,6 @@
 #define _GNU_SOURCE /* strcasestr */
 #include "server.h"
 
-#include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -223,118 +222,75 @@ int srv_parse_multipart(const uint8_t *body, size_t len, const char *ctype, cons
 
 /* ---- JSON tensors ---- */
 
-typedef struct flat {
-	float *v;
-	size_t n, cap;
-	int bad_index_set;
-	size_t bad_index;
-	double bad_value;
-	int not_number;
-} flat;
-
-static int flatten(json_t *j, flat *fl, int depth, int check_range)
+/* The shape as the client wrote it, for messages. */
+static void shape_str(const srv_tensor_in *t, char *buf, size_t cap)
 {
-	if (depth > 6)
-		return -1;
-	if (json_is_array(j)) {
-		size_t i;
-		json_t *e;
-		json_array_foreach(j, i, e)
-			if (flatten(e, fl, depth + 1, check_range))
-				return -1;
-		return 0;
-	}
-	if (!json_is_number(j)) {
-		fl->not_number = 1;
-		return -1;
-	}
-	double d = json_number_value(j);
-	if (!fl->bad_index_set && (!isfinite(d) || (check_range && (d < 0.0 || d > 1.0)))) {
-		fl->bad_index_set = 1;
-		fl->bad_index = fl->n;
-		fl->bad_value = d;
-	}
-	if (fl->n < fl->cap)
-		fl->v[fl->n] = (float)d;
-	fl->n++;
-	return 0;
+	size_t at = (size_t)snprintf(buf, cap, "[");
+	for (int i = 0; i < t->ndim && i < SRV_TENSOR_MAX_DIMS && at < cap; i++)
+		at += (size_t)snprintf(buf + at, cap - at, "%s%ld", i ? "," : "", t->dims[i]);
+	if (at < cap)
+		snprintf(buf + at, cap - at, "]");
 }
 
-static void shape_str(json_t *shape, char *buf, size_t cap)
+/* Judges a parsed tensor against the model and the operation. */
+static int check_tensor(const srv_tensor_in *t, const srv_parse_ctx *x, srv_fail *f)
 {
-	char *s = json_dumps(shape, JSON_COMPACT | JSON_ENCODE_ANY);
-	snprintf(buf, cap, "%s", s ? s : "?");
-	free(s);
+	const srv_model *m = x->m;
+	const int codes = x->op->items == SRV_ITEMS_CODES;
+	if (!t->is_object || !t->has_shape || !t->has_data || t->shape_not_array || t->data_not_array)
+		return srv_fail_set(f, 400, "invalid_json", "expected an object {\"shape\": [...], \"data\": [...]}");
+	if (t->ndim < 2 || t->ndim > 4)
+		return srv_fail_set(f, 400, "invalid_shape", "shape must have 2 to 4 dimensions, N first");
+	if (t->shape_bad)
+		return srv_fail_set(f, 400, "invalid_shape", "shape entry %zu is not a positive integer", t->shape_bad_at);
+	char sh[128];
+	shape_str(t, sh, sizeof sh);
+	const long *d = t->dims;
+	const size_t per = ae_plan_in_size(m->plan, x->op->engine);
+	size_t rest = 1;
+	for (int i = 1; i < t->ndim; i++)
+		rest *= (size_t)d[i];
+	int fits = codes ? (t->ndim == 2 && rest == per)
+	                 : ((t->ndim == 4 && d[1] == m->c && d[2] == m->h && d[3] == m->w) ||
+	                    (t->ndim == 3 && m->c == 1 && d[1] == m->h && d[2] == m->w) || (t->ndim == 2 && rest == per));
+	if (d[0] > SRV_MAX_IMAGES)
+		return srv_fail_set(f, 413, "too_many_images", "%ld items in one request; the limit is %d", d[0],
+		                    SRV_MAX_IMAGES);
+	if (!fits && codes)
+		return srv_fail_set(f, 422, "wrong_shape", "shape %s does not fit model '%s': decode takes codes [N,%zu]", sh,
+		                    m->name, per);
+	if (!fits) {
+		char hw[48] = "";
+		if (m->c == 1)
+			snprintf(hw, sizeof hw, ", [N,%d,%d]", m->h, m->w);
+		return srv_fail_set(f, 422, "wrong_shape", "shape %s does not fit model '%s', which takes [N,%d,%d,%d]%s or [N,%zu]",
+		                    sh, m->name, m->c, m->h, m->w, hw, per);
+	}
+	if (t->data_not_number)
+		return srv_fail_set(f, 400, "invalid_json", "data holds something that is not a number");
+	if (t->data_too_deep)
+		return srv_fail_set(f, 400, "invalid_json", "data is nested too deeply");
+	if (t->n != (size_t)d[0] * per)
+		return srv_fail_set(f, 400, "shape_mismatch", "data holds %zu values; shape %s needs %zu", t->n, sh,
+		                    (size_t)d[0] * per);
+	if (t->bad_set)
+		return srv_fail_set(f, 422, "value_out_of_range", "data[%zu] = %g is outside [0, 1]", t->bad_index,
+		                    t->bad_value);
+	return 0;
 }
 
 int srv_parse_json(const uint8_t *body, size_t len, const srv_parse_ctx *x, int *n, float **out, srv_fail *f)
 {
-	const srv_model *m = x->m;
 	const int codes = x->op->items == SRV_ITEMS_CODES;
-	json_error_t je;
-	json_t *root = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &je);
-	if (!root)
-		return srv_fail_set(f, 400, "invalid_json", "malformed JSON at line %d, column %d: %s", je.line, je.column,
-		                    je.text);
-	json_t *shape = json_object_get(root, "shape"), *data = json_object_get(root, "data");
-	int rc = 0;
-	char sh[128] = "";
-	long dims[4] = { 0 };
-	size_t nd = json_is_array(shape) ? json_array_size(shape) : 0;
-	if (!json_is_object(root) || !json_is_array(shape) || !json_is_array(data))
-		rc = srv_fail_set(f, 400, "invalid_json", "expected an object {\"shape\": [...], \"data\": [...]}");
-	else if (nd < 2 || nd > 4)
-		rc = srv_fail_set(f, 400, "invalid_shape", "shape must have 2 to 4 dimensions, N first");
-	for (size_t i = 0; rc == 0 && i < nd; i++) {
-		json_t *d = json_array_get(shape, i);
-		if (!json_is_integer(d) || json_integer_value(d) < 1 || json_integer_value(d) > 1 << 24)
-			rc = srv_fail_set(f, 400, "invalid_shape", "shape entry %zu is not a positive integer", i);
-		else
-			dims[i] = (long)json_integer_value(d);
+	srv_tensor_in t;
+	if (srv_tensor_parse(body, len, !codes, &t, f) || check_tensor(&t, x, f)) {
+		srv_tensor_free(&t);
+		return -1;
 	}
-	if (rc == 0) {
-		shape_str(shape, sh, sizeof sh);
-		size_t per = ae_plan_in_size(m->plan, x->op->engine);
-		size_t rest = 1;
-		for (size_t i = 1; i < nd; i++)
-			rest *= (size_t)dims[i];
-		int fits = codes ? (nd == 2 && rest == per)
-		                 : ((nd == 4 && dims[1] == m->c && dims[2] == m->h && dims[3] == m->w) ||
-		                    (nd == 3 && m->c == 1 && dims[1] == m->h && dims[2] == m->w) ||
-		                    (nd == 2 && rest == per));
-		if (dims[0] > SRV_MAX_IMAGES)
-			rc = srv_fail_set(f, 413, "too_many_images", "%ld items in one request; the limit is %d", dims[0],
-			                  SRV_MAX_IMAGES);
-		else if (!fits && codes)
-			rc = srv_fail_set(f, 422, "wrong_shape", "shape %s does not fit model '%s': decode takes codes [N,%zu]",
-			                  sh, m->name, per);
-		else if (!fits) {
-			char hw[48] = "";
-			if (m->c == 1)
-				snprintf(hw, sizeof hw, ", [N,%d,%d]", m->h, m->w);
-			rc = srv_fail_set(f, 422, "wrong_shape", "shape %s does not fit model '%s', which takes [N,%d,%d,%d]%s or [N,%zu]",
-			                  sh, m->name, m->c, m->h, m->w, hw, per);
-		}
-		flat fl = { .cap = (size_t)dims[0] * per };
-		if (rc == 0 && !(fl.v = malloc(fl.cap * sizeof(float))))
-			rc = srv_fail_set(f, 500, "internal", "out of memory");
-		if (rc == 0 && flatten(data, &fl, 0, !codes))
-			rc = srv_fail_set(f, 400, "invalid_json", fl.not_number ? "data holds something that is not a number"
-			                                                       : "data is nested too deeply");
-		if (rc == 0 && fl.n != fl.cap)
-			rc = srv_fail_set(f, 400, "shape_mismatch", "data holds %zu values; shape %s needs %zu", fl.n, sh, fl.cap);
-		if (rc == 0 && fl.bad_index_set)
-			rc = srv_fail_set(f, 422, "value_out_of_range", "data[%zu] = %g is %s", fl.bad_index, fl.bad_value,
-			                  isfinite(fl.bad_value) ? "outside [0, 1]" : "not finite");
-		if (rc == 0 && x->p->invert && !codes)
-			for (size_t i = 0; i < fl.n; i++)
-				fl.v[i] = 1.0f - fl.v[i];
-		if (rc == 0) {
-			*n = (int)dims[0];
-			*out = fl.v;
-		} else
-			free(fl.v);
-	}
-	json_decref(root);
-	return rc;
+	if (x->p->invert && !codes)
+		for (size_t i = 0; i < t.n; i++)
+			t.v[i] = 1.0f - t.v[i];
+	*n = (int)t.dims[0];
+	*out = t.v;
+	return 0;
 }

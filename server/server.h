@@ -258,6 +258,35 @@ int srv_parse_json(const uint8_t *body, size_t len, const srv_parse_ctx *x, int 
 /* The body's media type as a srv_input bit, 0 if none we take. */
 unsigned srv_media_type(const char *ctype);
 
+/* ---- jsontensor.c: {"shape": [...], "data": [...]} without a JSON tree ---- */
+
+#define SRV_TENSOR_MAX_DIMS 8
+#define SRV_TENSOR_MAX_DIM (1L << 24)
+#define SRV_TENSOR_MAX_NESTING 6   /* arrays inside the data array */
+
+/* What the document held; the caller judges it against the model. */
+typedef struct srv_tensor_in {
+	int is_object, has_shape, has_data;
+	int shape_not_array, data_not_array;
+	int ndim;                        /* entries of "shape" (past the max: max + 1) */
+	long dims[SRV_TENSOR_MAX_DIMS];
+	int shape_bad;                   /* an entry is not an integer in [1, 2^24] */
+	size_t shape_bad_at;
+	float *v;                        /* the numbers of "data" in order, flattened */
+	size_t n, cap;                   /* n counts them all, even past cap */
+	int data_not_number, data_too_deep;
+	int bad_set;                     /* the first number outside [0, 1] (when checked) */
+	size_t bad_index;
+	double bad_value;
+	int oom;
+} srv_tensor_in;
+
+/* Parses and validates the whole body; 0, or -1 with f set (400
+ * invalid_json naming line and column, 500 if memory ran out). t->v is
+ * the caller's to free (srv_tensor_free), whatever the result. */
+int srv_tensor_parse(const uint8_t *body, size_t len, int check_range, srv_tensor_in *t, srv_fail *f);
+void srv_tensor_free(srv_tensor_in *t);
+
 /* ---- outputs.c: results to response bodies (malloc'd) ---- */
 char *srv_json_tensor(const srv_model *m, const char *op, const float *v, int n, const int *dims, int ndims,
                       size_t *len);
