@@ -89,6 +89,11 @@ $(BUILD)/bench/bare_mhd: $(BUILD)/bench/bare_mhd.o
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
 	$(LINK)
 
+# The server's parsers are tested without HTTP: every server object but main.
+SERVER_LIB_OBJ := $(filter-out $(BUILD)/server/main.o,$(SERVER_OBJ))
+$(BUILD)/tests/test_server: $(BUILD)/tests/test_server.o $(SERVER_LIB_OBJ) $(LIB)
+	$(LINK)
+
 # Tests run from the repository root; each binary prints "N passed, N failed".
 unit: $(TEST_BIN) $(BINS)
 	@fail=0; for t in $(TEST_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail
