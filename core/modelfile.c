@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 static const char *layer_type(int kind)
 {
@@ -144,6 +145,32 @@ static char *errors_json(const ae_model *m)
 	return s;
 }
 
+/* Format 2's ae.meta_crc: CRC-32 of every other metadata key and value, in
+ * byte order of the keys, each ended by a NUL. ae.checksum identifies the
+ * weights (and stays equal for a resumed run, whose ae.train differs in
+ * its seconds and date); this one catches a flipped bit in the facts a
+ * model carries, however a writer laid out its JSON. */
+static uint32_t meta_crc(const char *const *keys, const char *const *values, int n)
+{
+	uint32_t crc = (uint32_t)crc32(0L, Z_NULL, 0);
+	const char *last = NULL;
+	for (int done = 0; done < n; done++) {
+		int next = -1;
+		for (int i = 0; i < n; i++)
+			if ((!last || strcmp(keys[i], last) > 0) && (next < 0 || strcmp(keys[i], keys[next]) < 0))
+				next = i;
+		if (next < 0)
+			break;
+		last = keys[next];
+		if (strcmp(last, "ae.meta_crc") == 0)
+			continue;
+		crc = (uint32_t)crc32(crc, (const Bytef *)keys[next], (uInt)strlen(keys[next]) + 1);
+		crc = (uint32_t)crc32(crc, (const Bytef *)values[next], (uInt)strlen(values[next]) + 1);
+	}
+	return crc;
+}
+
+
 int ae_model_save(ae_model *m, const char *path, const ae_extra_tensor *extra, int n_extra,
                   const char *extra_key, const char *extra_value, ae_error *err)
 {
@@ -157,33 +184,23 @@ int ae_model_save(ae_model *m, const char *path, const ae_extra_tensor *extra, i
 		rc = ae_st_writer_add(w, tl->t[i].name, tl->t[i].dtype, tl->t[i].ndim, tl->t[i].shape, tl->t[i].data, err);
 	for (int i = 0; rc == AE_OK && i < n_extra; i++)
 		rc = ae_st_writer_add(w, extra[i].name, extra[i].dtype, extra[i].ndim, extra[i].shape, extra[i].data, err);
-	char buf[64], noise[64];
+	char input[64], latent[64], noise[64], mcrc[32];
 	const ae_arch_spec *s = &m->net.spec;
+	ae_noise_format(&m->noise, noise, sizeof noise);
+	snprintf(input, sizeof input, "[%d,%d,%d]", s->c, s->h, s->w);
+	snprintf(latent, sizeof latent, "%d", s->latent);
+	snprintf(m->checksum, sizeof m->checksum, "crc32:%08x", w ? ae_st_writer_crc(w) : 0u);
+	const char *keys[] = { "ae.format", "ae.arch", "ae.input", "ae.latent", "ae.task", "ae.noise",
+	                       "ae.train", "ae.errors", "ae.checksum", extra_key };
+	const char *values[] = { AE_FORMAT_VERSION, arch, input, latent, m->task, noise, train, errs, m->checksum,
+	                         extra_value };
+	const int n_meta = extra_key ? 10 : 9;
+	for (int i = 0; rc == AE_OK && i < n_meta; i++)
+		rc = ae_st_writer_meta(w, keys[i], values[i], err);
 	if (rc == AE_OK) {
-		ae_noise_format(&m->noise, noise, sizeof noise);
-		snprintf(m->checksum, sizeof m->checksum, "crc32:%08x", ae_st_writer_crc(w));
-		rc = ae_st_writer_meta(w, "ae.format", AE_FORMAT_VERSION, err);
+		snprintf(mcrc, sizeof mcrc, "crc32:%08x", meta_crc(keys, values, n_meta));
+		rc = ae_st_writer_meta(w, "ae.meta_crc", mcrc, err);
 	}
-	if (rc == AE_OK)
-		rc = ae_st_writer_meta(w, "ae.arch", arch, err);
-	snprintf(buf, sizeof buf, "[%d,%d,%d]", s->c, s->h, s->w);
-	if (rc == AE_OK)
-		rc = ae_st_writer_meta(w, "ae.input", buf, err);
-	snprintf(buf, sizeof buf, "%d", s->latent);
-	if (rc == AE_OK)
-		rc = ae_st_writer_meta(w, "ae.latent", buf, err);
-	if (rc == AE_OK)
-		rc = ae_st_writer_meta(w, "ae.task", m->task, err);
-	if (rc == AE_OK)
-		rc = ae_st_writer_meta(w, "ae.noise", noise, err);
-	if (rc == AE_OK)
-		rc = ae_st_writer_meta(w, "ae.train", train, err);
-	if (rc == AE_OK)
-		rc = ae_st_writer_meta(w, "ae.errors", errs, err);
-	if (rc == AE_OK)
-		rc = ae_st_writer_meta(w, "ae.checksum", m->checksum, err);
-	if (rc == AE_OK && extra_key)
-		rc = ae_st_writer_meta(w, extra_key, extra_value, err);
 	if (rc == AE_OK)
 		rc = ae_st_writer_write(w, path, err);
 	free(arch);
@@ -202,6 +219,22 @@ static const char *need_meta(const ae_st *st, const char *key, ae_error *err)
 	if (!v)
 		ae_fail(err, AE_ERR_FORMAT, "metadata '%s' is missing: not a model file of ours?", key);
 	return v;
+}
+
+static int check_meta_crc(const ae_st *st, ae_error *err)
+{
+	const char *keys[AE_MAX_META], *values[AE_MAX_META];
+	for (int i = 0; i < st->n_meta; i++)
+		keys[i] = st->meta[i].key, values[i] = st->meta[i].value;
+	char want[32];
+	snprintf(want, sizeof want, "crc32:%08x", meta_crc(keys, values, st->n_meta));
+	const char *says = need_meta(st, "ae.meta_crc", err);
+	if (!says)
+		return AE_ERR_FORMAT;
+	if (strcmp(says, want) != 0)
+		return ae_fail(err, AE_ERR_FORMAT, "metadata checksum mismatch: file says %s, its metadata gives %s (corrupted)",
+		               says, want);
+	return AE_OK;
 }
 
 static int int_in(json_t *o, const char *key, int lo, int hi, int *out, ae_error *err)
@@ -337,8 +370,11 @@ static int check_meta(ae_model *m, const ae_st *st, ae_error *err)
 	const char *fmt = need_meta(st, "ae.format", err);
 	if (!fmt)
 		return AE_ERR_FORMAT;
-	if (strcmp(fmt, AE_FORMAT_VERSION) != 0)
-		return ae_fail(err, AE_ERR_FORMAT, "format version '%s' is not supported (this build reads %s)", fmt, AE_FORMAT_VERSION);
+	if (strcmp(fmt, "1") != 0 && strcmp(fmt, "2") != 0)
+		return ae_fail(err, AE_ERR_FORMAT, "format version '%s' is not supported (this build reads 1 and 2)", fmt);
+	if (st->n_meta > AE_MAX_META)
+		return ae_fail(err, AE_ERR_FORMAT, "%d metadata entries; a model file has at most %d", st->n_meta,
+		               AE_MAX_META);
 	const char *keys[] = { "ae.input", "ae.latent", "ae.task", "ae.noise", "ae.train", "ae.errors", "ae.checksum" };
 	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
 		if (!need_meta(st, keys[i], err))
@@ -356,8 +392,10 @@ static int check_meta(ae_model *m, const ae_st *st, ae_error *err)
 		return ae_fail(err, AE_ERR_FORMAT, "ae.task '%s' is neither reconstruct nor denoise", task);
 	snprintf(m->task, sizeof m->task, "%s", task);
 	int rc = ae_noise_parse(&m->noise, ae_st_meta_get(st, "ae.noise"), err);
-	if (rc)
-		return ae_fail(err, AE_ERR_FORMAT, "ae.noise: %s", err ? err->msg : "invalid");
+	if (rc) {
+		ae_error_prefix(err, "ae.noise");
+		return AE_ERR_FORMAT;
+	}
 	parse_train(&m->train, ae_st_meta_get(st, "ae.train"));
 	return parse_errors(m, ae_st_meta_get(st, "ae.errors"), err);
 }
@@ -391,6 +429,8 @@ ae_model *ae_model_from_st(const ae_st *st, const char *extra_prefix, ae_error *
 			rc = ae_fail(err, AE_ERR_FORMAT, "checksum mismatch: file says %s, tensor bytes give %s (corrupted)",
 			             ae_st_meta_get(st, "ae.checksum"), m->checksum);
 	}
+	if (rc == AE_OK && strcmp(ae_st_meta_get(st, "ae.format"), "1") != 0)
+		rc = check_meta_crc(st, err);
 	for (int i = 0; rc == AE_OK && i < tl->n; i++) {
 		const ae_st_tensor *t = ae_st_find(st, tl->t[i].name);
 		/* model_tensors pointed each entry at its home in m. */

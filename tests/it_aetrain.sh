@@ -93,6 +93,36 @@ a=$("$T" eval "$TMPD/full.safetensors" $D | grep checksum)
 b=$("$T" eval "$TMPD/cut.safetensors" $D | grep checksum)
 check "resumed model equals uninterrupted ($a vs $b)" test "$a" = "$b"
 
+# ---- kill -9 at random moments: --checkpoint-every, then --resume, ends on the uninterrupted model ----
+K=("${R[@]}" --checkpoint-every 5)
+for k in 1 2 3; do
+	rm -f "$TMPD/k.ckpt" "$TMPD/k.safetensors"
+	"$T" train "${K[@]}" --out "$TMPD/k.safetensors" & pid=$!
+	sleep "0.$(( RANDOM % 8 + 1 ))$(( RANDOM % 10 ))"
+	kill -KILL $pid; wait $pid 2>/dev/null
+	if [ -e "$TMPD/k.ckpt" ]; then
+		how="resumed from the last checkpoint"
+		check "kill -9 run $k: resume" "$T" train --resume "$TMPD/k.ckpt" --quiet
+	else
+		how="no checkpoint yet: run again"
+		check "kill -9 run $k: run again" "$T" train "${K[@]}" --out "$TMPD/k.safetensors"
+	fi
+	c=$("$T" eval "$TMPD/k.safetensors" $D | grep checksum)
+	echo "kill -9 run $k: $how: $c"
+	check "kill -9 run $k: the model equals the uninterrupted one ($a vs $c)" test "$a" = "$c"
+done
+
+# ---- a full disk (a file-size limit): the previous files are left whole and the failure named ----
+cp "$TMPD/full.safetensors" "$TMPD/disk.safetensors"
+cp "$TMPD/full.safetensors" "$TMPD/disk.ckpt"
+out=$( (ulimit -f 8; "$T" train --data $D --epochs 1 --seed 9 "${FAST[@]}" --checkpoint-every 2 --out "$TMPD/disk.safetensors") 2>&1 ); rc=$?
+check "disk full: training fails (rc $rc)" test "$rc" -ne 0
+check "disk full: the checkpoint failure is named" grep -q 'cannot write checkpoint: .*write failed' <<<"$out"
+check "disk full: the model failure is named" grep -q 'disk.safetensors: write failed' <<<"$out"
+check "disk full: the previous model is whole" cmp -s "$TMPD/full.safetensors" "$TMPD/disk.safetensors"
+check "disk full: the previous checkpoint is whole" cmp -s "$TMPD/full.safetensors" "$TMPD/disk.ckpt"
+check "disk full: no temporary files left" bash -c "! ls '$TMPD'/disk.*tmp* >/dev/null 2>&1"
+
 # ---- import-mnist-json ----
 mkdir -p "$TMPD/json"
 for d in 0 1 2 3 4 5 6 7 8 9; do

@@ -148,7 +148,7 @@ static void test_refusals(void)
 
 	patch_header(orig, len, "\"F32\"", "\"F16\"");
 	expect_refused("unknown dtype", "unsupported dtype F16");
-	patch_header(orig, len, "\"ae.format\":\"1\"", "\"ae.format\":\"9\"");
+	patch_header(orig, len, "\"ae.format\":\"2\"", "\"ae.format\":\"9\"");
 	expect_refused("future format", "format version '9'");
 	patch_header(orig, len, "\"ae.task\":\"denoise\"", "\"ae.task\":\"dance\"");
 	expect_refused("bad task", "ae.task 'dance'");
@@ -184,8 +184,18 @@ static void test_refusals(void)
 	ae_model_free(m);
 }
 
+/* Files written before the checksum covered the metadata still load. */
+static void test_format_1(void)
+{
+	ae_error err = { 0 };
+	ae_model *m = ae_model_load("models/mnist.safetensors", &err);
+	CHECK_MSG(m != NULL, "%s", err.msg);
+	ae_model_free(m);
+}
+
 int main(void)
 {
+	test_format_1();
 	test_roundtrip();
 	test_refusals();
 	unlink(PATH);

@@ -2,6 +2,7 @@
  * aetrain: trains convolutional autoencoders on real image data, evaluates
  * them and writes latent codes. Each subcommand lives in its own file.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -28,6 +29,10 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	/* A write past a file-size limit then fails with EFBIG, which the
+	 * atomic writers report (the previous file stays), instead of killing
+	 * the process and leaving its temporary file behind. */
+	signal(SIGXFSZ, SIG_IGN);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;

@@ -19,30 +19,9 @@
 #include "ae/infer.h"
 #include "ae/modelfile.h"
 #include "ae/train.h"
+#include "checkpoint.h"
 #include "cli.h"
 #include "report.h"
-
-#define MAX_EPOCHS 10000
-
-typedef struct train_opts {
-	char data[2048], split[8], out[2048], resume[2048];
-	ae_arch_spec spec;
-	long epochs, batch, threads, limit;
-	double lr, val;
-	int loss;
-	ae_noise noise;
-	uint64_t seed;
-	int quiet;
-} train_opts;
-
-typedef struct progress {
-	int epoch, batch;       /* where to continue */
-	double loss_sum;
-	long loss_n;
-	double elapsed;
-	epoch_row rows[MAX_EPOCHS];
-	int n_rows;
-} progress;
 
 static volatile sig_atomic_t stop_requested;
 
@@ -87,143 +66,12 @@ void train_usage(FILE *f)
 	        "  --threads N        threads (default: every core)\n"
 	        "  --limit N          use only the first N images\n"
 	        "  --resume CKPT      continue an interrupted run from its checkpoint\n"
+	        "  --checkpoint-every N  also write MODEL.ckpt every N training steps, atomically, so\n"
+	        "                     a run killed outright (kill -9, power loss) can --resume too\n"
 	        "  --quiet            no progress output\n"
 	        "\n"
 	        "Ctrl-C or SIGTERM writes MODEL.ckpt and exits with status 130; --resume MODEL.ckpt\n"
 	        "continues from there.\n");
-}
-
-/* ---------------------------------------------------------- checkpoints */
-
-static char *opts_json(const train_opts *o)
-{
-	char noise[64];
-	ae_noise_format(&o->noise, noise, sizeof noise);
-	json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:s, s:s, s:I}",
-	                      "data", o->data, "split", o->split, "out", o->out,
-	                      "epochs", (json_int_t)o->epochs, "batch", (json_int_t)o->batch,
-	                      "threads", (json_int_t)o->threads, "limit", (json_int_t)o->limit,
-	                      "lr", o->lr, "val", o->val, "loss", o->loss == AE_LOSS_BCE ? "bce" : "mse",
-	                      "noise", noise, "seed", (json_int_t)o->seed);
-	char *s = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	return s;
-}
-
-static int save_checkpoint(const char *path, const train_opts *o, ae_model *m, ae_trainer *tr,
-                           const progress *p)
-{
-	char *opts = opts_json(o);
-	json_t *rows = json_array();
-	for (int i = 0; i < p->n_rows; i++)
-		json_array_append_new(rows, json_pack("[i,f,f,f]", p->rows[i].epoch, p->rows[i].train_loss,
-		                                      p->rows[i].val_loss, p->rows[i].seconds));
-	json_t *j = json_pack("{s:s, s:i, s:i, s:I, s:f, s:I, s:f, s:o}", "options", opts ? opts : "{}",
-	                      "epoch", p->epoch, "batch", p->batch, "adam_step",
-	                      (json_int_t)*ae_trainer_adam_step(tr), "loss_sum", p->loss_sum,
-	                      "loss_n", (json_int_t)p->loss_n, "elapsed", p->elapsed, "history", rows);
-	char *meta = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17));
-	json_decref(j);
-	free(opts);
-	ae_extra_tensor ex[2] = {
-		{ .name = "optim.adam_m", .dtype = AE_DT_F32, .ndim = 1, .shape = { (int64_t)m->net.n_params },
-		  .data = ae_trainer_adam_m(tr) },
-		{ .name = "optim.adam_v", .dtype = AE_DT_F32, .ndim = 1, .shape = { (int64_t)m->net.n_params },
-		  .data = ae_trainer_adam_v(tr) },
-	};
-	ae_error err = { 0 };
-	int rc = meta ? ae_model_save(m, path, ex, 2, "ae.checkpoint", meta, &err) : AE_ERR_NOMEM;
-	free(meta);
-	if (rc)
-		fprintf(stderr, "aetrain: cannot write checkpoint: %s\n", err.msg);
-	return rc;
-}
-
-static int opts_from_json(train_opts *o, const char *txt)
-{
-	json_error_t je;
-	json_t *j = json_loads(txt, 0, &je);
-	const char *data = NULL, *split = NULL, *out = NULL, *loss = NULL, *noise = NULL;
-	json_int_t epochs, batch, threads, limit, seed;
-	int bad = !j || json_unpack(j, "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:F, s:F, s:s, s:s, s:I}",
-	                            "data", &data, "split", &split, "out", &out, "epochs", &epochs,
-	                            "batch", &batch, "threads", &threads, "limit", &limit, "lr", &o->lr, "val",
-	                            &o->val, "loss", &loss, "noise", &noise, "seed", &seed);
-	if (!bad) {
-		snprintf(o->data, sizeof o->data, "%s", data);
-		snprintf(o->split, sizeof o->split, "%s", split);
-		snprintf(o->out, sizeof o->out, "%s", out);
-		o->epochs = epochs, o->batch = batch, o->threads = threads, o->limit = limit;
-		o->seed = (uint64_t)seed;
-		o->loss = strcmp(loss, "bce") == 0 ? AE_LOSS_BCE : AE_LOSS_MSE;
-		bad = ae_noise_parse(&o->noise, noise, NULL) != AE_OK;
-	}
-	json_decref(j);
-	return bad ? -1 : 0;
-}
-
-/* Loads a checkpoint: model, options, Adam state and progress. */
-static ae_model *load_checkpoint(const char *path, train_opts *o, progress *p, float **adam_mv, long *step)
-/* adam_mv[0..1] are allocated here (n_params each) and owned by the caller. */
-{
-	ae_st st;
-	ae_error err = { 0 };
-	ae_model *m = NULL;
-	json_t *j = NULL;
-	if (ae_st_read_file(&st, path, &err) == AE_OK)
-		m = ae_model_from_st(&st, "optim.", &err);
-	const char *meta = m ? ae_st_meta_get(&st, "ae.checkpoint") : NULL;
-	const ae_st_tensor *tm = m ? ae_st_find(&st, "optim.adam_m") : NULL;
-	const ae_st_tensor *tv = m ? ae_st_find(&st, "optim.adam_v") : NULL;
-	json_error_t je;
-	const char *opts = NULL;
-	json_t *rows = NULL;
-	json_int_t astep = 0, loss_n = 0;
-	int epoch = 0, batch = 0;
-	if (m && (!meta || !tm || !tv || tm->end - tm->begin != m->net.n_params * 4 ||
-	          tv->end - tv->begin != m->net.n_params * 4))
-		ae_fail(&err, AE_ERR_FORMAT, "not a training checkpoint (no optimiser state)");
-	else if (m && (!(j = json_loads(meta, 0, &je)) ||
-	               json_unpack(j, "{s:s, s:i, s:i, s:I, s:F, s:I, s:F, s:o}", "options", &opts, "epoch", &epoch,
-	                           "batch", &batch, "adam_step", &astep, "loss_sum", &p->loss_sum, "loss_n", &loss_n,
-	                           "elapsed", &p->elapsed, "history", &rows) != 0 ||
-	               opts_from_json(o, opts) != 0))
-		ae_fail(&err, AE_ERR_FORMAT, "checkpoint metadata is malformed");
-	else if (m) {
-		o->spec = m->net.spec;
-		p->epoch = epoch, p->batch = batch, p->loss_n = (long)loss_n;
-		*step = (long)astep;
-		adam_mv[0] = malloc(m->net.n_params * 4);
-		adam_mv[1] = malloc(m->net.n_params * 4);
-		if (!adam_mv[0] || !adam_mv[1])
-			ae_fail(&err, AE_ERR_NOMEM, "out of memory");
-		else
-			memcpy(adam_mv[0], ae_st_bytes(&st, tm), m->net.n_params * 4);
-		if (adam_mv[1])
-			memcpy(adam_mv[1], ae_st_bytes(&st, tv), m->net.n_params * 4);
-		size_t i;
-		json_t *r;
-		p->n_rows = 0;
-		json_array_foreach(rows, i, r) {
-			if (p->n_rows >= MAX_EPOCHS)
-				break;
-			epoch_row *e = &p->rows[p->n_rows++];
-			json_unpack(r, "[i,F,F,F]", &e->epoch, &e->train_loss, &e->val_loss, &e->seconds);
-		}
-		if (adam_mv[0] && adam_mv[1])
-			err.msg[0] = '\0';
-	}
-	json_decref(j);
-	ae_st_free(&st);
-	if (err.msg[0]) {
-		/* read errors already name the file; the others do not */
-		if (strncmp(err.msg, path, strlen(path)) != 0)
-			ae_error_prefix(&err, path);
-		fprintf(stderr, "aetrain: %s\n", err.msg);
-		ae_model_free(m);
-		return NULL;
-	}
-	return m;
 }
 
 /* ------------------------------------------------------------- options */
@@ -231,7 +79,8 @@ static ae_model *load_checkpoint(const char *path, train_opts *o, progress *p, f
 static int parse_opts(train_opts *o, int argc, char **argv)
 {
 	enum { O_DATA = 1000, O_SPLIT, O_OUT, O_ARCH, O_LATENT, O_FILTERS, O_HIDDEN, O_CHANNELS, O_EPOCHS,
-	       O_BATCH, O_LR, O_LOSS, O_NOISE, O_VAL, O_SEED, O_THREADS, O_LIMIT, O_RESUME, O_QUIET, O_HELP };
+	       O_BATCH, O_LR, O_LOSS, O_NOISE, O_VAL, O_SEED, O_THREADS, O_LIMIT, O_RESUME, O_CKPT_EVERY, O_QUIET,
+	       O_HELP };
 	static const struct option lo[] = {
 		{ "data", 1, 0, O_DATA }, { "split", 1, 0, O_SPLIT }, { "out", 1, 0, O_OUT },
 		{ "arch", 1, 0, O_ARCH }, { "latent", 1, 0, O_LATENT }, { "filters", 1, 0, O_FILTERS },
@@ -239,7 +88,7 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 		{ "batch", 1, 0, O_BATCH }, { "lr", 1, 0, O_LR }, { "loss", 1, 0, O_LOSS },
 		{ "noise", 1, 0, O_NOISE }, { "val", 1, 0, O_VAL }, { "seed", 1, 0, O_SEED },
 		{ "threads", 1, 0, O_THREADS }, { "limit", 1, 0, O_LIMIT }, { "resume", 1, 0, O_RESUME },
-		{ "quiet", 0, 0, O_QUIET }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+		{ "checkpoint-every", 1, 0, O_CKPT_EVERY }, { "quiet", 0, 0, O_QUIET }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
 	};
 	memset(o, 0, sizeof *o);
 	ae_arch_defaults(&o->spec, "conv", NULL);
@@ -301,6 +150,9 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 		case O_THREADS: if (cli_int("--threads", optarg, 1, 256, &o->threads)) return -1; break;
 		case O_LIMIT: if (cli_int("--limit", optarg, 1, 100000000, &o->limit)) return -1; break;
 		case O_RESUME: snprintf(o->resume, sizeof o->resume, "%s", optarg); break;
+		case O_CKPT_EVERY:
+			if (cli_int("--checkpoint-every", optarg, 1, 100000000, &o->checkpoint_every)) return -1;
+			break;
 		case O_QUIET: o->quiet = 1; break;
 		case O_HELP: train_usage(stdout); exit(0);
 		default:
@@ -502,6 +354,13 @@ static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds,
 			}
 			if (stop_requested)
 				break;
+			if (o->checkpoint_every > 0 && *ae_trainer_adam_step(tr) % o->checkpoint_every == 0) {
+				char ck[4096];
+				cli_sibling(ck, sizeof ck, o->out, ".ckpt");
+				/* A failed write leaves the previous checkpoint as it was
+				 * and says so; training goes on. */
+				ckpt_save(ck, o, m, tr, p);
+			}
 		}
 		if (rc)
 			break;
@@ -510,7 +369,7 @@ static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds,
 			char ck[4096];
 			cli_sibling(ck, sizeof ck, o->out, ".ckpt");
 			p->epoch = e;
-			if (save_checkpoint(ck, o, m, tr, p) == 0)
+			if (ckpt_save(ck, o, m, tr, p) == 0)
 				fprintf(stderr, "interrupted: checkpoint written to %s; continue with: aetrain train --resume %s\n", ck, ck);
 			rc = 130;
 			break;
@@ -558,25 +417,24 @@ int cmd_train(int argc, char **argv)
 	ae_dataset ds = { 0 };
 	int rc = p ? 0 : 1;
 	if (rc == 0 && o.resume[0]) {
-		train_opts ro = o;
-		float *mv[2] = { NULL, NULL };
-		long step = 0;
-		size_t np = 0;
-		m = load_checkpoint(o.resume, &ro, p, mv, &step);
+		ckpt_state cs = { .p = p };
+		m = ckpt_load(o.resume, &cs);
 		if (m) {
-			np = m->net.n_params;
-			ro.quiet = o.quiet;
-			o = ro;
+			cs.opts.quiet = o.quiet;
+			snprintf(cs.opts.resume, sizeof cs.opts.resume, "%s", o.resume);
+			o = cs.opts;
 			tr = ae_trainer_new(m, (int)o.batch, cli_threads(o.threads), o.loss, &err);
+			if (!tr)
+				fprintf(stderr, "aetrain: cannot resume %s: %s\n", o.resume, err.msg);
 		}
 		if (tr) {
-			memcpy(ae_trainer_adam_m(tr), mv[0], np * 4);
-			memcpy(ae_trainer_adam_v(tr), mv[1], np * 4);
-			*ae_trainer_adam_step(tr) = step;
+			memcpy(ae_trainer_adam_m(tr), cs.adam_m, m->net.n_params * sizeof(float));
+			memcpy(ae_trainer_adam_v(tr), cs.adam_v, m->net.n_params * sizeof(float));
+			*ae_trainer_adam_step(tr) = cs.adam_step;
 			if (!o.quiet)
 				fprintf(stderr, "resuming at epoch %d, batch %d\n", p->epoch + 1, p->batch + 1);
 		}
-		free(mv[0]), free(mv[1]);
+		free(cs.adam_m), free(cs.adam_v);
 		rc = tr ? 0 : 1;
 	}
 	o.threads = cli_threads(o.threads);

@@ -8,7 +8,10 @@
 #include "ae/net.h"
 #include "ae/safetensors.h"
 
-#define AE_FORMAT_VERSION "1"
+/* Written by this build; 1 (checksum over the tensors only) is still read. */
+#define AE_FORMAT_VERSION "2"
+/* Metadata entries a model file may carry (ours are 8, 9 in a checkpoint). */
+#define AE_MAX_META 32
 
 /* A tensor stored beside the model's own (a checkpoint's optimiser state). */
 typedef struct ae_extra_tensor {
