@@ -39,28 +39,37 @@ int ae_idx_read(const char *path, uint8_t **data, int *ndim, int dims[3], ae_err
 			rc = ae_fail(err, AE_ERR_FORMAT, "%s: dimension %d of size %u is empty or too large", path, d, v);
 		dims[d] = (int)v;
 	}
+	/* The buffer grows with the data that actually arrives: a 20-byte file
+	 * whose header promises 2 GiB costs a read, not a 2 GiB allocation. */
 	uint8_t *buf = NULL;
-	if (rc == AE_OK && !(buf = malloc(total)))
-		rc = ae_fail(err, AE_ERR_NOMEM, "%s: out of memory for %zu bytes", path, total);
-	if (rc == AE_OK) {
-		size_t got = 0;
-		while (got < total) {
-			unsigned chunk = total - got > (1u << 30) ? (1u << 30) : (unsigned)(total - got);
-			int r = gzread(gz, buf + got, chunk);
-			if (r <= 0)
+	size_t got = 0, cap = 0;
+	while (rc == AE_OK && got < total) {
+		if (got == cap) {
+			size_t want = cap ? cap * 2 : (size_t)1 << 20;
+			want = want > total ? total : want;
+			uint8_t *g = realloc(buf, want);
+			if (!g) {
+				rc = ae_fail(err, AE_ERR_NOMEM, "%s: out of memory for %zu bytes", path, want);
 				break;
-			got += (size_t)r;
+			}
+			buf = g;
+			cap = want;
 		}
-		if (got != total) {
-			int zerr = 0;
-			const char *zmsg = gzerror(gz, &zerr);
-			rc = ae_fail(err, AE_ERR_FORMAT, "%s: truncated: header promises %zu bytes of data, file holds %zu%s%s%s",
-			             path, total, got, zerr < 0 ? " (" : "", zerr < 0 ? zmsg : "", zerr < 0 ? ")" : "");
-		} else {
-			uint8_t extra;
-			if (gzread(gz, &extra, 1) == 1)
-				rc = ae_fail(err, AE_ERR_FORMAT, "%s: data continues past the %zu bytes the header promises", path, total);
-		}
+		unsigned chunk = cap - got > (1u << 30) ? (1u << 30) : (unsigned)(cap - got);
+		int r = gzread(gz, buf + got, chunk);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	if (rc == AE_OK && got != total) {
+		int zerr = 0;
+		const char *zmsg = gzerror(gz, &zerr);
+		rc = ae_fail(err, AE_ERR_FORMAT, "%s: truncated: header promises %zu bytes of data, file holds %zu%s%s%s",
+		             path, total, got, zerr < 0 ? " (" : "", zerr < 0 ? zmsg : "", zerr < 0 ? ")" : "");
+	} else if (rc == AE_OK) {
+		uint8_t extra;
+		if (gzread(gz, &extra, 1) == 1)
+			rc = ae_fail(err, AE_ERR_FORMAT, "%s: data continues past the %zu bytes the header promises", path, total);
 	}
 	gzclose(gz);
 	if (rc) {
