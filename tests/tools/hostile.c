@@ -20,15 +20,27 @@
  *       the headers at once, then the body spread over SECONDS.
  *   hostile hold PORT N SECONDS
  *       N connections that send nothing, for SECONDS.
+ *   hostile soak PORT SECONDS THREADS TRICKLERS SPEC
+ *       mixed traffic for SECONDS from THREADS clients (keep-alive), plus
+ *       TRICKLERS connections trickling header bytes (reopened when the
+ *       server closes them). Each line of SPEC is one kind of request:
+ *         WEIGHT EXPECT METHOD PATH CTYPE FILE ACCEPT
+ *       ('-' for none). EXPECT 200: the answer must be 200 and equal the
+ *       one fetched before the load; another status: that status; "half":
+ *       sent, then shutdown(SHUT_WR); "abort": cut at a random point.
+ *       Prints a line every 10 s and a summary; exits 1 if a valid request
+ *       failed or a bad one got a 5xx or no answer.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -370,13 +382,293 @@ static int cmd_hold(int argc, char **argv)
 	return 0;
 }
 
+/* ------------------------------------------------------------ soak */
+
+typedef struct kind {
+	int weight;
+	char expect[16];
+	char *req;            /* the whole request */
+	size_t len, head_len;
+	char *want;           /* the reference answer (EXPECT 200) */
+	size_t want_len;
+	char label[160];
+} kind;
+
+enum { LAT_BUCKETS = 400 };  /* 0.1 ms to 100 s, 20 per decade */
+
+typedef struct soak_stats {
+	atomic_long valid, valid_fail, bad, bad_fail, hostile, statuses[600];
+	atomic_long lat[LAT_BUCKETS];
+} soak_stats;
+
+static kind *kinds;
+static int n_kinds, total_weight;
+static soak_stats st;
+static atomic_int soak_stop;
+
+static int lat_bucket(double ms)
+{
+	int b = ms <= 0.1 ? 0 : (int)(log10(ms / 0.1) * 20);
+	return b < LAT_BUCKETS ? b : LAT_BUCKETS - 1;
+}
+
+static double lat_quantile(const long *h, long n, double q)
+{
+	long want = (long)(q * (double)n), acc = 0;
+	for (int b = 0; b < LAT_BUCKETS; b++)
+		if ((acc += h[b]) > want)
+			return 0.1 * pow(10.0, (b + 1) / 20.0);
+	return 0;
+}
+
+static int load_spec(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	char line[2048];
+	while (fgets(line, sizeof line, f)) {
+		char expect[16], method[16], upath[1024], ctype[128], file[1024], accept[64];
+		int w;
+		if (line[0] == '#' || sscanf(line, "%d %15s %15s %1023s %127s %1023s %63s", &w, expect, method, upath, ctype,
+		                             file, accept) != 7)
+			continue;
+		kinds = realloc(kinds, (size_t)(n_kinds + 1) * sizeof *kinds);
+		kind *k = &kinds[n_kinds++];
+		memset(k, 0, sizeof *k);
+		k->weight = w;
+		total_weight += w;
+		snprintf(k->expect, sizeof k->expect, "%s", expect);
+		snprintf(k->label, sizeof k->label, "%s %.100s", method, upath);
+		size_t blen = 0;
+		char *body = strcmp(file, "-") ? slurp(file, &blen) : NULL;
+		char head[4096];
+		int h = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n", method, upath);
+		if (strcmp(ctype, "-"))
+			h += snprintf(head + h, sizeof head - (size_t)h, "Content-Type: %s\r\nContent-Length: %zu\r\n",
+			              ctype, blen);
+		if (strcmp(accept, "-"))
+			h += snprintf(head + h, sizeof head - (size_t)h, "Accept: %s\r\n", accept);
+		h += snprintf(head + h, sizeof head - (size_t)h, "\r\n");
+		k->req = malloc((size_t)h + blen);
+		memcpy(k->req, head, (size_t)h);
+		if (blen)
+			memcpy(k->req + h, body, blen);
+		k->len = (size_t)h + blen;
+		k->head_len = (size_t)h;
+		free(body);
+	}
+	fclose(f);
+	return n_kinds ? 0 : -1;
+}
+
+/* One request on *fd (opened if -1; closed and reset on any failure). A
+ * kept-alive connection the server closed between requests (idle timeout,
+ * an earlier "Connection: close") is retried once on a new one, as an HTTP
+ * client does; a new connection that fails is a failure. */
+static int roundtrip(int *fd, const kind *k, char **body, size_t *blen)
+{
+	int reused = *fd >= 0;
+	for (;;) {
+		if (*fd < 0 && (*fd = connect_local()) < 0)
+			return 0;
+		/* A server may answer before the whole body is sent (a 413): read
+		 * whatever came back even when the send was cut short. */
+		send_all(*fd, k->req, k->len);
+		int status = read_response(*fd, 30, body, blen);
+		if (status > 0)
+			return status;
+		free(*body);
+		*body = NULL;
+		int nothing = *blen == 0;
+		close(*fd);
+		*fd = -1;
+		if (!reused || !nothing || status < 0)
+			return status;
+		reused = 0;
+	}
+}
+
+static void fetch_references(void)
+{
+	for (int i = 0; i < n_kinds; i++) {
+		kind *k = &kinds[i];
+		if (strcmp(k->expect, "200") || strstr(k->label, "/metrics"))
+			continue;
+		int fd = -1;
+		char *body = NULL;
+		size_t blen = 0;
+		if (roundtrip(&fd, k, &body, &blen) == 200) {
+			k->want = body;
+			k->want_len = blen;
+		} else
+			free(body);
+		if (fd >= 0)
+			close(fd);
+	}
+}
+
+static void one_hostile(const kind *k, unsigned *seed)
+{
+	int fd = connect_local();
+	if (fd < 0)
+		return;
+	if (strcmp(k->expect, "half") == 0) {
+		send_all(fd, k->req, k->len);
+		shutdown(fd, SHUT_WR);
+		read_response(fd, 10, NULL, NULL);
+		close(fd);
+	} else {
+		size_t cut = 1 + rand_r(seed) % k->len;
+		send_all(fd, k->req, cut);
+		if (rand_r(seed) % 2) {
+			struct pollfd p = { fd, POLLIN, 0 };
+			poll(&p, 1, 50);
+		}
+		reset_close(fd);
+	}
+	atomic_fetch_add(&st.hostile, 1);
+}
+
+static void *soak_client(void *arg)
+{
+	unsigned seed = (unsigned)(uintptr_t)arg * 7919u + 1;
+	int fd = -1;
+	while (!atomic_load(&soak_stop)) {
+		int r = (int)(rand_r(&seed) % (unsigned)total_weight), i = 0;
+		while (r >= kinds[i].weight)
+			r -= kinds[i++].weight;
+		const kind *k = &kinds[i];
+		if (strcmp(k->expect, "half") == 0 || strcmp(k->expect, "abort") == 0) {
+			one_hostile(k, &seed);
+			continue;
+		}
+		char *body = NULL;
+		size_t blen = 0;
+		double t0 = now();
+		int status = roundtrip(&fd, k, &body, &blen);
+		double ms = (now() - t0) * 1000;
+		if (status > 0 && status < 600)
+			atomic_fetch_add(&st.statuses[status], 1);
+		if (strcmp(k->expect, "200") == 0) {
+			atomic_fetch_add(&st.valid, 1);
+			atomic_fetch_add(&st.lat[lat_bucket(ms)], 1);
+			int ok = status == 200 && (!k->want || (blen == k->want_len && memcmp(body, k->want, blen) == 0));
+			if (!ok) {
+				atomic_fetch_add(&st.valid_fail, 1);
+				fprintf(stderr, "soak: %s: status %d%s\n", k->label, status, status == 200 ? ", answer differs" : "");
+			}
+		} else {
+			atomic_fetch_add(&st.bad, 1);
+			if (status != atoi(k->expect)) {
+				atomic_fetch_add(&st.bad_fail, 1);
+				fprintf(stderr, "soak: %s: status %d, wanted %s\n", k->label, status, k->expect);
+			}
+		}
+		free(body);
+		/* The server closes after some answers (errors sent early): start over. */
+		if (status != 200 && fd >= 0) {
+			close(fd);
+			fd = -1;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+static atomic_int trickle_open;
+
+static void *soak_trickle(void *arg)
+{
+	int n = (int)(intptr_t)arg;
+	static const char req[] = "GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+	int *fd = calloc((size_t)n, sizeof *fd);
+	size_t *at = calloc((size_t)n, sizeof *at);
+	for (int i = 0; i < n; i++)
+		fd[i] = -1;
+	while (!atomic_load(&soak_stop)) {
+		int open_now = 0;
+		for (int i = 0; i < n; i++) {
+			if (fd[i] < 0) {
+				fd[i] = connect_local();
+				at[i] = 0;
+			}
+			if (fd[i] < 0)
+				continue;
+			char c = req[at[i]++ % (sizeof req - 1)];
+			if (send(fd[i], &c, 1, MSG_NOSIGNAL) != 1) {
+				close(fd[i]);
+				fd[i] = -1;
+				continue;
+			}
+			open_now++;
+		}
+		atomic_store(&trickle_open, open_now);
+		usleep(1000 * 1000);
+	}
+	for (int i = 0; i < n; i++)
+		if (fd[i] >= 0)
+			close(fd[i]);
+	free(fd), free(at);
+	return NULL;
+}
+
+static void soak_line(const char *what, double t)
+{
+	long h[LAT_BUCKETS], n = 0;
+	for (int b = 0; b < LAT_BUCKETS; b++)
+		n += h[b] = atomic_load(&st.lat[b]);
+	printf("%s t=%.0f valid=%ld valid_failed=%ld bad=%ld bad_failed=%ld hostile=%ld p50_ms=%.2f p99_ms=%.2f "
+	       "p999_ms=%.2f trickling=%d\n", what, t, atomic_load(&st.valid), atomic_load(&st.valid_fail),
+	       atomic_load(&st.bad), atomic_load(&st.bad_fail), atomic_load(&st.hostile), lat_quantile(h, n, 0.5),
+	       lat_quantile(h, n, 0.99), lat_quantile(h, n, 0.999), atomic_load(&trickle_open));
+	fflush(stdout);
+}
+
+static int cmd_soak(int argc, char **argv)
+{
+	if (argc != 4)
+		return 2;
+	double secs = atof(argv[0]);
+	int threads = atoi(argv[1]), tricklers = atoi(argv[2]);
+	if (load_spec(argv[3])) {
+		fprintf(stderr, "hostile soak: %s: no request kinds\n", argv[3]);
+		return 2;
+	}
+	struct rlimit rl = { (rlim_t)tricklers + (rlim_t)threads * 2 + 64, (rlim_t)tricklers + (rlim_t)threads * 2 + 64 };
+	setrlimit(RLIMIT_NOFILE, &rl);
+	fetch_references();
+	pthread_t *t = calloc((size_t)threads + 1, sizeof *t);
+	for (int i = 0; i < threads; i++)
+		pthread_create(&t[i], NULL, soak_client, (void *)(uintptr_t)(i + 1));
+	pthread_create(&t[threads], NULL, soak_trickle, (void *)(intptr_t)tricklers);
+	double t0 = now();
+	while (now() - t0 < secs) {
+		usleep(10 * 1000 * 1000 < (secs - (now() - t0)) * 1e6 ? 10 * 1000 * 1000 : (useconds_t)((secs - (now() - t0)) * 1e6) + 1);
+		soak_line("soak", now() - t0);
+	}
+	atomic_store(&soak_stop, 1);
+	for (int i = 0; i <= threads; i++)
+		pthread_join(t[i], NULL);
+	soak_line("total", now() - t0);
+	printf("statuses:");
+	for (int c = 100; c < 600; c++)
+		if (atomic_load(&st.statuses[c]))
+			printf(" %d=%ld", c, atomic_load(&st.statuses[c]));
+	printf("\n");
+	free(t);
+	return atomic_load(&st.valid_fail) || atomic_load(&st.bad_fail) ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
 		const char *name;
 		int (*fn)(int, char **);
 	} cmds[] = { { "request", cmd_request }, { "trickle", cmd_trickle }, { "halfclose", cmd_halfclose },
-	             { "abort", cmd_abort },     { "slowbody", cmd_slowbody }, { "hold", cmd_hold } };
+	             { "abort", cmd_abort },     { "slowbody", cmd_slowbody }, { "hold", cmd_hold },
+	             { "soak", cmd_soak } };
 	if (argc >= 3) {
 		port = atoi(argv[2]);
 		for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
@@ -388,6 +680,6 @@ int main(int argc, char **argv)
 				return rc;
 			}
 	}
-	fprintf(stderr, "usage: hostile request|trickle|halfclose|abort|slowbody|hold PORT ...\n");
+	fprintf(stderr, "usage: hostile request|trickle|halfclose|abort|slowbody|hold|soak PORT ...\n");
 	return 2;
 }
