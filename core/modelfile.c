@@ -406,6 +406,16 @@ ae_model *ae_model_from_st(const ae_st *st, const char *extra_prefix, ae_error *
 	ae_arch_spec spec;
 	if (!arch || parse_arch(&spec, arch, err))
 		return NULL;
+	/* The architecture decides an allocation: it must be one the file's
+	 * bytes can fill, before anything is allocated for it. */
+	ae_net net;
+	if (ae_net_build(&net, &spec, err))
+		return NULL;
+	if (net.n_params > st->data_size / sizeof(float)) {
+		ae_fail(err, AE_ERR_FORMAT, "ae.arch needs %zu parameters (%zu bytes); the file holds %zu bytes of tensors",
+		        net.n_params, net.n_params * sizeof(float), st->data_size);
+		return NULL;
+	}
 	ae_model *m = ae_model_new(&spec, 0, err);
 	tensor_list *tl = calloc(1, sizeof *tl);
 	int rc = m && tl ? AE_OK : (m ? ae_fail(err, AE_ERR_NOMEM, "out of memory") : AE_ERR_INVAL);

@@ -166,6 +166,10 @@ static void test_refusals(void)
 	expect_refused("overlap", "overlaps");
 	patch_header(orig, len, "\"data_offsets\":[144,160]", "\"data_offsets\":[148,164]");
 	expect_refused("hole", "hole of 4 bytes");
+	/* an architecture the file's bytes cannot fill is refused before it is
+	 * allocated (1024 filters: 28.7 million parameters, 115 MB) */
+	patch_header(orig, len, "\\\"filters\\\":[4,8]", "\\\"filters\\\":[1024,1024]");
+	expect_refused("architecture larger than the file", "ae.arch needs 28693508 parameters");
 	free(c);
 	free(orig);
 
