@@ -69,22 +69,6 @@ static int hex4(const char *p, unsigned *v)
 	return 0;
 }
 
-/* Length of the valid UTF-8 sequence at p within [p, end), 0 if none. */
-static int utf8_at(const unsigned char *p, const unsigned char *end)
-{
-	unsigned b = p[0];
-	int n = b < 0x80 ? 1 : b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3 : b >= 0xf0 && b <= 0xf4 ? 4 : 0;
-	if (n == 0 || end - p < n)
-		return 0;
-	for (int i = 1; i < n; i++)
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-	if ((b == 0xe0 && p[1] < 0xa0) || (b == 0xed && p[1] > 0x9f) || (b == 0xf0 && p[1] < 0x90) ||
-	    (b == 0xf4 && p[1] > 0x8f))
-		return 0;
-	return n;
-}
-
 /* A string; its ASCII content goes to out (cap bytes, for matching keys),
  * or out[0] is set to 1 when it holds anything else or does not fit. */
 static int string(cursor *c, char *out, size_t cap)
@@ -128,7 +112,7 @@ static int string(cursor *c, char *out, size_t cap)
 			c->p += 2;
 			continue;
 		}
-		int n = utf8_at((const unsigned char *)c->p, (const unsigned char *)c->end);
+		int n = srv_utf8_len((const unsigned char *)c->p, (const unsigned char *)c->end);
 		if (!n)
 			return fail(c, "invalid UTF-8 in a string");
 		plain &= n == 1;

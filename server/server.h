@@ -194,6 +194,10 @@ enum MHD_Result srv_reply_error_with(struct MHD_Connection *conn, unsigned statu
 	__attribute__((format(printf, 5, 6)));
 
 /* ---- text.c: client bytes made safe to show ---- */
+/* Length of the valid UTF-8 sequence at p within [p, end) (1 to 4), or 0
+ * if none starts there: no overlong forms, no surrogates, nothing past
+ * U+10FFFF. The one definition of valid UTF-8 in the server. */
+int srv_utf8_len(const unsigned char *p, const unsigned char *end);
 /* Copies src into dst (cap > 0 bytes, always terminated) as valid UTF-8:
  * each invalid byte becomes U+FFFD, control characters become '?'.
  * Truncates on a character boundary. Returns dst. */

@@ -9,14 +9,14 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Length of the valid UTF-8 sequence at p (1 to 4), or 0 if p starts none:
- * no overlong forms, no surrogates, nothing past U+10FFFF. */
-static int utf8_len(const unsigned char *p)
+int srv_utf8_len(const unsigned char *p, const unsigned char *end)
 {
 	unsigned c = p[0];
 	if (c < 0x80)
 		return 1;
 	int n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+	if (end - p < n)
+		return 0;
 	for (int i = 1; i < n; i++)
 		if ((p[i] & 0xc0) != 0x80)
 			return 0;
@@ -31,8 +31,9 @@ static const char replacement[] = "\xef\xbf\xbd";
 char *srv_text_clean(char *dst, size_t cap, const char *src)
 {
 	size_t j = 0;
+	const unsigned char *end = (const unsigned char *)src + strlen(src);
 	for (const unsigned char *p = (const unsigned char *)src; *p;) {
-		int n = utf8_len(p);
+		int n = srv_utf8_len(p, end);
 		const char *piece = (const char *)p;
 		size_t len = (size_t)n;
 		if (n == 0)
@@ -52,11 +53,12 @@ char *srv_text_clean(char *dst, size_t cap, const char *src)
 size_t srv_json_escape(char *dst, size_t cap, const char *s)
 {
 	size_t j = 0;
+	const unsigned char *end = (const unsigned char *)s + strlen(s);
 	for (const unsigned char *p = (const unsigned char *)s; *p;) {
 		char tmp[8];
 		const char *piece = tmp;
 		size_t len;
-		int n = utf8_len(p);
+		int n = srv_utf8_len(p, end);
 		if (n == 0)
 			piece = replacement, len = 3, n = 1;
 		else if (*p == '"' || *p == '\\')

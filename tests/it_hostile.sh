@@ -16,6 +16,9 @@ P="-H Content-Type:image/png"
 "$T" export tests/fixtures/digits --out "$TMPD/digits" --limit 20 >/dev/null
 D0="$TMPD/digits/00000.png"
 
+# Error bodies met on the way, checked against openapi.yaml at the end.
+mkdir -p "$TMPD/errs"
+keep_err() { [ -s "$1" ] && cp "$1" "$TMPD/errs/$(ls "$TMPD/errs" | wc -l).json"; }
 # field KEY LINE: the value of KEY=... in a hostile summary line.
 field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 # ms_lt A B: A < B for decimal numbers.
@@ -96,6 +99,7 @@ for t in tEXt zTXt iTXt sPLT iCCP; do
 	check "3: $t 2-GiB chunk refused with 400 invalid_png (got $st: $(head -c 200 "$TMPD/cb"))" \
 		bash -c "[ '$st' = 400 ] && jq -e '.error.code == \"invalid_png\"' '$TMPD/cb' >/dev/null"
 	[ "$SANITIZED" = 1 ] || check "3: $t refused in under 50 ms ($ms)" ms_lt "$ms" 50
+	keep_err "$TMPD/cb"
 done
 peak=$(rss_peak_mb "$pid")
 echo "3: server peak RSS after the chunk bombs: $peak MB"
@@ -106,6 +110,7 @@ out=$("$H" request $P3 POST /v1/encode image/png "$TMPD/idat8g.png" 2>"$TMPD/ib"
 echo "4: a $(stat -c %s "$TMPD/idat8g.png")-byte PNG inflating to 7.4 GiB: $out"
 check "4: the IDAT bomb is refused with 400 invalid_png" \
 	bash -c "[ '$(field status "$out")' = 400 ] && jq -e '.error.code == \"invalid_png\"' '$TMPD/ib' >/dev/null"
+keep_err "$TMPD/ib"
 # Four bomb clients in a loop for 3 s; meanwhile /livez and a valid encode.
 stop_at=$(( $(date +%s) + 3 ))
 cpids=()
@@ -191,6 +196,7 @@ for path in '/v1/models/%ff%fe/encode' "/v1/models/$(printf '\xff\xfe')/encode" 
 	st=$(field status "$out")
 	check "8: $(printf '%q' "$path") answered 4xx with a JSON error (got $st: $(head -c 120 "$TMPD/u8" | tr -d '\0'))" \
 		bash -c "[ '$st' -ge 400 ] && [ '$st' -lt 500 ] && jq -e '.error.code | type == \"string\"' '$TMPD/u8' >/dev/null"
+	keep_err "$TMPD/u8"
 done
 sleep 0.2
 check "8: every access-log line is valid JSON" jq -e -s 'length >= 6' "$TMPD/l7"
@@ -210,7 +216,11 @@ check "10: alive after SIGUSR1 and SIGUSR2" alive $P7
 
 # ---- 12. smaller ones ----
 U="http://127.0.0.1:$P7"
-code() { curl -s -o "$TMPD/b12" -w '%{http_code}' "$@"; }
+code() {
+	local st; st=$(curl -s -o "$TMPD/b12" -w '%{http_code}' "$@")
+	[ "$st" -ge 400 ] && keep_err "$TMPD/b12"
+	echo "$st"
+}
 st=$(code $P --data-binary @"$D0" "$U/v1/encode?resize=maybe")
 check "12: ?resize=maybe is 400 invalid_parameter ($st)" bash -c "[ $st = 400 ] && jq -e '.error.code == \"invalid_parameter\"' '$TMPD/b12' >/dev/null"
 st=$(code $P --data-binary @"$D0" "$U/v1/encode?invert=2")
@@ -233,5 +243,12 @@ sleep 0.3
 curl -s "$U/metrics" > "$TMPD/m12"
 check "12: metrics label statuses by their code, never other0" bash -c "! grep -q 'other0' '$TMPD/m12' && grep -q 'status=\"414\"' '$TMPD/m12'"
 check "12: client aborts counted as 499" grep -q 'status="499"' "$TMPD/m12"
+long=$(head -c 40000 /dev/zero | tr '\0' a)
+st=$(curl -s -o "$TMPD/b12" -w '%{http_code}' "$U/v1/models/$long")
+check "12: past libmicrohttpd's 32 KiB buffer a 40 kB URL is still 414, its HTML body ($st)" test "$st" = 414
+check "12: the server is alive after it" alive $P7
+
+check "every error body met matches openapi.yaml's Error ($(ls "$TMPD/errs" | wc -l) bodies)" \
+	node tests/openapi/check.mjs response openapi.yaml Error "$TMPD"/errs/*.json
 
 done_tests

@@ -9,22 +9,8 @@
 #include <jansson.h>
 #include <zlib.h>
 
-#include "../server/server.h"
+#include "srv_fixture.h"
 #include "ae/image.h"
-
-static srv_model sm;
-
-static void model_init(void)
-{
-	ae_arch_spec s;
-	ae_arch_defaults(&s, "conv", NULL);
-	s.f1 = 4, s.f2 = 8, s.latent = 5;
-	sm.m = ae_model_new(&s, 1, NULL);
-	sm.plan = ae_plan_new(sm.m, NULL);
-	snprintf(sm.name, sizeof sm.name, "tiny");
-	sm.c = s.c, sm.h = s.h, sm.w = s.w, sm.latent = s.latent;
-	sm.image_size = (size_t)s.c * s.h * s.w;
-}
 
 /* ------------------------------------------------------------------ text */
 
@@ -139,7 +125,7 @@ static int parse_json(const char *op, const char *doc, int *n, float **out, srv_
 {
 	srv_params p;
 	srv_params_init(&p);
-	srv_parse_ctx x = { .m = &sm, .op = srv_op_find(op), .p = &p };
+	srv_parse_ctx x = { .m = srv_fixture_model(), .op = srv_op_find(op), .p = &p };
 	*out = NULL;
 	return srv_parse_json((const uint8_t *)doc, strlen(doc), &x, n, out, f);
 }
@@ -257,7 +243,7 @@ static int parse_form(const uint8_t *body, size_t len, const char *ctype, int *n
 {
 	srv_params p;
 	srv_params_init(&p);
-	srv_parse_ctx x = { .m = &sm, .op = srv_op_find("encode"), .p = &p };
+	srv_parse_ctx x = { .m = srv_fixture_model(), .op = srv_op_find("encode"), .p = &p };
 	*out = NULL;
 	return srv_parse_multipart(body, len, ctype, &x, n, out, f);
 }
@@ -335,7 +321,7 @@ static void test_png_budget(void)
 	srv_params p;
 	srv_params_init(&p);
 	p.resize = 1;
-	srv_parse_ctx x = { .m = &sm, .op = srv_op_find("encode"), .p = &p };
+	srv_parse_ctx x = { .m = srv_fixture_model(), .op = srv_op_find("encode"), .p = &p };
 	int n;
 	float *v = NULL;
 	srv_fail f = { 0 };
@@ -351,7 +337,7 @@ static void test_png_budget(void)
 	ae_png_encode(pix, 3, 2048, 2048, &png, &plen, NULL);
 	free(pix);
 	uint8_t *form = form_of(png, plen, 6, &flen);
-	srv_parse_ctx xr = { .m = &sm, .op = srv_op_find("encode"), .p = &p };
+	srv_parse_ctx xr = { .m = srv_fixture_model(), .op = srv_op_find("encode"), .p = &p };
 	CHECK(srv_parse_multipart(form, flen, "multipart/form-data; boundary=XB", &xr, &n, &v, &f) == -1);
 	CHECK_MSG(f.status == 422 && strstr(f.msg, "part 6 would decompress"), "%u %s", f.status, f.msg);
 	free(form);
@@ -392,7 +378,6 @@ static void test_fmt_float(void)
 
 int main(void)
 {
-	model_init();
 	test_text();
 	test_media_types();
 	test_params();
@@ -400,7 +385,5 @@ int main(void)
 	test_multipart();
 	test_png_budget();
 	test_fmt_float();
-	ae_plan_free(sm.plan);
-	ae_model_free(sm.m);
 	return TEST_DONE();
 }

@@ -1,6 +1,6 @@
 /*
- * What the fuzz targets share: a small model served the way aeserve serves
- * one (28x28 gray, latent 5), built once, for the server's parsers.
+ * What the fuzz targets share: the small served model of srv_fixture.h, for
+ * the server's parsers, and the input as a string.
  *
  * Every target runs under libFuzzer with ASan and UBSan (make fuzz), with
  * the memory limits of the code it exercises (tests/fuzz/run.sh says
@@ -15,24 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../server/server.h"
+#include "../srv_fixture.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static inline srv_model *fuzz_model(void)
 {
-	static srv_model sm;
-	if (!sm.plan) {
-		ae_arch_spec s;
-		ae_arch_defaults(&s, "conv", NULL);
-		s.f1 = 4, s.f2 = 8, s.latent = 5;
-		sm.m = ae_model_new(&s, 1, NULL);
-		sm.plan = ae_plan_new(sm.m, NULL);
-		snprintf(sm.name, sizeof sm.name, "fuzz");
-		sm.c = s.c, sm.h = s.h, sm.w = s.w, sm.latent = s.latent;
-		sm.image_size = (size_t)s.c * s.h * s.w;
-	}
-	return &sm;
+	return srv_fixture_model();
 }
 
 /* The input as a NUL-terminated string (callers free). */

@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client.h"
+
 typedef struct body {
 	char *req;        /* the whole HTTP request */
 	size_t req_len;
@@ -39,23 +41,12 @@ static atomic_long n_ok, n_err, n_bad;
 
 static double now(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
+	return client_now();
 }
 
 static int connect_local(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
+	return client_connect(port);
 }
 
 /* Sends req and reads one response; returns the status, body in *out. */

@@ -50,28 +50,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client.h"
+
 static int port;
 
 static double now(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
+	return client_now();
 }
 
 static int connect_local(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	return fd;
+	return client_connect(port);
 }
 
 static void reset_close(int fd)
@@ -174,6 +164,20 @@ static int read_response(int fd, double timeout_s, char **body_out, size_t *body
 	return status;
 }
 
+/* A POST of FILE as CTYPE to PATH: the whole request in a new buffer, its
+ * length, the length of its headers and of its body; NULL if FILE cannot be
+ * read. */
+static char *post_of(const char *path, const char *ctype, const char *file, size_t *len, size_t *head_len,
+                     size_t *body_len)
+{
+	char *body = slurp(file, body_len);
+	if (!body)
+		return NULL;
+	char *req = build("POST", path, ctype, body, *body_len, len, head_len);
+	free(body);
+	return req;
+}
+
 /* ------------------------------------------------------------ request */
 
 static int cmd_request(int argc, char **argv)
@@ -258,13 +262,10 @@ static int cmd_trickle(int argc, char **argv)
 
 static int cmd_halfclose(int argc, char **argv)
 {
-	if (argc != 4)
-		return 2;
 	size_t blen, len, hl;
-	char *body = slurp(argv[2], &blen);
-	if (!body)
+	char *req = argc == 4 ? post_of(argv[0], argv[1], argv[2], &len, &hl, &blen) : NULL;
+	if (!req)
 		return 2;
-	char *req = build("POST", argv[0], argv[1], body, blen, &len, &hl);
 	int n = atoi(argv[3]), answered = 0, none = 0;
 	for (int i = 0; i < n; i++) {
 		int fd = connect_local();
@@ -283,7 +284,7 @@ static int cmd_halfclose(int argc, char **argv)
 		close(fd);
 	}
 	printf("sent=%d answered=%d unanswered=%d\n", n, answered, none);
-	free(req), free(body);
+	free(req);
 	return 0;
 }
 
@@ -291,13 +292,10 @@ static int cmd_halfclose(int argc, char **argv)
 
 static int cmd_abort(int argc, char **argv)
 {
-	if (argc != 4)
-		return 2;
 	size_t blen, len, hl;
-	char *body = slurp(argv[2], &blen);
-	if (!body)
+	char *req = argc == 4 ? post_of(argv[0], argv[1], argv[2], &len, &hl, &blen) : NULL;
+	if (!req)
 		return 2;
-	char *req = build("POST", argv[0], argv[1], body, blen, &len, &hl);
 	int n = atoi(argv[3]);
 	unsigned seed = 12345;
 	int where[4] = { 0 };
@@ -321,7 +319,7 @@ static int cmd_abort(int argc, char **argv)
 	}
 	printf("aborted=%d mid_headers=%d mid_body=%d after_body=%d mid_answer=%d\n", n, where[0], where[1], where[2],
 	       where[3]);
-	free(req), free(body);
+	free(req);
 	return 0;
 }
 
@@ -329,13 +327,10 @@ static int cmd_abort(int argc, char **argv)
 
 static int cmd_slowbody(int argc, char **argv)
 {
-	if (argc != 4)
-		return 2;
 	size_t blen, len, hl;
-	char *body = slurp(argv[2], &blen);
-	if (!body)
+	char *req = argc == 4 ? post_of(argv[0], argv[1], argv[2], &len, &hl, &blen) : NULL;
+	if (!req)
 		return 2;
-	char *req = build("POST", argv[0], argv[1], body, blen, &len, &hl);
 	double secs = atof(argv[3]), t0 = now();
 	int fd = connect_local(), st = 0;
 	if (fd >= 0 && send_all(fd, req, hl) == 0) {
@@ -357,7 +352,7 @@ static int cmd_slowbody(int argc, char **argv)
 	printf("status=%d ms=%.1f\n", st, (now() - t0) * 1000);
 	if (fd >= 0)
 		close(fd);
-	free(req), free(body);
+	free(req);
 	return 0;
 }
 
