@@ -279,7 +279,8 @@ expect_fail "bad address" "--addr: 'localhost' is not an IPv4 or IPv6 address" "
 expect_fail "bad log format" "--log-format: 'xml'" "$S" --log-format xml models/
 expect_fail "bad default" "no model named 'nope'" "$S" --port $((PORT + 5)) --default nope models/
 expect_fail "folder without models" "no .safetensors model files" "$S" --port $((PORT + 6)) "$TMPD/digits"
-for o in --addr --port --default --http-threads --workers --max-batch --batch-delay-us --queue --body-limit --timeout-ms --conn-limit --conn-timeout --log-format; do
+for o in --addr --port --reuse-port --default --http-threads --workers --max-batch --batch-delay-us --queue --body-limit \
+	--timeout-ms --conn-limit --per-client-limit --header-timeout --body-timeout --conn-timeout --drain-delay --drain-timeout --log-format; do
 	check "aeserve --help documents $o" bash -c "'$S' --help | grep -q -- '$o '"
 done
 

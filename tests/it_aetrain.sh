@@ -13,7 +13,7 @@ FAST=(--filters 8,8 --latent 8 --threads 1 --quiet)
 
 # ---- help and option validation ----
 check "help lists commands" bash -c "'$T' --help | grep -q import-mnist-json"
-for o in --data --out --arch --latent --filters --hidden --channels --epochs --batch --lr --loss --noise --val --seed --threads --limit --resume; do
+for o in --data --out --arch --latent --filters --hidden --channels --epochs --batch --lr --loss --noise --val --seed --threads --limit --resume --checkpoint-every; do
 	check "train --help documents $o" bash -c "'$T' train --help | grep -q -- '$o '"
 done
 expect_fail "no command" "usage: aetrain" "$T"

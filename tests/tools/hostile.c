@@ -20,7 +20,7 @@
  *       the headers at once, then the body spread over SECONDS.
  *   hostile hold PORT N SECONDS
  *       N connections that send nothing, for SECONDS.
- *   hostile soak PORT SECONDS THREADS TRICKLERS SPEC
+ *   hostile soak PORT SECONDS THREADS TRICKLERS SPEC [PID]
  *       mixed traffic for SECONDS from THREADS clients (keep-alive), plus
  *       TRICKLERS connections trickling header bytes (reopened when the
  *       server closes them). Each line of SPEC is one kind of request:
@@ -29,7 +29,10 @@
  *       one fetched before the load; another status: that status; "half":
  *       sent, then shutdown(SHUT_WR); "abort": cut at a random point.
  *       Prints a line every 10 s and a summary; exits 1 if a valid request
- *       failed or a bad one got a 5xx or no answer.
+ *       failed or a bad one got a 5xx or no answer. With the server's PID,
+ *       every 30 s the clients pause for 1.5 s and the server's RSS is
+ *       printed ("quiet t=... rss_kb=..."): what it keeps with nothing in
+ *       flight, which requests in flight cannot blur.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -399,7 +402,7 @@ typedef struct soak_stats {
 static kind *kinds;
 static int n_kinds, total_weight;
 static soak_stats st;
-static atomic_int soak_stop;
+static atomic_int soak_stop, soak_paused;
 
 static int lat_bucket(double ms)
 {
@@ -530,6 +533,10 @@ static void *soak_client(void *arg)
 	unsigned seed = (unsigned)(uintptr_t)arg * 7919u + 1;
 	int fd = -1;
 	while (!atomic_load(&soak_stop)) {
+		if (atomic_load(&soak_paused)) {
+			usleep(10000);
+			continue;
+		}
 		int r = (int)(rand_r(&seed) % (unsigned)total_weight), i = 0;
 		while (r >= kinds[i].weight)
 			r -= kinds[i++].weight;
@@ -621,10 +628,25 @@ static void soak_line(const char *what, double t)
 	fflush(stdout);
 }
 
+static long rss_kb(int pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof path, "/proc/%d/status", pid);
+	FILE *f = fopen(path, "r");
+	long kb = -1;
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb;
+}
+
 static int cmd_soak(int argc, char **argv)
 {
-	if (argc != 4)
+	if (argc != 4 && argc != 5)
 		return 2;
+	int pid = argc == 5 ? atoi(argv[4]) : 0;
 	double secs = atof(argv[0]);
 	int threads = atoi(argv[1]), tricklers = atoi(argv[2]);
 	if (load_spec(argv[3])) {
@@ -638,10 +660,22 @@ static int cmd_soak(int argc, char **argv)
 	for (int i = 0; i < threads; i++)
 		pthread_create(&t[i], NULL, soak_client, (void *)(uintptr_t)(i + 1));
 	pthread_create(&t[threads], NULL, soak_trickle, (void *)(intptr_t)tricklers);
-	double t0 = now();
+	double t0 = now(), next_line = 10, next_quiet = 30;
 	while (now() - t0 < secs) {
-		usleep(10 * 1000 * 1000 < (secs - (now() - t0)) * 1e6 ? 10 * 1000 * 1000 : (useconds_t)((secs - (now() - t0)) * 1e6) + 1);
-		soak_line("soak", now() - t0);
+		usleep(100 * 1000);
+		double t = now() - t0;
+		if (t >= next_line) {
+			soak_line("soak", t);
+			next_line += 10;
+		}
+		if (pid && t >= next_quiet) {
+			atomic_store(&soak_paused, 1);
+			usleep(1500 * 1000);  /* what is in flight finishes */
+			printf("quiet t=%.0f rss_kb=%ld\n", t, rss_kb(pid));
+			fflush(stdout);
+			atomic_store(&soak_paused, 0);
+			next_quiet += 30;
+		}
 	}
 	atomic_store(&soak_stop, 1);
 	for (int i = 0; i <= threads; i++)
