@@ -21,7 +21,7 @@ PKGS := openblas libmicrohttpd jansson libpng zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS))
 
-WARN := -std=c11 -Wall -Wextra -Werror
+WARN := -std=c11 -Wall -Wextra -Werror -Wmissing-prototypes -Wvla -Wshadow -Wcast-qual
 CFLAGS ?= -O2 -g
 # -O2 vectorises only loops it can prove free of aliasing; the elementwise
 # kernels work in place, so let the vectoriser add its runtime overlap check.

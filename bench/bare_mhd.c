@@ -10,7 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static const char REPLY[] = "{\"ok\":true}";
+/* libmicrohttpd takes a non-const pointer; it never writes a persistent buffer. */
+static char REPLY[] = "{\"ok\":true}";
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                               const char *version, const char *data, size_t *size, void **state)
@@ -25,7 +26,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		*size = 0;
 		return MHD_YES;
 	}
-	struct MHD_Response *r = MHD_create_response_from_buffer(sizeof REPLY - 1, (void *)REPLY,
+	struct MHD_Response *r = MHD_create_response_from_buffer(sizeof REPLY - 1, REPLY,
 	                                                         MHD_RESPMEM_PERSISTENT);
 	MHD_add_response_header(r, "Content-Type", "application/json");
 	enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);

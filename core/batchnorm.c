@@ -4,8 +4,10 @@
  * unbiased variance, and at inference a per-channel affine that the inference
  * plan folds into the pass of the layer before it.
  */
+#include "ae/net.h"
 #include "ae/ops.h"
 
+#include <assert.h>
 #include <math.h>
 
 /* ---- training mode, in steps that lanes holding parts of a batch can
@@ -99,7 +101,9 @@ void ae_bn_forward_train(float *y, float *mean, float *invstd, float *run_mean, 
                          const float *x, const float *gamma, const float *beta,
                          int n, int c, int p, float momentum, float eps)
 {
-	double s[c], ss[c];
+	/* c is a layer's channel count, which ae_net_build bounds. */
+	assert(c <= AE_MAX_FILTERS);
+	double s[AE_MAX_FILTERS], ss[AE_MAX_FILTERS];
 	const size_t m = (size_t)n * p;
 	ae_bn_sum(s, x, n, c, p);
 	for (int ch = 0; ch < c; ch++)
@@ -147,7 +151,8 @@ void ae_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, con
                     const float *mean, const float *invstd, const float *gamma,
                     int n, int c, int p)
 {
-	double sdy[c], sdyx[c];
+	assert(c <= AE_MAX_FILTERS);
+	double sdy[AE_MAX_FILTERS], sdyx[AE_MAX_FILTERS];
 	ae_bn_backward_sums(sdy, sdyx, dy, x, mean, invstd, n, c, p);
 	for (int ch = 0; ch < c; ch++) {
 		dgamma[ch] += (float)sdyx[ch];

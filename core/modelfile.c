@@ -8,6 +8,7 @@
 #include "ae/modelfile.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,13 +55,15 @@ char *ae_arch_to_json(const ae_net *net)
 
 typedef struct tensor_list {
 	ae_extra_tensor t[4 * AE_MAX_LAYERS + 64];
+	void *home[4 * AE_MAX_LAYERS + 64];  /* t[i].data, writable: where loading puts it */
 	char names[4 * AE_MAX_LAYERS][48];
 	int n;
 } tensor_list;
 
 static void push(tensor_list *tl, const char *mod, const char *what, int dtype, int ndim,
-                 const int64_t *shape, const void *data)
+                 const int64_t *shape, void *data)
 {
+	tl->home[tl->n] = data;
 	ae_extra_tensor *t = &tl->t[tl->n];
 	snprintf(tl->names[tl->n], sizeof tl->names[0], "%s.%s", mod, what);
 	t->name = tl->names[tl->n];
@@ -72,12 +75,12 @@ static void push(tensor_list *tl, const char *mod, const char *what, int dtype, 
 }
 
 /* The tensors a model's state_dict holds, in PyTorch's order. */
-static void model_tensors(const ae_model *m, tensor_list *tl)
+static void model_tensors(ae_model *m, tensor_list *tl)
 {
 	tl->n = 0;
 	for (int i = 0; i < m->net.n_layers; i++) {
 		const ae_layer *l = &m->net.layers[i];
-		const float *P = m->params;
+		float *P = m->params;
 		int64_t k = l->k;
 		switch (l->kind) {
 		case AE_L_CONV: {
@@ -269,15 +272,16 @@ static int parse_arch(ae_arch_spec *s, const char *txt, ae_error *err)
 		json_t *t = json_pack("{s:O, s:O, s:O, s:O, s:O}", "c", json_array_get(in, 0), "h",
 		                      json_array_get(in, 1), "w", json_array_get(in, 2), "f1",
 		                      json_array_get(f, 0), "f2", json_array_get(f, 1));
-		rc = int_in(t, "c", 1, 3, &s->c, err);
-		if (rc == AE_OK) rc = int_in(t, "h", 1, 1024, &s->h, err);
-		if (rc == AE_OK) rc = int_in(t, "w", 1, 1024, &s->w, err);
-		if (rc == AE_OK) rc = int_in(t, "f1", 1, 1024, &s->f1, err);
-		if (rc == AE_OK) rc = int_in(t, "f2", 1, 1024, &s->f2, err);
+		/* Integers here; their ranges are ae_net_build's to judge. */
+		rc = int_in(t, "c", 1, INT_MAX, &s->c, err);
+		if (rc == AE_OK) rc = int_in(t, "h", 1, INT_MAX, &s->h, err);
+		if (rc == AE_OK) rc = int_in(t, "w", 1, INT_MAX, &s->w, err);
+		if (rc == AE_OK) rc = int_in(t, "f1", 1, INT_MAX, &s->f1, err);
+		if (rc == AE_OK) rc = int_in(t, "f2", 1, INT_MAX, &s->f2, err);
 		json_decref(t);
 	}
-	if (rc == AE_OK) rc = int_in(o, "latent", 1, 65536, &s->latent, err);
-	if (rc == AE_OK) rc = int_in(o, "hidden", 1, 65536, &s->hidden, err);
+	if (rc == AE_OK) rc = int_in(o, "latent", 1, INT_MAX, &s->latent, err);
+	if (rc == AE_OK) rc = int_in(o, "hidden", 1, INT_MAX, &s->hidden, err);
 	if (rc == AE_OK)
 		s->slope = (float)json_number_value(sl);
 	json_decref(o);
@@ -444,7 +448,7 @@ ae_model *ae_model_from_st(const ae_st *st, const char *extra_prefix, ae_error *
 	for (int i = 0; rc == AE_OK && i < tl->n; i++) {
 		const ae_st_tensor *t = ae_st_find(st, tl->t[i].name);
 		/* model_tensors pointed each entry at its home in m. */
-		memcpy((void *)tl->t[i].data, ae_st_bytes(st, t), t->end - t->begin);
+		memcpy(tl->home[i], ae_st_bytes(st, t), t->end - t->begin);
 	}
 	free(tl);
 	if (rc) {

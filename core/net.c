@@ -146,16 +146,16 @@ static int validate(const ae_arch_spec *s, ae_error *err)
 {
 	if (s->c != 1 && s->c != 3)
 		return ae_fail(err, AE_ERR_INVAL, "channels must be 1 or 3, not %d", s->c);
-	if (s->h < 4 || s->w < 4 || s->h > 1024 || s->w > 1024)
-		return ae_fail(err, AE_ERR_INVAL, "image size %dx%d out of range (4..1024)", s->h, s->w);
+	if (s->h < 4 || s->w < 4 || s->h > AE_MAX_SIDE || s->w > AE_MAX_SIDE)
+		return ae_fail(err, AE_ERR_INVAL, "image size %dx%d out of range (4..%d)", s->h, s->w, AE_MAX_SIDE);
 	if (strcmp(s->preset, "conv") == 0 && (s->h % 4 || s->w % 4))
 		return ae_fail(err, AE_ERR_INVAL, "conv preset needs height and width divisible by 4, got %dx%d", s->h, s->w);
-	if (s->latent < 1 || s->latent > 65536)
-		return ae_fail(err, AE_ERR_INVAL, "latent size %d out of range (1..65536)", s->latent);
-	if (s->f1 < 1 || s->f2 < 1 || s->f1 > 1024 || s->f2 > 1024)
-		return ae_fail(err, AE_ERR_INVAL, "filters %d,%d out of range (1..1024)", s->f1, s->f2);
-	if (s->hidden < 1 || s->hidden > 65536)
-		return ae_fail(err, AE_ERR_INVAL, "hidden size %d out of range (1..65536)", s->hidden);
+	if (s->latent < 1 || s->latent > AE_MAX_LATENT)
+		return ae_fail(err, AE_ERR_INVAL, "latent size %d out of range (1..%d)", s->latent, AE_MAX_LATENT);
+	if (s->f1 < 1 || s->f2 < 1 || s->f1 > AE_MAX_FILTERS || s->f2 > AE_MAX_FILTERS)
+		return ae_fail(err, AE_ERR_INVAL, "filters %d,%d out of range (1..%d)", s->f1, s->f2, AE_MAX_FILTERS);
+	if (s->hidden < 1 || s->hidden > AE_MAX_HIDDEN)
+		return ae_fail(err, AE_ERR_INVAL, "hidden size %d out of range (1..%d)", s->hidden, AE_MAX_HIDDEN);
 	if (!(s->slope >= 0.0f && s->slope < 1.0f))
 		return ae_fail(err, AE_ERR_INVAL, "LeakyReLU slope %g out of range [0, 1)", s->slope);
 	return AE_OK;

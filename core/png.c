@@ -16,6 +16,8 @@
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
+/* zlib's next_in is a pointer to const only when asked for. */
+#define ZLIB_CONST
 #include <zlib.h>
 
 typedef struct reader {
@@ -170,7 +172,7 @@ static int check_inflate(const uint8_t *buf, size_t len, const ae_png_info *info
 		if (memcmp(buf + at + 4, "IEND", 4) == 0)
 			break;
 		if (memcmp(buf + at + 4, "IDAT", 4) == 0) {
-			z.next_in = (Bytef *)(buf + at + 8);
+			z.next_in = buf + at + 8;
 			z.avail_in = n;
 			while (zr == Z_OK && z.avail_in) {
 				z.next_out = scratch;

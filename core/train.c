@@ -40,7 +40,9 @@ struct ae_trainer {
 	float *grads, *adam_m, *adam_v;
 	long step;
 	float *acts;                  /* block holding every layer's output */
-	float *act[AE_MAX_LAYERS];    /* (max_batch, out) each; flatten layers alias */
+	float *out[AE_MAX_LAYERS];    /* (max_batch, out) each, written by its layer */
+	const float *act[AE_MAX_LAYERS]; /* each layer's output as read: out[i], or for a
+	                                  * flatten layer its input (the batch, at layer 0) */
 	float *bn_stats;              /* mean, invstd per BN layer */
 	float *bn_mean[AE_MAX_LAYERS], *bn_invstd[AE_MAX_LAYERS];
 	double *bn_part;              /* per BN layer: 4 sums x lanes x channels */
@@ -195,7 +197,7 @@ ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int threads, int loss, ae
 	for (int i = 0; i < net->n_layers; i++) {
 		const ae_layer *l = &net->layers[i];
 		if (l->kind != AE_L_FLATTEN && l->kind != AE_L_UNFLATTEN) {
-			t->act[i] = a;
+			t->act[i] = t->out[i] = a;
 			a += ae_layer_out_size(l) * (size_t)max_batch;
 		}
 		if (l->kind == AE_L_BN) {
@@ -270,7 +272,7 @@ static void bn_forward_lane(ae_trainer *t, int k, int i, float *y, const float *
 	double *sum = t->bn_sums[i], *sq = sum + (size_t)L * c;
 	ae_bn_sum(sum + (size_t)k * c, in, n, c, p);
 	ae_team_barrier(t->team);
-	double mu[c], ss[c];
+	double mu[AE_MAX_FILTERS], ss[AE_MAX_FILTERS];  /* c <= AE_MAX_FILTERS: ae_net_build */
 	add_lanes(mu, sum, L, c);
 	for (int ch = 0; ch < c; ch++)
 		mu[ch] /= (double)total;
@@ -297,7 +299,7 @@ static void forward_lane(void *arg, int k)
 			continue;
 		const float *in = (i ? t->act[i - 1] : t->x) + (size_t)lo * l->ic * l->ih * l->iw;
 		size_t osz = ae_layer_out_size(l), sz = osz * (size_t)n;
-		float *y = t->act[i] + (size_t)lo * osz;
+		float *y = t->out[i] + (size_t)lo * osz;
 		ae_conv_geom g;
 		ae_epilogue ep = { .bias = l->b != AE_NONE ? P + l->b : NULL };
 		switch (l->kind) {
@@ -345,7 +347,7 @@ const float *ae_trainer_forward(ae_trainer *t, const float *x, int n)
 	/* flatten/unflatten alias their input: set before the lanes read them */
 	for (int i = 0; i < net->n_layers; i++)
 		if (net->layers[i].kind == AE_L_FLATTEN || net->layers[i].kind == AE_L_UNFLATTEN)
-			t->act[i] = i ? t->act[i - 1] : (float *)x;
+			t->act[i] = i ? t->act[i - 1] : x;
 	for (int i = 0; i < net->n_layers; i++)
 		if (t->direct[i]) {
 			const ae_layer *l = &net->layers[i];
@@ -368,7 +370,7 @@ static void bn_backward_lane(ae_trainer *t, int k, int i, float *dx, const float
 	double *a = t->bn_sums[i] + 2 * (size_t)L * c, *b = a + (size_t)L * c;
 	ae_bn_backward_sums(a + (size_t)k * c, b + (size_t)k * c, d, in, t->bn_mean[i], t->bn_invstd[i], n, c, p);
 	ae_team_barrier(t->team);
-	double sdy[c], sdyx[c];
+	double sdy[AE_MAX_FILTERS], sdyx[AE_MAX_FILTERS];
 	add_lanes(sdy, a, L, c);
 	add_lanes(sdyx, b, L, c);
 	if (k == 0)

@@ -160,7 +160,7 @@ static int parse(srv_config *c, int argc, char **argv)
 		fprintf(stderr, "aeserve: name at least one model file or folder (see aeserve --help)\n");
 		return -1;
 	}
-	c->paths = (const char **)argv + optind;
+	c->paths = argv + optind;
 	c->n_paths = argc - optind;
 	return 0;
 }

@@ -13,8 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* An error body that needs no allocation, for when building one fails. */
-static const char oom_body[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+/* An error body that needs no allocation, for when building one fails
+ * (libmicrohttpd takes a non-const pointer; it never writes a persistent
+ * buffer). */
+static char oom_body[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
 
 static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status, const char *ctype,
                              struct MHD_Response *r, size_t len, const char **headers)
@@ -42,7 +44,7 @@ enum MHD_Result srv_reply_buf(struct MHD_Connection *conn, unsigned status, cons
 	struct MHD_Response *r = MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
 	if (!r) {
 		free(buf);
-		r = MHD_create_response_from_buffer(sizeof oom_body - 1, (void *)oom_body, MHD_RESPMEM_PERSISTENT);
+		r = MHD_create_response_from_buffer(sizeof oom_body - 1, oom_body, MHD_RESPMEM_PERSISTENT);
 		if (!r)
 			return MHD_NO;
 		return queue(conn, 500, "application/json", r, sizeof oom_body - 1, NULL);
@@ -69,7 +71,7 @@ static enum MHD_Result reply_error_v(struct MHD_Connection *conn, unsigned statu
 	json_decref(o);
 	if (!body) {
 		struct MHD_Response *r =
-			MHD_create_response_from_buffer(sizeof oom_body - 1, (void *)oom_body, MHD_RESPMEM_PERSISTENT);
+			MHD_create_response_from_buffer(sizeof oom_body - 1, oom_body, MHD_RESPMEM_PERSISTENT);
 		return r ? queue(conn, 500, "application/json", r, sizeof oom_body - 1, NULL) : MHD_NO;
 	}
 	return srv_reply_buf(conn, status, "application/json", body, strlen(body), headers);

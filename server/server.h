@@ -39,7 +39,7 @@ typedef struct srv_config {
 	int drain_timeout_s;  /* then wait at most this long for requests in flight */
 	int log_format;
 	char default_model[64];
-	const char **paths;   /* model files or folders */
+	char **paths;         /* model files or folders (argv's) */
 	int n_paths;
 } srv_config;
 

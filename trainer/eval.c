@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commands.h"
 #include "ae/data.h"
 #include "ae/fileio.h"
 #include "ae/infer.h"
@@ -24,7 +25,7 @@ typedef struct eval_opts {
 	ae_noise noise;
 } eval_opts;
 
-void eval_usage(FILE *f)
+static void eval_usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: aetrain eval MODEL DATA [options]\n"

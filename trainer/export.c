@@ -10,12 +10,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "commands.h"
 #include "ae/data.h"
 #include "ae/fileio.h"
 #include "ae/image.h"
 #include "cli.h"
 
-void export_usage(FILE *f)
+static void export_usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: aetrain export DATA --out DIR [options]\n"

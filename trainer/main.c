@@ -6,11 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-int cmd_train(int argc, char **argv);
-int cmd_eval(int argc, char **argv);
-int cmd_encode(int argc, char **argv);
-int cmd_import_mnist_json(int argc, char **argv);
-int cmd_export(int argc, char **argv);
+#include "commands.h"
 
 static void usage(FILE *f)
 {

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "commands.h"
 #include "ae/data.h"
 #include "ae/rng.h"
 

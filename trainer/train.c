@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "commands.h"
 #include "ae/data.h"
 #include "ae/infer.h"
 #include "ae/modelfile.h"
@@ -38,7 +39,7 @@ static double now_s(void)
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-void train_usage(FILE *f)
+static void train_usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: aetrain train --data PATH --out MODEL.safetensors [options]\n"

@@ -15,6 +15,12 @@
 #include "ae/error.h"
 
 #define AE_MAX_LAYERS 24
+/* What an architecture may ask for, checked by ae_net_build (the one
+ * place), and what fixed-size scratch in the kernels is sized by. */
+#define AE_MAX_SIDE 1024      /* image height and width */
+#define AE_MAX_FILTERS 1024   /* conv channels, each of f1 and f2 */
+#define AE_MAX_LATENT 65536
+#define AE_MAX_HIDDEN 65536
 #define AE_NONE ((size_t)-1)
 
 enum {

@@ -663,15 +663,15 @@ static int cmd_soak(int argc, char **argv)
 	double t0 = now(), next_line = 10, next_quiet = 30;
 	while (now() - t0 < secs) {
 		usleep(100 * 1000);
-		double t = now() - t0;
-		if (t >= next_line) {
-			soak_line("soak", t);
+		double at = now() - t0;
+		if (at >= next_line) {
+			soak_line("soak", at);
 			next_line += 10;
 		}
-		if (pid && t >= next_quiet) {
+		if (pid && at >= next_quiet) {
 			atomic_store(&soak_paused, 1);
 			usleep(1500 * 1000);  /* what is in flight finishes */
-			printf("quiet t=%.0f rss_kb=%ld\n", t, rss_kb(pid));
+			printf("quiet t=%.0f rss_kb=%ld\n", at, rss_kb(pid));
 			fflush(stdout);
 			atomic_store(&soak_paused, 0);
 			next_quiet += 30;
