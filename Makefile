@@ -36,6 +36,11 @@ ALL_CFLAGS := $(WARN) $(CFLAGS) $(VECTORIZE) $(EXTRA_CFLAGS) -D_DEFAULT_SOURCE -
 LDLIBS := $(PKG_LIBS) -lpthread -lm
 LDFLAGS += $(EXTRA_LDFLAGS)
 
+# include/ae/ is libae's public API; kernel and threading internals sit
+# beside their sources in core/, where only the kernel tests and benchmarks
+# reach them.
+$(BUILD)/tests/%.o $(BUILD)/bench/%.o: ALL_CFLAGS += -Icore
+
 CORE_SRC := $(wildcard core/*.c)
 TRAIN_SRC := $(wildcard trainer/*.c)
 SERVER_SRC := $(wildcard server/*.c)

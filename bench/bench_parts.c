@@ -16,7 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "ae/dconv.h"
+#include "dconv.h"
 #include "ae/rng.h"
 #include "ae/train.h"
 

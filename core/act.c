@@ -2,7 +2,7 @@
  * Elementwise activations. Backward passes use the forward output, so the
  * trainer keeps one buffer per layer and never the pre-activation.
  */
-#include "ae/ops.h"
+#include "ops.h"
 
 #include <math.h>
 

@@ -2,7 +2,7 @@
  * Adam with PyTorch's update rule (torch.optim.Adam, no amsgrad, no weight
  * decay): one flat loop over the whole parameter block.
  */
-#include "ae/ops.h"
+#include "ops.h"
 
 #include <math.h>
 

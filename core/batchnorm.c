@@ -5,7 +5,7 @@
  * plan folds into the pass of the layer before it.
  */
 #include "ae/net.h"
-#include "ae/ops.h"
+#include "ops.h"
 
 #include <assert.h>
 #include <math.h>

@@ -2,7 +2,7 @@
  * Conv2D forward and backward: im2col + one batched cblas_sgemm, and the
  * plain reference loops the tests hold it to.
  */
-#include "ae/ops.h"
+#include "ops.h"
 
 #include <cblas.h>
 #include <string.h>

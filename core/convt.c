@@ -4,7 +4,7 @@
  * forward = sgemm then col2im, backward = im2col then sgemm. The geometry g
  * describes that adjoint convolution (from our output down to our input).
  */
-#include "ae/ops.h"
+#include "ops.h"
 
 #include <cblas.h>
 #include <string.h>

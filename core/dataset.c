@@ -1,7 +1,8 @@
 /*
  * Data sets from IDX files or folders of PNGs, and float batches from them.
  */
-#include "ae/data.h"
+#include "ae/dataset.h"
+#include "ae/idx.h"
 #include "ae/fileio.h"
 #include "ae/image.h"
 

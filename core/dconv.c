@@ -6,7 +6,7 @@
  * streaming the input channels, which is what lets a small layer run near
  * the FMA units' rate instead of the memory system's.
  */
-#include "ae/dconv.h"
+#include "dconv.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * Dense (PyTorch nn.Linear) forward and backward over a batch, with the
  * reference loops beside them.
  */
-#include "ae/ops.h"
+#include "ops.h"
 
 #include <cblas.h>
 #include <string.h>

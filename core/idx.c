@@ -2,7 +2,7 @@
  * IDX files (the MNIST container) of unsigned bytes. zlib's gz reader reads
  * both gzip and raw files, so callers need not care which they have.
  */
-#include "ae/data.h"
+#include "ae/idx.h"
 #include "ae/fileio.h"
 
 #include <errno.h>

@@ -5,7 +5,7 @@
  * scatter/gather helpers move between that and NCHW, applying the fused
  * epilogue (bias, activation, folded batch norm) in the same pass.
  */
-#include "ae/ops.h"
+#include "ops.h"
 
 #include <math.h>
 #include <string.h>

@@ -14,9 +14,9 @@
  * output stay NCHW at the API; only multi-channel images are transposed.
  */
 #include "ae/infer.h"
-#include "ae/dconv.h"
-#include "ae/ops.h"
-#include "ae/team.h"
+#include "dconv.h"
+#include "ops.h"
+#include "team.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>

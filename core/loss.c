@@ -2,7 +2,7 @@
  * Reconstruction losses, averaged over every value as PyTorch's default
  * reduction='mean' does, with their gradients.
  */
-#include "ae/ops.h"
+#include "ops.h"
 
 #include <math.h>
 

@@ -4,8 +4,8 @@
  * initialisation (U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases).
  */
 #include "ae/net.h"
-#include "ae/dconv.h"
-#include "ae/ops.h"
+#include "dconv.h"
+#include "ops.h"
 #include "ae/rng.h"
 
 #include <math.h>
@@ -304,38 +304,6 @@ void ae_model_free(ae_model *m)
 	free(m->params);
 	free(m->state);
 	free(m);
-}
-
-int ae_noise_parse(ae_noise *nz, const char *s, ae_error *err)
-{
-	memset(nz, 0, sizeof *nz);
-	char tail;
-	float a, b;
-	if (strcmp(s, "none") == 0)
-		return AE_OK;
-	if (sscanf(s, "gaussian:%f:%f%c", &a, &b, &tail) == 2) {
-		if (!isfinite(a) || !isfinite(b) || b < 0.0f || fabsf(a) > 1.0f || b > 10.0f)
-			return ae_fail(err, AE_ERR_INVAL, "gaussian noise needs |MEAN| <= 1 and 0 <= STD <= 10, got '%s'", s);
-		nz->kind = AE_NOISE_GAUSSIAN, nz->a = a, nz->b = b;
-		return AE_OK;
-	}
-	if (sscanf(s, "saltpepper:%f%c", &a, &tail) == 1) {
-		if (!(a >= 0.0f && a <= 1.0f))
-			return ae_fail(err, AE_ERR_INVAL, "salt-and-pepper probability must be in [0, 1], got '%s'", s);
-		nz->kind = AE_NOISE_SALTPEPPER, nz->a = a;
-		return AE_OK;
-	}
-	return ae_fail(err, AE_ERR_INVAL,
-	               "bad corruption '%s' (expected none, gaussian:MEAN:STD or saltpepper:P)", s);
-}
-
-void ae_noise_format(const ae_noise *nz, char *buf, size_t cap)
-{
-	switch (nz->kind) {
-	case AE_NOISE_GAUSSIAN: snprintf(buf, cap, "gaussian:%g:%g", nz->a, nz->b); break;
-	case AE_NOISE_SALTPEPPER: snprintf(buf, cap, "saltpepper:%g", nz->a); break;
-	default: snprintf(buf, cap, "none");
-	}
 }
 
 double ae_model_percentile(const ae_model *m, double score)

@@ -4,7 +4,7 @@
  * sums (batch-norm statistics, bias gradients) ran at a quarter of the
  * machine's add rate that way (measured: 11% of a training step).
  */
-#include "ae/ops.h"
+#include "ops.h"
 
 double ae_sum_f32(const float *x, size_t n)
 {

@@ -1,26 +1,12 @@
 /*
- * Corruption for denoising training, and the statistics reported about a
- * model: quantiles of reconstruction error, one-class AUROC, per-image MSE.
+ * The statistics reported about a model: quantiles of reconstruction
+ * error, one-class AUROC, per-image MSE.
  */
-#include "ae/data.h"
+#include "ae/stats.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-void ae_noise_apply(const ae_noise *nz, float *x, size_t n, ae_rng *r)
-{
-	if (nz->kind == AE_NOISE_GAUSSIAN) {
-		for (size_t i = 0; i < n; i++) {
-			float v = x[i] + nz->a + nz->b * ae_rng_normal(r);
-			x[i] = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
-		}
-	} else if (nz->kind == AE_NOISE_SALTPEPPER) {
-		for (size_t i = 0; i < n; i++)
-			if (ae_rng_uniform(r) < nz->a)
-				x[i] = ae_rng_uniform(r) < 0.5f ? 0.0f : 1.0f;
-	}
-}
 
 static int cmp_double(const void *a, const void *b)
 {

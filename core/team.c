@@ -3,7 +3,7 @@
  * variable between runs and count generations, so a broadcast that a
  * helper misses while still busy cannot make it skip or repeat a run.
  */
-#include "ae/team.h"
+#include "team.h"
 
 #include <pthread.h>
 #include <stdlib.h>

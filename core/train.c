@@ -12,9 +12,9 @@
  * (1.6e-3 against 1e-4).
  */
 #include "ae/train.h"
-#include "ae/dconv.h"
-#include "ae/ops.h"
-#include "ae/team.h"
+#include "dconv.h"
+#include "ops.h"
+#include "team.h"
 
 #include <stdlib.h>
 #include <string.h>

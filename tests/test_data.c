@@ -11,7 +11,10 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "ae/data.h"
+#include "ae/dataset.h"
+#include "ae/idx.h"
+#include "ae/stats.h"
+#include "ae/noise.h"
 #include "ae/fileio.h"
 
 #define TMP "build-test-data"

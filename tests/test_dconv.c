@@ -11,7 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "ae/dconv.h"
+#include "dconv.h"
 #include "ae/rng.h"
 
 static ae_rng rng;

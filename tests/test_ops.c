@@ -6,7 +6,7 @@
 
 #include <stdlib.h>
 
-#include "ae/ops.h"
+#include "ops.h"
 #include "ae/rng.h"
 
 static ae_rng rng;

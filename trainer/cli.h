@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#include "ae/data.h"
+#include "ae/dataset.h"
 #include "ae/net.h"
 
 /* Each returns 0, or prints "aetrain: --opt: ..." to stderr and returns -1. */

@@ -9,7 +9,9 @@
 #include <string.h>
 
 #include "commands.h"
-#include "ae/data.h"
+#include "ae/dataset.h"
+#include "ae/stats.h"
+#include "ae/noise.h"
 #include "ae/fileio.h"
 #include "ae/infer.h"
 #include "ae/modelfile.h"
@@ -138,10 +140,7 @@ static int score_all(ae_infer *w, const ae_dataset *ds, const ae_noise *nz, doub
 		for (int i = 0; i < b; i++)
 			idx[i] = at + i;
 		ae_dataset_batch(ds, idx, b, x);
-		memcpy(in, x, (size_t)b * per * sizeof(float));
-		ae_rng r;
-		ae_rng_seed_stream(&r, 12345, 0x6576616c, (uint64_t)at);
-		ae_noise_apply(nz, in, (size_t)b * per, &r);
+		ae_noise_corrupt(nz, in, x, (size_t)b * per, 12345, 0x6576616c, (uint64_t)at);
 		ae_infer_reconstruct(w, in, b, y, NULL);
 		ae_mse_per_image(mse + at, y, x, b, per);
 		ae_mse_per_image(noisy + at, in, x, b, per);

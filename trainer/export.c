@@ -11,7 +11,8 @@
 #include <sys/stat.h>
 
 #include "commands.h"
-#include "ae/data.h"
+#include "ae/dataset.h"
+#include "ae/noise.h"
 #include "ae/fileio.h"
 #include "ae/image.h"
 #include "cli.h"
@@ -122,9 +123,7 @@ int cmd_export(int argc, char **argv)
 		idx[i] = (int)first + i;
 	if (rc == 0) {
 		ae_dataset_batch(&ds, idx, n, x);
-		ae_rng r;
-		ae_rng_seed_stream(&r, seed, 0x6578706f7274, 0);
-		ae_noise_apply(&nz, x, (size_t)n * per, &r);
+		ae_noise_corrupt(&nz, x, x, (size_t)n * per, seed, 0x6578706f7274, 0);
 	}
 	for (int i = 0; rc == 0 && i < n; i++) {
 		char path[4096];

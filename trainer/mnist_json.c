@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 
 #include "commands.h"
-#include "ae/data.h"
+#include "ae/idx.h"
 #include "ae/rng.h"
 
 #define PIX 784

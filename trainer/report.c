@@ -76,10 +76,7 @@ int report_grid(const char *path, ae_infer *w, const ae_dataset *ds, const int *
 	int rc = -1;
 	if (clean && in && out && img && u8) {
 		ae_dataset_batch(ds, idx, n, clean);
-		memcpy(in, clean, (size_t)n * per * sizeof(float));
-		ae_rng r;
-		ae_rng_seed_stream(&r, seed, 0x67726964, 0);
-		ae_noise_apply(noise, in, (size_t)n * per, &r);
+		ae_noise_corrupt(noise, in, clean, (size_t)n * per, seed, 0x67726964, 0);
 		ae_infer_reconstruct(w, in, n, out, NULL);
 		memset(img, 128, (size_t)c * H * W);
 		const float *src[3] = { clean, in, out };

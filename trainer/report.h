@@ -7,7 +7,8 @@
 
 #include <stdio.h>
 
-#include "ae/data.h"
+#include "ae/dataset.h"
+#include "ae/noise.h"
 #include "ae/infer.h"
 
 typedef struct epoch_row {

@@ -16,7 +16,9 @@
 #include <time.h>
 
 #include "commands.h"
-#include "ae/data.h"
+#include "ae/dataset.h"
+#include "ae/stats.h"
+#include "ae/noise.h"
 #include "ae/infer.h"
 #include "ae/modelfile.h"
 #include "ae/train.h"
@@ -198,10 +200,7 @@ static double validate(ae_infer *w, const ae_dataset *ds, const int *idx, int n,
 	for (int at = 0; at < n; at += CHUNK) {
 		int b = n - at < CHUNK ? n - at : CHUNK;
 		ae_dataset_batch(ds, idx + at, b, x);
-		memcpy(in, x, (size_t)b * per * sizeof(float));
-		ae_rng r;
-		ae_rng_seed_stream(&r, seed, 0x76616c, (uint64_t)at);
-		ae_noise_apply(nz, in, (size_t)b * per, &r);
+		ae_noise_corrupt(nz, in, x, (size_t)b * per, seed, 0x76616c, (uint64_t)at);
 		ae_infer_reconstruct(w, in, b, y, NULL);
 		ae_mse_per_image(mse, y, x, b, per);
 		for (int i = 0; i < b; i++)
@@ -333,9 +332,7 @@ static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds,
 			ae_dataset_batch(ds, order + b * B, n, x);
 			const float *input = x;
 			if (o->noise.kind != AE_NOISE_NONE) {
-				memcpy(in, x, (size_t)n * per * sizeof(float));
-				ae_rng_seed_stream(&r, o->seed, 1 + (uint64_t)e, 1 + (uint64_t)b);
-				ae_noise_apply(&o->noise, in, (size_t)n * per, &r);
+				ae_noise_corrupt(&o->noise, in, x, (size_t)n * per, o->seed, 1 + (uint64_t)e, 1 + (uint64_t)b);
 				input = in;
 			}
 			double loss = ae_trainer_step(tr, input, x, n, (float)o->lr);

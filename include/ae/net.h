@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "ae/error.h"
+#include "ae/noise.h"
 
 #define AE_MAX_LAYERS 24
 /* What an architecture may ask for, checked by ae_net_build (the one
@@ -61,16 +62,6 @@ int ae_arch_defaults(ae_arch_spec *spec, const char *preset, ae_error *err);
 /* Validates spec and expands it into net. */
 int ae_net_build(ae_net *net, const ae_arch_spec *spec, ae_error *err);
 
-struct ae_conv_geom;
-/* The lowering geometry of a conv layer, or for a transposed conv that of
- * its adjoint convolution (from its output down to its input). */
-void ae_layer_geom(const ae_layer *l, struct ae_conv_geom *g);
-
-struct ae_dconv_shape;
-/* A conv, transposed conv or dense layer as a direct convolution (dense:
- * a 1x1 convolution of a 1x1 image). */
-void ae_layer_dconv_shape(const ae_layer *l, struct ae_dconv_shape *s);
-
 static inline size_t ae_layer_out_size(const ae_layer *l)
 {
 	return (size_t)l->oc * l->oh * l->ow;
@@ -81,13 +72,6 @@ static inline size_t ae_net_input_size(const ae_net *n)
 }
 
 /* ---- Models ---- */
-
-enum { AE_NOISE_NONE, AE_NOISE_GAUSSIAN, AE_NOISE_SALTPEPPER };
-
-typedef struct ae_noise {
-	int kind;
-	float a, b;  /* gaussian: mean, std; saltpepper: p */
-} ae_noise;
 
 #define AE_MAX_QUANTILES 128
 
@@ -122,8 +106,6 @@ ae_model *ae_model_new(const ae_arch_spec *spec, uint64_t seed, ae_error *err);
 void ae_model_free(ae_model *m);
 
 /* "none", "gaussian:MEAN:STD", "saltpepper:P" */
-int ae_noise_parse(ae_noise *nz, const char *s, ae_error *err);
-void ae_noise_format(const ae_noise *nz, char *buf, size_t cap);
 
 /* Percentile (0..100) of a score in the model's held-out error distribution;
  * the score at quantile q (0..1). Both interpolate the stored table. */

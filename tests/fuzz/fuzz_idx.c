@@ -7,7 +7,7 @@
 
 #include <unistd.h>
 
-#include "ae/data.h"
+#include "ae/idx.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -20,7 +20,8 @@
 #ifndef AE_DCONV_H
 #define AE_DCONV_H
 
-#include "ae/ops.h"
+#include "ae/net.h"
+#include "ops.h"
 
 #include <stdint.h>
 
@@ -89,5 +90,14 @@ void ae_dconv_forward_rows(float *y, const float *x, int n, const ae_dconv *d);
 /* NCHW <-> NHWC for n images of c channels and p pixels. */
 void ae_nchw_to_nhwc(float *dst, const float *src, int n, int c, int p);
 void ae_nhwc_to_nchw(float *dst, const float *src, int n, int c, int p);
+
+
+/* ---- layers as kernels (net.c) ---- */
+/* The lowering geometry of a conv layer, or for a transposed conv that of
+ * its adjoint convolution (from its output down to its input). */
+void ae_layer_geom(const ae_layer *l, ae_conv_geom *g);
+/* A conv, transposed conv or dense layer as a direct convolution (dense:
+ * a 1x1 convolution of a 1x1 image). */
+void ae_layer_dconv_shape(const ae_layer *l, ae_dconv_shape *s);
 
 #endif

@@ -1,0 +1,37 @@
+/*
+ * Image data sets held as 8-bit planar images (a 60,000-image set is 47 MB
+ * rather than 188 MB of floats), read from MNIST-family IDX files (raw or
+ * gzip) or from folders of PNG files, and turned into float batches on
+ * demand.
+ */
+#ifndef AE_DATASET_H
+#define AE_DATASET_H
+
+#include <stdint.h>
+
+#include "ae/error.h"
+
+typedef struct ae_dataset {
+	int n, c, h, w;
+	uint8_t *pix;        /* (n, c, h, w), owned */
+	int16_t *labels;     /* n class labels, or NULL; owned */
+	int n_classes;       /* 1 + largest label, 0 without labels */
+	char source[4096];
+} ae_dataset;
+
+/*
+ * Loads a data set for a model with want_c channels (1 or 3):
+ *  - an IDX images file; labels are read from the labels file beside it
+ *    ("...-images-idx3-ubyte[.gz]" -> "...-labels-idx1-ubyte[.gz]") if any;
+ *  - a folder holding train-/t10k- IDX files: split "train" or "test";
+ *  - a folder of PNG files (sorted by name); PNGs in subfolders are
+ *    labelled by subfolder, in sorted order.
+ * Every image must have the same size. Errors name the file and the problem.
+ */
+int ae_dataset_load(ae_dataset *ds, const char *path, const char *split, int want_c, ae_error *err);
+void ae_dataset_free(ae_dataset *ds);
+
+/* Writes images idx[0..n) as floats in [0, 1] into out (n, c, h, w). */
+void ae_dataset_batch(const ae_dataset *ds, const int *idx, int n, float *out);
+
+#endif
