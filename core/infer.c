@@ -382,8 +382,8 @@ ae_infer *ae_infer_new(const ae_plan *p, int max_batch, int threads, ae_error *e
 		ae_fail(err, AE_ERR_INVAL, "batch size %d out of range (1..65536)", max_batch);
 		return NULL;
 	}
-	if (threads < 1 || threads > 256) {
-		ae_fail(err, AE_ERR_INVAL, "thread count %d out of range (1..256)", threads);
+	if (threads < 1 || threads > AE_MAX_THREADS) {
+		ae_fail(err, AE_ERR_INVAL, "thread count %d out of range (1..%d)", threads, AE_MAX_THREADS);
 		return NULL;
 	}
 	ae_infer *w = calloc(1, sizeof *w);

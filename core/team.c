@@ -4,6 +4,7 @@
  * helper misses while still busy cannot make it skip or repeat a run.
  */
 #include "team.h"
+#include "ae/net.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -49,7 +50,7 @@ static void *helper_main(void *p)
 
 ae_team *ae_team_new(int threads)
 {
-	if (threads < 1 || threads > 256)
+	if (threads < 1 || threads > AE_MAX_THREADS)
 		return NULL;
 	ae_team *t = calloc(1, sizeof *t);
 	if (!t)

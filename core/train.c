@@ -21,7 +21,6 @@
 
 #define BN_MOMENTUM 0.1f
 #define BN_EPS 1e-5f
-#define AE_MAX_THREADS 64
 
 /* One lane's share of a step: its own lowering scratch and, past lane 0,
  * its own gradient block, added into the trainer's after backward. */

@@ -105,7 +105,7 @@ static int parse(srv_config *c, int argc, char **argv)
 	/* A worker per core lets one busy model use the whole machine; idle
 	 * workers sleep on their queue and cost only their scratch. */
 	*c = (srv_config){ .addr = "127.0.0.1", .port = 8080, .http_threads = 2,
-	                   .workers = cores < 1 ? 1 : cores > 64 ? 64 : (int)cores, .max_batch = 32,
+	                   .workers = cores < 1 ? 1 : cores > AE_MAX_THREADS ? AE_MAX_THREADS : (int)cores, .max_batch = 32,
 	                   .batch_delay_us = 200, .queue_len = 256, .body_limit = 8u << 20, .timeout_ms = 5000,
 	                   .conn_limit = 4096, .conn_timeout_s = 30, .header_timeout_s = 10, .body_timeout_s = 30,
 	                   .drain_timeout_s = 10, .log_format = SRV_LOG_TEXT };
@@ -128,7 +128,7 @@ static int parse(srv_config *c, int argc, char **argv)
 		case O_REUSE: c->reuse_port = 1; break;
 		case O_DEFAULT: snprintf(c->default_model, sizeof c->default_model, "%s", optarg); break;
 		case O_HTTP: if (int_opt("--http-threads", optarg, 1, 256, &v)) return -1; c->http_threads = (int)v; break;
-		case O_WORKERS: if (int_opt("--workers", optarg, 1, 64, &v)) return -1; c->workers = (int)v; break;
+		case O_WORKERS: if (int_opt("--workers", optarg, 1, AE_MAX_THREADS, &v)) return -1; c->workers = (int)v; break;
 		case O_BATCH: if (int_opt("--max-batch", optarg, 1, 1024, &v)) return -1; c->max_batch = (int)v; break;
 		case O_DELAY: if (int_opt("--batch-delay-us", optarg, 0, 1000000, &v)) return -1; c->batch_delay_us = (int)v; break;
 		case O_QUEUE: if (int_opt("--queue", optarg, 1, 1000000, &v)) return -1; c->queue_len = (int)v; break;

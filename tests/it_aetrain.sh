@@ -28,6 +28,7 @@ expect_fail "arch" "--arch: 'rnn' is neither conv nor dense" "$T" train --data $
 expect_fail "noise" "bad corruption 'gauss:1'" "$T" train --data $D --out "$TMPD/m.safetensors" --noise gauss:1
 expect_fail "noise range" "probability must be in [0, 1]" "$T" train --data $D --out "$TMPD/m.safetensors" --noise saltpepper:2
 expect_fail "channels" "--channels: must be 1 or 3" "$T" train --data $D --out "$TMPD/m.safetensors" --channels 2
+expect_fail "threads past the engine's cap" "--threads: 65 is out of range [1, 64]" "$T" train --data $D --out "$TMPD/m.safetensors" --threads 65
 expect_fail "filters" "--filters: 'x' is not F1,F2" "$T" train --data $D --out "$TMPD/m.safetensors" --filters x
 expect_fail "val" "--val: 0.95 is out of range" "$T" train --data $D --out "$TMPD/m.safetensors" --val 0.95
 expect_fail "loss" "--loss: 'l1' is neither mse nor bce" "$T" train --data $D --out "$TMPD/m.safetensors" --loss l1

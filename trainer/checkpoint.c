@@ -62,7 +62,7 @@ static int opts_from_json(train_opts *o, json_t *v)
 	                      "threads", &threads, "limit", &limit, "checkpoint_every", &every, "lr", &o->lr, "val",
 	                      &o->val, "loss", &loss, "noise", &noise, "seed", &seed) != 0;
 	/* The same bounds as the command line's. */
-	bad = bad || epochs < 1 || epochs > MAX_EPOCHS || batch < 1 || batch > 4096 || threads < 0 || threads > 256 ||
+	bad = bad || epochs < 1 || epochs > MAX_EPOCHS || batch < 1 || batch > 4096 || threads < 0 || threads > AE_MAX_THREADS ||
 	      limit < 0 || every < 0 || !(o->lr >= 1e-8 && o->lr <= 1.0) || !(o->val >= 0.0 && o->val <= 0.9) ||
 	      (strcmp(split, "train") && strcmp(split, "test")) || (strcmp(loss, "mse") && strcmp(loss, "bce")) ||
 	      strlen(data) >= sizeof o->data || strlen(out) >= sizeof o->out;

@@ -77,6 +77,8 @@ int cli_threads(long n)
 		n = sysconf(_SC_NPROCESSORS_ONLN);
 	if (n <= 0)
 		n = 1;
+	if (n > AE_MAX_THREADS)
+		n = AE_MAX_THREADS;  /* one per core, as far as the engine goes */
 	/* The trainer's lanes and inference's split work themselves; inside
 	 * a lane, OpenBLAS's own threads would only compete for the cores. */
 	openblas_set_num_threads(1);

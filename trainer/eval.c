@@ -75,7 +75,7 @@ static int parse(eval_opts *o, int argc, char **argv, const char *cmd)
 			break;
 		case O_NORMAL: if (cli_int("--normal-class", optarg, 0, 32767, &o->normal)) return -1; break;
 		case O_LIMIT: if (cli_int("--limit", optarg, 1, 100000000, &o->limit)) return -1; break;
-		case O_THREADS: if (cli_int("--threads", optarg, 1, 256, &o->threads)) return -1; break;
+		case O_THREADS: if (cli_int("--threads", optarg, 1, AE_MAX_THREADS, &o->threads)) return -1; break;
 		case O_OUT: o->out = optarg; break;
 		case O_HELP: eval_usage(stdout); exit(0);
 		default:

@@ -150,7 +150,7 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 			break;
 		case O_VAL: if (cli_float("--val", optarg, 0.0, 0.9, &d)) return -1; o->val = d; break;
 		case O_SEED: if (cli_u64("--seed", optarg, &o->seed)) return -1; break;
-		case O_THREADS: if (cli_int("--threads", optarg, 1, 256, &o->threads)) return -1; break;
+		case O_THREADS: if (cli_int("--threads", optarg, 1, AE_MAX_THREADS, &o->threads)) return -1; break;
 		case O_LIMIT: if (cli_int("--limit", optarg, 1, 100000000, &o->limit)) return -1; break;
 		case O_RESUME: snprintf(o->resume, sizeof o->resume, "%s", optarg); break;
 		case O_CKPT_EVERY:

@@ -22,6 +22,9 @@
 #define AE_MAX_FILTERS 1024   /* conv channels, each of f1 and f2 */
 #define AE_MAX_LATENT 65536
 #define AE_MAX_HIDDEN 65536
+/* Threads one trainer or inference context may run on; callers that
+ * default to one per core clamp to it. */
+#define AE_MAX_THREADS 64
 #define AE_NONE ((size_t)-1)
 
 enum {
