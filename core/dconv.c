@@ -1,5 +1,5 @@
 /*
- * Direct convolution on channels-last images (see ae/dconv.h): compiling a
+ * Direct convolution on channels-last images (see dconv.h): compiling a
  * layer into tap groups with packed weights, and the tile kernels that run
  * them. The portable kernels are plain loops the compiler vectorises as it
  * can; the AVX2+FMA ones keep a 6x16 tile of outputs in 12 registers while

@@ -8,7 +8,7 @@
  *     per-channel scale and shift, applied in the same pass.
  * So the conv preset's 17 layers run as 7 passes over memory.
  *
- * Convolutions run direct on channels-last (NHWC) activations (ae/dconv.h);
+ * Convolutions run direct on channels-last (NHWC) activations (dconv.h);
  * dense layers next to them have their weights permuted once here so that
  * flatten/unflatten keep PyTorch's (C, H, W) meaning. A model's input and
  * output stay NCHW at the API; only multi-channel images are transposed.

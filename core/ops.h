@@ -7,7 +7,7 @@
  * Every convolution has two paths: the training one (im2col/col2im +
  * cblas_sgemm, batched over the whole mini-batch as one GEMM) and a plain
  * reference loop (`_ref`) that the tests compare it against. Inference runs
- * convolutions direct on channels-last images instead (ae/dconv.h).
+ * convolutions direct on channels-last images instead (dconv.h).
  */
 #ifndef AE_OPS_H
 #define AE_OPS_H

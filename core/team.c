@@ -1,5 +1,5 @@
 /*
- * Fork-join thread team (see ae/team.h). Helpers sleep on a condition
+ * Fork-join thread team (see team.h). Helpers sleep on a condition
  * variable between runs and count generations, so a broadcast that a
  * helper misses while still busy cannot make it skip or repeat a run.
  */

@@ -3,7 +3,7 @@
  * Memory is carved from a handful of blocks sized once in ae_trainer_new.
  *
  * Transposed convolutions with 8 or more output channels run forward as
- * direct convolutions (ae/dconv.h) in per-tap mode instead of GEMM + col2im,
+ * direct convolutions (dconv.h) in per-tap mode instead of GEMM + col2im,
  * without writing, zeroing and scattering a column matrix nine times the
  * input. Per-tap mode rounds each tap's sum on its own as that lowering
  * does (98% of outputs bit-identical, the rest 1 ulp apart). One chain

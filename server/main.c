@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "ae/parse.h"
+#include "ae/version.h"
 
 /* File descriptors beyond the connections: models, epoll and eventfds of
  * the HTTP threads, stdio. */
@@ -74,6 +75,7 @@ static void usage(FILE *f)
 	        "                        balancer takes to notice, e.g. 5 under Kubernetes)\n"
 	        "  --drain-timeout S     then wait at most S seconds for requests in flight (default 10)\n"
 	        "  --log-format FMT      access log on stdout: text (default), json or none\n"
+	        "  --version             the version\n"
 	        "  --help                this text\n");
 }
 
@@ -90,7 +92,7 @@ static int parse(srv_config *c, int argc, char **argv)
 {
 	enum { O_ADDR = 1000, O_PORT, O_REUSE, O_DEFAULT, O_HTTP, O_WORKERS, O_BATCH, O_DELAY, O_QUEUE, O_BODY,
 	       O_TIMEOUT, O_CONNS, O_PER_CLIENT, O_HEADER_TIMEOUT, O_BODY_TIMEOUT, O_CONN_TIMEOUT, O_DRAIN_DELAY,
-	       O_DRAIN_TIMEOUT, O_LOG, O_HELP };
+	       O_DRAIN_TIMEOUT, O_LOG, O_VERSION, O_HELP };
 	static const struct option lo[] = {
 		{ "addr", 1, 0, O_ADDR }, { "port", 1, 0, O_PORT }, { "reuse-port", 0, 0, O_REUSE },
 		{ "default", 1, 0, O_DEFAULT }, { "http-threads", 1, 0, O_HTTP }, { "workers", 1, 0, O_WORKERS },
@@ -99,7 +101,7 @@ static int parse(srv_config *c, int argc, char **argv)
 		{ "per-client-limit", 1, 0, O_PER_CLIENT }, { "header-timeout", 1, 0, O_HEADER_TIMEOUT },
 		{ "body-timeout", 1, 0, O_BODY_TIMEOUT }, { "conn-timeout", 1, 0, O_CONN_TIMEOUT },
 		{ "drain-delay", 1, 0, O_DRAIN_DELAY }, { "drain-timeout", 1, 0, O_DRAIN_TIMEOUT },
-		{ "log-format", 1, 0, O_LOG }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+		{ "log-format", 1, 0, O_LOG }, { "version", 0, 0, O_VERSION }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
 	};
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	/* A worker per core lets one busy model use the whole machine; idle
@@ -151,6 +153,7 @@ static int parse(srv_config *c, int argc, char **argv)
 			}
 			break;
 		case O_HELP: usage(stdout); exit(0);
+		case O_VERSION: printf("aeserve %s\n", AE_VERSION); exit(0);
 		default:
 			fprintf(stderr, "aeserve: unknown option or missing value: %s (see aeserve --help)\n", argv[optind - 1]);
 			return -1;

