@@ -26,8 +26,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		*size = 0;
 		return MHD_YES;
 	}
-	struct MHD_Response *r = MHD_create_response_from_buffer(sizeof REPLY - 1, REPLY,
-	                                                         MHD_RESPMEM_PERSISTENT);
+	struct MHD_Response *r = MHD_create_response_from_buffer(sizeof REPLY - 1, REPLY, MHD_RESPMEM_PERSISTENT);
 	MHD_add_response_header(r, "Content-Type", "application/json");
 	enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
 	MHD_destroy_response(r);
@@ -47,12 +46,9 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	struct MHD_Daemon *d = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_TURBO,
-		(uint16_t)port, NULL, NULL, handle, NULL,
-		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
-		MHD_OPTION_CONNECTION_LIMIT, 1024u,
-		MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
-		MHD_OPTION_END);
+	        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_TURBO, (uint16_t)port,
+	        NULL, NULL, handle, NULL, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_CONNECTION_LIMIT,
+	        1024u, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
 	if (!d) {
 		fprintf(stderr, "bare_mhd: cannot listen on port %d\n", port);
 		return 1;

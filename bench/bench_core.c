@@ -59,7 +59,7 @@ static double sgemm_gflops(double secs)
 typedef struct job {
 	ae_infer *w;
 	ae_trainer *tr;
-	int op;                 /* 0 encode, 1 reconstruct, 2 train */
+	int op; /* 0 encode, 1 reconstruct, 2 train */
 	const float *x;
 	float *y, *z;
 	long cursor;
@@ -137,7 +137,8 @@ int main(int argc, char **argv)
 	ae_trainer *tr = ae_trainer_new(m, 32, threads, AE_LOSS_MSE, NULL);
 	j.tr = tr;
 	j.op = 2;
-	printf(" \"train_b32_img_s\": %.1f,\n \"flops_train_step_per_image\": %.0f}\n", rate(&j, 32, 2 * secs), 3.0 * f_rec);
+	printf(" \"train_b32_img_s\": %.1f,\n \"flops_train_step_per_image\": %.0f}\n", rate(&j, 32, 2 * secs),
+	       3.0 * f_rec);
 	ae_trainer_free(tr);
 	ae_infer_free(w);
 	ae_plan_free(p);

@@ -40,7 +40,7 @@ static int layers(int n)
 	/* conv preset, 28x28: transposed, ic, ih, iw, oc, oh, ow, k, stride, pad */
 	const ae_dconv_shape sh[5] = {
 		{ 0, 1, 28, 28, 32, 14, 14, 3, 2, 1 }, { 0, 32, 14, 14, 64, 7, 7, 3, 2, 1 },
-		{ 1, 64, 7, 7, 64, 14, 14, 3, 2, 1 }, { 1, 64, 14, 14, 32, 28, 28, 3, 2, 1 },
+		{ 1, 64, 7, 7, 64, 14, 14, 3, 2, 1 },  { 1, 64, 14, 14, 32, 28, 28, 3, 2, 1 },
 		{ 1, 32, 28, 28, 1, 28, 28, 3, 1, 1 },
 	};
 	ae_rng r;
@@ -65,8 +65,8 @@ static int layers(int n)
 			reps++;
 		} while ((t = clock_s(CLOCK_MONOTONIC) - t0) < 0.5);
 		double per = t / reps / n;
-		printf("layer %d (%s %d->%d): %.2f us/img, %.1f GFLOP/s\n", i, s->transposed ? "convT" : "conv",
-		       s->ic, s->oc, per * 1e6, f / per * 1e-9);
+		printf("layer %d (%s %d->%d): %.2f us/img, %.1f GFLOP/s\n", i, s->transposed ? "convT" : "conv", s->ic,
+		       s->oc, per * 1e6, f / per * 1e-9);
 		total += per, flops += f;
 		ae_dconv_deinit(&d);
 		free(w), free(b), free(x), free(y);
@@ -109,8 +109,7 @@ static int train(int lanes, int steps)
 
 int main(int argc, char **argv)
 {
-	if (argc >= 2 && strcmp(argv[1], "layers") == 0)
-		return layers(argc > 2 ? atoi(argv[2]) : 8);
+	if (argc >= 2 && strcmp(argv[1], "layers") == 0) return layers(argc > 2 ? atoi(argv[2]) : 8);
 	if (argc == 4 && strcmp(argv[1], "train") == 0 && atoi(argv[2]) >= 1 && atoi(argv[3]) >= 1)
 		return train(atoi(argv[2]), atoi(argv[3]));
 	fprintf(stderr, "usage: bench_parts layers [IMAGES] | bench_parts train LANES STEPS\n");

@@ -6,8 +6,8 @@
 
 #include <math.h>
 
-void ae_adam_update(float *p, float *m, float *v, const float *g, size_t n,
-                    float lr, float beta1, float beta2, float eps, long step)
+void ae_adam_update(float *p, float *m, float *v, const float *g, size_t n, float lr, float beta1, float beta2,
+                    float eps, long step)
 {
 	const double bc1 = 1.0 - pow(beta1, (double)step);
 	const double bc2 = 1.0 - pow(beta2, (double)step);

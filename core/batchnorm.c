@@ -21,7 +21,10 @@ static double row_sqdev(const float *r, double mu, int p)
 	int j = 0;
 	for (; j + 4 <= p; j += 4) {
 		double d0 = r[j] - mu, d1 = r[j + 1] - mu, d2 = r[j + 2] - mu, d3 = r[j + 3] - mu;
-		a0 += d0 * d0; a1 += d1 * d1; a2 += d2 * d2; a3 += d3 * d3;
+		a0 += d0 * d0;
+		a1 += d1 * d1;
+		a2 += d2 * d2;
+		a3 += d3 * d3;
 	}
 	for (; j < p; j++) {
 		double d = r[j] - mu;
@@ -68,8 +71,8 @@ void ae_bn_sqdev(double *ss, const float *x, const double *mu, int n, int c, int
 	}
 }
 
-void ae_bn_stats(float *mean, float *invstd, float *run_mean, float *run_var,
-                 const double *mu, const double *ss, size_t m, int c, float momentum, float eps)
+void ae_bn_stats(float *mean, float *invstd, float *run_mean, float *run_var, const double *mu, const double *ss,
+                 size_t m, int c, float momentum, float eps)
 {
 	for (int ch = 0; ch < c; ch++) {
 		double var = ss[ch] / (double)m;
@@ -83,8 +86,8 @@ void ae_bn_stats(float *mean, float *invstd, float *run_mean, float *run_var,
 	}
 }
 
-void ae_bn_normalize(float *y, const float *x, const float *mean, const float *invstd,
-                     const float *gamma, const float *beta, int n, int c, int p)
+void ae_bn_normalize(float *y, const float *x, const float *mean, const float *invstd, const float *gamma,
+                     const float *beta, int n, int c, int p)
 {
 	for (int ch = 0; ch < c; ch++) {
 		const float fm = mean[ch], is = invstd[ch], g = gamma[ch], b = beta[ch];
@@ -97,9 +100,8 @@ void ae_bn_normalize(float *y, const float *x, const float *mean, const float *i
 	}
 }
 
-void ae_bn_forward_train(float *y, float *mean, float *invstd, float *run_mean, float *run_var,
-                         const float *x, const float *gamma, const float *beta,
-                         int n, int c, int p, float momentum, float eps)
+void ae_bn_forward_train(float *y, float *mean, float *invstd, float *run_mean, float *run_var, const float *x,
+                         const float *gamma, const float *beta, int n, int c, int p, float momentum, float eps)
 {
 	/* c is a layer's channel count, which ae_net_build bounds. */
 	assert(c <= AE_MAX_FILTERS);
@@ -113,8 +115,8 @@ void ae_bn_forward_train(float *y, float *mean, float *invstd, float *run_mean, 
 	ae_bn_normalize(y, x, mean, invstd, gamma, beta, n, c, p);
 }
 
-void ae_bn_backward_sums(double *sdy, double *sdyx, const float *dy, const float *x,
-                         const float *mean, const float *invstd, int n, int c, int p)
+void ae_bn_backward_sums(double *sdy, double *sdyx, const float *dy, const float *x, const float *mean,
+                         const float *invstd, int n, int c, int p)
 {
 	for (int ch = 0; ch < c; ch++) {
 		double a = 0.0, b = 0.0;
@@ -127,9 +129,8 @@ void ae_bn_backward_sums(double *sdy, double *sdyx, const float *dy, const float
 	}
 }
 
-void ae_bn_backward_dx(float *dx, const float *dy, const float *x, const float *mean,
-                       const float *invstd, const float *gamma, const double *sdy,
-                       const double *sdyx, size_t m, int n, int c, int p)
+void ae_bn_backward_dx(float *dx, const float *dy, const float *x, const float *mean, const float *invstd,
+                       const float *gamma, const double *sdy, const double *sdyx, size_t m, int n, int c, int p)
 {
 	for (int ch = 0; ch < c; ch++) {
 		const float mu = mean[ch], is = invstd[ch];
@@ -147,9 +148,8 @@ void ae_bn_backward_dx(float *dx, const float *dy, const float *x, const float *
 	}
 }
 
-void ae_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                    const float *mean, const float *invstd, const float *gamma,
-                    int n, int c, int p)
+void ae_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x, const float *mean,
+                    const float *invstd, const float *gamma, int n, int c, int p)
 {
 	assert(c <= AE_MAX_FILTERS);
 	double sdy[AE_MAX_FILTERS], sdyx[AE_MAX_FILTERS];
@@ -158,12 +158,11 @@ void ae_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, con
 		dgamma[ch] += (float)sdyx[ch];
 		dbeta[ch] += (float)sdy[ch];
 	}
-	if (dx)
-		ae_bn_backward_dx(dx, dy, x, mean, invstd, gamma, sdy, sdyx, (size_t)n * p, n, c, p);
+	if (dx) ae_bn_backward_dx(dx, dy, x, mean, invstd, gamma, sdy, sdyx, (size_t)n * p, n, c, p);
 }
 
-void ae_bn_fold(float *scale, float *shift, const float *gamma, const float *beta,
-                const float *run_mean, const float *run_var, int c, float eps)
+void ae_bn_fold(float *scale, float *shift, const float *gamma, const float *beta, const float *run_mean,
+                const float *run_var, int c, float eps)
 {
 	for (int ch = 0; ch < c; ch++) {
 		float s = gamma[ch] / sqrtf(run_var[ch] + eps);

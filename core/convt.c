@@ -9,21 +9,19 @@
 #include <cblas.h>
 #include <string.h>
 
-void ae_convt2d_forward(float *y, float *col, float *t, const float *x, const float *w,
-                        const ae_epilogue *ep, int n, int ic, const ae_conv_geom *g)
+void ae_convt2d_forward(float *y, float *col, float *t, const float *x, const float *w, const ae_epilogue *ep, int n,
+                        int ic, const ae_conv_geom *g)
 {
 	const int oc = g->c, okk = oc * g->k * g->k;
 	const int p = g->oh * g->ow, np = n * p;
 	ae_gather_channels(t, x, n, ic, p);
-	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, okk, np, ic,
-	            1.0f, w, okk, t, np, 0.0f, col, np);
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, okk, np, ic, 1.0f, w, okk, t, np, 0.0f, col, np);
 	ae_col2im(y, col, n, g);
 	ae_epilogue_apply(y, n, oc, g->h * g->w, ep);
 }
 
-void ae_convt2d_backward(float *dx, float *dw, float *db, float *col, float *t,
-                         const float *dy, const float *x, const float *w,
-                         int n, int ic, const ae_conv_geom *g)
+void ae_convt2d_backward(float *dx, float *dw, float *db, float *col, float *t, const float *dy, const float *x,
+                         const float *w, int n, int ic, const ae_conv_geom *g)
 {
 	const int oc = g->c, okk = oc * g->k * g->k;
 	const int p = g->oh * g->ow, np = n * p;
@@ -35,17 +33,15 @@ void ae_convt2d_backward(float *dx, float *dw, float *db, float *col, float *t,
 			}
 	ae_im2col(col, dy, n, g);
 	ae_gather_channels(t, x, n, ic, p);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ic, okk, np,
-	            1.0f, t, np, col, np, 1.0f, dw, okk);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ic, okk, np, 1.0f, t, np, col, np, 1.0f, dw, okk);
 	if (dx) {
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ic, np, okk,
-		            1.0f, w, okk, col, np, 0.0f, t, np);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ic, np, okk, 1.0f, w, okk, col, np, 0.0f, t, np);
 		ae_scatter_channels(dx, t, n, ic, p, NULL);
 	}
 }
 
-void ae_convt2d_forward_ref(float *y, const float *x, const float *w, const float *b,
-                            int n, int ic, const ae_conv_geom *g)
+void ae_convt2d_forward_ref(float *y, const float *x, const float *w, const float *b, int n, int ic,
+                            const ae_conv_geom *g)
 {
 	const int oc = g->c, H = g->h, W = g->w, K = g->k;
 	for (int i = 0; i < n; i++)
@@ -62,16 +58,15 @@ void ae_convt2d_forward_ref(float *y, const float *x, const float *w, const floa
 							for (int kx = 0; kx < K; kx++) {
 								int Y = iy * g->stride - g->pad + ky;
 								int X = ix * g->stride - g->pad + kx;
-								if (Y < 0 || Y >= H || X < 0 || X >= W)
-									continue;
+								if (Y < 0 || Y >= H || X < 0 || X >= W) continue;
 								y[(((size_t)i * oc + o) * H + Y) * W + X] +=
-									xv * w[((c * oc + o) * K + ky) * K + kx];
+								        xv * w[((c * oc + o) * K + ky) * K + kx];
 							}
 				}
 }
 
-void ae_convt2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
-                             const float *w, int n, int ic, const ae_conv_geom *g)
+void ae_convt2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int n,
+                             int ic, const ae_conv_geom *g)
 {
 	const int oc = g->c, H = g->h, W = g->w, K = g->k;
 	if (db)
@@ -90,14 +85,12 @@ void ae_convt2d_backward_ref(float *dx, float *dw, float *db, const float *dy, c
 							for (int kx = 0; kx < K; kx++) {
 								int Y = iy * g->stride - g->pad + ky;
 								int X = ix * g->stride - g->pad + kx;
-								if (Y < 0 || Y >= H || X < 0 || X >= W)
-									continue;
+								if (Y < 0 || Y >= H || X < 0 || X >= W) continue;
 								size_t wi = ((size_t)(c * oc + o) * K + ky) * K + kx;
 								float d = dy[(((size_t)i * oc + o) * H + Y) * W + X];
 								dw[wi] += x[xi] * d;
 								acc += (double)w[wi] * d;
 							}
-					if (dx)
-						dx[xi] = (float)acc;
+					if (dx) dx[xi] = (float)acc;
 				}
 }

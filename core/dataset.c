@@ -17,8 +17,7 @@
 
 void ae_dataset_free(ae_dataset *ds)
 {
-	if (!ds)
-		return;
+	if (!ds) return;
 	free(ds->pix);
 	free(ds->labels);
 	ds->pix = NULL;
@@ -35,10 +34,8 @@ static int exists(const char *p)
 static int labels_path(const char *images, char *out, size_t cap)
 {
 	const char *at = strstr(images, "images-idx3-ubyte");
-	if (!at)
-		return 0;
-	snprintf(out, cap, "%.*slabels-idx1-ubyte%s", (int)(at - images), images,
-	         at + strlen("images-idx3-ubyte"));
+	if (!at) return 0;
+	snprintf(out, cap, "%.*slabels-idx1-ubyte%s", (int)(at - images), images, at + strlen("images-idx3-ubyte"));
 	return exists(out);
 }
 
@@ -60,11 +57,11 @@ static int load_idx(ae_dataset *ds, const char *path, int want_c, ae_error *err)
 	uint8_t *img;
 	int nd, dims[3];
 	int rc = ae_idx_read(path, &img, &nd, dims, err);
-	if (rc)
-		return rc;
+	if (rc) return rc;
 	if (nd != 3) {
 		free(img);
-		return ae_fail(err, AE_ERR_FORMAT, "%s: %d dimensions; an images file has 3 (count, rows, columns)", path, nd);
+		return ae_fail(err, AE_ERR_FORMAT, "%s: %d dimensions; an images file has 3 (count, rows, columns)",
+		               path, nd);
 	}
 	ds->n = dims[0], ds->h = dims[1], ds->w = dims[2], ds->c = want_c;
 	if (want_c == 3 && !(ds->pix = malloc((size_t)ds->n * 3 * ds->h * ds->w))) {
@@ -73,11 +70,9 @@ static int load_idx(ae_dataset *ds, const char *path, int want_c, ae_error *err)
 	}
 	gray_to_channels(ds, img, want_c);
 	char lp[1024];
-	if (!labels_path(path, lp, sizeof lp))
-		return AE_OK;
+	if (!labels_path(path, lp, sizeof lp)) return AE_OK;
 	uint8_t *lab;
-	if ((rc = ae_idx_read(lp, &lab, &nd, dims, err)))
-		return rc;
+	if ((rc = ae_idx_read(lp, &lab, &nd, dims, err))) return rc;
 	if (nd != 1 || dims[0] != ds->n) {
 		free(lab);
 		return ae_fail(err, AE_ERR_FORMAT, "%s: %d labels disagree with %d images in %s", lp,
@@ -89,8 +84,7 @@ static int load_idx(ae_dataset *ds, const char *path, int want_c, ae_error *err)
 	}
 	for (int i = 0; i < ds->n; i++) {
 		ds->labels[i] = lab[i];
-		if (lab[i] + 1 > ds->n_classes)
-			ds->n_classes = lab[i] + 1;
+		if (lab[i] + 1 > ds->n_classes) ds->n_classes = lab[i] + 1;
 	}
 	free(lab);
 	return AE_OK;
@@ -113,12 +107,10 @@ static int list_add(file_list *fl, const char *path, int label)
 		if (p) fl->path = p;
 		int16_t *l = realloc(fl->label, (size_t)cap * sizeof *l);
 		if (l) fl->label = l;
-		if (!p || !l)
-			return -1;
+		if (!p || !l) return -1;
 		fl->cap = cap;
 	}
-	if (!(fl->path[fl->n] = strdup(path)))
-		return -1;
+	if (!(fl->path[fl->n] = strdup(path))) return -1;
 	fl->label[fl->n++] = (int16_t)label;
 	return 0;
 }
@@ -147,8 +139,7 @@ static int scan(file_list *fl, const char *dir, int depth, int label, ae_error *
 {
 	struct dirent **ents;
 	int n = scandir(dir, &ents, skip_dot, alphasort);
-	if (n < 0)
-		return ae_fail(err, AE_ERR_IO, "%s: cannot list: %s", dir, strerror(errno));
+	if (n < 0) return ae_fail(err, AE_ERR_IO, "%s: cannot list: %s", dir, strerror(errno));
 	int rc = AE_OK;
 	char p[4096];
 	for (int i = 0; i < n; i++) {
@@ -173,8 +164,7 @@ static int load_png_dir(ae_dataset *ds, const char *dir, int want_c, ae_error *e
 {
 	file_list fl = { 0 };
 	int rc = scan(&fl, dir, 0, -1, err);
-	if (rc == AE_OK && fl.n == 0)
-		rc = ae_fail(err, AE_ERR_FORMAT, "%s: no PNG files and no IDX files found", dir);
+	if (rc == AE_OK && fl.n == 0) rc = ae_fail(err, AE_ERR_FORMAT, "%s: no PNG files and no IDX files found", dir);
 	int labelled = 1;
 	for (int i = 0; i < fl.n; i++)
 		labelled &= fl.label[i] >= 0;
@@ -182,8 +172,7 @@ static int load_png_dir(ae_dataset *ds, const char *dir, int want_c, ae_error *e
 		uint8_t *buf;
 		size_t len;
 		ae_image img;
-		if ((rc = ae_read_file(fl.path[i], 64u << 20, &buf, &len, err)))
-			break;
+		if ((rc = ae_read_file(fl.path[i], 64u << 20, &buf, &len, err))) break;
 		rc = ae_png_decode(buf, len, want_c, PNG_MAX_PIXELS, &img, err);
 		free(buf);
 		if (rc) {
@@ -193,8 +182,7 @@ static int load_png_dir(ae_dataset *ds, const char *dir, int want_c, ae_error *e
 		if (i == 0) {
 			ds->n = fl.n, ds->c = want_c, ds->h = img.h, ds->w = img.w;
 			ds->pix = malloc((size_t)fl.n * want_c * img.h * img.w);
-			if (!ds->pix)
-				rc = ae_fail(err, AE_ERR_NOMEM, "%s: out of memory for %d images", dir, fl.n);
+			if (!ds->pix) rc = ae_fail(err, AE_ERR_NOMEM, "%s: out of memory for %d images", dir, fl.n);
 		} else if (img.h != ds->h || img.w != ds->w) {
 			rc = ae_fail(err, AE_ERR_FORMAT, "%s: image is %dx%d, the first image (%s) is %dx%d",
 			             fl.path[i], img.w, img.h, fl.path[0], ds->w, ds->h);
@@ -216,18 +204,15 @@ int ae_dataset_load(ae_dataset *ds, const char *path, const char *split, int wan
 {
 	memset(ds, 0, sizeof *ds);
 	snprintf(ds->source, sizeof ds->source, "%s", path);
-	if (want_c != 1 && want_c != 3)
-		return ae_fail(err, AE_ERR_INVAL, "channels must be 1 or 3");
+	if (want_c != 1 && want_c != 3) return ae_fail(err, AE_ERR_INVAL, "channels must be 1 or 3");
 	struct stat sb;
-	if (stat(path, &sb) != 0)
-		return ae_fail(err, AE_ERR_IO, "%s: %s", path, strerror(errno));
+	if (stat(path, &sb) != 0) return ae_fail(err, AE_ERR_IO, "%s: %s", path, strerror(errno));
 	int rc;
 	if (S_ISDIR(sb.st_mode)) {
 		const char *pre = split && strcmp(split, "test") == 0 ? "t10k" : "train";
 		char p[4096];
 		snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", path, pre);
-		if (!exists(p))
-			snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte.gz", path, pre);
+		if (!exists(p)) snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte.gz", path, pre);
 		if (exists(p)) {
 			snprintf(ds->source, sizeof ds->source, "%s", p);
 			rc = load_idx(ds, p, want_c, err);
@@ -235,8 +220,7 @@ int ae_dataset_load(ae_dataset *ds, const char *path, const char *split, int wan
 			rc = load_png_dir(ds, path, want_c, err);
 	} else
 		rc = load_idx(ds, path, want_c, err);
-	if (rc)
-		ae_dataset_free(ds);
+	if (rc) ae_dataset_free(ds);
 	return rc;
 }
 

@@ -17,9 +17,9 @@
 #define AE_X86 1
 #endif
 
-#define NR 6            /* output pixels per wide tile */
-#define NR_NARROW 4     /* output pixels per narrow (dot product) tile */
-#define MAX_K AE_DCONV_MAX_K
+#define NR        6 /* output pixels per wide tile */
+#define NR_NARROW 4 /* output pixels per narrow (dot product) tile */
+#define MAX_K     AE_DCONV_MAX_K
 
 /* ---- compiling a layer ---- */
 
@@ -30,14 +30,12 @@ static int32_t tap_offset(const ae_dconv_shape *s, int oy, int ox, int ky, int k
 	int iy, ix;
 	if (s->transposed) {
 		int ny = oy + s->pad - ky, nx = ox + s->pad - kx;
-		if (ny < 0 || nx < 0 || ny % s->stride || nx % s->stride)
-			return -1;
+		if (ny < 0 || nx < 0 || ny % s->stride || nx % s->stride) return -1;
 		iy = ny / s->stride, ix = nx / s->stride;
 	} else {
 		iy = oy * s->stride - s->pad + ky, ix = ox * s->stride - s->pad + kx;
 	}
-	if (iy < 0 || ix < 0 || iy >= s->ih || ix >= s->iw)
-		return -1;
+	if (iy < 0 || ix < 0 || iy >= s->ih || ix >= s->iw) return -1;
 	return (int32_t)(((size_t)iy * s->iw + ix) * s->ic);
 }
 
@@ -46,8 +44,7 @@ static int32_t tap_offset(const ae_dconv_shape *s, int oy, int ox, int ky, int k
 static float weight_at(const ae_dconv_shape *s, const float *w, int o, int c, int ky, int kx)
 {
 	size_t kk = (size_t)ky * s->k + kx;
-	if (s->transposed)
-		return w[((size_t)c * s->oc + o) * s->k * s->k + kk];
+	if (s->transposed) return w[((size_t)c * s->oc + o) * s->k * s->k + kk];
 	return w[((size_t)o * s->ic + c) * s->k * s->k + kk];
 }
 
@@ -55,8 +52,7 @@ static float weight_at(const ae_dconv_shape *s, const float *w, int o, int c, in
  * convolution has one group holding every tap and pixel. */
 static int in_phase(const ae_dconv_shape *s, int g, int y, int x)
 {
-	if (!s->transposed)
-		return 1;
+	if (!s->transposed) return 1;
 	int a = g / s->stride, b = g % s->stride;
 	return (y + s->pad) % s->stride == a && (x + s->pad) % s->stride == b;
 }
@@ -126,16 +122,14 @@ static int cpu_has_avx2(void)
 static int reads_padding(const int32_t *off, int nt)
 {
 	for (int t = 0; t < nt; t++)
-		if (off[t] < 0)
-			return 1;
+		if (off[t] < 0) return 1;
 	return 0;
 }
 
 static int reads_at_delta(const int32_t *off, const int32_t *delta, int nt)
 {
 	for (int t = 0; t < nt; t++)
-		if (off[t] < 0 || off[t] - off[0] != delta[t])
-			return 0;
+		if (off[t] < 0 || off[t] - off[0] != delta[t]) return 0;
 	return 1;
 }
 
@@ -150,13 +144,12 @@ static int inner_first(ae_dconv *d, ae_dconv_group *g)
 	int first = 0;
 	while (first < np && reads_padding(go + (size_t)first * nt, nt))
 		first++;
-	if (nt == 0 || first == np)  /* a tapless phase group has no first tap */
+	if (nt == 0 || first == np) /* a tapless phase group has no first tap */
 		return 0;
 	for (int t = 0; t < nt; t++)
 		g->delta[t] = go[(size_t)first * nt + t] - go[(size_t)first * nt];
 	int32_t *pix = malloc((size_t)np * (nt + 1) * sizeof *pix), *off = pix ? pix + np : NULL;
-	if (!pix)
-		return -1;
+	if (!pix) return -1;
 	int k = 0;
 	for (int pass = 1; pass >= 0; pass--)
 		for (int p = 0; p < np; p++)
@@ -175,9 +168,8 @@ static int inner_first(ae_dconv *d, ae_dconv_group *g)
 int ae_dconv_init(ae_dconv *d, const ae_dconv_shape *s, const float *w, const ae_epilogue *ep)
 {
 	memset(d, 0, sizeof *d);
-	if (s->ic < 1 || s->oc < 1 || s->k < 1 || s->k > MAX_K || s->stride < 1 || s->stride > MAX_K ||
-	    s->pad < 0 || s->ih < 1 || s->iw < 1 || s->oh < 1 || s->ow < 1 ||
-	    (size_t)s->ih * s->iw * s->ic > INT32_MAX)
+	if (s->ic < 1 || s->oc < 1 || s->k < 1 || s->k > MAX_K || s->stride < 1 || s->stride > MAX_K || s->pad < 0 ||
+	    s->ih < 1 || s->iw < 1 || s->oh < 1 || s->ow < 1 || (size_t)s->ih * s->iw * s->ic > INT32_MAX)
 		return -1;
 	d->s = *s;
 	d->ocp = (s->oc + 7) / 8 * 8;
@@ -215,8 +207,7 @@ int ae_dconv_init(ae_dconv *d, const ae_dconv_shape *s, const float *w, const ae
 		gr->pix_at = pix_at, gr->off_at = off_at, gr->w_at = w_at;
 		for (int y = 0; y < s->oh; y++)
 			for (int x = 0; x < s->ow; x++) {
-				if (!in_phase(s, g, y, x))
-					continue;
+				if (!in_phase(s, g, y, x)) continue;
 				d->pix[pix_at + gr->npix++] = y * s->ow + x;
 				for (int t = 0; t < gr->ntaps; t++)
 					d->off[off_at++] = tap_offset(s, y, x, ty[t], tx[t]);
@@ -258,12 +249,11 @@ void ae_dconv_deinit(ae_dconv *d)
 /* A tile's inputs: per tap, the nr input pixels its output pixels read. */
 typedef struct tile {
 	const float *ptr[MAX_K * MAX_K * NR];
-	float *out[NR];         /* where each output pixel's channels go */
-	int np;                 /* valid pixels (the rest repeat the last) */
+	float *out[NR]; /* where each output pixel's channels go */
+	int np;         /* valid pixels (the rest repeat the last) */
 } tile;
 
-static void tile_setup(tile *tl, const ae_dconv *d, const ae_dconv_group *g, int p0, int nr,
-                       const float *x, float *y)
+static void tile_setup(tile *tl, const ae_dconv *d, const ae_dconv_group *g, int p0, int nr, const float *x, float *y)
 {
 	int np = g->npix - p0 < nr ? g->npix - p0 : nr;
 	for (int j = 0; j < nr; j++) {
@@ -280,8 +270,8 @@ static float epilogue_one(const ae_dconv *d, float v, int o)
 {
 	v += d->bias[o];
 	switch (d->act) {
-	case AE_ACT_RELU:    v = v > 0.0f ? v : 0.0f; break;
-	case AE_ACT_LRELU:   v = v > 0.0f ? v : d->slope * v; break;
+	case AE_ACT_RELU: v = v > 0.0f ? v : 0.0f; break;
+	case AE_ACT_LRELU: v = v > 0.0f ? v : d->slope * v; break;
 	case AE_ACT_SIGMOID: v = 1.0f / (1.0f + expf(-v)); break;
 	default: break;
 	}
@@ -340,7 +330,7 @@ static void narrow_portable(const tile *tl, const ae_dconv *d, int ntaps, const 
 }
 
 #ifdef AE_X86
-#define AVX2 __attribute__((target("avx2,fma")))
+#define AVX2          __attribute__((target("avx2,fma")))
 #define ALWAYS_INLINE __attribute__((always_inline))
 
 /* The epilogue of 8 channels, its vectors loaded once per tile. */
@@ -350,8 +340,8 @@ typedef struct ep8 {
 
 AVX2 static inline ep8 ep8_load(const ae_dconv *d, int o)
 {
-	return (ep8){ _mm256_loadu_ps(d->bias + o), _mm256_loadu_ps(d->scale + o),
-	              _mm256_loadu_ps(d->shift + o), _mm256_set1_ps(d->slope) };
+	return (ep8){ _mm256_loadu_ps(d->bias + o), _mm256_loadu_ps(d->scale + o), _mm256_loadu_ps(d->shift + o),
+		      _mm256_set1_ps(d->slope) };
 }
 
 /* bias, ReLU or LeakyReLU, scale and shift; not sigmoid */
@@ -377,8 +367,9 @@ AVX2 static void store_scalar(const tile *tl, const ae_dconv *d, const __m256 *a
 	tile_store(tl, d, raw, 8 * n8, o0);
 }
 
-#define FMA2(j) do { \
-		__m256 b = _mm256_broadcast_ss(p##j + c); \
+#define FMA2(j)                                            \
+	do {                                               \
+		__m256 b = _mm256_broadcast_ss(p##j + c);  \
 		a##j##0 = _mm256_fmadd_ps(w0, b, a##j##0); \
 		a##j##1 = _mm256_fmadd_ps(w1, b, a##j##1); \
 	} while (0)
@@ -393,7 +384,12 @@ AVX2 static inline void chain16_avx2(__m256 *r, const tile *tl, int ic, int t0, 
 		const float *p0 = pt[0], *p1 = pt[1], *p2 = pt[2], *p3 = pt[3], *p4 = pt[4], *p5 = pt[5];
 		for (int c = 0; c < ic; c++, w += 16) {
 			__m256 w0 = _mm256_loadu_ps(w), w1 = _mm256_loadu_ps(w + 8);
-			FMA2(0); FMA2(1); FMA2(2); FMA2(3); FMA2(4); FMA2(5);
+			FMA2(0);
+			FMA2(1);
+			FMA2(2);
+			FMA2(3);
+			FMA2(4);
+			FMA2(5);
 		}
 	}
 	r[0] = a00, r[1] = a01, r[2] = a10, r[3] = a11, r[4] = a20, r[5] = a21;
@@ -404,8 +400,8 @@ typedef void chain_fn(__m256 *r, const tile *tl, int ic, int t0, int t1, const f
 
 /* A tile's nv sum vectors (bw channels wide) into r: one chain through
  * every tap, or one per tap with the taps added in order (per_tap). */
-AVX2 static inline void sum_taps_avx2(__m256 *r, int nv, chain_fn *chain, const tile *tl, const ae_dconv *d,
-                                      int ntaps, const float *w, int bw)
+AVX2 static inline void sum_taps_avx2(__m256 *r, int nv, chain_fn *chain, const tile *tl, const ae_dconv *d, int ntaps,
+                                      const float *w, int bw)
 {
 	int ic = d->s.ic;
 	if (!d->per_tap) {
@@ -446,7 +442,12 @@ AVX2 static inline void chain8_avx2(__m256 *r, const tile *tl, int ic, int t0, i
 		const float *p0 = pt[0], *p1 = pt[1], *p2 = pt[2], *p3 = pt[3], *p4 = pt[4], *p5 = pt[5];
 		for (int c = 0; c < ic; c++, w += 8) {
 			__m256 w0 = _mm256_loadu_ps(w);
-			FMA1(0); FMA1(1); FMA1(2); FMA1(3); FMA1(4); FMA1(5);
+			FMA1(0);
+			FMA1(1);
+			FMA1(2);
+			FMA1(3);
+			FMA1(4);
+			FMA1(5);
 		}
 	}
 	r[0] = a0, r[1] = a1, r[2] = a2, r[3] = a3, r[4] = a4, r[5] = a5;
@@ -485,8 +486,8 @@ typedef struct dot4 {
  * pixels share each load of the weights. */
 /* Inlined into both kernels so r stays in registers: as a call, it was
  * 24 -> 39 us per image on the 32->1 layer. */
-AVX2 ALWAYS_INLINE static inline void dot4_tap(dot4 *r, const float *q0, const float *q1, const float *q2, const float *q3,
-                                 const float *wo, int ic)
+AVX2 ALWAYS_INLINE static inline void dot4_tap(dot4 *r, const float *q0, const float *q1, const float *q2,
+                                               const float *q3, const float *wo, int ic)
 {
 	int c = 0;
 	for (; c + 16 <= ic; c += 16) {
@@ -666,8 +667,7 @@ static void forward_group(float *y, const float *x, int n, const ae_dconv *d, co
 void ae_dconv_forward(float *y, const float *x, int n, const ae_dconv *d)
 {
 	for (int gi = 0; gi < d->n_grp; gi++) {
-		if (d->grp[gi].npix)
-			forward_group(y, x, n, d, &d->grp[gi]);
+		if (d->grp[gi].npix) forward_group(y, x, n, d, &d->grp[gi]);
 	}
 }
 
@@ -727,7 +727,8 @@ AVX2 static void transpose_blocks_avx2(float *dst, const float *src, int rows, i
 {
 	for (int r = 0; r < r0; r += 8)
 		for (int c = 0; c < c0; c += 8)
-			transpose8_avx2(dst + (size_t)c * rows + r, (size_t)rows, src + (size_t)r * cols + c, (size_t)cols);
+			transpose8_avx2(dst + (size_t)c * rows + r, (size_t)rows, src + (size_t)r * cols + c,
+			                (size_t)cols);
 }
 #endif
 

@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 typedef struct ae_dconv_shape {
-	int transposed;         /* 0: Conv2d, weight (oc, ic, k, k);
+	int transposed; /* 0: Conv2d, weight (oc, ic, k, k);
 	                         * 1: ConvTranspose2d, weight (ic, oc, k, k) */
 	int ic, ih, iw;
 	int oc, oh, ow;
@@ -37,9 +37,9 @@ typedef struct ae_dconv_shape {
 
 typedef struct ae_dconv_group {
 	int ntaps, npix;
-	size_t pix_at;          /* into pix: npix output pixel indices */
-	size_t off_at;          /* into off: npix * ntaps input offsets */
-	size_t w_at;            /* into w: this group's packed weights */
+	size_t pix_at; /* into pix: npix output pixel indices */
+	size_t off_at; /* into off: npix * ntaps input offsets */
+	size_t w_at;   /* into w: this group's packed weights */
 	/* Narrow layers: pixels [0, n_inner) (moved first) read every tap at
 	 * their first tap's offset plus delta, so their tiles need no pointer
 	 * table. */
@@ -49,22 +49,22 @@ typedef struct ae_dconv_group {
 
 typedef struct ae_dconv {
 	ae_dconv_shape s;
-	int ocp;                /* oc rounded up to 8: the packed weight rows */
-	int narrow;             /* oc < 8: dot-product kernel */
-	int simd;               /* AVX2+FMA kernels; tests clear it to check the portable ones */
-	int per_tap;            /* wide kernels: 0 sums all taps and input channels in one
+	int ocp;     /* oc rounded up to 8: the packed weight rows */
+	int narrow;  /* oc < 8: dot-product kernel */
+	int simd;    /* AVX2+FMA kernels; tests clear it to check the portable ones */
+	int per_tap; /* wide kernels: 0 sums all taps and input channels in one
 	                         * chain; 1 rounds each tap's sum over the input channels on
 	                         * its own and adds the taps in order, as an im2col or col2im
 	                         * lowering onto a GEMM does (training: see core/train.c) */
 	int n_grp;
 	ae_dconv_group *grp;
 	int32_t *pix;
-	int32_t *off;           /* in floats from the image's start (pixel * ic); -1: padding */
+	int32_t *off; /* in floats from the image's start (pixel * ic); -1: padding */
 	float *w;
-	float *bias, *scale, *shift;  /* ocp each: bias 0, scale 1, shift 0 where absent */
+	float *bias, *scale, *shift; /* ocp each: bias 0, scale 1, shift 0 where absent */
 	int act;
 	float slope;
-	float *zeros;           /* ic zeros, what padding taps read */
+	float *zeros; /* ic zeros, what padding taps read */
 } ae_dconv;
 
 /* Compiles a layer: w is PyTorch's weight layout for s.transposed (any BN
@@ -90,7 +90,6 @@ void ae_dconv_forward_rows(float *y, const float *x, int n, const ae_dconv *d);
 /* NCHW <-> NHWC for n images of c channels and p pixels. */
 void ae_nchw_to_nhwc(float *dst, const float *src, int n, int c, int p);
 void ae_nhwc_to_nchw(float *dst, const float *src, int n, int c, int p);
-
 
 /* ---- layers as kernels (net.c) ---- */
 /* The lowering geometry of a conv layer, or for a transposed conv that of

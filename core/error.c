@@ -21,12 +21,10 @@ int ae_fail(ae_error *err, int code, const char *fmt, ...)
 
 int ae_error_prefix(ae_error *err, const char *prefix)
 {
-	if (!err)
-		return AE_ERR_INVAL;
+	if (!err) return AE_ERR_INVAL;
 	char tmp[sizeof err->msg];
 	size_t n = strlen(prefix);
-	if (n > sizeof tmp / 2)
-		n = sizeof tmp / 2;
+	if (n > sizeof tmp / 2) n = sizeof tmp / 2;
 	memcpy(tmp, prefix, n);
 	tmp[n] = '\0';
 	strncat(tmp, ": ", sizeof tmp - strlen(tmp) - 1);

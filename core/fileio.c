@@ -16,8 +16,7 @@ int ae_read_file(const char *path, size_t max, uint8_t **out, size_t *size, ae_e
 	*out = NULL;
 	*size = 0;
 	FILE *fp = fopen(path, "rb");
-	if (!fp)
-		return ae_fail(err, AE_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+	if (!fp) return ae_fail(err, AE_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
 	struct stat sb;
 	if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
 		fclose(fp);
@@ -25,8 +24,8 @@ int ae_read_file(const char *path, size_t max, uint8_t **out, size_t *size, ae_e
 	}
 	if ((uint64_t)sb.st_size > max) {
 		fclose(fp);
-		return ae_fail(err, AE_ERR_RANGE, "%s: file is %lld bytes, over the limit of %zu",
-		               path, (long long)sb.st_size, max);
+		return ae_fail(err, AE_ERR_RANGE, "%s: file is %lld bytes, over the limit of %zu", path,
+		               (long long)sb.st_size, max);
 	}
 	size_t n = (size_t)sb.st_size;
 	uint8_t *buf = malloc(n ? n : 1);
@@ -49,13 +48,11 @@ int ae_read_file(const char *path, size_t max, uint8_t **out, size_t *size, ae_e
 int ae_atomic_open(ae_atomic_file *af, const char *path, ae_error *err)
 {
 	memset(af, 0, sizeof *af);
-	if (strlen(path) + 16 >= sizeof af->tmp)
-		return ae_fail(err, AE_ERR_INVAL, "path too long: %s", path);
+	if (strlen(path) + 16 >= sizeof af->tmp) return ae_fail(err, AE_ERR_INVAL, "path too long: %s", path);
 	snprintf(af->path, sizeof af->path, "%s", path);
 	snprintf(af->tmp, sizeof af->tmp, "%s.tmpXXXXXX", path);
 	int fd = mkstemp(af->tmp);
-	if (fd < 0)
-		return ae_fail(err, AE_ERR_IO, "%s: cannot create a temporary file: %s", path, strerror(errno));
+	if (fd < 0) return ae_fail(err, AE_ERR_IO, "%s: cannot create a temporary file: %s", path, strerror(errno));
 	fchmod(fd, 0644);
 	af->fp = fdopen(fd, "wb");
 	if (!af->fp) {
@@ -98,8 +95,7 @@ int ae_atomic_commit(ae_atomic_file *af, ae_error *err)
 
 void ae_atomic_abort(ae_atomic_file *af)
 {
-	if (af->fp)
-		fclose(af->fp);
+	if (af->fp) fclose(af->fp);
 	af->fp = NULL;
 	unlink(af->tmp);
 }

@@ -18,8 +18,7 @@ int ae_conv_geom_init(ae_conv_geom *g, int c, int h, int w, int k, int stride, i
 	g->k = k;
 	g->stride = stride;
 	g->pad = pad;
-	if (c <= 0 || h <= 0 || w <= 0 || k <= 0 || stride <= 0 || pad < 0)
-		return -1;
+	if (c <= 0 || h <= 0 || w <= 0 || k <= 0 || stride <= 0 || pad < 0) return -1;
 	g->oh = (h + 2 * pad - k) / stride + 1;
 	g->ow = (w + 2 * pad - k) / stride + 1;
 	return (h + 2 * pad < k || w + 2 * pad < k || g->oh <= 0 || g->ow <= 0) ? -1 : 0;
@@ -83,14 +82,12 @@ void ae_col2im(float *x, const float *col, int n, const ae_conv_geom *g)
 					const float *src = row + (size_t)img * p;
 					for (int oy = 0; oy < oh; oy++) {
 						int iy = oy * s - pad + ky;
-						if (iy < 0 || iy >= h)
-							continue;
+						if (iy < 0 || iy >= h) continue;
 						const float *sr = src + (size_t)oy * ow;
 						float *xr = xc + (size_t)iy * w;
 						for (int ox = 0; ox < ow; ox++) {
 							int ix = ox * s - pad + kx;
-							if (ix >= 0 && ix < w)
-								xr[ix] += sr[ox];
+							if (ix >= 0 && ix < w) xr[ix] += sr[ox];
 						}
 					}
 				}
@@ -133,8 +130,7 @@ void ae_epilogue_row(float *dst, const float *src, size_t p, int c, const ae_epi
 /* Pass by pass, so each loop is a plain vectorisable one. */
 void ae_epilogue_units(float *y, int units, const ae_epilogue *ep)
 {
-	if (!ep)
-		return;
+	if (!ep) return;
 	if (ep->bias)
 		for (int u = 0; u < units; u++)
 			y[u] += ep->bias[u];
@@ -157,8 +153,7 @@ void ae_scatter_channels(float *y, const float *t, int n, int ch, int p, const a
 	const size_t np = (size_t)n * p;
 	for (int c = 0; c < ch; c++)
 		for (int img = 0; img < n; img++)
-			ae_epilogue_row(y + ((size_t)img * ch + c) * p, t + c * np + (size_t)img * p,
-			             (size_t)p, c, ep);
+			ae_epilogue_row(y + ((size_t)img * ch + c) * p, t + c * np + (size_t)img * p, (size_t)p, c, ep);
 }
 
 void ae_gather_channels(float *t, const float *y, int n, int ch, int p)
@@ -166,8 +161,7 @@ void ae_gather_channels(float *t, const float *y, int n, int ch, int p)
 	const size_t np = (size_t)n * p;
 	for (int img = 0; img < n; img++)
 		for (int c = 0; c < ch; c++)
-			memcpy(t + c * np + (size_t)img * p, y + ((size_t)img * ch + c) * p,
-			       sizeof(float) * (size_t)p);
+			memcpy(t + c * np + (size_t)img * p, y + ((size_t)img * ch + c) * p, sizeof(float) * (size_t)p);
 }
 
 void ae_epilogue_apply(float *y, int n, int ch, int p, const ae_epilogue *ep)

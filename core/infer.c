@@ -32,7 +32,7 @@
 typedef struct stage {
 	int kind;
 	const ae_layer *l;
-	const float *w, *b;     /* weights (folded copy or the model's own) */
+	const float *w, *b; /* weights (folded copy or the model's own) */
 	ae_epilogue ep;
 	ae_dconv dc;              /* what runs: every stage is a direct convolution */
 	size_t in_size, out_size; /* per image */
@@ -40,15 +40,15 @@ typedef struct stage {
 
 struct ae_plan {
 	const ae_model *m;
-	int n_stages, n_enc;    /* stages[0, n_enc) are the encoder */
+	int n_stages, n_enc; /* stages[0, n_enc) are the encoder */
 	stage st[AE_MAX_LAYERS];
-	float *owned;           /* folded weights, biases, scales, shifts */
+	float *owned; /* folded weights, biases, scales, shifts */
 };
 
 /* One thread's scratch, sized for a chunk of images. */
 typedef struct lane {
-	float *buf[3];          /* activations; buf[2] for NCHW <-> NHWC at the ends */
-	float *code;            /* (chunk, latent) for reconstruct */
+	float *buf[3]; /* activations; buf[2] for NCHW <-> NHWC at the ends */
+	float *code;   /* (chunk, latent) for reconstruct */
 } lane;
 
 /* What the lanes run: images [0, n) by chunks, each lane taking the next
@@ -59,15 +59,14 @@ typedef struct job {
 	const float *in;
 	float *out, *z;
 	int n;
-	int chunk;              /* images per chunk: small batches still split */
-	atomic_int next;        /* the next chunk to take */
+	int chunk;       /* images per chunk: small batches still split */
+	atomic_int next; /* the next chunk to take */
 } job;
-
 
 struct ae_infer {
 	const ae_plan *p;
 	int chunk, threads;
-	lane *lanes;            /* threads of them; lane 0 is the caller's */
+	lane *lanes; /* threads of them; lane 0 is the caller's */
 	ae_team *team;
 	job job;
 };
@@ -122,7 +121,8 @@ static int compile(ae_plan *p, ae_error *err)
 		const ae_layer *l = &net->layers[i];
 		if (!is_linear(l->kind)) {
 			if (l->kind != AE_L_FLATTEN && l->kind != AE_L_UNFLATTEN)
-				return ae_fail(err, AE_ERR_FORMAT, "%s: layer without a linear layer before it", l->name);
+				return ae_fail(err, AE_ERR_FORMAT, "%s: layer without a linear layer before it",
+				               l->name);
 			i++;
 			continue;
 		}
@@ -139,8 +139,8 @@ static int compile(ae_plan *p, ae_error *err)
 			const ae_layer *b = &net->layers[i++];
 			float *w = o, *bias = o + l->wn, *sc = bias + l->bn, *sh = sc + l->oc;
 			o = sh + l->oc;
-			ae_bn_fold(sc, sh, m->params + b->w, m->params + b->b, m->state + b->rm,
-			           m->state + b->rv, b->oc, BN_EPS);
+			ae_bn_fold(sc, sh, m->params + b->w, m->params + b->b, m->state + b->rm, m->state + b->rv,
+			           b->oc, BN_EPS);
 			memcpy(w, s->w, l->wn * sizeof(float));
 			scale_out_channels(w, l, sc);
 			for (int c = 0; c < l->oc; c++)
@@ -152,8 +152,9 @@ static int compile(ae_plan *p, ae_error *err)
 		if (i < net->n_layers) {
 			const ae_layer *a = &net->layers[i];
 			if (a->kind == AE_L_RELU || a->kind == AE_L_LRELU || a->kind == AE_L_SIGMOID) {
-				s->ep.act = a->kind == AE_L_RELU ? AE_ACT_RELU :
-				            a->kind == AE_L_LRELU ? AE_ACT_LRELU : AE_ACT_SIGMOID;
+				s->ep.act = a->kind == AE_L_RELU    ? AE_ACT_RELU
+				            : a->kind == AE_L_LRELU ? AE_ACT_LRELU
+				                                    : AE_ACT_SIGMOID;
 				s->ep.slope = a->slope;
 				i++;
 				if (i < net->n_layers && net->layers[i].kind == AE_L_BN) {
@@ -167,8 +168,7 @@ static int compile(ae_plan *p, ae_error *err)
 				}
 			}
 		}
-		if (i <= net->n_enc)
-			p->n_enc = p->n_stages;
+		if (i <= net->n_enc) p->n_enc = p->n_stages;
 	}
 	return AE_OK;
 }
@@ -178,7 +178,8 @@ static void to_pixel_major(float *dst, const float *src, int c, int hw, size_t l
 {
 	for (int ch = 0; ch < c; ch++)
 		for (int q = 0; q < hw; q++)
-			memcpy(dst + ((size_t)q * c + ch) * len, src + ((size_t)ch * hw + q) * len, len * sizeof(float));
+			memcpy(dst + ((size_t)q * c + ch) * len, src + ((size_t)ch * hw + q) * len,
+			       len * sizeof(float));
 }
 
 /* A dense layer fed by a multi-channel image reads it channels-last, so its
@@ -192,11 +193,9 @@ static int permute_dense(stage *s, const stage *prev, const stage *next, float *
 	int pin = prev && is_spatial(prev) && prev->l->oc > 1;
 	int pout = next && is_spatial(next) && next->l->ic > 1;
 	*mem = NULL;
-	if (!pin && !pout)
-		return 0;
+	if (!pin && !pout) return 0;
 	size_t in = (size_t)l->ic, out = (size_t)l->oc;
-	if (!(*mem = malloc((2 * l->wn + 3 * out) * sizeof(float))))
-		return -1;
+	if (!(*mem = malloc((2 * l->wn + 3 * out) * sizeof(float)))) return -1;
 	float *w = *mem, *tmp = w + l->wn, *v = tmp + l->wn;
 	memcpy(w, s->w, l->wn * sizeof(float));
 	if (pin) {
@@ -234,12 +233,14 @@ static int lower(ae_plan *p, ae_error *err)
 		ae_dconv_shape sh;
 		ae_layer_dconv_shape(s->l, &sh);
 		int rc = ae_dconv_init(&s->dc, &sh, s->w, &s->ep);
-		free(perm);  /* the packed copy is all the stage reads from now */
+		free(perm); /* the packed copy is all the stage reads from now */
 		s->w = NULL;
 		s->ep = (ae_epilogue){ 0 };
 		if (rc)
-			return ae_fail(err, AE_ERR_FORMAT, "%s: cannot compile a %dx%d stride %d layer (kernel at most 11) or out of memory",
-			               s->l->name, sh.k, sh.k, sh.stride);
+			return ae_fail(
+			        err, AE_ERR_FORMAT,
+			        "%s: cannot compile a %dx%d stride %d layer (kernel at most 11) or out of memory",
+			        s->l->name, sh.k, sh.k, sh.stride);
 	}
 	return AE_OK;
 }
@@ -247,8 +248,7 @@ static int lower(ae_plan *p, ae_error *err)
 ae_plan *ae_plan_new(const ae_model *m, ae_error *err)
 {
 	ae_plan *p = calloc(1, sizeof *p);
-	if (p)
-		p->owned = malloc(owned_size(&m->net) * sizeof(float));
+	if (p) p->owned = malloc(owned_size(&m->net) * sizeof(float));
 	if (!p || !p->owned) {
 		ae_plan_free(p);
 		ae_fail(err, AE_ERR_NOMEM, "out of memory compiling an inference plan");
@@ -264,8 +264,7 @@ ae_plan *ae_plan_new(const ae_model *m, ae_error *err)
 
 void ae_plan_free(ae_plan *p)
 {
-	if (!p)
-		return;
+	if (!p) return;
 	for (int i = 0; i < p->n_stages; i++)
 		ae_dconv_deinit(&p->st[i].dc);
 	free(p->owned);
@@ -322,8 +321,7 @@ static void run_range(lane *ln, const ae_plan *p, int from, int to, const float 
 		run_stage(&p->st[i], cur, dst, n);
 		cur = dst;
 	}
-	if (out_nhwc)
-		ae_nhwc_to_nchw(out, cur, n, last->l->oc, last->l->oh * last->l->ow);
+	if (out_nhwc) ae_nhwc_to_nchw(out, cur, n, last->l->oc, last->l->oh * last->l->ow);
 }
 
 /* The stages op runs: [first, last]. */
@@ -347,8 +345,7 @@ static void run_share(void *arg, int k)
 	size_t lat = p->st[p->n_enc - 1].out_size;
 	for (;;) {
 		long done = (long)atomic_fetch_add(&j->next, 1) * j->chunk;
-		if (done >= j->n)
-			break;
+		if (done >= j->n) break;
 		int b = j->n - done < j->chunk ? (int)(j->n - done) : j->chunk;
 		const float *in = j->in + (size_t)done * isz;
 		float *out = j->out + (size_t)done * osz;
@@ -413,8 +410,7 @@ ae_infer *ae_infer_new(const ae_plan *p, int max_batch, int threads, ae_error *e
 
 void ae_infer_free(ae_infer *w)
 {
-	if (!w)
-		return;
+	if (!w) return;
 	ae_team_free(w->team);
 	for (int k = 0; k < w->threads && w->lanes; k++)
 		lane_free(&w->lanes[k]);

@@ -23,8 +23,7 @@ double ae_mse_loss_part(float *dy, const float *y, const float *target, size_t n
 	for (size_t i = 0; i < n; i++) {
 		float d = y[i] - target[i];
 		s += (double)d * d;
-		if (dy)
-			dy[i] = k * d;
+		if (dy) dy[i] = k * d;
 	}
 	return s / (double)total;
 }

@@ -17,8 +17,8 @@
 
 static const char *layer_type(int kind)
 {
-	static const char *names[] = { "Conv2d", "ConvTranspose2d", "Linear", "ReLU", "LeakyReLU",
-	                               "Sigmoid", "BatchNorm", "Flatten", "Unflatten" };
+	static const char *names[] = { "Conv2d",  "ConvTranspose2d", "Linear",  "ReLU",     "LeakyReLU",
+		                       "Sigmoid", "BatchNorm",       "Flatten", "Unflatten" };
 	return names[kind];
 }
 
@@ -34,18 +34,15 @@ char *ae_arch_to_json(const ae_net *net)
 			json_object_set_new(o, "kernel", json_integer(l->k));
 			json_object_set_new(o, "stride", json_integer(l->stride));
 			json_object_set_new(o, "padding", json_integer(l->pad));
-			if (l->kind == AE_L_CONVT)
-				json_object_set_new(o, "output_padding", json_integer(l->opad));
+			if (l->kind == AE_L_CONVT) json_object_set_new(o, "output_padding", json_integer(l->opad));
 		}
-		if (l->kind == AE_L_LRELU)
-			json_object_set_new(o, "negative_slope", json_real(l->slope));
-		if (l->kind == AE_L_BN)
-			json_object_set_new(o, "eps", json_real(1e-5));
+		if (l->kind == AE_L_LRELU) json_object_set_new(o, "negative_slope", json_real(l->slope));
+		if (l->kind == AE_L_BN) json_object_set_new(o, "eps", json_real(1e-5));
 		json_array_append_new(layers, o);
 	}
-	json_t *root = json_pack("{s:s, s:[i,i,i], s:i, s:[i,i], s:i, s:f, s:o}", "preset", s->preset,
-	                         "input", s->c, s->h, s->w, "latent", s->latent, "filters", s->f1, s->f2,
-	                         "hidden", s->hidden, "slope", (double)s->slope, "layers", layers);
+	json_t *root = json_pack("{s:s, s:[i,i,i], s:i, s:[i,i], s:i, s:f, s:o}", "preset", s->preset, "input", s->c,
+	                         s->h, s->w, "latent", s->latent, "filters", s->f1, s->f2, "hidden", s->hidden, "slope",
+	                         (double)s->slope, "layers", layers);
 	char *txt = json_dumps(root, JSON_COMPACT);
 	json_decref(root);
 	return txt;
@@ -55,13 +52,13 @@ char *ae_arch_to_json(const ae_net *net)
 
 typedef struct tensor_list {
 	ae_extra_tensor t[4 * AE_MAX_LAYERS + 64];
-	void *home[4 * AE_MAX_LAYERS + 64];  /* t[i].data, writable: where loading puts it */
+	void *home[4 * AE_MAX_LAYERS + 64]; /* t[i].data, writable: where loading puts it */
 	char names[4 * AE_MAX_LAYERS][48];
 	int n;
 } tensor_list;
 
-static void push(tensor_list *tl, const char *mod, const char *what, int dtype, int ndim,
-                 const int64_t *shape, void *data)
+static void push(tensor_list *tl, const char *mod, const char *what, int dtype, int ndim, const int64_t *shape,
+                 void *data)
 {
 	tl->home[tl->n] = data;
 	ae_extra_tensor *t = &tl->t[tl->n];
@@ -110,8 +107,7 @@ static void model_tensors(ae_model *m, tensor_list *tl)
 			push(tl, l->name, "num_batches_tracked", AE_DT_I64, 0, cs, &m->bn_batches);
 			break;
 		}
-		default:
-			break;
+		default: break;
 		}
 	}
 }
@@ -119,12 +115,11 @@ static void model_tensors(ae_model *m, tensor_list *tl)
 static char *train_json(const ae_model *m)
 {
 	const ae_train_info *t = &m->train;
-	json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:i, s:i, s:i, s:f, s:I, s:f, s:f, s:f, s:s}",
-	                      "dataset", t->dataset, "loss", t->loss, "samples", (json_int_t)t->samples,
-	                      "val_samples", (json_int_t)t->val_samples, "epochs", t->epochs,
-	                      "batch", t->batch, "threads", t->threads, "lr", t->lr,
-	                      "seed", (json_int_t)t->seed, "train_loss", t->train_loss,
-	                      "val_loss", t->val_loss, "seconds", t->seconds, "date", t->date);
+	json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:i, s:i, s:i, s:f, s:I, s:f, s:f, s:f, s:s}", "dataset",
+	                      t->dataset, "loss", t->loss, "samples", (json_int_t)t->samples, "val_samples",
+	                      (json_int_t)t->val_samples, "epochs", t->epochs, "batch", t->batch, "threads", t->threads,
+	                      "lr", t->lr, "seed", (json_int_t)t->seed, "train_loss", t->train_loss, "val_loss",
+	                      t->val_loss, "seconds", t->seconds, "date", t->date);
 	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	return s;
@@ -137,8 +132,8 @@ static char *errors_json(const ae_model *m)
 		json_array_append_new(p, json_real(m->qp[i]));
 		json_array_append_new(v, json_real(m->qv[i]));
 	}
-	json_t *o = json_pack("{s:s, s:I, s:o, s:o}", "metric", "mse", "samples",
-	                      (json_int_t)m->train.val_samples, "p", p, "v", v);
+	json_t *o = json_pack("{s:s, s:I, s:o, s:o}", "metric", "mse", "samples", (json_int_t)m->train.val_samples, "p",
+	                      p, "v", v);
 	static const double named[] = { 0.5, 0.9, 0.95, 0.99, 0.999 };
 	static const char *keys[] = { "p50", "p90", "p95", "p99", "p99.9" };
 	for (int i = 0; i < 5 && m->n_quant >= 2; i++)
@@ -162,41 +157,40 @@ static uint32_t meta_crc(const char *const *keys, const char *const *values, int
 		for (int i = 0; i < n; i++)
 			if ((!last || strcmp(keys[i], last) > 0) && (next < 0 || strcmp(keys[i], keys[next]) < 0))
 				next = i;
-		if (next < 0)
-			break;
+		if (next < 0) break;
 		last = keys[next];
-		if (strcmp(last, "ae.meta_crc") == 0)
-			continue;
+		if (strcmp(last, "ae.meta_crc") == 0) continue;
 		crc = (uint32_t)crc32(crc, (const Bytef *)keys[next], (uInt)strlen(keys[next]) + 1);
 		crc = (uint32_t)crc32(crc, (const Bytef *)values[next], (uInt)strlen(values[next]) + 1);
 	}
 	return crc;
 }
 
-
-int ae_model_save(ae_model *m, const char *path, const ae_extra_tensor *extra, int n_extra,
-                  const char *extra_key, const char *extra_value, ae_error *err)
+int ae_model_save(ae_model *m, const char *path, const ae_extra_tensor *extra, int n_extra, const char *extra_key,
+                  const char *extra_value, ae_error *err)
 {
 	tensor_list *tl = calloc(1, sizeof *tl);
 	ae_st_writer *w = ae_st_writer_new();
 	char *arch = ae_arch_to_json(&m->net), *train = train_json(m), *errs = errors_json(m);
-	int rc = (tl && w && arch && train && errs) ? AE_OK : ae_fail(err, AE_ERR_NOMEM, "out of memory saving a model");
-	if (rc == AE_OK)
-		model_tensors(m, tl);
+	int rc = (tl && w && arch && train && errs) ? AE_OK
+	                                            : ae_fail(err, AE_ERR_NOMEM, "out of memory saving a model");
+	if (rc == AE_OK) model_tensors(m, tl);
 	for (int i = 0; rc == AE_OK && i < tl->n; i++)
-		rc = ae_st_writer_add(w, tl->t[i].name, tl->t[i].dtype, tl->t[i].ndim, tl->t[i].shape, tl->t[i].data, err);
+		rc = ae_st_writer_add(w, tl->t[i].name, tl->t[i].dtype, tl->t[i].ndim, tl->t[i].shape, tl->t[i].data,
+		                      err);
 	for (int i = 0; rc == AE_OK && i < n_extra; i++)
-		rc = ae_st_writer_add(w, extra[i].name, extra[i].dtype, extra[i].ndim, extra[i].shape, extra[i].data, err);
+		rc = ae_st_writer_add(w, extra[i].name, extra[i].dtype, extra[i].ndim, extra[i].shape, extra[i].data,
+		                      err);
 	char input[64], latent[64], noise[64], mcrc[32];
 	const ae_arch_spec *s = &m->net.spec;
 	ae_noise_format(&m->noise, noise, sizeof noise);
 	snprintf(input, sizeof input, "[%d,%d,%d]", s->c, s->h, s->w);
 	snprintf(latent, sizeof latent, "%d", s->latent);
 	snprintf(m->checksum, sizeof m->checksum, "crc32:%08x", w ? ae_st_writer_crc(w) : 0u);
-	const char *keys[] = { "ae.format", "ae.arch", "ae.input", "ae.latent", "ae.task", "ae.noise",
-	                       "ae.train", "ae.errors", "ae.checksum", extra_key };
-	const char *values[] = { AE_FORMAT_VERSION, arch, input, latent, m->task, noise, train, errs, m->checksum,
-	                         extra_value };
+	const char *keys[] = { "ae.format", "ae.arch",  "ae.input",  "ae.latent",   "ae.task",
+		               "ae.noise",  "ae.train", "ae.errors", "ae.checksum", extra_key };
+	const char *values[] = { AE_FORMAT_VERSION, arch,       input, latent, m->task, noise, train, errs,
+		                 m->checksum,       extra_value };
 	const int n_meta = extra_key ? 10 : 9;
 	for (int i = 0; rc == AE_OK && i < n_meta; i++)
 		rc = ae_st_writer_meta(w, keys[i], values[i], err);
@@ -204,8 +198,7 @@ int ae_model_save(ae_model *m, const char *path, const ae_extra_tensor *extra, i
 		snprintf(mcrc, sizeof mcrc, "crc32:%08x", meta_crc(keys, values, n_meta));
 		rc = ae_st_writer_meta(w, "ae.meta_crc", mcrc, err);
 	}
-	if (rc == AE_OK)
-		rc = ae_st_writer_write(w, path, err);
+	if (rc == AE_OK) rc = ae_st_writer_write(w, path, err);
 	free(arch);
 	free(train);
 	free(errs);
@@ -219,8 +212,7 @@ int ae_model_save(ae_model *m, const char *path, const ae_extra_tensor *extra, i
 static const char *need_meta(const ae_st *st, const char *key, ae_error *err)
 {
 	const char *v = ae_st_meta_get(st, key);
-	if (!v)
-		ae_fail(err, AE_ERR_FORMAT, "metadata '%s' is missing: not a model file of ours?", key);
+	if (!v) ae_fail(err, AE_ERR_FORMAT, "metadata '%s' is missing: not a model file of ours?", key);
 	return v;
 }
 
@@ -232,11 +224,11 @@ static int check_meta_crc(const ae_st *st, ae_error *err)
 	char want[32];
 	snprintf(want, sizeof want, "crc32:%08x", meta_crc(keys, values, st->n_meta));
 	const char *says = need_meta(st, "ae.meta_crc", err);
-	if (!says)
-		return AE_ERR_FORMAT;
+	if (!says) return AE_ERR_FORMAT;
 	if (strcmp(says, want) != 0)
-		return ae_fail(err, AE_ERR_FORMAT, "metadata checksum mismatch: file says %s, its metadata gives %s (corrupted)",
-		               says, want);
+		return ae_fail(err, AE_ERR_FORMAT,
+		               "metadata checksum mismatch: file says %s, its metadata gives %s (corrupted)", says,
+		               want);
 	return AE_OK;
 }
 
@@ -270,8 +262,8 @@ static int parse_arch(ae_arch_spec *s, const char *txt, ae_error *err)
 		rc = ae_fail(err, AE_ERR_FORMAT, "ae.arch: needs 'input' [C,H,W], 'filters' [f1,f2] and 'slope'");
 	if (rc == AE_OK) {
 		json_t *t = json_pack("{s:O, s:O, s:O, s:O, s:O}", "c", json_array_get(in, 0), "h",
-		                      json_array_get(in, 1), "w", json_array_get(in, 2), "f1",
-		                      json_array_get(f, 0), "f2", json_array_get(f, 1));
+		                      json_array_get(in, 1), "w", json_array_get(in, 2), "f1", json_array_get(f, 0),
+		                      "f2", json_array_get(f, 1));
 		/* Integers here; their ranges are ae_net_build's to judge. */
 		rc = int_in(t, "c", 1, INT_MAX, &s->c, err);
 		if (rc == AE_OK) rc = int_in(t, "h", 1, INT_MAX, &s->h, err);
@@ -282,8 +274,7 @@ static int parse_arch(ae_arch_spec *s, const char *txt, ae_error *err)
 	}
 	if (rc == AE_OK) rc = int_in(o, "latent", 1, INT_MAX, &s->latent, err);
 	if (rc == AE_OK) rc = int_in(o, "hidden", 1, INT_MAX, &s->hidden, err);
-	if (rc == AE_OK)
-		s->slope = (float)json_number_value(sl);
+	if (rc == AE_OK) s->slope = (float)json_number_value(sl);
 	json_decref(o);
 	return rc;
 }
@@ -291,8 +282,7 @@ static int parse_arch(ae_arch_spec *s, const char *txt, ae_error *err)
 static int check_tensor(const ae_st *st, const ae_extra_tensor *want, ae_error *err)
 {
 	const ae_st_tensor *t = ae_st_find(st, want->name);
-	if (!t)
-		return ae_fail(err, AE_ERR_FORMAT, "tensor '%s' is missing", want->name);
+	if (!t) return ae_fail(err, AE_ERR_FORMAT, "tensor '%s' is missing", want->name);
 	int same = t->dtype == want->dtype && t->ndim == want->ndim;
 	for (int d = 0; same && d < t->ndim; d++)
 		same = t->shape[d] == want->shape[d];
@@ -301,7 +291,8 @@ static int check_tensor(const ae_st *st, const ae_extra_tensor *want, ae_error *
 		for (int d = 0; d < t->ndim && d < 8; d++)
 			snprintf(a + strlen(a), sizeof a - strlen(a), "%s%lld", d ? "," : "", (long long)t->shape[d]);
 		for (int d = 0; d < want->ndim; d++)
-			snprintf(b + strlen(b), sizeof b - strlen(b), "%s%lld", d ? "," : "", (long long)want->shape[d]);
+			snprintf(b + strlen(b), sizeof b - strlen(b), "%s%lld", d ? "," : "",
+			         (long long)want->shape[d]);
 		return ae_fail(err, AE_ERR_FORMAT, "tensor '%s' has shape [%s], the architecture needs [%s]%s",
 		               want->name, a, b, t->dtype != want->dtype ? " (and another dtype)" : "");
 	}
@@ -312,7 +303,8 @@ static int check_tensor(const ae_st *st, const ae_extra_tensor *want, ae_error *
 			float v;
 			memcpy(&v, p + 4 * i, 4);
 			if (!isfinite(v))
-				return ae_fail(err, AE_ERR_FORMAT, "tensor '%s' holds a NaN or Inf at index %zu", want->name, i);
+				return ae_fail(err, AE_ERR_FORMAT, "tensor '%s' holds a NaN or Inf at index %zu",
+				               want->name, i);
 		}
 	}
 	return AE_OK;
@@ -326,7 +318,8 @@ static int parse_errors(ae_model *m, const char *txt, ae_error *err)
 	int rc = AE_OK;
 	if (!json_is_array(p) || !json_is_array(v) || json_array_size(p) != json_array_size(v) ||
 	    json_array_size(p) > AE_MAX_QUANTILES)
-		rc = ae_fail(err, AE_ERR_FORMAT, "ae.errors needs arrays 'p' and 'v' of equal length (at most %d)", AE_MAX_QUANTILES);
+		rc = ae_fail(err, AE_ERR_FORMAT, "ae.errors needs arrays 'p' and 'v' of equal length (at most %d)",
+		             AE_MAX_QUANTILES);
 	for (size_t i = 0; rc == AE_OK && i < json_array_size(p); i++) {
 		json_t *pi = json_array_get(p, i), *vi = json_array_get(v, i);
 		double a = json_number_value(pi), b = json_number_value(vi);
@@ -336,8 +329,7 @@ static int parse_errors(ae_model *m, const char *txt, ae_error *err)
 		m->qp[i] = a;
 		m->qv[i] = b;
 	}
-	if (rc == AE_OK)
-		m->n_quant = (int)json_array_size(p);
+	if (rc == AE_OK) m->n_quant = (int)json_array_size(p);
 	json_decref(o);
 	return rc;
 }
@@ -372,25 +364,26 @@ static void parse_train(ae_train_info *t, const char *txt)
 static int check_meta(ae_model *m, const ae_st *st, ae_error *err)
 {
 	const char *fmt = need_meta(st, "ae.format", err);
-	if (!fmt)
-		return AE_ERR_FORMAT;
+	if (!fmt) return AE_ERR_FORMAT;
 	if (strcmp(fmt, "1") != 0 && strcmp(fmt, "2") != 0)
-		return ae_fail(err, AE_ERR_FORMAT, "format version '%s' is not supported (this build reads 1 and 2)", fmt);
+		return ae_fail(err, AE_ERR_FORMAT, "format version '%s' is not supported (this build reads 1 and 2)",
+		               fmt);
 	if (st->n_meta > AE_MAX_META)
 		return ae_fail(err, AE_ERR_FORMAT, "%d metadata entries; a model file has at most %d", st->n_meta,
 		               AE_MAX_META);
 	const char *keys[] = { "ae.input", "ae.latent", "ae.task", "ae.noise", "ae.train", "ae.errors", "ae.checksum" };
 	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
-		if (!need_meta(st, keys[i], err))
-			return AE_ERR_FORMAT;
+		if (!need_meta(st, keys[i], err)) return AE_ERR_FORMAT;
 	const ae_arch_spec *s = &m->net.spec;
 	char buf[64];
 	snprintf(buf, sizeof buf, "[%d,%d,%d]", s->c, s->h, s->w);
 	if (strcmp(buf, ae_st_meta_get(st, "ae.input")) != 0)
-		return ae_fail(err, AE_ERR_FORMAT, "ae.input %s disagrees with the architecture's %s", ae_st_meta_get(st, "ae.input"), buf);
+		return ae_fail(err, AE_ERR_FORMAT, "ae.input %s disagrees with the architecture's %s",
+		               ae_st_meta_get(st, "ae.input"), buf);
 	snprintf(buf, sizeof buf, "%d", s->latent);
 	if (strcmp(buf, ae_st_meta_get(st, "ae.latent")) != 0)
-		return ae_fail(err, AE_ERR_FORMAT, "ae.latent %s disagrees with the architecture's %s", ae_st_meta_get(st, "ae.latent"), buf);
+		return ae_fail(err, AE_ERR_FORMAT, "ae.latent %s disagrees with the architecture's %s",
+		               ae_st_meta_get(st, "ae.latent"), buf);
 	const char *task = ae_st_meta_get(st, "ae.task");
 	if (strcmp(task, "reconstruct") != 0 && strcmp(task, "denoise") != 0)
 		return ae_fail(err, AE_ERR_FORMAT, "ae.task '%s' is neither reconstruct nor denoise", task);
@@ -408,25 +401,22 @@ ae_model *ae_model_from_st(const ae_st *st, const char *extra_prefix, ae_error *
 {
 	const char *arch = need_meta(st, "ae.arch", err);
 	ae_arch_spec spec;
-	if (!arch || parse_arch(&spec, arch, err))
-		return NULL;
+	if (!arch || parse_arch(&spec, arch, err)) return NULL;
 	/* The architecture decides an allocation: it must be one the file's
 	 * bytes can fill, before anything is allocated for it. */
 	ae_net net;
-	if (ae_net_build(&net, &spec, err))
-		return NULL;
+	if (ae_net_build(&net, &spec, err)) return NULL;
 	if (net.n_params > st->data_size / sizeof(float)) {
-		ae_fail(err, AE_ERR_FORMAT, "ae.arch needs %zu parameters (%zu bytes); the file holds %zu bytes of tensors",
-		        net.n_params, net.n_params * sizeof(float), st->data_size);
+		ae_fail(err, AE_ERR_FORMAT,
+		        "ae.arch needs %zu parameters (%zu bytes); the file holds %zu bytes of tensors", net.n_params,
+		        net.n_params * sizeof(float), st->data_size);
 		return NULL;
 	}
 	ae_model *m = ae_model_new(&spec, 0, err);
 	tensor_list *tl = calloc(1, sizeof *tl);
 	int rc = m && tl ? AE_OK : (m ? ae_fail(err, AE_ERR_NOMEM, "out of memory") : AE_ERR_INVAL);
-	if (rc == AE_OK)
-		rc = check_meta(m, st, err);
-	if (rc == AE_OK)
-		model_tensors(m, tl);
+	if (rc == AE_OK) rc = check_meta(m, st, err);
+	if (rc == AE_OK) model_tensors(m, tl);
 	for (int i = 0; rc == AE_OK && i < tl->n; i++)
 		rc = check_tensor(st, &tl->t[i], err);
 	for (int i = 0; rc == AE_OK && i < st->n; i++) {
@@ -434,17 +424,16 @@ ae_model *ae_model_from_st(const ae_st *st, const char *extra_prefix, ae_error *
 		int known = extra_prefix && strncmp(name, extra_prefix, strlen(extra_prefix)) == 0;
 		for (int j = 0; !known && j < tl->n; j++)
 			known = strcmp(name, tl->t[j].name) == 0;
-		if (!known)
-			rc = ae_fail(err, AE_ERR_FORMAT, "unexpected tensor '%s' for this architecture", name);
+		if (!known) rc = ae_fail(err, AE_ERR_FORMAT, "unexpected tensor '%s' for this architecture", name);
 	}
 	if (rc == AE_OK) {
 		snprintf(m->checksum, sizeof m->checksum, "crc32:%08x", ae_st_crc(st));
 		if (strcmp(m->checksum, ae_st_meta_get(st, "ae.checksum")) != 0)
-			rc = ae_fail(err, AE_ERR_FORMAT, "checksum mismatch: file says %s, tensor bytes give %s (corrupted)",
+			rc = ae_fail(err, AE_ERR_FORMAT,
+			             "checksum mismatch: file says %s, tensor bytes give %s (corrupted)",
 			             ae_st_meta_get(st, "ae.checksum"), m->checksum);
 	}
-	if (rc == AE_OK && strcmp(ae_st_meta_get(st, "ae.format"), "1") != 0)
-		rc = check_meta_crc(st, err);
+	if (rc == AE_OK && strcmp(ae_st_meta_get(st, "ae.format"), "1") != 0) rc = check_meta_crc(st, err);
 	for (int i = 0; rc == AE_OK && i < tl->n; i++) {
 		const ae_st_tensor *t = ae_st_find(st, tl->t[i].name);
 		/* model_tensors pointed each entry at its home in m. */
@@ -466,8 +455,7 @@ ae_model *ae_model_load(const char *path, ae_error *err)
 		return NULL;
 	}
 	ae_model *m = ae_model_from_st(&st, NULL, err);
-	if (!m)
-		ae_error_prefix(err, path);
+	if (!m) ae_error_prefix(err, path);
 	ae_st_free(&st);
 	return m;
 }

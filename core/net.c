@@ -31,8 +31,8 @@ int ae_arch_defaults(ae_arch_spec *spec, const char *preset, ae_error *err)
 
 typedef struct builder {
 	ae_net *net;
-	int c, h, w;       /* current shape */
-	int seq, idx;      /* 0 encoder / 1 decoder, index within it */
+	int c, h, w;  /* current shape */
+	int seq, idx; /* 0 encoder / 1 decoder, index within it */
 	size_t np, ns;
 	ae_error *err;
 	int rc;
@@ -42,8 +42,7 @@ static ae_layer *push(builder *b, int kind)
 {
 	ae_net *net = b->net;
 	if (b->rc || net->n_layers >= AE_MAX_LAYERS) {
-		if (!b->rc)
-			b->rc = ae_fail(b->err, AE_ERR_RANGE, "architecture has too many layers");
+		if (!b->rc) b->rc = ae_fail(b->err, AE_ERR_RANGE, "architecture has too many layers");
 		return NULL;
 	}
 	ae_layer *l = &net->layers[net->n_layers++];
@@ -77,11 +76,11 @@ static void set_out(builder *b, ae_layer *l, int c, int h, int w)
 static void conv(builder *b, int oc, int k, int s, int p)
 {
 	ae_layer *l = push(b, AE_L_CONV);
-	if (!l)
-		return;
+	if (!l) return;
 	ae_conv_geom g;
 	if (ae_conv_geom_init(&g, b->c, b->h, b->w, k, s, p)) {
-		b->rc = ae_fail(b->err, AE_ERR_INVAL, "%s: input %dx%d too small for the convolution", l->name, b->h, b->w);
+		b->rc = ae_fail(b->err, AE_ERR_INVAL, "%s: input %dx%d too small for the convolution", l->name, b->h,
+		                b->w);
 		return;
 	}
 	l->k = k, l->stride = s, l->pad = p;
@@ -92,8 +91,7 @@ static void conv(builder *b, int oc, int k, int s, int p)
 static void convt(builder *b, int oc, int k, int s, int p, int op)
 {
 	ae_layer *l = push(b, AE_L_CONVT);
-	if (!l)
-		return;
+	if (!l) return;
 	l->k = k, l->stride = s, l->pad = p, l->opad = op;
 	add_params(b, l, (size_t)b->c * oc * k * k, (size_t)oc);
 	set_out(b, l, oc, (b->h - 1) * s - 2 * p + k + op, (b->w - 1) * s - 2 * p + k + op);
@@ -102,8 +100,7 @@ static void convt(builder *b, int oc, int k, int s, int p, int op)
 static void dense(builder *b, int out)
 {
 	ae_layer *l = push(b, AE_L_DENSE);
-	if (!l)
-		return;
+	if (!l) return;
 	int in = b->c * b->h * b->w;
 	l->ic = in, l->ih = l->iw = 1;
 	add_params(b, l, (size_t)out * in, (size_t)out);
@@ -113,15 +110,13 @@ static void dense(builder *b, int out)
 static void act(builder *b, int kind, float slope)
 {
 	ae_layer *l = push(b, kind);
-	if (l)
-		l->slope = slope;
+	if (l) l->slope = slope;
 }
 
 static void bn(builder *b)
 {
 	ae_layer *l = push(b, AE_L_BN);
-	if (!l)
-		return;
+	if (!l) return;
 	add_params(b, l, (size_t)b->c, (size_t)b->c);
 	l->rm = b->ns;
 	l->rv = b->ns + (size_t)b->c;
@@ -131,25 +126,23 @@ static void bn(builder *b)
 static void flatten(builder *b)
 {
 	ae_layer *l = push(b, AE_L_FLATTEN);
-	if (l)
-		set_out(b, l, b->c * b->h * b->w, 1, 1);
+	if (l) set_out(b, l, b->c * b->h * b->w, 1, 1);
 }
 
 static void unflatten(builder *b, int c, int h, int w)
 {
 	ae_layer *l = push(b, AE_L_UNFLATTEN);
-	if (l)
-		set_out(b, l, c, h, w);
+	if (l) set_out(b, l, c, h, w);
 }
 
 static int validate(const ae_arch_spec *s, ae_error *err)
 {
-	if (s->c != 1 && s->c != 3)
-		return ae_fail(err, AE_ERR_INVAL, "channels must be 1 or 3, not %d", s->c);
+	if (s->c != 1 && s->c != 3) return ae_fail(err, AE_ERR_INVAL, "channels must be 1 or 3, not %d", s->c);
 	if (s->h < 4 || s->w < 4 || s->h > AE_MAX_SIDE || s->w > AE_MAX_SIDE)
 		return ae_fail(err, AE_ERR_INVAL, "image size %dx%d out of range (4..%d)", s->h, s->w, AE_MAX_SIDE);
 	if (strcmp(s->preset, "conv") == 0 && (s->h % 4 || s->w % 4))
-		return ae_fail(err, AE_ERR_INVAL, "conv preset needs height and width divisible by 4, got %dx%d", s->h, s->w);
+		return ae_fail(err, AE_ERR_INVAL, "conv preset needs height and width divisible by 4, got %dx%d", s->h,
+		               s->w);
 	if (s->latent < 1 || s->latent > AE_MAX_LATENT)
 		return ae_fail(err, AE_ERR_INVAL, "latent size %d out of range (1..%d)", s->latent, AE_MAX_LATENT);
 	if (s->f1 < 1 || s->f2 < 1 || s->f1 > AE_MAX_FILTERS || s->f2 > AE_MAX_FILTERS)
@@ -167,8 +160,7 @@ int ae_net_build(ae_net *net, const ae_arch_spec *spec, ae_error *err)
 	if (strcmp(spec->preset, "conv") != 0 && strcmp(spec->preset, "dense") != 0)
 		return ae_fail(err, AE_ERR_INVAL, "unknown architecture '%s' (expected conv or dense)", spec->preset);
 	int rc = validate(spec, err);
-	if (rc)
-		return rc;
+	if (rc) return rc;
 	net->spec = *spec;
 	builder b = { .net = net, .c = spec->c, .h = spec->h, .w = spec->w, .err = err };
 	const float sl = spec->slope;
@@ -207,12 +199,11 @@ int ae_net_build(ae_net *net, const ae_arch_spec *spec, ae_error *err)
 		act(&b, AE_L_SIGMOID, 0.0f);
 		unflatten(&b, spec->c, spec->h, spec->w);
 	}
-	if (b.rc)
-		return b.rc;
+	if (b.rc) return b.rc;
 	const ae_layer *last = &net->layers[net->n_layers - 1];
 	if (last->oc != spec->c || last->oh != spec->h || last->ow != spec->w)
-		return ae_fail(err, AE_ERR_INVAL, "decoder output %dx%dx%d does not match input %dx%dx%d",
-		               last->oc, last->oh, last->ow, spec->c, spec->h, spec->w);
+		return ae_fail(err, AE_ERR_INVAL, "decoder output %dx%dx%d does not match input %dx%dx%d", last->oc,
+		               last->oh, last->ow, spec->c, spec->h, spec->w);
 	net->n_params = b.np;
 	net->n_state = b.ns;
 	return AE_OK;
@@ -232,12 +223,21 @@ void ae_layer_geom(const ae_layer *l, ae_conv_geom *g)
 void ae_layer_dconv_shape(const ae_layer *l, ae_dconv_shape *s)
 {
 	if (l->kind == AE_L_DENSE) {
-		*s = (ae_dconv_shape){ .ic = l->ic, .ih = 1, .iw = 1, .oc = l->oc, .oh = 1, .ow = 1,
-		                       .k = 1, .stride = 1, .pad = 0 };
+		*s = (ae_dconv_shape){
+			.ic = l->ic, .ih = 1, .iw = 1, .oc = l->oc, .oh = 1, .ow = 1, .k = 1, .stride = 1, .pad = 0
+		};
 		return;
 	}
-	*s = (ae_dconv_shape){ .transposed = l->kind == AE_L_CONVT, .ic = l->ic, .ih = l->ih, .iw = l->iw,
-	                       .oc = l->oc, .oh = l->oh, .ow = l->ow, .k = l->k, .stride = l->stride, .pad = l->pad };
+	*s = (ae_dconv_shape){ .transposed = l->kind == AE_L_CONVT,
+		               .ic = l->ic,
+		               .ih = l->ih,
+		               .iw = l->iw,
+		               .oc = l->oc,
+		               .oh = l->oh,
+		               .ow = l->ow,
+		               .k = l->k,
+		               .stride = l->stride,
+		               .pad = l->pad };
 }
 
 static void init_uniform(float *p, size_t n, float bound, ae_rng *r)
@@ -299,8 +299,7 @@ ae_model *ae_model_new(const ae_arch_spec *spec, uint64_t seed, ae_error *err)
 
 void ae_model_free(ae_model *m)
 {
-	if (!m)
-		return;
+	if (!m) return;
 	free(m->params);
 	free(m->state);
 	free(m);
@@ -308,10 +307,8 @@ void ae_model_free(ae_model *m)
 
 double ae_model_percentile(const ae_model *m, double score)
 {
-	if (m->n_quant < 2)
-		return NAN;
-	if (score <= m->qv[0])
-		return 100.0 * m->qp[0];
+	if (m->n_quant < 2) return NAN;
+	if (score <= m->qv[0]) return 100.0 * m->qp[0];
 	for (int i = 1; i < m->n_quant; i++)
 		if (score <= m->qv[i]) {
 			double span = m->qv[i] - m->qv[i - 1];
@@ -323,10 +320,8 @@ double ae_model_percentile(const ae_model *m, double score)
 
 double ae_model_quantile(const ae_model *m, double q)
 {
-	if (m->n_quant < 2)
-		return NAN;
-	if (q <= m->qp[0])
-		return m->qv[0];
+	if (m->n_quant < 2) return NAN;
+	if (q <= m->qp[0]) return m->qv[0];
 	for (int i = 1; i < m->n_quant; i++)
 		if (q <= m->qp[i]) {
 			double span = m->qp[i] - m->qp[i - 1];

@@ -16,9 +16,9 @@
 
 /* Geometry of a 2-D convolution from (c, h, w) to (oh, ow). */
 typedef struct ae_conv_geom {
-	int c, h, w;      /* input channels and size */
+	int c, h, w; /* input channels and size */
 	int k, stride, pad;
-	int oh, ow;       /* output size */
+	int oh, ow; /* output size */
 } ae_conv_geom;
 
 /* Fills oh/ow from the rest; returns 0, or -1 if the output would be empty. */
@@ -59,39 +59,35 @@ void ae_epilogue_apply(float *y, int n, int ch, int p, const ae_epilogue *ep);
 
 /* ---- Conv2D, weight (oc, c, k, k), bias (oc) ----
  * col: (c*k*k, n*oh*ow) scratch, t: (oc, n*oh*ow) scratch. */
-void ae_conv2d_forward(float *y, float *col, float *t, const float *x, const float *w,
-                       const ae_epilogue *ep, int n, int oc, const ae_conv_geom *g);
-void ae_conv2d_backward(float *dx, float *dw, float *db, float *col, float *t,
-                        const float *dy, const float *x, const float *w,
-                        int n, int oc, const ae_conv_geom *g);
-void ae_conv2d_forward_ref(float *y, const float *x, const float *w, const float *b,
-                           int n, int oc, const ae_conv_geom *g);
-void ae_conv2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
-                            const float *w, int n, int oc, const ae_conv_geom *g);
+void ae_conv2d_forward(float *y, float *col, float *t, const float *x, const float *w, const ae_epilogue *ep, int n,
+                       int oc, const ae_conv_geom *g);
+void ae_conv2d_backward(float *dx, float *dw, float *db, float *col, float *t, const float *dy, const float *x,
+                        const float *w, int n, int oc, const ae_conv_geom *g);
+void ae_conv2d_forward_ref(float *y, const float *x, const float *w, const float *b, int n, int oc,
+                           const ae_conv_geom *g);
+void ae_conv2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int n,
+                            int oc, const ae_conv_geom *g);
 
 /* ---- ConvTranspose2D, weight (ic, oc, k, k), bias (oc) ----
  * g is the geometry of the *adjoint* convolution: from the output
  * (oc, H_out, W_out) down to the input (ic = g->oh.., i.e. g->c = oc,
  * g->h = H_out, g->oh = H_in). col: (oc*k*k, n*H_in*W_in), t: (ic, n*H_in*W_in). */
-void ae_convt2d_forward(float *y, float *col, float *t, const float *x, const float *w,
-                        const ae_epilogue *ep, int n, int ic, const ae_conv_geom *g);
-void ae_convt2d_backward(float *dx, float *dw, float *db, float *col, float *t,
-                         const float *dy, const float *x, const float *w,
-                         int n, int ic, const ae_conv_geom *g);
-void ae_convt2d_forward_ref(float *y, const float *x, const float *w, const float *b,
-                            int n, int ic, const ae_conv_geom *g);
-void ae_convt2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
-                             const float *w, int n, int ic, const ae_conv_geom *g);
+void ae_convt2d_forward(float *y, float *col, float *t, const float *x, const float *w, const ae_epilogue *ep, int n,
+                        int ic, const ae_conv_geom *g);
+void ae_convt2d_backward(float *dx, float *dw, float *db, float *col, float *t, const float *dy, const float *x,
+                         const float *w, int n, int ic, const ae_conv_geom *g);
+void ae_convt2d_forward_ref(float *y, const float *x, const float *w, const float *b, int n, int ic,
+                            const ae_conv_geom *g);
+void ae_convt2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int n,
+                             int ic, const ae_conv_geom *g);
 
 /* ---- Dense, weight (out, in), bias (out); x (n, in), y (n, out) ---- */
-void ae_dense_forward(float *y, const float *x, const float *w, const ae_epilogue *ep,
-                      int n, int in, int out);
-void ae_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                       const float *w, int n, int in, int out);
-void ae_dense_forward_ref(float *y, const float *x, const float *w, const float *b,
-                          int n, int in, int out);
-void ae_dense_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
-                           const float *w, int n, int in, int out);
+void ae_dense_forward(float *y, const float *x, const float *w, const ae_epilogue *ep, int n, int in, int out);
+void ae_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int n, int in,
+                       int out);
+void ae_dense_forward_ref(float *y, const float *x, const float *w, const float *b, int n, int in, int out);
+void ae_dense_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int n,
+                           int in, int out);
 
 /* ---- Elementwise activations (n values). Backward takes the forward
  * OUTPUT y, which is enough for all three (slope > 0 keeps LeakyReLU's sign). */
@@ -106,12 +102,10 @@ void ae_sigmoid_backward(float *dx, const float *dy, const float *y, size_t n);
  * Training: normalises with batch statistics, saves mean and invstd (c each)
  * for backward, and updates running stats as PyTorch does (momentum,
  * unbiased variance). */
-void ae_bn_forward_train(float *y, float *mean, float *invstd, float *run_mean, float *run_var,
-                         const float *x, const float *gamma, const float *beta,
-                         int n, int c, int p, float momentum, float eps);
-void ae_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                    const float *mean, const float *invstd, const float *gamma,
-                    int n, int c, int p);
+void ae_bn_forward_train(float *y, float *mean, float *invstd, float *run_mean, float *run_var, const float *x,
+                         const float *gamma, const float *beta, int n, int c, int p, float momentum, float eps);
+void ae_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x, const float *mean,
+                    const float *invstd, const float *gamma, int n, int c, int p);
 /* The same in steps, for lanes that each hold part of the batch: each lane
  * sums over its images, the lanes' sums are added, and each lane finishes
  * its own images with the totals (m = values per channel in the batch). */
@@ -120,19 +114,18 @@ void ae_bn_sum(double *s, const float *x, int n, int c, int p);
 void ae_bn_sqdev(double *ss, const float *x, const double *mu, int n, int c, int p);
 /* mean and invstd from the batch mean and total ss; updates the running
  * statistics too when run_mean is not NULL. */
-void ae_bn_stats(float *mean, float *invstd, float *run_mean, float *run_var,
-                 const double *mu, const double *ss, size_t m, int c, float momentum, float eps);
-void ae_bn_normalize(float *y, const float *x, const float *mean, const float *invstd,
-                     const float *gamma, const float *beta, int n, int c, int p);
+void ae_bn_stats(float *mean, float *invstd, float *run_mean, float *run_var, const double *mu, const double *ss,
+                 size_t m, int c, float momentum, float eps);
+void ae_bn_normalize(float *y, const float *x, const float *mean, const float *invstd, const float *gamma,
+                     const float *beta, int n, int c, int p);
 /* sdy = sum of dy, sdyx = sum of dy * xhat: dbeta and dgamma. */
-void ae_bn_backward_sums(double *sdy, double *sdyx, const float *dy, const float *x,
-                         const float *mean, const float *invstd, int n, int c, int p);
-void ae_bn_backward_dx(float *dx, const float *dy, const float *x, const float *mean,
-                       const float *invstd, const float *gamma, const double *sdy,
-                       const double *sdyx, size_t m, int n, int c, int p);
+void ae_bn_backward_sums(double *sdy, double *sdyx, const float *dy, const float *x, const float *mean,
+                         const float *invstd, int n, int c, int p);
+void ae_bn_backward_dx(float *dx, const float *dy, const float *x, const float *mean, const float *invstd,
+                       const float *gamma, const double *sdy, const double *sdyx, size_t m, int n, int c, int p);
 /* Inference form: y = x*scale + shift with scale/shift from running stats. */
-void ae_bn_fold(float *scale, float *shift, const float *gamma, const float *beta,
-                const float *run_mean, const float *run_var, int c, float eps);
+void ae_bn_fold(float *scale, float *shift, const float *gamma, const float *beta, const float *run_mean,
+                const float *run_var, int c, float eps);
 
 /* ---- Reductions ---- */
 /* The sum of n floats, accumulated in double. */
@@ -149,7 +142,7 @@ double ae_bce_loss_part(float *dy, const float *y, const float *target, size_t n
 
 /* ---- Adam (PyTorch defaults: betas 0.9/0.999, eps 1e-8, no weight decay) ----
  * step is the 1-based step count after this update. */
-void ae_adam_update(float *p, float *m, float *v, const float *g, size_t n,
-                    float lr, float beta1, float beta2, float eps, long step);
+void ae_adam_update(float *p, float *m, float *v, const float *g, size_t n, float lr, float beta1, float beta2,
+                    float eps, long step);
 
 #endif

@@ -29,8 +29,7 @@ typedef struct reader {
 static void on_error(png_structp png, png_const_charp msg)
 {
 	reader *r = png_get_error_ptr(png);
-	if (r)
-		snprintf(r->msg, sizeof r->msg, "%s", msg);
+	if (r) snprintf(r->msg, sizeof r->msg, "%s", msg);
 	png_longjmp(png, 1);
 }
 
@@ -43,8 +42,7 @@ static void on_warning(png_structp png, png_const_charp msg)
 static void read_mem(png_structp png, png_bytep out, png_size_t n)
 {
 	reader *r = png_get_io_ptr(png);
-	if (n > r->len - r->at)
-		png_error(png, "truncated: data ends early");
+	if (n > r->len - r->at) png_error(png, "truncated: data ends early");
 	memcpy(out, r->buf + r->at, n);
 	r->at += n;
 }
@@ -66,11 +64,11 @@ static uint32_t be32(const uint8_t *p)
 static int type_channels(int color_type)
 {
 	switch (color_type) {
-	case 0: return 1;  /* gray */
-	case 2: return 3;  /* RGB */
-	case 3: return 1;  /* palette index */
-	case 4: return 2;  /* gray + alpha */
-	case 6: return 4;  /* RGBA */
+	case 0: return 1; /* gray */
+	case 2: return 3; /* RGB */
+	case 3: return 1; /* palette index */
+	case 4: return 2; /* gray + alpha */
+	case 6: return 4; /* RGBA */
 	default: return 0;
 	}
 }
@@ -91,14 +89,12 @@ static uint64_t raw_bytes(uint64_t w, uint64_t h, int bits_per_pixel, int interl
 {
 	static const int x0[7] = { 0, 4, 0, 2, 0, 1, 0 }, dx[7] = { 8, 8, 4, 4, 2, 2, 1 };
 	static const int y0[7] = { 0, 0, 4, 0, 2, 0, 1 }, dy[7] = { 8, 8, 8, 4, 4, 2, 2 };
-	if (!interlaced)
-		return h * (1 + (w * (uint64_t)bits_per_pixel + 7) / 8);
+	if (!interlaced) return h * (1 + (w * (uint64_t)bits_per_pixel + 7) / 8);
 	uint64_t total = 0;
 	for (int p = 0; p < 7; p++) {
 		uint64_t pw = w > (uint64_t)x0[p] ? (w - x0[p] + dx[p] - 1) / dx[p] : 0;
 		uint64_t ph = h > (uint64_t)y0[p] ? (h - y0[p] + dy[p] - 1) / dy[p] : 0;
-		if (pw && ph)
-			total += ph * (1 + (pw * (uint64_t)bits_per_pixel + 7) / 8);
+		if (pw && ph) total += ph * (1 + (pw * (uint64_t)bits_per_pixel + 7) / 8);
 	}
 	return total;
 }
@@ -107,8 +103,7 @@ int ae_png_inspect(const uint8_t *buf, size_t len, ae_png_info *info, ae_error *
 {
 	static const uint8_t sig[8] = { 137, 80, 78, 71, 13, 10, 26, 10 };
 	memset(info, 0, sizeof *info);
-	if (len < 8 || memcmp(buf, sig, 8) != 0)
-		return ae_fail(err, AE_ERR_FORMAT, "not a PNG (bad signature)");
+	if (len < 8 || memcmp(buf, sig, 8) != 0) return ae_fail(err, AE_ERR_FORMAT, "not a PNG (bad signature)");
 	if (len < 33 || be32(buf + 8) != 13 || memcmp(buf + 12, "IHDR", 4) != 0)
 		return ae_fail(err, AE_ERR_FORMAT, "PNG does not start with a complete IHDR chunk");
 	const uint8_t *ih = buf + 16;
@@ -142,16 +137,15 @@ int ae_png_inspect(const uint8_t *buf, size_t len, ae_png_info *info, ae_error *
 				return ae_fail(err, AE_ERR_FORMAT, "PNG is corrupt: a chunk type is not four letters");
 		if (memcmp(type4, "IDAT", 4) == 0) {
 			if (idat_run_over)
-				return ae_fail(err, AE_ERR_FORMAT, "PNG is corrupt: its IDAT chunks are not consecutive");
+				return ae_fail(err, AE_ERR_FORMAT,
+				               "PNG is corrupt: its IDAT chunks are not consecutive");
 			n_idat++;
 		} else if (n_idat)
 			idat_run_over = 1;
 		at += 12 + (size_t)n;
-		if (memcmp(type4, "IEND", 4) == 0)
-			break;
+		if (memcmp(type4, "IEND", 4) == 0) break;
 	}
-	if (!n_idat)
-		return ae_fail(err, AE_ERR_FORMAT, "PNG has no image data (no IDAT chunk)");
+	if (!n_idat) return ae_fail(err, AE_ERR_FORMAT, "PNG has no image data (no IDAT chunk)");
 	return AE_OK;
 }
 
@@ -163,14 +157,12 @@ static int check_inflate(const uint8_t *buf, size_t len, const ae_png_info *info
 {
 	uint8_t scratch[16384];
 	z_stream z = { 0 };
-	if (inflateInit(&z) != Z_OK)
-		return ae_fail(err, AE_ERR_NOMEM, "out of memory starting zlib");
+	if (inflateInit(&z) != Z_OK) return ae_fail(err, AE_ERR_NOMEM, "out of memory starting zlib");
 	uint64_t out = 0;
 	int zr = Z_OK;
 	for (size_t at = 8; zr == Z_OK && len - at >= 12;) {
 		uint32_t n = be32(buf + at);
-		if (memcmp(buf + at + 4, "IEND", 4) == 0)
-			break;
+		if (memcmp(buf + at + 4, "IEND", 4) == 0) break;
 		if (memcmp(buf + at + 4, "IDAT", 4) == 0) {
 			z.next_in = buf + at + 8;
 			z.avail_in = n;
@@ -179,21 +171,19 @@ static int check_inflate(const uint8_t *buf, size_t len, const ae_png_info *info
 				z.avail_out = sizeof scratch;
 				zr = inflate(&z, Z_NO_FLUSH);
 				out += sizeof scratch - z.avail_out;
-				if (out > info->raw_bytes)
-					break;
-				if (zr == Z_BUF_ERROR && z.avail_out)
-					zr = Z_OK;  /* wants the next chunk */
+				if (out > info->raw_bytes) break;
+				if (zr == Z_BUF_ERROR && z.avail_out) zr = Z_OK; /* wants the next chunk */
 			}
-			if (out > info->raw_bytes)
-				break;
+			if (out > info->raw_bytes) break;
 		}
 		at += 12 + (size_t)n;
 	}
 	inflateEnd(&z);
 	if (out > info->raw_bytes)
-		return ae_fail(err, AE_ERR_FORMAT,
-		               "PNG image data inflates past the %llu bytes its %dx%d header implies (a decompression bomb?)",
-		               (unsigned long long)info->raw_bytes, info->w, info->h);
+		return ae_fail(
+		        err, AE_ERR_FORMAT,
+		        "PNG image data inflates past the %llu bytes its %dx%d header implies (a decompression bomb?)",
+		        (unsigned long long)info->raw_bytes, info->w, info->h);
 	if (zr != Z_OK && zr != Z_STREAM_END)
 		return ae_fail(err, AE_ERR_FORMAT, "invalid PNG: image data is not a valid zlib stream (%s)",
 		               z.msg ? z.msg : "corrupt");
@@ -232,21 +222,17 @@ static void to_planar(uint8_t *dst, uint8_t *const *rows, int k, int h, int w, i
 		}
 }
 
-int ae_png_decode(const uint8_t *buf, size_t len, int want_c, size_t max_pixels,
-                  ae_image *img, ae_error *err)
+int ae_png_decode(const uint8_t *buf, size_t len, int want_c, size_t max_pixels, ae_image *img, ae_error *err)
 {
 	memset(img, 0, sizeof *img);
-	if (want_c != 1 && want_c != 3)
-		return ae_fail(err, AE_ERR_INVAL, "channels must be 1 or 3");
+	if (want_c != 1 && want_c != 3) return ae_fail(err, AE_ERR_INVAL, "channels must be 1 or 3");
 	ae_png_info pi;
 	int rc = ae_png_inspect(buf, len, &pi, err);
-	if (rc)
-		return rc;
+	if (rc) return rc;
 	const int w0 = pi.w, h0 = pi.h;
 	if ((size_t)w0 * (size_t)h0 > max_pixels)
 		return ae_fail(err, AE_ERR_RANGE, "PNG is %dx%d, over the limit of %zu pixels", w0, h0, max_pixels);
-	if ((rc = check_inflate(buf, len, &pi, err)))
-		return rc;
+	if ((rc = check_inflate(buf, len, &pi, err))) return rc;
 	reader r = { .buf = buf, .len = len };
 	png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &r, on_error, on_warning);
 	png_infop info = png ? png_create_info_struct(png) : NULL;
@@ -277,19 +263,16 @@ int ae_png_decode(const uint8_t *buf, size_t len, int want_c, size_t max_pixels,
 	png_read_update_info(png, info);
 	int k = png_get_channels(png, info);
 	size_t rowbytes = png_get_rowbytes(png, info);
-	if (k < 1 || k > 4 || rowbytes != (size_t)w * k)
-		png_error(png, "unexpected pixel layout after expansion");
+	if (k < 1 || k > 4 || rowbytes != (size_t)w * k) png_error(png, "unexpected pixel layout after expansion");
 	rows = malloc(h * sizeof *rows);
 	pixels = malloc(rowbytes * h);
-	if (!rows || !pixels)
-		png_error(png, "out of memory for pixels");
+	if (!rows || !pixels) png_error(png, "out of memory for pixels");
 	for (png_uint_32 y = 0; y < h; y++)
 		rows[y] = pixels + y * rowbytes;
 	png_read_image(png, rows);
 	png_read_end(png, NULL);
 	img->pix = malloc((size_t)want_c * w * h);
-	if (!img->pix)
-		png_error(png, "out of memory for pixels");
+	if (!img->pix) png_error(png, "out of memory for pixels");
 	to_planar(img->pix, rows, k, (int)h, (int)w, want_c);
 	img->c = want_c;
 	img->h = (int)h;
@@ -379,8 +362,7 @@ int ae_png_write_file(const char *path, const uint8_t *pix, int c, int h, int w,
 	uint8_t *buf;
 	size_t len;
 	int rc = ae_png_encode(pix, c, h, w, &buf, &len, err);
-	if (rc)
-		return rc;
+	if (rc) return rc;
 	ae_atomic_file af;
 	rc = ae_atomic_open(&af, path, err);
 	if (rc == AE_OK) {

@@ -11,7 +11,10 @@ double ae_sum_f32(const float *x, size_t n)
 	double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
 	size_t j = 0;
 	for (; j + 4 <= n; j += 4) {
-		a0 += x[j]; a1 += x[j + 1]; a2 += x[j + 2]; a3 += x[j + 3];
+		a0 += x[j];
+		a1 += x[j + 1];
+		a2 += x[j + 2];
+		a3 += x[j + 3];
 	}
 	for (; j < n; j++)
 		a0 += x[j];

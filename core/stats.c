@@ -16,11 +16,9 @@ static int cmp_double(const void *a, const void *b)
 
 int ae_quantiles(const double *v, size_t n, const double *q, int k, double *out, ae_error *err)
 {
-	if (n == 0)
-		return ae_fail(err, AE_ERR_INVAL, "no values to take quantiles of");
+	if (n == 0) return ae_fail(err, AE_ERR_INVAL, "no values to take quantiles of");
 	double *s = malloc(n * sizeof *s);
-	if (!s)
-		return ae_fail(err, AE_ERR_NOMEM, "out of memory");
+	if (!s) return ae_fail(err, AE_ERR_NOMEM, "out of memory");
 	memcpy(s, v, n * sizeof *s);
 	qsort(s, n, sizeof *s, cmp_double);
 	for (int i = 0; i < k; i++) {
@@ -46,8 +44,7 @@ static int cmp_scored(const void *a, const void *b)
 double ae_auroc(const double *score, const int *positive, size_t n)
 {
 	scored *v = malloc(n * sizeof *v);
-	if (!v)
-		return NAN;
+	if (!v) return NAN;
 	size_t npos = 0;
 	for (size_t i = 0; i < n; i++) {
 		v[i].s = score[i];
@@ -63,14 +60,12 @@ double ae_auroc(const double *score, const int *positive, size_t n)
 			j++;
 		double mean_rank = (double)(i + 1 + j) / 2.0;
 		for (size_t t = i; t < j; t++)
-			if (v[t].pos)
-				rank_sum += mean_rank;
+			if (v[t].pos) rank_sum += mean_rank;
 		i = j;
 	}
 	free(v);
 	size_t nneg = n - npos;
-	if (npos == 0 || nneg == 0)
-		return NAN;
+	if (npos == 0 || nneg == 0) return NAN;
 	return (rank_sum - (double)npos * (npos + 1) / 2.0) / ((double)npos * nneg);
 }
 

@@ -13,10 +13,10 @@ struct ae_team {
 	int size;
 	pthread_t *helpers;
 	int started;
-	int numbered;           /* lane numbers handed to helpers as they start */
+	int numbered; /* lane numbers handed to helpers as they start */
 	pthread_mutex_t mu;
 	pthread_cond_t go, done, meet;
-	unsigned long gen;      /* bumped per run */
+	unsigned long gen; /* bumped per run */
 	void (*fn)(void *, int);
 	void *arg;
 	int lanes, pending, quit;
@@ -29,19 +29,17 @@ static void *helper_main(void *p)
 	ae_team *t = p;
 	pthread_mutex_lock(&t->mu);
 	int k = ++t->numbered;
-	unsigned long seen = 0;  /* gen is 0 until the first run */
+	unsigned long seen = 0; /* gen is 0 until the first run */
 	for (;;) {
 		while (!t->quit && t->gen == seen)
 			pthread_cond_wait(&t->go, &t->mu);
-		if (t->quit)
-			break;
+		if (t->quit) break;
 		seen = t->gen;
 		if (k < t->lanes) {
 			pthread_mutex_unlock(&t->mu);
 			t->fn(t->arg, k);
 			pthread_mutex_lock(&t->mu);
-			if (--t->pending == 0)
-				pthread_cond_signal(&t->done);
+			if (--t->pending == 0) pthread_cond_signal(&t->done);
 		}
 	}
 	pthread_mutex_unlock(&t->mu);
@@ -50,11 +48,9 @@ static void *helper_main(void *p)
 
 ae_team *ae_team_new(int threads)
 {
-	if (threads < 1 || threads > AE_MAX_THREADS)
-		return NULL;
+	if (threads < 1 || threads > AE_MAX_THREADS) return NULL;
 	ae_team *t = calloc(1, sizeof *t);
-	if (!t)
-		return NULL;
+	if (!t) return NULL;
 	t->size = threads;
 	pthread_mutex_init(&t->mu, NULL);
 	pthread_cond_init(&t->go, NULL);
@@ -75,8 +71,7 @@ ae_team *ae_team_new(int threads)
 
 void ae_team_free(ae_team *t)
 {
-	if (!t)
-		return;
+	if (!t) return;
 	pthread_mutex_lock(&t->mu);
 	t->quit = 1;
 	pthread_cond_broadcast(&t->go);
@@ -98,8 +93,7 @@ int ae_team_size(const ae_team *t)
 
 void ae_team_run(ae_team *t, int lanes, void (*fn)(void *arg, int k), void *arg)
 {
-	if (lanes > t->size)
-		lanes = t->size;
+	if (lanes > t->size) lanes = t->size;
 	if (lanes <= 1) {
 		/* under the lock: a helper left idle by the last run may still be
 		 * reading lanes on its way back to sleep */
@@ -127,8 +121,7 @@ void ae_team_run(ae_team *t, int lanes, void (*fn)(void *arg, int k), void *arg)
 
 void ae_team_barrier(ae_team *t)
 {
-	if (t->lanes <= 1)
-		return;
+	if (t->lanes <= 1) return;
 	pthread_mutex_lock(&t->mu);
 	unsigned long mine = t->crossing;
 	if (++t->arrived == t->lanes) {

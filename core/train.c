@@ -20,17 +20,17 @@
 #include <string.h>
 
 #define BN_MOMENTUM 0.1f
-#define BN_EPS 1e-5f
+#define BN_EPS      1e-5f
 
 /* One lane's share of a step: its own lowering scratch and, past lane 0,
  * its own gradient block, added into the trainer's after backward. */
 typedef struct tlane {
 	float *col, *t;
-	float *dbuf[2];               /* ping-pong gradients of its images: lanes run
+	float *dbuf[2];       /* ping-pong gradients of its images: lanes run
 	                               * apart between batch norms, so a shared buffer
 	                               * would hold two layers' slices at once */
-	float *grads;                 /* lane 0: the trainer's */
-	float *mean, *invstd;         /* batch-norm statistics, widest layer */
+	float *grads;         /* lane 0: the trainer's */
+	float *mean, *invstd; /* batch-norm statistics, widest layer */
 } tlane;
 
 struct ae_trainer {
@@ -38,13 +38,13 @@ struct ae_trainer {
 	int loss;
 	float *grads, *adam_m, *adam_v;
 	long step;
-	float *acts;                  /* block holding every layer's output */
-	float *out[AE_MAX_LAYERS];    /* (max_batch, out) each, written by its layer */
+	float *acts;                     /* block holding every layer's output */
+	float *out[AE_MAX_LAYERS];       /* (max_batch, out) each, written by its layer */
 	const float *act[AE_MAX_LAYERS]; /* each layer's output as read: out[i], or for a
 	                                  * flatten layer its input (the batch, at layer 0) */
-	float *bn_stats;              /* mean, invstd per BN layer */
+	float *bn_stats;                 /* mean, invstd per BN layer */
 	float *bn_mean[AE_MAX_LAYERS], *bn_invstd[AE_MAX_LAYERS];
-	double *bn_part;              /* per BN layer: 4 sums x lanes x channels */
+	double *bn_part; /* per BN layer: 4 sums x lanes x channels */
 	double *bn_sums[AE_MAX_LAYERS];
 	ae_team *team;
 	int threads;
@@ -54,7 +54,7 @@ struct ae_trainer {
 	int n, n_lanes;
 	float lr;
 	double lane_loss[AE_MAX_THREADS];
-	ae_dconv dconv[AE_MAX_LAYERS];  /* the direct transposed convolutions */
+	ae_dconv dconv[AE_MAX_LAYERS]; /* the direct transposed convolutions */
 	unsigned char direct[AE_MAX_LAYERS];
 };
 
@@ -74,7 +74,7 @@ static void scratch_sizes(const ae_net *net, int b, size_t *col, size_t *t, size
 		} else if (l->kind == AE_L_CONVT) {
 			size_t np = (size_t)b * l->ih * l->iw;
 			size_t c = (size_t)l->oc * l->k * l->k * np, tt = (size_t)l->ic * np;
-			size_t nhwc_out = ae_layer_out_size(l) * b;  /* the direct path's output */
+			size_t nhwc_out = ae_layer_out_size(l) * b; /* the direct path's output */
 			if (nhwc_out > c) c = nhwc_out;
 			if (c > *col) *col = c;
 			if (tt > *t) *t = tt;
@@ -86,8 +86,7 @@ static int widest_bn(const ae_net *net)
 {
 	int c = 1;
 	for (int i = 0; i < net->n_layers; i++)
-		if (net->layers[i].kind == AE_L_BN && net->layers[i].oc > c)
-			c = net->layers[i].oc;
+		if (net->layers[i].kind == AE_L_BN && net->layers[i].oc > c) c = net->layers[i].oc;
 	return c;
 }
 
@@ -102,8 +101,7 @@ static int lane_alloc(tlane *ln, const ae_net *net, int b, int own_grads)
 	ln->dbuf[1] = malloc(nact * sizeof(float));
 	ln->mean = malloc(2 * (size_t)c * sizeof(float));
 	ln->invstd = ln->mean ? ln->mean + c : NULL;
-	if (own_grads)
-		ln->grads = malloc(net->n_params * sizeof(float));
+	if (own_grads) ln->grads = malloc(net->n_params * sizeof(float));
 	return ln->col && ln->t && ln->dbuf[0] && ln->dbuf[1] && ln->mean && (!own_grads || ln->grads) ? 0 : -1;
 }
 
@@ -114,8 +112,7 @@ static void lane_free(tlane *ln, int own_grads)
 	free(ln->dbuf[0]);
 	free(ln->dbuf[1]);
 	free(ln->mean);
-	if (own_grads)
-		free(ln->grads);
+	if (own_grads) free(ln->grads);
 }
 
 /* Compiles the transposed convolutions that run direct; their weights are
@@ -125,12 +122,10 @@ static int direct_init(ae_trainer *t)
 	const ae_net *net = &t->m->net;
 	for (int i = 0; i < net->n_layers; i++) {
 		const ae_layer *l = &net->layers[i];
-		if (l->kind != AE_L_CONVT || l->oc < 8)
-			continue;
+		if (l->kind != AE_L_CONVT || l->oc < 8) continue;
 		ae_dconv_shape sh;
 		ae_layer_dconv_shape(l, &sh);
-		if (ae_dconv_init(&t->dconv[i], &sh, t->m->params + l->w, NULL) != 0)
-			return -1;
+		if (ae_dconv_init(&t->dconv[i], &sh, t->m->params + l->w, NULL) != 0) return -1;
 		t->dconv[i].per_tap = 1;
 		t->direct[i] = 1;
 	}
@@ -162,8 +157,7 @@ ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int threads, int loss, ae
 		const ae_layer *l = &net->layers[i];
 		if (l->kind != AE_L_FLATTEN && l->kind != AE_L_UNFLATTEN)
 			acts += ae_layer_out_size(l) * (size_t)max_batch;
-		if (l->kind == AE_L_BN)
-			stats += 2 * (size_t)l->oc;
+		if (l->kind == AE_L_BN) stats += 2 * (size_t)l->oc;
 	}
 	t->grads = calloc(np, sizeof(float));
 	t->adam_m = calloc(np, sizeof(float));
@@ -173,8 +167,7 @@ ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int threads, int loss, ae
 	t->bn_part = malloc((stats ? stats : 1) * 2 * (size_t)t->threads * sizeof(double));
 	t->lanes = calloc((size_t)t->threads, sizeof *t->lanes);
 	t->team = ae_team_new(t->threads);
-	int ok = t->grads && t->adam_m && t->adam_v && t->acts && t->bn_stats && t->bn_part &&
-	         t->lanes && t->team;
+	int ok = t->grads && t->adam_m && t->adam_v && t->acts && t->bn_stats && t->bn_part && t->lanes && t->team;
 	/* each lane's scratch for its largest share of a batch */
 	int share = (max_batch + t->threads - 1) / t->threads;
 	for (int k = 0; ok && k < t->threads; k++)
@@ -212,12 +205,10 @@ ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int threads, int loss, ae
 
 void ae_trainer_free(ae_trainer *t)
 {
-	if (!t)
-		return;
+	if (!t) return;
 	ae_team_free(t->team);
 	for (int i = 0; i < AE_MAX_LAYERS; i++)
-		if (t->direct[i])
-			ae_dconv_deinit(&t->dconv[i]);
+		if (t->direct[i]) ae_dconv_deinit(&t->dconv[i]);
 	for (int k = 0; t->lanes && k < t->threads; k++)
 		lane_free(&t->lanes[k], k > 0);
 	free(t->lanes);
@@ -230,10 +221,22 @@ void ae_trainer_free(ae_trainer *t)
 	free(t);
 }
 
-float *ae_trainer_grads(ae_trainer *t) { return t->grads; }
-float *ae_trainer_adam_m(ae_trainer *t) { return t->adam_m; }
-float *ae_trainer_adam_v(ae_trainer *t) { return t->adam_v; }
-long *ae_trainer_adam_step(ae_trainer *t) { return &t->step; }
+float *ae_trainer_grads(ae_trainer *t)
+{
+	return t->grads;
+}
+float *ae_trainer_adam_m(ae_trainer *t)
+{
+	return t->adam_m;
+}
+float *ae_trainer_adam_v(ae_trainer *t)
+{
+	return t->adam_v;
+}
+long *ae_trainer_adam_step(ae_trainer *t)
+{
+	return &t->step;
+}
 
 void ae_trainer_zero_grad(ae_trainer *t)
 {
@@ -271,7 +274,7 @@ static void bn_forward_lane(ae_trainer *t, int k, int i, float *y, const float *
 	double *sum = t->bn_sums[i], *sq = sum + (size_t)L * c;
 	ae_bn_sum(sum + (size_t)k * c, in, n, c, p);
 	ae_team_barrier(t->team);
-	double mu[AE_MAX_FILTERS], ss[AE_MAX_FILTERS];  /* c <= AE_MAX_FILTERS: ae_net_build */
+	double mu[AE_MAX_FILTERS], ss[AE_MAX_FILTERS]; /* c <= AE_MAX_FILTERS: ae_net_build */
 	add_lanes(mu, sum, L, c);
 	for (int ch = 0; ch < c; ch++)
 		mu[ch] /= (double)total;
@@ -279,8 +282,8 @@ static void bn_forward_lane(ae_trainer *t, int k, int i, float *y, const float *
 	ae_team_barrier(t->team);
 	add_lanes(ss, sq, L, c);
 	float *mean = k ? ln->mean : t->bn_mean[i], *invstd = k ? ln->invstd : t->bn_invstd[i];
-	ae_bn_stats(mean, invstd, k ? NULL : m->state + l->rm, k ? NULL : m->state + l->rv,
-	            mu, ss, total, c, BN_MOMENTUM, BN_EPS);
+	ae_bn_stats(mean, invstd, k ? NULL : m->state + l->rm, k ? NULL : m->state + l->rv, mu, ss, total, c,
+	            BN_MOMENTUM, BN_EPS);
 	ae_bn_normalize(y, in, mean, invstd, m->params + l->w, m->params + l->b, n, c, p);
 }
 
@@ -294,8 +297,7 @@ static void forward_lane(void *arg, int k)
 	const float *P = m->params;
 	for (int i = 0; i < net->n_layers; i++) {
 		const ae_layer *l = &net->layers[i];
-		if (l->kind == AE_L_FLATTEN || l->kind == AE_L_UNFLATTEN)
-			continue;
+		if (l->kind == AE_L_FLATTEN || l->kind == AE_L_UNFLATTEN) continue;
 		const float *in = (i ? t->act[i - 1] : t->x) + (size_t)lo * l->ic * l->ih * l->iw;
 		size_t osz = ae_layer_out_size(l), sz = osz * (size_t)n;
 		float *y = t->out[i] + (size_t)lo * osz;
@@ -316,9 +318,7 @@ static void forward_lane(void *arg, int k)
 			ae_layer_geom(l, &g);
 			ae_convt2d_forward(y, ln->col, ln->t, in, P + l->w, &ep, n, l->ic, &g);
 			break;
-		case AE_L_DENSE:
-			ae_dense_forward(y, in, P + l->w, &ep, n, l->ic, l->oc);
-			break;
+		case AE_L_DENSE: ae_dense_forward(y, in, P + l->w, &ep, n, l->ic, l->oc); break;
 		case AE_L_RELU: ae_relu_forward(y, in, sz); break;
 		case AE_L_LRELU: ae_lrelu_forward(y, in, l->slope, sz); break;
 		case AE_L_SIGMOID: ae_sigmoid_forward(y, in, sz); break;
@@ -336,8 +336,7 @@ static void begin_call(ae_trainer *t, const float *x, const float *target, int n
 	t->target = target;
 	t->n = n;
 	t->n_lanes = n < t->threads ? n : t->threads;
-	if (t->n_lanes < 1)
-		t->n_lanes = 1;
+	if (t->n_lanes < 1) t->n_lanes = 1;
 }
 
 const float *ae_trainer_forward(ae_trainer *t, const float *x, int n)
@@ -396,15 +395,14 @@ static void backward_lane(void *arg, int k)
 	size_t cnt = osz * (size_t)n, total = osz * (size_t)t->n;
 	t->lane_loss[k] = t->loss == AE_LOSS_BCE ? ae_bce_loss_part(d, y, tg, cnt, total)
 	                                         : ae_mse_loss_part(d, y, tg, cnt, total);
-	if (k)
-		memset(ln->grads, 0, net->n_params * sizeof(float));
+	if (k) memset(ln->grads, 0, net->n_params * sizeof(float));
 	const float *P = m->params;
 	float *G = ln->grads;
 	for (int i = last; i >= 0; i--) {
 		const ae_layer *l = &net->layers[i];
 		size_t isz = (size_t)l->ic * l->ih * l->iw, out = ae_layer_out_size(l);
 		const float *in = (i ? t->act[i - 1] : t->x) + (size_t)lo * isz;
-		const float *yi = t->act[i] + (size_t)lo * out;  /* this layer's output */
+		const float *yi = t->act[i] + (size_t)lo * out; /* this layer's output */
 		float *dx = i ? other : NULL;
 		size_t sz = out * (size_t)n;
 		ae_conv_geom g;
@@ -417,12 +415,8 @@ static void backward_lane(void *arg, int k)
 			ae_layer_geom(l, &g);
 			ae_convt2d_backward(dx, G + l->w, G + l->b, ln->col, ln->t, d, in, P + l->w, n, l->ic, &g);
 			break;
-		case AE_L_DENSE:
-			ae_dense_backward(dx, G + l->w, G + l->b, d, in, P + l->w, n, l->ic, l->oc);
-			break;
-		case AE_L_BN:
-			bn_backward_lane(t, k, i, dx, d, in, n);
-			break;
+		case AE_L_DENSE: ae_dense_backward(dx, G + l->w, G + l->b, d, in, P + l->w, n, l->ic, l->oc); break;
+		case AE_L_BN: bn_backward_lane(t, k, i, dx, d, in, n); break;
 		/* Elementwise layers work in place on d. */
 		case AE_L_RELU: ae_relu_backward(d, d, yi, sz); continue;
 		case AE_L_LRELU: ae_lrelu_backward(d, d, yi, l->slope, sz); continue;
@@ -464,8 +458,7 @@ double ae_trainer_backward(ae_trainer *t, const float *x, const float *target, i
 	double loss = 0.0;
 	for (int k = 0; k < t->n_lanes; k++)
 		loss += t->lane_loss[k];
-	if (t->n_lanes > 1)
-		ae_team_run(t->team, t->threads, reduce_lane, t);
+	if (t->n_lanes > 1) ae_team_run(t->team, t->threads, reduce_lane, t);
 	return loss;
 }
 
@@ -473,8 +466,8 @@ static void adam_lane(void *arg, int k)
 {
 	ae_trainer *t = arg;
 	size_t lo, len = param_slice(t, k, &lo);
-	ae_adam_update(t->m->params + lo, t->adam_m + lo, t->adam_v + lo, t->grads + lo, len,
-	               t->lr, 0.9f, 0.999f, 1e-8f, t->step);
+	ae_adam_update(t->m->params + lo, t->adam_m + lo, t->adam_v + lo, t->grads + lo, len, t->lr, 0.9f, 0.999f,
+	               1e-8f, t->step);
 }
 
 void ae_trainer_adam(ae_trainer *t, float lr)

@@ -47,12 +47,12 @@ static long long now_ms(void)
 
 void srv_conn_wait(srv_conn *sc, int waiting)
 {
-	if (!sc)
-		return;
+	if (!sc) return;
 	const srv_config *c = &sc->s->cfg;
-	int secs = waiting == W_HEADERS ? c->header_timeout_s
-	         : waiting == W_BODY || waiting == W_SEND ? c->body_timeout_s
-	         : waiting == W_IDLE ? c->conn_timeout_s : 0;
+	int secs = waiting == W_HEADERS                     ? c->header_timeout_s
+	           : waiting == W_BODY || waiting == W_SEND ? c->body_timeout_s
+	           : waiting == W_IDLE                      ? c->conn_timeout_s
+	                                                    : 0;
 	atomic_store(&sc->waiting, waiting);
 	atomic_store(&sc->deadline_ms, secs ? now_ms() + secs * 1000LL : 0);
 }
@@ -79,8 +79,7 @@ void srv_conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
 		/* Without its state a connection could not be timed out: refuse it
 		 * by closing its socket at once. */
 		if (!(sc = calloc(1, sizeof *sc))) {
-			if (ci)
-				shutdown(ci->connect_fd, SHUT_RDWR);
+			if (ci) shutdown(ci->connect_fd, SHUT_RDWR);
 			return;
 		}
 		sc->s = s;
@@ -88,22 +87,19 @@ void srv_conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
 		srv_conn_wait(sc, W_HEADERS);
 		pthread_mutex_lock(&cs->mu);
 		sc->next = cs->head;
-		if (cs->head)
-			cs->head->prev = sc;
+		if (cs->head) cs->head->prev = sc;
 		cs->head = sc;
 		pthread_mutex_unlock(&cs->mu);
 		*socket_context = sc;
 		return;
 	}
-	if (!sc)
-		return;
+	if (!sc) return;
 	pthread_mutex_lock(&cs->mu);
 	if (sc->prev)
 		sc->prev->next = sc->next;
 	else
 		cs->head = sc->next;
-	if (sc->next)
-		sc->next->prev = sc->prev;
+	if (sc->next) sc->next->prev = sc->prev;
 	pthread_mutex_unlock(&cs->mu);
 	free(sc);
 	*socket_context = NULL;
@@ -118,8 +114,7 @@ static void *reaper(void *arg)
 		pthread_mutex_lock(&cs->mu);
 		for (srv_conn *sc = cs->head; sc; sc = sc->next) {
 			long long d = atomic_load(&sc->deadline_ms);
-			if (d == 0 || now < d || atomic_load(&sc->reaped) || sc->fd < 0)
-				continue;
+			if (d == 0 || now < d || atomic_load(&sc->reaped) || sc->fd < 0) continue;
 			int w = atomic_load(&sc->waiting);
 			atomic_store(&sc->reaped, w);
 			atomic_fetch_add(&reaped[w], 1);
@@ -133,12 +128,10 @@ static void *reaper(void *arg)
 int srv_conns_start(srv_state *s)
 {
 	srv_conns *cs = calloc(1, sizeof *cs);
-	if (!cs)
-		return -1;
+	if (!cs) return -1;
 	pthread_mutex_init(&cs->mu, NULL);
 	s->conns = cs;
-	if (pthread_create(&cs->thread, NULL, reaper, cs) != 0)
-		return -1;
+	if (pthread_create(&cs->thread, NULL, reaper, cs) != 0) return -1;
 	cs->started = 1;
 	return 0;
 }
@@ -147,11 +140,9 @@ int srv_conns_start(srv_state *s)
 void srv_conns_stop(srv_state *s)
 {
 	srv_conns *cs = s->conns;
-	if (!cs)
-		return;
+	if (!cs) return;
 	atomic_store(&cs->stop, 1);
-	if (cs->started)
-		pthread_join(cs->thread, NULL);
+	if (cs->started) pthread_join(cs->thread, NULL);
 	pthread_mutex_destroy(&cs->mu);
 	free(cs);
 	s->conns = NULL;

@@ -55,41 +55,39 @@ unsigned srv_media_type(const char *ctype)
 	static const struct {
 		const char *type;
 		unsigned bit;
-	} types[] = { { "image/png", SRV_IN_PNG }, { "multipart/form-data", SRV_IN_MULTIPART },
-	              { "application/json", SRV_IN_JSON } };
-	if (!ctype)
-		return 0;
+	} types[] = { { "image/png", SRV_IN_PNG },
+		      { "multipart/form-data", SRV_IN_MULTIPART },
+		      { "application/json", SRV_IN_JSON } };
+	if (!ctype) return 0;
 	/* type/subtype ends at its parameters (";") or trailing space */
 	size_t n = strcspn(ctype, "; \t");
 	for (size_t i = 0; i < sizeof types / sizeof *types; i++)
-		if (n == strlen(types[i].type) && strncasecmp(ctype, types[i].type, n) == 0)
-			return types[i].bit;
+		if (n == strlen(types[i].type) && strncasecmp(ctype, types[i].type, n) == 0) return types[i].bit;
 	return 0;
 }
 
 /* A request's PNG decoding, all images counted against one budget. */
 typedef struct png_budget {
-	uint64_t left;  /* inflated bytes still allowed */
+	uint64_t left; /* inflated bytes still allowed */
 } png_budget;
 
 /* Decodes one PNG into dst (the model's C*H*W floats). which names it in
  * messages ("the image", "part 2"). */
-static int png_one(const uint8_t *buf, size_t len, const srv_parse_ctx *x, png_budget *b, float *dst,
-                   const char *which, srv_fail *f)
+static int png_one(const uint8_t *buf, size_t len, const srv_parse_ctx *x, png_budget *b, float *dst, const char *which,
+                   srv_fail *f)
 {
 	const srv_model *m = x->m;
 	ae_png_info info;
 	ae_error err = { 0 };
-	if (ae_png_inspect(buf, len, &info, &err))
-		return srv_fail_set(f, 400, "invalid_png", "%s: %s", which, err.msg);
+	if (ae_png_inspect(buf, len, &info, &err)) return srv_fail_set(f, 400, "invalid_png", "%s: %s", which, err.msg);
 	/* Refused on the header alone, before any pixel memory exists. */
 	if ((uint64_t)info.w * (uint64_t)info.h > SRV_MAX_PIXELS)
 		return srv_fail_set(f, 422, "image_too_large", "%s declares %dx%d pixels, over the limit of %u", which,
 		                    info.w, info.h, SRV_MAX_PIXELS);
 	if (info.raw_bytes > b->left)
 		return srv_fail_set(f, 422, "image_too_large",
-		                    "%s would decompress to %llu bytes; a request may decompress at most %u in all", which,
-		                    (unsigned long long)info.raw_bytes, SRV_MAX_DECODED_BYTES);
+		                    "%s would decompress to %llu bytes; a request may decompress at most %u in all",
+		                    which, (unsigned long long)info.raw_bytes, SRV_MAX_DECODED_BYTES);
 	b->left -= info.raw_bytes;
 	/* Decoded before the size check, so a corrupt file is called corrupt
 	 * whatever its size. */
@@ -119,8 +117,7 @@ int srv_parse_png(const uint8_t *body, size_t len, const srv_parse_ctx *x, int *
 {
 	png_budget b = { SRV_MAX_DECODED_BYTES };
 	float *v = malloc(x->m->image_size * sizeof(float));
-	if (!v)
-		return srv_fail_set(f, 500, "internal", "out of memory");
+	if (!v) return srv_fail_set(f, 500, "internal", "out of memory");
 	if (png_one(body, len, x, &b, v, "the image", f)) {
 		free(v);
 		return -1;
@@ -134,19 +131,16 @@ int srv_parse_png(const uint8_t *body, size_t len, const srv_parse_ctx *x, int *
 
 static const uint8_t *find(const uint8_t *hay, size_t n, const char *needle, size_t k)
 {
-	if (k == 0 || n < k)
-		return NULL;
+	if (k == 0 || n < k) return NULL;
 	for (const uint8_t *p = hay; (p = memchr(p, needle[0], (size_t)(hay + n - p) - k + 1)); p++)
-		if (memcmp(p, needle, k) == 0)
-			return p;
+		if (memcmp(p, needle, k) == 0) return p;
 	return NULL;
 }
 
 static int boundary_of(const char *ctype, char *b, size_t cap)
 {
 	const char *p = strcasestr(ctype, "boundary=");
-	if (!p)
-		return -1;
+	if (!p) return -1;
 	p += 9;
 	int quoted = *p == '"';
 	p += quoted;
@@ -157,8 +151,8 @@ static int boundary_of(const char *ctype, char *b, size_t cap)
 	return i > 0 && i <= 70 ? 0 : -1;
 }
 
-int srv_parse_multipart(const uint8_t *body, size_t len, const char *ctype, const srv_parse_ctx *x, int *n,
-                        float **out, srv_fail *f)
+int srv_parse_multipart(const uint8_t *body, size_t len, const char *ctype, const srv_parse_ctx *x, int *n, float **out,
+                        srv_fail *f)
 {
 	const srv_model *m = x->m;
 	png_budget budget = { SRV_MAX_DECODED_BYTES };
@@ -169,16 +163,15 @@ int srv_parse_multipart(const uint8_t *body, size_t len, const char *ctype, cons
 	const uint8_t *p = find(body, len, delim, (size_t)dl), *end = body + len;
 	float *v = NULL;
 	int count = 0, cap = 0;
-	if (!p)
-		return srv_fail_set(f, 400, "invalid_multipart", "the body does not contain its boundary");
+	if (!p) return srv_fail_set(f, 400, "invalid_multipart", "the body does not contain its boundary");
 	for (;;) {
 		p += dl;
-		if (end - p >= 2 && p[0] == '-' && p[1] == '-')
-			break;  /* closing delimiter */
+		if (end - p >= 2 && p[0] == '-' && p[1] == '-') break; /* closing delimiter */
 		const uint8_t *hdr_end = find(p, (size_t)(end - p), "\r\n\r\n", 4);
 		if (!hdr_end) {
 			free(v);
-			return srv_fail_set(f, 400, "invalid_multipart", "part %d: headers are not terminated", count + 1);
+			return srv_fail_set(f, 400, "invalid_multipart", "part %d: headers are not terminated",
+			                    count + 1);
 		}
 		const uint8_t *data = hdr_end + 4;
 		char nd[86];
@@ -186,12 +179,13 @@ int srv_parse_multipart(const uint8_t *body, size_t len, const char *ctype, cons
 		const uint8_t *next = find(data, (size_t)(end - data), nd, (size_t)nl);
 		if (!next) {
 			free(v);
-			return srv_fail_set(f, 400, "invalid_multipart", "part %d is not closed by the boundary (truncated body?)",
-			                    count + 1);
+			return srv_fail_set(f, 400, "invalid_multipart",
+			                    "part %d is not closed by the boundary (truncated body?)", count + 1);
 		}
 		if (count >= SRV_MAX_IMAGES) {
 			free(v);
-			return srv_fail_set(f, 413, "too_many_images", "more than %d images in one request", SRV_MAX_IMAGES);
+			return srv_fail_set(f, 413, "too_many_images", "more than %d images in one request",
+			                    SRV_MAX_IMAGES);
 		}
 		if (count == cap) {
 			cap = cap ? cap * 2 : 4;
@@ -209,7 +203,7 @@ int srv_parse_multipart(const uint8_t *body, size_t len, const char *ctype, cons
 			return -1;
 		}
 		count++;
-		p = next + 2;  /* at the delimiter */
+		p = next + 2; /* at the delimiter */
 	}
 	if (count == 0) {
 		free(v);
@@ -228,8 +222,7 @@ static void shape_str(const srv_tensor_in *t, char *buf, size_t cap)
 	size_t at = (size_t)snprintf(buf, cap, "[");
 	for (int i = 0; i < t->ndim && i < SRV_TENSOR_MAX_DIMS && at < cap; i++)
 		at += (size_t)snprintf(buf + at, cap - at, "%s%ld", i ? "," : "", t->dims[i]);
-	if (at < cap)
-		snprintf(buf + at, cap - at, "]");
+	if (at < cap) snprintf(buf + at, cap - at, "]");
 }
 
 /* Judges a parsed tensor against the model and the operation. */
@@ -242,7 +235,8 @@ static int check_tensor(const srv_tensor_in *t, const srv_parse_ctx *x, srv_fail
 	if (t->ndim < 2 || t->ndim > 4)
 		return srv_fail_set(f, 400, "invalid_shape", "shape must have 2 to 4 dimensions, N first");
 	if (t->shape_bad)
-		return srv_fail_set(f, 400, "invalid_shape", "shape entry %zu is not a positive integer", t->shape_bad_at);
+		return srv_fail_set(f, 400, "invalid_shape", "shape entry %zu is not a positive integer",
+		                    t->shape_bad_at);
 	char sh[128];
 	shape_str(t, sh, sizeof sh);
 	const long *d = t->dims;
@@ -252,24 +246,24 @@ static int check_tensor(const srv_tensor_in *t, const srv_parse_ctx *x, srv_fail
 		rest *= (size_t)d[i];
 	int fits = codes ? (t->ndim == 2 && rest == per)
 	                 : ((t->ndim == 4 && d[1] == m->c && d[2] == m->h && d[3] == m->w) ||
-	                    (t->ndim == 3 && m->c == 1 && d[1] == m->h && d[2] == m->w) || (t->ndim == 2 && rest == per));
+	                    (t->ndim == 3 && m->c == 1 && d[1] == m->h && d[2] == m->w) ||
+	                    (t->ndim == 2 && rest == per));
 	if (d[0] > SRV_MAX_IMAGES)
 		return srv_fail_set(f, 413, "too_many_images", "%ld items in one request; the limit is %d", d[0],
 		                    SRV_MAX_IMAGES);
 	if (!fits && codes)
-		return srv_fail_set(f, 422, "wrong_shape", "shape %s does not fit model '%s': decode takes codes [N,%zu]", sh,
-		                    m->name, per);
+		return srv_fail_set(f, 422, "wrong_shape",
+		                    "shape %s does not fit model '%s': decode takes codes [N,%zu]", sh, m->name, per);
 	if (!fits) {
 		char hw[48] = "";
-		if (m->c == 1)
-			snprintf(hw, sizeof hw, ", [N,%d,%d]", m->h, m->w);
-		return srv_fail_set(f, 422, "wrong_shape", "shape %s does not fit model '%s', which takes [N,%d,%d,%d]%s or [N,%zu]",
-		                    sh, m->name, m->c, m->h, m->w, hw, per);
+		if (m->c == 1) snprintf(hw, sizeof hw, ", [N,%d,%d]", m->h, m->w);
+		return srv_fail_set(f, 422, "wrong_shape",
+		                    "shape %s does not fit model '%s', which takes [N,%d,%d,%d]%s or [N,%zu]", sh,
+		                    m->name, m->c, m->h, m->w, hw, per);
 	}
 	if (t->data_not_number)
 		return srv_fail_set(f, 400, "invalid_json", "data holds something that is not a number");
-	if (t->data_too_deep)
-		return srv_fail_set(f, 400, "invalid_json", "data is nested too deeply");
+	if (t->data_too_deep) return srv_fail_set(f, 400, "invalid_json", "data is nested too deeply");
 	if (t->n != (size_t)d[0] * per)
 		return srv_fail_set(f, 400, "shape_mismatch", "data holds %zu values; shape %s needs %zu", t->n, sh,
 		                    (size_t)d[0] * per);

@@ -23,7 +23,7 @@
 
 typedef struct cursor {
 	const char *base, *p, *end;
-	const char *err;       /* the first syntax error, or NULL */
+	const char *err; /* the first syntax error, or NULL */
 	const char *err_at;
 } cursor;
 
@@ -50,8 +50,7 @@ static int peek(cursor *c)
 
 static int eat(cursor *c, char ch)
 {
-	if (peek(c) != (unsigned char)ch)
-		return 0;
+	if (peek(c) != (unsigned char)ch) return 0;
 	c->p++;
 	return 1;
 }
@@ -61,9 +60,11 @@ static int hex4(const char *p, unsigned *v)
 	*v = 0;
 	for (int i = 0; i < 4; i++) {
 		char h = p[i];
-		int d = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
-		if (d < 0)
-			return -1;
+		int d = h >= '0' && h <= '9'   ? h - '0'
+		        : h >= 'a' && h <= 'f' ? h - 'a' + 10
+		        : h >= 'A' && h <= 'F' ? h - 'A' + 10
+		                               : -1;
+		if (d < 0) return -1;
 		*v = *v << 4 | (unsigned)d;
 	}
 	return 0;
@@ -75,57 +76,46 @@ static int string(cursor *c, char *out, size_t cap)
 {
 	size_t k = 0;
 	int plain = out != NULL;
-	if (!eat(c, '"'))
-		return fail(c, "a string was expected");
+	if (!eat(c, '"')) return fail(c, "a string was expected");
 	while (c->p < c->end && *c->p != '"') {
 		unsigned char ch = (unsigned char)*c->p;
-		if (ch < 0x20)
-			return fail(c, "a control character in a string");
+		if (ch < 0x20) return fail(c, "a control character in a string");
 		if (ch == '\\') {
-			if (c->end - c->p < 2)
-				break;
+			if (c->end - c->p < 2) break;
 			char e = c->p[1];
 			unsigned u;
 			if (e == 'u') {
-				if (c->end - c->p < 6 || hex4(c->p + 2, &u))
-					return fail(c, "a bad \\u escape");
+				if (c->end - c->p < 6 || hex4(c->p + 2, &u)) return fail(c, "a bad \\u escape");
 				c->p += 6;
 				if (u >= 0xd800 && u <= 0xdbff) {
 					unsigned lo;
-					if (c->end - c->p < 6 || c->p[0] != '\\' || c->p[1] != 'u' || hex4(c->p + 2, &lo) ||
-					    lo < 0xdc00 || lo > 0xdfff)
+					if (c->end - c->p < 6 || c->p[0] != '\\' || c->p[1] != 'u' ||
+					    hex4(c->p + 2, &lo) || lo < 0xdc00 || lo > 0xdfff)
 						return fail(c, "a lone UTF-16 surrogate");
 					c->p += 6;
 				} else if (u >= 0xdc00 && u <= 0xdfff)
 					return fail(c, "a lone UTF-16 surrogate");
 				plain &= u > 0 && u < 0x80;
-				if (plain && k + 1 < cap)
-					out[k++] = (char)u;
+				if (plain && k + 1 < cap) out[k++] = (char)u;
 				continue;
 			}
 			static const char esc[] = "\"\\/bfnrt", val[] = "\"\\/\b\f\n\r\t";
 			const char *hit = e ? strchr(esc, e) : NULL;
-			if (!hit)
-				return fail(c, "a bad escape in a string");
-			if (plain && k + 1 < cap)
-				out[k++] = val[hit - esc];
+			if (!hit) return fail(c, "a bad escape in a string");
+			if (plain && k + 1 < cap) out[k++] = val[hit - esc];
 			c->p += 2;
 			continue;
 		}
 		int n = srv_utf8_len((const unsigned char *)c->p, (const unsigned char *)c->end);
-		if (!n)
-			return fail(c, "invalid UTF-8 in a string");
+		if (!n) return fail(c, "invalid UTF-8 in a string");
 		plain &= n == 1;
-		if (plain && k + 1 < cap)
-			out[k++] = (char)ch;
+		if (plain && k + 1 < cap) out[k++] = (char)ch;
 		c->p += n;
 	}
-	if (c->p >= c->end)
-		return fail(c, "a string is not terminated");
+	if (c->p >= c->end) return fail(c, "a string is not terminated");
 	c->p++;
 	if (out) {
-		if (!plain || k + 1 >= cap)
-			out[0] = 1, k = 1;
+		if (!plain || k + 1 >= cap) out[0] = 1, k = 1;
 		out[k] = '\0';
 	}
 	return 0;
@@ -136,8 +126,7 @@ static int string(cursor *c, char *out, size_t cap)
 static int number(cursor *c, double *v, int *integer)
 {
 	const char *s = c->p, *p = s, *e = c->end;
-	if (p < e && *p == '-')
-		p++;
+	if (p < e && *p == '-') p++;
 	if (p < e && *p == '0')
 		p++;
 	else if (p < e && *p >= '1' && *p <= '9')
@@ -148,29 +137,24 @@ static int number(cursor *c, double *v, int *integer)
 	*integer = 1;
 	if (p < e && *p == '.') {
 		*integer = 0;
-		if (++p >= e || *p < '0' || *p > '9')
-			return fail(c, "a digit was expected after '.'");
+		if (++p >= e || *p < '0' || *p > '9') return fail(c, "a digit was expected after '.'");
 		while (p < e && *p >= '0' && *p <= '9')
 			p++;
 	}
 	if (p < e && (*p == 'e' || *p == 'E')) {
 		*integer = 0;
-		if (++p < e && (*p == '+' || *p == '-'))
-			p++;
-		if (p >= e || *p < '0' || *p > '9')
-			return fail(c, "a digit was expected in an exponent");
+		if (++p < e && (*p == '+' || *p == '-')) p++;
+		if (p >= e || *p < '0' || *p > '9') return fail(c, "a digit was expected in an exponent");
 		while (p < e && *p >= '0' && *p <= '9')
 			p++;
 	}
 	char buf[MAX_NUMBER + 1];
-	if (p - s > MAX_NUMBER)
-		return fail(c, "a number of more than 256 characters");
+	if (p - s > MAX_NUMBER) return fail(c, "a number of more than 256 characters");
 	memcpy(buf, s, (size_t)(p - s));
 	buf[p - s] = '\0';
 	errno = 0;
 	*v = strtod(buf, NULL);
-	if (errno == ERANGE && !(*v > -1.0 && *v < 1.0))
-		return fail(c, "a number too large for a double");
+	if (errno == ERANGE && !(*v > -1.0 && *v < 1.0)) return fail(c, "a number too large for a double");
 	c->p = p;
 	return 0;
 }
@@ -194,19 +178,13 @@ static int value(cursor *c, int depth);
 static int seq(cursor *c, char open, int depth, int (*one)(cursor *, int, size_t, void *), void *arg)
 {
 	const char close = open == '[' ? ']' : '}';
-	if (depth > MAX_DEPTH)
-		return fail(c, "nested too deeply");
-	if (!eat(c, open))
-		return fail(c, open == '[' ? "an array was expected" : "an object was expected");
-	if (eat(c, close))
-		return 0;
+	if (depth > MAX_DEPTH) return fail(c, "nested too deeply");
+	if (!eat(c, open)) return fail(c, open == '[' ? "an array was expected" : "an object was expected");
+	if (eat(c, close)) return 0;
 	for (size_t k = 0;; k++) {
-		if (one(c, depth + 1, k, arg))
-			return -1;
-		if (eat(c, close))
-			return 0;
-		if (!eat(c, ','))
-			return fail(c, open == '[' ? "',' or ']' was expected" : "',' or '}' was expected");
+		if (one(c, depth + 1, k, arg)) return -1;
+		if (eat(c, close)) return 0;
+		if (!eat(c, ',')) return fail(c, open == '[' ? "',' or ']' was expected" : "',' or '}' was expected");
 	}
 }
 
@@ -219,8 +197,7 @@ static int element(cursor *c, int depth, size_t k, void *arg)
 static int member(cursor *c, int depth, size_t k, void *arg)
 {
 	(void)k, (void)arg;
-	if (string(c, NULL, 0) || !eat(c, ':'))
-		return fail(c, "':' was expected after a key");
+	if (string(c, NULL, 0) || !eat(c, ':')) return fail(c, "':' was expected after a key");
 	return value(c, depth);
 }
 
@@ -228,14 +205,10 @@ static int value(cursor *c, int depth)
 {
 	int ch = peek(c), integer;
 	double v;
-	if (ch == '[')
-		return seq(c, '[', depth, element, NULL);
-	if (ch == '{')
-		return seq(c, '{', depth, member, NULL);
-	if (ch == '"')
-		return string(c, NULL, 0);
-	if (ch == 't' || ch == 'f' || ch == 'n')
-		return literal(c);
+	if (ch == '[') return seq(c, '[', depth, element, NULL);
+	if (ch == '{') return seq(c, '{', depth, member, NULL);
+	if (ch == '"') return string(c, NULL, 0);
+	if (ch == 't' || ch == 'f' || ch == 'n') return literal(c);
 	return number(c, &v, &integer);
 }
 
@@ -247,18 +220,15 @@ static int shape_entry(cursor *c, int depth, size_t k, void *arg)
 	int integer;
 	double v;
 	if (peek(c) != '-' && (peek(c) < '0' || peek(c) > '9')) {
-		if (!t->shape_bad)
-			t->shape_bad = 1, t->shape_bad_at = k;
+		if (!t->shape_bad) t->shape_bad = 1, t->shape_bad_at = k;
 		return value(c, depth);
 	}
-	if (number(c, &v, &integer))
-		return -1;
+	if (number(c, &v, &integer)) return -1;
 	if (k >= SRV_TENSOR_MAX_DIMS) {
-		t->ndim = SRV_TENSOR_MAX_DIMS + 1;  /* too many: the count is all that matters */
+		t->ndim = SRV_TENSOR_MAX_DIMS + 1; /* too many: the count is all that matters */
 		return 0;
 	}
-	if ((!integer || v < 1 || v > SRV_TENSOR_MAX_DIM) && !t->shape_bad)
-		t->shape_bad = 1, t->shape_bad_at = k;
+	if ((!integer || v < 1 || v > SRV_TENSOR_MAX_DIM) && !t->shape_bad) t->shape_bad = 1, t->shape_bad_at = k;
 	t->dims[k] = integer && v >= 1 && v <= SRV_TENSOR_MAX_DIM ? (long)v : 0;
 	t->ndim = (int)k + 1;
 	return 0;
@@ -268,9 +238,9 @@ static int shape_entry(cursor *c, int depth, size_t k, void *arg)
 
 typedef struct data_walk {
 	srv_tensor_in *t;
-	size_t limit;       /* values stored at most (more are counted only) */
+	size_t limit; /* values stored at most (more are counted only) */
 	int check_range;
-	int depth0;         /* the depth of the data array itself */
+	int depth0; /* the depth of the data array itself */
 } data_walk;
 
 static int store(srv_tensor_in *t, size_t limit, double v)
@@ -280,8 +250,7 @@ static int store(srv_tensor_in *t, size_t limit, double v)
 			size_t cap = t->cap ? t->cap * 2 : 1024;
 			cap = cap > limit ? limit : cap;
 			float *g = realloc(t->v, cap * sizeof *g);
-			if (!g)
-				return -1;
+			if (!g) return -1;
 			t->v = g;
 			t->cap = cap;
 		}
@@ -299,16 +268,14 @@ static int data_value(cursor *c, int depth, data_walk *w)
 	int ch = peek(c), integer;
 	double v;
 	if (ch == '[') {
-		if (depth - w->depth0 > SRV_TENSOR_MAX_NESTING)
-			t->data_too_deep = 1;
+		if (depth - w->depth0 > SRV_TENSOR_MAX_NESTING) t->data_too_deep = 1;
 		return seq(c, '[', depth, data_entry, w);
 	}
 	if (ch != '-' && (ch < '0' || ch > '9')) {
 		t->data_not_number = 1;
 		return value(c, depth);
 	}
-	if (number(c, &v, &integer))
-		return -1;
+	if (number(c, &v, &integer)) return -1;
 	if (!t->bad_set && w->check_range && (v < 0.0 || v > 1.0)) {
 		t->bad_set = 1;
 		t->bad_index = t->n;
@@ -341,11 +308,9 @@ static int top_member(cursor *c, int depth, size_t k, void *arg)
 	top_walk *tw = arg;
 	srv_tensor_in *t = tw->t;
 	char key[16];
-	if (string(c, key, sizeof key) || !eat(c, ':'))
-		return fail(c, "':' was expected after a key");
+	if (string(c, key, sizeof key) || !eat(c, ':')) return fail(c, "':' was expected after a key");
 	if (strcmp(key, "shape") == 0) {
-		if (tw->shape_seen++)
-			return fail(c, "duplicate key 'shape'");
+		if (tw->shape_seen++) return fail(c, "duplicate key 'shape'");
 		if (peek(c) != '[') {
 			t->shape_not_array = 1;
 			return value(c, depth);
@@ -354,8 +319,7 @@ static int top_member(cursor *c, int depth, size_t k, void *arg)
 		return seq(c, '[', depth, shape_entry, t);
 	}
 	if (strcmp(key, "data") == 0) {
-		if (tw->data_seen++)
-			return fail(c, "duplicate key 'data'");
+		if (tw->data_seen++) return fail(c, "duplicate key 'data'");
 		if (peek(c) != '[') {
 			t->data_not_array = 1;
 			return value(c, depth);
@@ -386,14 +350,13 @@ int srv_tensor_parse(const uint8_t *body, size_t len, int check_range, srv_tenso
 	top_walk tw = { .t = t, .dw = { .t = t, .limit = len / 2 + 1, .check_range = check_range } };
 	t->is_object = peek(&c) == '{';
 	int rc = t->is_object ? seq(&c, '{', 0, top_member, &tw) : value(&c, 0);
-	if (rc == 0 && peek(&c) != -1)
-		rc = fail(&c, "the document goes on after its end");
-	if (t->oom)
-		return srv_fail_set(f, 500, "internal", "out of memory");
+	if (rc == 0 && peek(&c) != -1) rc = fail(&c, "the document goes on after its end");
+	if (t->oom) return srv_fail_set(f, 500, "internal", "out of memory");
 	if (rc) {
 		int line, col;
 		where(&c, &line, &col);
-		return srv_fail_set(f, 400, "invalid_json", "malformed JSON at line %d, column %d: %s", line, col, c.err);
+		return srv_fail_set(f, 400, "invalid_json", "malformed JSON at line %d, column %d: %s", line, col,
+		                    c.err);
 	}
 	t->has_shape = tw.shape_seen;
 	t->has_data = tw.data_seen;

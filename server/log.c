@@ -15,8 +15,7 @@ static void client_addr(struct MHD_Connection *conn, char *buf, size_t cap)
 {
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	snprintf(buf, cap, "-");
-	if (!ci || !ci->client_addr)
-		return;
+	if (!ci || !ci->client_addr) return;
 	const struct sockaddr *sa = ci->client_addr;
 	if (sa->sa_family == AF_INET)
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)cap);
@@ -24,11 +23,10 @@ static void client_addr(struct MHD_Connection *conn, char *buf, size_t cap)
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, (socklen_t)cap);
 }
 
-void srv_access_log(int format, struct MHD_Connection *conn, const char *method, const char *path,
-                    unsigned status, size_t bytes, double seconds)
+void srv_access_log(int format, struct MHD_Connection *conn, const char *method, const char *path, unsigned status,
+                    size_t bytes, double seconds)
 {
-	if (format == SRV_LOG_NONE)
-		return;
+	if (format == SRV_LOG_NONE) return;
 	char addr[64], ts[32], m[64], p[1024];
 	client_addr(conn, addr, sizeof addr);
 	time_t now = time(NULL);
@@ -38,13 +36,13 @@ void srv_access_log(int format, struct MHD_Connection *conn, const char *method,
 		srv_json_escape(m, sizeof m, method);
 		srv_json_escape(p, sizeof p, path);
 		printf("{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"%s\",\"path\":\"%s\",\"status\":%u,"
-		       "\"bytes\":%zu,\"duration_s\":%.6f}\n", ts, addr, m, p, status, bytes, seconds);
+		       "\"bytes\":%zu,\"duration_s\":%.6f}\n",
+		       ts, addr, m, p, status, bytes, seconds);
 	} else {
 		srv_text_clean(m, sizeof m, method);
 		srv_text_clean(p, sizeof p, path);
 		for (char *q = p; *q; q++)
-			if (*q == '"')
-				*q = '\'';  /* the path is quoted on the line */
+			if (*q == '"') *q = '\''; /* the path is quoted on the line */
 		printf("%s %s \"%s %s\" %u %zu %.6f\n", ts, addr, m, p, status, bytes, seconds);
 	}
 	fflush(stdout);

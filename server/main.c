@@ -43,74 +43,118 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-	        "usage: aeserve [options] MODEL_OR_FOLDER...\n"
-	        "\n"
-	        "Serves every .safetensors model in the folders (and the files) named, each under\n"
-	        "its file name: /v1/models/NAME/{encode,decode,reconstruct,denoise,anomaly}; /v1/...\n"
-	        "uses the default model. See openapi.yaml for the API.\n"
-	        "\n"
-	        "  --addr ADDR           address to listen on (default 127.0.0.1; :: or 0.0.0.0 for all)\n"
-	        "  --port N              port (default 8080)\n"
-	        "  --reuse-port          share the port with other processes (SO_REUSEPORT); without it\n"
-	        "                        a port already in use is an error\n"
-	        "  --default NAME        the model /v1/... uses (default: the first loaded, by name)\n"
-	        "  --http-threads N      libmicrohttpd threads parsing and answering (default 2)\n"
-	        "  --workers N           inference workers per model (default: one per core)\n"
-	        "  --max-batch N         images per batched forward pass (default 32)\n"
-	        "  --batch-delay-us N    how long a worker waits to fill a batch (default 200)\n"
-	        "  --queue N             requests waiting per model before 503 (default 256)\n"
-	        "  --body-limit BYTES    largest request body (default 8388608)\n"
-	        "  --timeout-ms N        inference deadline from the end of the body, then 504 (default 5000)\n"
-	        "  --conn-limit N        concurrent connections (default 4096)\n"
-	        "  --per-client-limit N  concurrent connections from one address (default 0: no limit;\n"
-	        "                        behind a load balancer every client has its address)\n"
-	        "  --header-timeout S    a new connection must send its request headers within S\n"
-	        "                        seconds, however it trickles them (default 10)\n"
-	        "  --body-timeout S      a request body must arrive, and an answer be read, within S\n"
-	        "                        seconds each (default 30)\n"
-	        "  --conn-timeout S      an idle keep-alive connection is closed after S seconds (default 30)\n"
-	        "  --drain-delay S       on SIGTERM keep serving with /readyz 503 for S seconds before\n"
-	        "                        refusing connections (default 0; set it to the time your load\n"
-	        "                        balancer takes to notice, e.g. 5 under Kubernetes)\n"
-	        "  --drain-timeout S     then wait at most S seconds for requests in flight (default 10)\n"
-	        "  --log-format FMT      access log on stdout: text (default), json or none\n"
-	        "  --version             the version\n"
-	        "  --help                this text\n");
+	fprintf(f, "usage: aeserve [options] MODEL_OR_FOLDER...\n"
+	           "\n"
+	           "Serves every .safetensors model in the folders (and the files) named, each under\n"
+	           "its file name: /v1/models/NAME/{encode,decode,reconstruct,denoise,anomaly}; /v1/...\n"
+	           "uses the default model. See openapi.yaml for the API.\n"
+	           "\n"
+	           "  --addr ADDR           address to listen on (default 127.0.0.1; :: or 0.0.0.0 for all)\n"
+	           "  --port N              port (default 8080)\n"
+	           "  --reuse-port          share the port with other processes (SO_REUSEPORT); without it\n"
+	           "                        a port already in use is an error\n"
+	           "  --default NAME        the model /v1/... uses (default: the first loaded, by name)\n"
+	           "  --http-threads N      libmicrohttpd threads parsing and answering (default 2)\n"
+	           "  --workers N           inference workers per model (default: one per core)\n"
+	           "  --max-batch N         images per batched forward pass (default 32)\n"
+	           "  --batch-delay-us N    how long a worker waits to fill a batch (default 200)\n"
+	           "  --queue N             requests waiting per model before 503 (default 256)\n"
+	           "  --body-limit BYTES    largest request body (default 8388608)\n"
+	           "  --timeout-ms N        inference deadline from the end of the body, then 504 (default 5000)\n"
+	           "  --conn-limit N        concurrent connections (default 4096)\n"
+	           "  --per-client-limit N  concurrent connections from one address (default 0: no limit;\n"
+	           "                        behind a load balancer every client has its address)\n"
+	           "  --header-timeout S    a new connection must send its request headers within S\n"
+	           "                        seconds, however it trickles them (default 10)\n"
+	           "  --body-timeout S      a request body must arrive, and an answer be read, within S\n"
+	           "                        seconds each (default 30)\n"
+	           "  --conn-timeout S      an idle keep-alive connection is closed after S seconds (default 30)\n"
+	           "  --drain-delay S       on SIGTERM keep serving with /readyz 503 for S seconds before\n"
+	           "                        refusing connections (default 0; set it to the time your load\n"
+	           "                        balancer takes to notice, e.g. 5 under Kubernetes)\n"
+	           "  --drain-timeout S     then wait at most S seconds for requests in flight (default 10)\n"
+	           "  --log-format FMT      access log on stdout: text (default), json or none\n"
+	           "  --version             the version\n"
+	           "  --help                this text\n");
 }
 
 static int int_opt(const char *opt, const char *v, long lo, long hi, long *out)
 {
 	ae_error err;
-	if (ae_parse_long(v, lo, hi, out, &err) == 0)
-		return 0;
+	if (ae_parse_long(v, lo, hi, out, &err) == 0) return 0;
 	fprintf(stderr, "aeserve: %s: %s\n", opt, err.msg);
 	return -1;
 }
 
 static int parse(srv_config *c, int argc, char **argv)
 {
-	enum { O_ADDR = 1000, O_PORT, O_REUSE, O_DEFAULT, O_HTTP, O_WORKERS, O_BATCH, O_DELAY, O_QUEUE, O_BODY,
-	       O_TIMEOUT, O_CONNS, O_PER_CLIENT, O_HEADER_TIMEOUT, O_BODY_TIMEOUT, O_CONN_TIMEOUT, O_DRAIN_DELAY,
-	       O_DRAIN_TIMEOUT, O_LOG, O_VERSION, O_HELP };
+	enum {
+		O_ADDR = 1000,
+		O_PORT,
+		O_REUSE,
+		O_DEFAULT,
+		O_HTTP,
+		O_WORKERS,
+		O_BATCH,
+		O_DELAY,
+		O_QUEUE,
+		O_BODY,
+		O_TIMEOUT,
+		O_CONNS,
+		O_PER_CLIENT,
+		O_HEADER_TIMEOUT,
+		O_BODY_TIMEOUT,
+		O_CONN_TIMEOUT,
+		O_DRAIN_DELAY,
+		O_DRAIN_TIMEOUT,
+		O_LOG,
+		O_VERSION,
+		O_HELP
+	};
 	static const struct option lo[] = {
-		{ "addr", 1, 0, O_ADDR }, { "port", 1, 0, O_PORT }, { "reuse-port", 0, 0, O_REUSE },
-		{ "default", 1, 0, O_DEFAULT }, { "http-threads", 1, 0, O_HTTP }, { "workers", 1, 0, O_WORKERS },
-		{ "max-batch", 1, 0, O_BATCH }, { "batch-delay-us", 1, 0, O_DELAY }, { "queue", 1, 0, O_QUEUE },
-		{ "body-limit", 1, 0, O_BODY }, { "timeout-ms", 1, 0, O_TIMEOUT }, { "conn-limit", 1, 0, O_CONNS },
-		{ "per-client-limit", 1, 0, O_PER_CLIENT }, { "header-timeout", 1, 0, O_HEADER_TIMEOUT },
-		{ "body-timeout", 1, 0, O_BODY_TIMEOUT }, { "conn-timeout", 1, 0, O_CONN_TIMEOUT },
-		{ "drain-delay", 1, 0, O_DRAIN_DELAY }, { "drain-timeout", 1, 0, O_DRAIN_TIMEOUT },
-		{ "log-format", 1, 0, O_LOG }, { "version", 0, 0, O_VERSION }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+		{ "addr", 1, 0, O_ADDR },
+		{ "port", 1, 0, O_PORT },
+		{ "reuse-port", 0, 0, O_REUSE },
+		{ "default", 1, 0, O_DEFAULT },
+		{ "http-threads", 1, 0, O_HTTP },
+		{ "workers", 1, 0, O_WORKERS },
+		{ "max-batch", 1, 0, O_BATCH },
+		{ "batch-delay-us", 1, 0, O_DELAY },
+		{ "queue", 1, 0, O_QUEUE },
+		{ "body-limit", 1, 0, O_BODY },
+		{ "timeout-ms", 1, 0, O_TIMEOUT },
+		{ "conn-limit", 1, 0, O_CONNS },
+		{ "per-client-limit", 1, 0, O_PER_CLIENT },
+		{ "header-timeout", 1, 0, O_HEADER_TIMEOUT },
+		{ "body-timeout", 1, 0, O_BODY_TIMEOUT },
+		{ "conn-timeout", 1, 0, O_CONN_TIMEOUT },
+		{ "drain-delay", 1, 0, O_DRAIN_DELAY },
+		{ "drain-timeout", 1, 0, O_DRAIN_TIMEOUT },
+		{ "log-format", 1, 0, O_LOG },
+		{ "version", 0, 0, O_VERSION },
+		{ "help", 0, 0, O_HELP },
+		{ 0, 0, 0, 0 },
 	};
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	/* A worker per core lets one busy model use the whole machine; idle
 	 * workers sleep on their queue and cost only their scratch. */
-	*c = (srv_config){ .addr = "127.0.0.1", .port = 8080, .http_threads = 2,
-	                   .workers = cores < 1 ? 1 : cores > AE_MAX_THREADS ? AE_MAX_THREADS : (int)cores, .max_batch = 32,
-	                   .batch_delay_us = 200, .queue_len = 256, .body_limit = 8u << 20, .timeout_ms = 5000,
-	                   .conn_limit = 4096, .conn_timeout_s = 30, .header_timeout_s = 10, .body_timeout_s = 30,
-	                   .drain_timeout_s = 10, .log_format = SRV_LOG_TEXT };
+	*c = (srv_config){ .addr = "127.0.0.1",
+		           .port = 8080,
+		           .http_threads = 2,
+		           .workers = cores < 1                ? 1
+		                      : cores > AE_MAX_THREADS ? AE_MAX_THREADS
+		                                               : (int)cores,
+		           .max_batch = 32,
+		           .batch_delay_us = 200,
+		           .queue_len = 256,
+		           .body_limit = 8u << 20,
+		           .timeout_ms = 5000,
+		           .conn_limit = 4096,
+		           .conn_timeout_s = 30,
+		           .header_timeout_s = 10,
+		           .body_timeout_s = 30,
+		           .drain_timeout_s = 10,
+		           .log_format = SRV_LOG_TEXT };
 	long v;
 	int o;
 	opterr = 0;
@@ -126,27 +170,75 @@ static int parse(srv_config *c, int argc, char **argv)
 			snprintf(c->addr, sizeof c->addr, "%s", optarg);
 			break;
 		}
-		case O_PORT: if (int_opt("--port", optarg, 1, 65535, &v)) return -1; c->port = (int)v; break;
+		case O_PORT:
+			if (int_opt("--port", optarg, 1, 65535, &v)) return -1;
+			c->port = (int)v;
+			break;
 		case O_REUSE: c->reuse_port = 1; break;
 		case O_DEFAULT: snprintf(c->default_model, sizeof c->default_model, "%s", optarg); break;
-		case O_HTTP: if (int_opt("--http-threads", optarg, 1, 256, &v)) return -1; c->http_threads = (int)v; break;
-		case O_WORKERS: if (int_opt("--workers", optarg, 1, AE_MAX_THREADS, &v)) return -1; c->workers = (int)v; break;
-		case O_BATCH: if (int_opt("--max-batch", optarg, 1, 1024, &v)) return -1; c->max_batch = (int)v; break;
-		case O_DELAY: if (int_opt("--batch-delay-us", optarg, 0, 1000000, &v)) return -1; c->batch_delay_us = (int)v; break;
-		case O_QUEUE: if (int_opt("--queue", optarg, 1, 1000000, &v)) return -1; c->queue_len = (int)v; break;
-		case O_BODY: if (int_opt("--body-limit", optarg, 1024, 1L << 30, &v)) return -1; c->body_limit = (size_t)v; break;
-		case O_TIMEOUT: if (int_opt("--timeout-ms", optarg, 1, 3600000, &v)) return -1; c->timeout_ms = (int)v; break;
-		case O_CONNS: if (int_opt("--conn-limit", optarg, 1, 1000000, &v)) return -1; c->conn_limit = (int)v; break;
-		case O_PER_CLIENT: if (int_opt("--per-client-limit", optarg, 0, 1000000, &v)) return -1; c->per_client_limit = (int)v; break;
-		case O_HEADER_TIMEOUT: if (int_opt("--header-timeout", optarg, 1, 3600, &v)) return -1; c->header_timeout_s = (int)v; break;
-		case O_BODY_TIMEOUT: if (int_opt("--body-timeout", optarg, 1, 3600, &v)) return -1; c->body_timeout_s = (int)v; break;
-		case O_CONN_TIMEOUT: if (int_opt("--conn-timeout", optarg, 1, 86400, &v)) return -1; c->conn_timeout_s = (int)v; break;
-		case O_DRAIN_DELAY: if (int_opt("--drain-delay", optarg, 0, 3600, &v)) return -1; c->drain_delay_s = (int)v; break;
-		case O_DRAIN_TIMEOUT: if (int_opt("--drain-timeout", optarg, 0, 3600, &v)) return -1; c->drain_timeout_s = (int)v; break;
+		case O_HTTP:
+			if (int_opt("--http-threads", optarg, 1, 256, &v)) return -1;
+			c->http_threads = (int)v;
+			break;
+		case O_WORKERS:
+			if (int_opt("--workers", optarg, 1, AE_MAX_THREADS, &v)) return -1;
+			c->workers = (int)v;
+			break;
+		case O_BATCH:
+			if (int_opt("--max-batch", optarg, 1, 1024, &v)) return -1;
+			c->max_batch = (int)v;
+			break;
+		case O_DELAY:
+			if (int_opt("--batch-delay-us", optarg, 0, 1000000, &v)) return -1;
+			c->batch_delay_us = (int)v;
+			break;
+		case O_QUEUE:
+			if (int_opt("--queue", optarg, 1, 1000000, &v)) return -1;
+			c->queue_len = (int)v;
+			break;
+		case O_BODY:
+			if (int_opt("--body-limit", optarg, 1024, 1L << 30, &v)) return -1;
+			c->body_limit = (size_t)v;
+			break;
+		case O_TIMEOUT:
+			if (int_opt("--timeout-ms", optarg, 1, 3600000, &v)) return -1;
+			c->timeout_ms = (int)v;
+			break;
+		case O_CONNS:
+			if (int_opt("--conn-limit", optarg, 1, 1000000, &v)) return -1;
+			c->conn_limit = (int)v;
+			break;
+		case O_PER_CLIENT:
+			if (int_opt("--per-client-limit", optarg, 0, 1000000, &v)) return -1;
+			c->per_client_limit = (int)v;
+			break;
+		case O_HEADER_TIMEOUT:
+			if (int_opt("--header-timeout", optarg, 1, 3600, &v)) return -1;
+			c->header_timeout_s = (int)v;
+			break;
+		case O_BODY_TIMEOUT:
+			if (int_opt("--body-timeout", optarg, 1, 3600, &v)) return -1;
+			c->body_timeout_s = (int)v;
+			break;
+		case O_CONN_TIMEOUT:
+			if (int_opt("--conn-timeout", optarg, 1, 86400, &v)) return -1;
+			c->conn_timeout_s = (int)v;
+			break;
+		case O_DRAIN_DELAY:
+			if (int_opt("--drain-delay", optarg, 0, 3600, &v)) return -1;
+			c->drain_delay_s = (int)v;
+			break;
+		case O_DRAIN_TIMEOUT:
+			if (int_opt("--drain-timeout", optarg, 0, 3600, &v)) return -1;
+			c->drain_timeout_s = (int)v;
+			break;
 		case O_LOG:
-			if (strcmp(optarg, "text") == 0) c->log_format = SRV_LOG_TEXT;
-			else if (strcmp(optarg, "json") == 0) c->log_format = SRV_LOG_JSON;
-			else if (strcmp(optarg, "none") == 0) c->log_format = SRV_LOG_NONE;
+			if (strcmp(optarg, "text") == 0)
+				c->log_format = SRV_LOG_TEXT;
+			else if (strcmp(optarg, "json") == 0)
+				c->log_format = SRV_LOG_JSON;
+			else if (strcmp(optarg, "none") == 0)
+				c->log_format = SRV_LOG_NONE;
 			else {
 				fprintf(stderr, "aeserve: --log-format: '%s' is not text, json or none\n", optarg);
 				return -1;
@@ -155,7 +247,8 @@ static int parse(srv_config *c, int argc, char **argv)
 		case O_HELP: usage(stdout); exit(0);
 		case O_VERSION: printf("aeserve %s\n", AE_VERSION); exit(0);
 		default:
-			fprintf(stderr, "aeserve: unknown option or missing value: %s (see aeserve --help)\n", argv[optind - 1]);
+			fprintf(stderr, "aeserve: unknown option or missing value: %s (see aeserve --help)\n",
+			        argv[optind - 1]);
 			return -1;
 		}
 	}
@@ -173,23 +266,23 @@ static int parse(srv_config *c, int argc, char **argv)
 static int fit_fd_limit(srv_config *c)
 {
 	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-		return 0;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
 	rlim_t need = (rlim_t)c->conn_limit + FD_RESERVE;
 	if (rl.rlim_cur < need) {
 		rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
 		setrlimit(RLIMIT_NOFILE, &rl);
 		getrlimit(RLIMIT_NOFILE, &rl);
 	}
-	if (rl.rlim_cur >= need)
-		return 0;
+	if (rl.rlim_cur >= need) return 0;
 	if (rl.rlim_cur < 2 * FD_RESERVE) {
 		fprintf(stderr, "aeserve: only %lu file descriptors are allowed (ulimit -n); too few to serve\n",
 		        (unsigned long)rl.rlim_cur);
 		return -1;
 	}
-	fprintf(stderr, "aeserve: --conn-limit %d needs %lu file descriptors and the limit is %lu (ulimit -n): "
-	        "serving at most %lu connections\n", c->conn_limit, (unsigned long)need, (unsigned long)rl.rlim_cur,
+	fprintf(stderr,
+	        "aeserve: --conn-limit %d needs %lu file descriptors and the limit is %lu (ulimit -n): "
+	        "serving at most %lu connections\n",
+	        c->conn_limit, (unsigned long)need, (unsigned long)rl.rlim_cur,
 	        (unsigned long)(rl.rlim_cur - FD_RESERVE));
 	c->conn_limit = (int)(rl.rlim_cur - FD_RESERVE);
 	return 0;
@@ -204,18 +297,14 @@ static int listen_on(const srv_config *c)
 	struct sockaddr_in v4 = { .sin_family = AF_INET, .sin_port = htons((uint16_t)c->port) };
 	struct sockaddr_in6 v6 = { .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)c->port) };
 	int ipv6 = inet_pton(AF_INET, c->addr, &v4.sin_addr) != 1;
-	if (ipv6)
-		inet_pton(AF_INET6, c->addr, &v6.sin6_addr);
+	if (ipv6) inet_pton(AF_INET6, c->addr, &v6.sin6_addr);
 	int fd = socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, zero = 0;
-	if (fd < 0)
-		return -1;
+	if (fd < 0) return -1;
 	/* SO_REUSEADDR lets a restart bind while old connections linger in
 	 * TIME_WAIT; on Linux it never lets two sockets listen on one port. */
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (c->reuse_port)
-		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-	if (ipv6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+	if (c->reuse_port) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+	if (ipv6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
 	int rc = ipv6 ? bind(fd, (struct sockaddr *)&v6, sizeof v6) : bind(fd, (struct sockaddr *)&v4, sizeof v4);
 	if (rc != 0 || listen(fd, SOMAXCONN) != 0) {
 		int e = errno;
@@ -231,15 +320,12 @@ static struct MHD_Daemon *start(srv_state *s, int lfd)
 	const srv_config *c = &s->cfg;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
 	                 MHD_USE_ERROR_LOG | MHD_USE_TURBO;
-	return MHD_start_daemon(flags, (uint16_t)c->port, NULL, NULL, srv_handle, s,
-	                        MHD_OPTION_LISTEN_SOCKET, lfd,
-	                        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->http_threads,
-	                        MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->conn_limit,
-	                        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->per_client_limit,
-	                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->conn_timeout_s,
-	                        MHD_OPTION_NOTIFY_COMPLETED, srv_completed, s,
-	                        MHD_OPTION_NOTIFY_CONNECTION, srv_conn_notify, s,
-	                        MHD_OPTION_END);
+	return MHD_start_daemon(flags, (uint16_t)c->port, NULL, NULL, srv_handle, s, MHD_OPTION_LISTEN_SOCKET, lfd,
+	                        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->http_threads, MHD_OPTION_CONNECTION_LIMIT,
+	                        (unsigned)c->conn_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+	                        (unsigned)c->per_client_limit, MHD_OPTION_CONNECTION_TIMEOUT,
+	                        (unsigned)c->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, srv_completed, s,
+	                        MHD_OPTION_NOTIFY_CONNECTION, srv_conn_notify, s, MHD_OPTION_END);
 }
 
 /* Signals arrive through a pipe. Blocking them and calling sigwait is not
@@ -262,8 +348,7 @@ static void on_signal(int sig)
 static int catch_signals(void)
 {
 	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2 };
-	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
-		return -1;
+	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
 	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
 	sigfillset(&sa.sa_mask);
 	for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
@@ -280,20 +365,21 @@ static int wait_signal(double seconds)
 	double until = srv_now() + seconds;
 	for (;;) {
 		int ms = seconds < 0 ? -1 : (int)((until - srv_now()) * 1000);
-		if (seconds >= 0 && ms <= 0)
-			return 0;
+		if (seconds >= 0 && ms <= 0) return 0;
 		if (poll(&p, 1, ms) > 0) {
 			unsigned char b;
-			if (read(sig_pipe[0], &b, 1) == 1)
-				return b;
+			if (read(sig_pipe[0], &b, 1) == 1) return b;
 		}
 	}
 }
 
 static const char *sig_name(int sig)
 {
-	return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : sig == SIGHUP ? "SIGHUP"
-	     : sig == SIGUSR1 ? "SIGUSR1" : "SIGUSR2";
+	return sig == SIGTERM   ? "SIGTERM"
+	       : sig == SIGINT  ? "SIGINT"
+	       : sig == SIGHUP  ? "SIGHUP"
+	       : sig == SIGUSR1 ? "SIGUSR1"
+	                        : "SIGUSR2";
 }
 
 /* Serves until SIGTERM or SIGINT; returns that signal. */
@@ -301,8 +387,7 @@ static int serve_until_stopped(void)
 {
 	for (;;) {
 		int sig = wait_signal(-1);
-		if (sig == SIGTERM || sig == SIGINT)
-			return sig;
+		if (sig == SIGTERM || sig == SIGINT) return sig;
 		fprintf(stderr, "aeserve: %s: nothing to reload in this version; still serving\n", sig_name(sig));
 	}
 }
@@ -324,17 +409,17 @@ static void pre_stop_delay(int seconds)
 int main(int argc, char **argv)
 {
 	static srv_state s;
-	if (parse(&s.cfg, argc, argv))
-		return 2;
-	if (catch_signals() || fit_fd_limit(&s.cfg))
-		return 1;
+	if (parse(&s.cfg, argc, argv)) return 2;
+	if (catch_signals() || fit_fd_limit(&s.cfg)) return 1;
 
 	int lfd = listen_on(&s.cfg);
 	if (lfd < 0) {
 		int e = errno;
 		fprintf(stderr, "aeserve: cannot listen on %s port %d: %s%s\n", s.cfg.addr, s.cfg.port,
 		        e == EADDRINUSE ? "address already in use (another process listens there; "
-		                          "--reuse-port on both shares it on purpose)" : strerror(e), "");
+		                          "--reuse-port on both shares it on purpose)"
+		                        : strerror(e),
+		        "");
 		return 1;
 	}
 	if (srv_conns_start(&s) || !(s.daemon = start(&s, lfd))) {
@@ -363,8 +448,7 @@ int main(int argc, char **argv)
 		}
 		fprintf(stderr, "aeserve: %s: draining\n", sig_name(sig));
 		MHD_socket q = MHD_quiesce_daemon(s.daemon);
-		if (q != MHD_INVALID_SOCKET)
-			close(q);
+		if (q != MHD_INVALID_SOCKET) close(q);
 		double until = srv_now() + s.cfg.drain_timeout_s;
 		while (atomic_load(&s.inflight) > 0 && srv_now() < until)
 			usleep(2000);

@@ -14,7 +14,7 @@
 
 /* Indexed by the status code itself, so every code has its own label. */
 #define MIN_STATUS 100
-#define N_STATUS 500
+#define N_STATUS   500
 static const double lat_le[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5 };
 #define N_LAT (sizeof lat_le / sizeof *lat_le)
 
@@ -24,10 +24,9 @@ static _Atomic double lat_sum[R_N];
 
 void srv_metrics_request(int route, unsigned status, double seconds)
 {
-	if (route < 0 || route >= R_N)
-		route = R_OTHER;
+	if (route < 0 || route >= R_N) route = R_OTHER;
 	if (status < MIN_STATUS || status >= MIN_STATUS + N_STATUS)
-		status = 500;  /* never sent: the answers are built here */
+		status = 500; /* never sent: the answers are built here */
 	atomic_fetch_add(&req_count[route][status - MIN_STATUS], 1);
 	size_t b = 0;
 	while (b < N_LAT && seconds > lat_le[b])
@@ -41,7 +40,7 @@ void srv_metrics_request(int route, unsigned status, double seconds)
 typedef struct sbuf {
 	char *p;
 	size_t len, cap;
-	int oom;      /* a line could not be added: the page is incomplete */
+	int oom; /* a line could not be added: the page is incomplete */
 } sbuf;
 
 static void put(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -75,8 +74,8 @@ static void requests(sbuf *b)
 		for (unsigned s = 0; s < N_STATUS; s++) {
 			long v = atomic_load(&req_count[r][s]);
 			if (v)
-				put(b, "aeserve_http_requests_total{route=\"%s\",status=\"%u\"} %ld\n", srv_route_name(r),
-				    s + MIN_STATUS, v);
+				put(b, "aeserve_http_requests_total{route=\"%s\",status=\"%u\"} %ld\n",
+				    srv_route_name(r), s + MIN_STATUS, v);
 		}
 	put(b, "# HELP aeserve_http_request_duration_seconds Time from the first byte of a request to its response.\n"
 	       "# TYPE aeserve_http_request_duration_seconds histogram\n");
@@ -84,15 +83,15 @@ static void requests(sbuf *b)
 		long cum = 0;
 		for (size_t i = 0; i <= N_LAT; i++)
 			cum += atomic_load(&lat_bucket[r][i]);
-		if (!cum)
-			continue;
+		if (!cum) continue;
 		long acc = 0;
 		for (size_t i = 0; i < N_LAT; i++) {
 			acc += atomic_load(&lat_bucket[r][i]);
-			put(b, "aeserve_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %ld\n", srv_route_name(r),
-			    lat_le[i], acc);
+			put(b, "aeserve_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %ld\n",
+			    srv_route_name(r), lat_le[i], acc);
 		}
-		put(b, "aeserve_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %ld\n", srv_route_name(r), cum);
+		put(b, "aeserve_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %ld\n",
+		    srv_route_name(r), cum);
 		put(b, "aeserve_http_request_duration_seconds_sum{route=\"%s\"} %.9g\n", srv_route_name(r),
 		    atomic_load(&lat_sum[r]));
 		put(b, "aeserve_http_request_duration_seconds_count{route=\"%s\"} %ld\n", srv_route_name(r), cum);
@@ -101,14 +100,19 @@ static void requests(sbuf *b)
 
 static void connections(sbuf *b, srv_state *s)
 {
-	static const char *waits[] = { [W_HEADERS] = "headers", [W_BODY] = "body", [W_SEND] = "send", [W_IDLE] = "idle" };
+	static const char *waits[] = {
+		[W_HEADERS] = "headers", [W_BODY] = "body", [W_SEND] = "send", [W_IDLE] = "idle"
+	};
 	/* The scrape asking is itself in flight; it is left out, so an idle
 	 * server shows 0. */
 	int inflight = atomic_load(&s->inflight) - 1;
-	put(b, "# HELP aeserve_requests_in_flight Requests received and not yet completed, this scrape excepted.\n"
-	       "# TYPE aeserve_requests_in_flight gauge\naeserve_requests_in_flight %d\n", inflight < 0 ? 0 : inflight);
-	put(b, "# HELP aeserve_connections_timed_out_total Connections closed at a deadline, by what they were waiting on.\n"
-	       "# TYPE aeserve_connections_timed_out_total counter\n");
+	put(b,
+	    "# HELP aeserve_requests_in_flight Requests received and not yet completed, this scrape excepted.\n"
+	    "# TYPE aeserve_requests_in_flight gauge\naeserve_requests_in_flight %d\n",
+	    inflight < 0 ? 0 : inflight);
+	put(b,
+	    "# HELP aeserve_connections_timed_out_total Connections closed at a deadline, by what they were waiting on.\n"
+	    "# TYPE aeserve_connections_timed_out_total counter\n");
 	for (int w = W_HEADERS; w <= W_IDLE; w++)
 		put(b, "aeserve_connections_timed_out_total{waiting=\"%s\"} %ld\n", waits[w], srv_conns_reaped(w));
 }
@@ -128,7 +132,8 @@ static void models(sbuf *b, srv_state *s)
 		put(b, "aeserve_batch_size_sum{model=\"%s\"} %ld\n", m->name, atomic_load(&m->batch_images));
 		put(b, "aeserve_batch_size_count{model=\"%s\"} %ld\n", m->name, atomic_load(&m->batches));
 	}
-	put(b, "# HELP aeserve_queue_depth Requests waiting for an inference worker.\n# TYPE aeserve_queue_depth gauge\n");
+	put(b,
+	    "# HELP aeserve_queue_depth Requests waiting for an inference worker.\n# TYPE aeserve_queue_depth gauge\n");
 	for (int i = 0; i < s->n_models; i++) {
 		srv_model *m = s->models[i];
 		pthread_mutex_lock(&m->mu);
@@ -142,8 +147,9 @@ static void models(sbuf *b, srv_state *s)
 		put(b, "aeserve_model_info{model=\"%s\",checksum=\"%s\",task=\"%s\",latent=\"%d\",default=\"%s\"} 1\n",
 		    m->name, m->m->checksum, m->m->task, m->latent, m == s->default_model ? "true" : "false");
 	}
-	put(b, "# HELP aeserve_ready Whether every model is loaded and the server is not draining.\n"
-	       "# TYPE aeserve_ready gauge\naeserve_ready %d\n",
+	put(b,
+	    "# HELP aeserve_ready Whether every model is loaded and the server is not draining.\n"
+	    "# TYPE aeserve_ready gauge\naeserve_ready %d\n",
 	    atomic_load(&s->loaded) && !atomic_load(&s->draining));
 }
 

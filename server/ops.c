@@ -24,15 +24,13 @@ const srv_opdef srv_ops[SRV_N_OPS] = {
 const srv_opdef *srv_op_find(const char *name)
 {
 	for (int i = 0; i < SRV_N_OPS; i++)
-		if (strcmp(name, srv_ops[i].name) == 0)
-			return &srv_ops[i];
+		if (strcmp(name, srv_ops[i].name) == 0) return &srv_ops[i];
 	return NULL;
 }
 
 const char *srv_route_name(int route)
 {
 	static const char *other[R_N - SRV_N_OPS] = { "models", "model", "livez", "readyz", "metrics", "other" };
-	if (route >= 0 && route < SRV_N_OPS)
-		return srv_ops[route].name;
+	if (route >= 0 && route < SRV_N_OPS) return srv_ops[route].name;
 	return route >= SRV_N_OPS && route < R_N ? other[route - SRV_N_OPS] : "other";
 }

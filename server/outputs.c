@@ -37,16 +37,13 @@ int srv_fmt_float(char *p, float v)
 		return 1;
 	}
 	float a = fabsf(v);
-	if (a < 1e-4f || a >= 1e6f)
-		return snprintf(p, 16, "%.6g", (double)v);
+	if (a < 1e-4f || a >= 1e6f) return snprintf(p, 16, "%.6g", (double)v);
 	int len = 0;
-	if (v < 0)
-		p[len++] = '-';
+	if (v < 0) p[len++] = '-';
 	/* scale to an integer with 6 significant digits */
 	int exp10 = (int)floorf(log10f(a));
 	int decimals = 5 - exp10;
-	if (decimals < 0)
-		decimals = 0;
+	if (decimals < 0) decimals = 0;
 	double scaled = (double)a;
 	for (int i = 0; i < decimals; i++)
 		scaled *= 10.0;
@@ -76,15 +73,13 @@ char *srv_json_tensor(const srv_model *m, const char *op, const float *v, int n,
 		count *= (size_t)dims[i];
 	size_t cap = 256 + count * 18;
 	char *buf = malloc(cap), *p = buf;
-	if (!buf)
-		return NULL;
+	if (!buf) return NULL;
 	p += sprintf(p, "{\"model\":\"%s\",\"op\":\"%s\",\"shape\":[%d", m->name, op, n);
 	for (int i = 0; i < ndims; i++)
 		p += sprintf(p, ",%d", dims[i]);
 	p += sprintf(p, "],\"data\":[");
 	for (size_t i = 0; i < count; i++) {
-		if (i)
-			*p++ = ',';
+		if (i) *p++ = ',';
 		p += srv_fmt_float(p, v[i]);
 	}
 	p += sprintf(p, "]}");
@@ -92,8 +87,8 @@ char *srv_json_tensor(const srv_model *m, const char *op, const float *v, int n,
 	return buf;
 }
 
-char *srv_json_anomaly(const srv_model *m, const float *x, const float *y, int n, double threshold,
-                       double quantile, size_t *len)
+char *srv_json_anomaly(const srv_model *m, const float *x, const float *y, int n, double threshold, double quantile,
+                       size_t *len)
 {
 	json_t *res = json_array();
 	for (int i = 0; i < n; i++) {
@@ -108,11 +103,11 @@ char *srv_json_anomaly(const srv_model *m, const float *x, const float *y, int n
 		                                     ae_model_percentile(m->m, score), "anomaly", score > threshold));
 	}
 	json_t *o = json_pack("{s:s, s:s, s:f, s:o, s:o}", "model", m->name, "metric", "mse", "threshold", threshold,
-	                      "threshold_quantile", isnan(quantile) ? json_null() : json_real(quantile), "results", res);
+	                      "threshold_quantile", isnan(quantile) ? json_null() : json_real(quantile), "results",
+	                      res);
 	char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(7));
 	json_decref(o);
-	if (s)
-		*len = strlen(s);
+	if (s) *len = strlen(s);
 	return s;
 }
 
@@ -135,20 +130,18 @@ char *srv_json_model(const srv_model *m, int is_default, size_t *len)
 	json_object_set_new(q, "p", p);
 	json_object_set_new(q, "v", v);
 	json_t *o = json_pack(
-		"{s:s, s:b, s:s, s:[i,i,i], s:i, s:s, s:s, s:s, s:I, s:s,"
-		" s:{s:s, s:s, s:I, s:I, s:i, s:i, s:f, s:I, s:f, s:f, s:f, s:s},"
-		" s:o}",
-		"name", m->name, "default", is_default, "architecture", a->net.spec.preset, "input_shape", m->c, m->h, m->w,
-		"latent", m->latent, "task", a->task, "noise", noise, "checksum", a->checksum, "parameters",
-		(json_int_t)a->net.n_params, "format", "safetensors",
-		"training", "dataset", t->dataset, "loss", t->loss, "samples", (json_int_t)t->samples,
-		"val_samples", (json_int_t)t->val_samples, "epochs", t->epochs, "batch", t->batch, "lr", t->lr,
-		"seed", (json_int_t)t->seed, "train_loss", isfinite(t->train_loss) ? t->train_loss : -1.0,
-		"val_loss", isfinite(t->val_loss) ? t->val_loss : -1.0, "seconds", t->seconds, "date", t->date,
-		"error_quantiles", q);
+	        "{s:s, s:b, s:s, s:[i,i,i], s:i, s:s, s:s, s:s, s:I, s:s,"
+	        " s:{s:s, s:s, s:I, s:I, s:i, s:i, s:f, s:I, s:f, s:f, s:f, s:s},"
+	        " s:o}",
+	        "name", m->name, "default", is_default, "architecture", a->net.spec.preset, "input_shape", m->c, m->h,
+	        m->w, "latent", m->latent, "task", a->task, "noise", noise, "checksum", a->checksum, "parameters",
+	        (json_int_t)a->net.n_params, "format", "safetensors", "training", "dataset", t->dataset, "loss",
+	        t->loss, "samples", (json_int_t)t->samples, "val_samples", (json_int_t)t->val_samples, "epochs",
+	        t->epochs, "batch", t->batch, "lr", t->lr, "seed", (json_int_t)t->seed, "train_loss",
+	        isfinite(t->train_loss) ? t->train_loss : -1.0, "val_loss", isfinite(t->val_loss) ? t->val_loss : -1.0,
+	        "seconds", t->seconds, "date", t->date, "error_quantiles", q);
 	char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
 	json_decref(o);
-	if (s)
-		*len = strlen(s);
+	if (s) *len = strlen(s);
 	return s;
 }

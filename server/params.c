@@ -35,11 +35,9 @@ static int flag(const char *v, int *out)
 {
 	static const char *yes[] = { "", "1", "true", "yes" }, *no[] = { "0", "false", "no" };
 	for (size_t i = 0; i < sizeof yes / sizeof *yes; i++)
-		if (strcasecmp(v, yes[i]) == 0)
-			return *out = 1, 0;
+		if (strcasecmp(v, yes[i]) == 0) return *out = 1, 0;
 	for (size_t i = 0; i < sizeof no / sizeof *no; i++)
-		if (strcasecmp(v, no[i]) == 0)
-			return *out = 0, 0;
+		if (strcasecmp(v, no[i]) == 0) return *out = 0, 0;
 	return -1;
 }
 
@@ -51,8 +49,7 @@ static void list_names(unsigned accepted, char *buf, size_t cap)
 	for (size_t i = 0; i < N_KNOWN; i++)
 		if (accepted & known[i].bit)
 			at += (size_t)snprintf(buf + at, cap - at, "%s%s", at ? ", " : "", known[i].name);
-	if (!at)
-		snprintf(buf, cap, "none");
+	if (!at) snprintf(buf, cap, "none");
 }
 
 int srv_params_set(srv_params *p, unsigned accepted, const char *key, const char *value, srv_fail *f)
@@ -62,15 +59,13 @@ int srv_params_set(srv_params *p, unsigned accepted, const char *key, const char
 	srv_text_clean(v, sizeof v, value ? value : "");
 	unsigned bit = 0;
 	for (size_t i = 0; i < N_KNOWN; i++)
-		if (strcmp(key, known[i].name) == 0)
-			bit = known[i].bit;
+		if (strcmp(key, known[i].name) == 0) bit = known[i].bit;
 	if (!(bit & accepted)) {
 		list_names(accepted, names, sizeof names);
 		return srv_fail_set(f, 400, "invalid_parameter", "unknown query parameter '%s'; this route takes %s", k,
 		                    names);
 	}
-	if (p->seen & bit)
-		return srv_fail_set(f, 400, "invalid_parameter", "query parameter '%s' is given twice", k);
+	if (p->seen & bit) return srv_fail_set(f, 400, "invalid_parameter", "query parameter '%s' is given twice", k);
 	p->seen |= bit;
 	value = value ? value : "";
 	ae_error err;
@@ -85,8 +80,9 @@ int srv_params_set(srv_params *p, unsigned accepted, const char *key, const char
 		return 0;
 	case SRV_P_THRESHOLD:
 		if (ae_parse_double(value, 0.0, HUGE_VAL, &p->threshold, &err) || !isfinite(p->threshold))
-			return srv_fail_set(f, 400, "invalid_parameter", "threshold '%s' is not a non-negative number", v);
-		p->quantile = NAN;  /* the answer says no quantile chose it */
+			return srv_fail_set(f, 400, "invalid_parameter", "threshold '%s' is not a non-negative number",
+			                    v);
+		p->quantile = NAN; /* the answer says no quantile chose it */
 		return 0;
 	default:
 		if (ae_parse_double(value, 0.0, 1.0, &p->quantile, &err) || p->quantile == 0.0)

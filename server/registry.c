@@ -46,13 +46,11 @@ static int take_batch(srv_model *m, srv_job **batch, int *images)
 	while (!m->head && !m->stopping)
 		pthread_cond_wait(&m->cv, &m->mu);
 	m->idle--;
-	if (!m->head)
-		return 0;
+	if (!m->head) return 0;
 	const int max = m->cfg->max_batch;
 	srv_job *first = m->head;
 	m->head = first->next;
-	if (!m->head)
-		m->tail = NULL;
+	if (!m->head) m->tail = NULL;
 	m->depth--;
 	m->queued_images -= first->n;
 	int n = 1;
@@ -73,8 +71,7 @@ static int take_batch(srv_model *m, srv_job **batch, int *images)
 				prev->next = j->next;
 			else
 				m->head = j->next;
-			if (m->tail == j)
-				m->tail = prev;
+			if (m->tail == j) m->tail = prev;
 			m->depth--;
 			m->queued_images -= j->n;
 			batch[n++] = j;
@@ -109,8 +106,7 @@ static void run_batch(worker *w, srv_job **batch, int n, int images)
 		} else
 			batch[live++] = batch[i];
 	}
-	if (!live)
-		return;
+	if (!live) return;
 	const ae_op op = batch[0]->op;
 	const size_t isz = ae_plan_in_size(m->plan, op), osz = ae_plan_out_size(m->plan, op);
 	if (live == 1) {
@@ -148,8 +144,7 @@ static void *worker_main(void *arg)
 		pthread_mutex_lock(&m->mu);
 		int n = batch ? take_batch(m, batch, &images) : 0;
 		pthread_mutex_unlock(&m->mu);
-		if (!n)
-			break;
+		if (!n) break;
 		run_batch(w, batch, n, images);
 	}
 	free(batch);
@@ -182,8 +177,7 @@ int srv_enqueue(srv_model *m, srv_job *j)
 	/* Wake a worker only when one is idle or a batch can be filled now: a
 	 * worker gathering a batch takes what queued at its deadline anyway,
 	 * and a wakeup per request was a tenth of the server's CPU. */
-	if (m->idle > 0 || m->queued_images >= m->cfg->max_batch)
-		pthread_cond_signal(&m->cv);
+	if (m->idle > 0 || m->queued_images >= m->cfg->max_batch) pthread_cond_signal(&m->cv);
 	pthread_mutex_unlock(&m->mu);
 	return 0;
 }
@@ -207,19 +201,18 @@ static int start_workers(srv_model *sm, const srv_config *cfg)
 	size_t in_max, out_max;
 	stage_sizes(sm->plan, &in_max, &out_max);
 	sm->threads = calloc((size_t)cfg->workers, sizeof *sm->threads);
-	if (!sm->threads)
-		return -1;
+	if (!sm->threads) return -1;
 	for (int i = 0; i < cfg->workers; i++) {
 		worker *w = calloc(1, sizeof *w);
-		if (!w)
-			return -1;
+		if (!w) return -1;
 		w->m = sm;
 		w->inf = ae_infer_new(sm->plan, cfg->max_batch, 1, &err);
 		w->stage_in = malloc((size_t)cfg->max_batch * in_max * sizeof(float));
 		w->stage_out = malloc((size_t)cfg->max_batch * out_max * sizeof(float));
 		if (!w->inf || !w->stage_in || !w->stage_out ||
 		    pthread_create(&sm->threads[i], NULL, worker_main, w) != 0) {
-			fprintf(stderr, "aeserve: %s: cannot start worker: %s\n", sm->name, err.msg[0] ? err.msg : "out of memory");
+			fprintf(stderr, "aeserve: %s: cannot start worker: %s\n", sm->name,
+			        err.msg[0] ? err.msg : "out of memory");
 			ae_infer_free(w->inf);
 			free(w->stage_in), free(w->stage_out), free(w);
 			return -1;
@@ -232,8 +225,7 @@ static int start_workers(srv_model *sm, const srv_config *cfg)
 static srv_model *find(srv_state *s, const char *name)
 {
 	for (int i = 0; i < s->n_models; i++)
-		if (strcmp(s->models[i]->name, name) == 0)
-			return s->models[i];
+		if (strcmp(s->models[i]->name, name) == 0) return s->models[i];
 	return NULL;
 }
 
@@ -252,8 +244,7 @@ static int load_one(srv_state *s, const char *path)
 	const char *base = strrchr(path, '/');
 	base = base ? base + 1 : path;
 	size_t len = strlen(base);
-	if (has_ext(base, ".safetensors"))
-		len -= strlen(".safetensors");
+	if (has_ext(base, ".safetensors")) len -= strlen(".safetensors");
 	if (len == 0 || len >= 64) {
 		fprintf(stderr, "aeserve: %s: cannot name a model after this file\n", path);
 		return -1;
@@ -263,7 +254,8 @@ static int load_one(srv_state *s, const char *path)
 	/* A name is a path segment of every route and a label in metrics and
 	 * JSON: keep it to characters that need no escaping anywhere. */
 	if (strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != len) {
-		fprintf(stderr, "aeserve: %s: a model's name (its file name) may hold only letters, digits, '.', '_' and '-'\n",
+		fprintf(stderr,
+		        "aeserve: %s: a model's name (its file name) may hold only letters, digits, '.', '_' and '-'\n",
 		        path);
 		return -1;
 	}
@@ -276,7 +268,8 @@ static int load_one(srv_state *s, const char *path)
 	ae_plan *plan = m ? ae_plan_new(m, &err) : NULL;
 	srv_model *sm = plan ? calloc(1, sizeof *sm) : NULL;
 	if (!sm) {
-		fprintf(stderr, "aeserve: model '%s' failed to load: %s\n", name, err.msg[0] ? err.msg : "out of memory");
+		fprintf(stderr, "aeserve: model '%s' failed to load: %s\n", name,
+		        err.msg[0] ? err.msg : "out of memory");
 		ae_plan_free(plan);
 		ae_model_free(m);
 		return -1;
@@ -289,7 +282,7 @@ static int load_one(srv_state *s, const char *path)
 	sm->latent = m->net.spec.latent;
 	sm->image_size = (size_t)sm->c * sm->h * sm->w;
 	sm->cfg = &s->cfg;
-	atomic_store(&sm->refs, 1);  /* the registry's */
+	atomic_store(&sm->refs, 1); /* the registry's */
 	pthread_mutex_init(&sm->mu, NULL);
 	pthread_cond_init(&sm->cv, NULL);
 	s->models[s->n_models++] = sm;
@@ -322,8 +315,7 @@ int srv_models_load(srv_state *s)
 			}
 			free(ents[k]);
 		}
-		if (n >= 0)
-			free(ents);
+		if (n >= 0) free(ents);
 		if (!found) {
 			fprintf(stderr, "aeserve: %s: no .safetensors model files\n", p);
 			rc = -1;
@@ -345,8 +337,7 @@ int srv_models_load(srv_state *s)
 
 static srv_model *hold(srv_model *m)
 {
-	if (m)
-		atomic_fetch_add(&m->refs, 1);
+	if (m) atomic_fetch_add(&m->refs, 1);
 	return m;
 }
 
@@ -374,8 +365,7 @@ static void stop_workers(srv_model *m)
 
 void srv_model_release(srv_model *m)
 {
-	if (!m || atomic_fetch_sub(&m->refs, 1) != 1)
-		return;
+	if (!m || atomic_fetch_sub(&m->refs, 1) != 1) return;
 	stop_workers(m);
 	free(m->threads);
 	pthread_mutex_destroy(&m->mu);

@@ -18,16 +18,15 @@
  * buffer). */
 static char oom_body[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
 
-static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status, const char *ctype,
-                             struct MHD_Response *r, size_t len, const char **headers)
+static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status, const char *ctype, struct MHD_Response *r,
+                             size_t len, const char **headers)
 {
 	srv_conn *sc = srv_conn_of(conn);
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
 	for (int i = 0; headers && headers[i]; i += 2)
 		MHD_add_response_header(r, headers[i], headers[i + 1]);
 	/* Keep-alive clients learn to go elsewhere with their next request. */
-	if (sc && atomic_load(&sc->s->draining))
-		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+	if (sc && atomic_load(&sc->s->draining)) MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	enum MHD_Result rc = MHD_queue_response(conn, status, r);
 	MHD_destroy_response(r);
 	if (sc && rc == MHD_YES) {
@@ -38,15 +37,14 @@ static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status, const
 	return rc;
 }
 
-enum MHD_Result srv_reply_buf(struct MHD_Connection *conn, unsigned status, const char *ctype,
-                              void *buf, size_t len, const char **headers)
+enum MHD_Result srv_reply_buf(struct MHD_Connection *conn, unsigned status, const char *ctype, void *buf, size_t len,
+                              const char **headers)
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
 	if (!r) {
 		free(buf);
 		r = MHD_create_response_from_buffer(sizeof oom_body - 1, oom_body, MHD_RESPMEM_PERSISTENT);
-		if (!r)
-			return MHD_NO;
+		if (!r) return MHD_NO;
 		return queue(conn, 500, "application/json", r, sizeof oom_body - 1, NULL);
 	}
 	return queue(conn, status, ctype, r, len, headers);
@@ -54,8 +52,7 @@ enum MHD_Result srv_reply_buf(struct MHD_Connection *conn, unsigned status, cons
 
 enum MHD_Result srv_reply_json(struct MHD_Connection *conn, unsigned status, char *json)
 {
-	if (!json)
-		return srv_reply_error(conn, 500, "internal", "out of memory building the response");
+	if (!json) return srv_reply_error(conn, 500, "internal", "out of memory building the response");
 	return srv_reply_buf(conn, status, "application/json", json, strlen(json), NULL);
 }
 
@@ -70,15 +67,14 @@ static enum MHD_Result reply_error_v(struct MHD_Connection *conn, unsigned statu
 	char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	if (!body) {
-		struct MHD_Response *r =
-			MHD_create_response_from_buffer(sizeof oom_body - 1, oom_body, MHD_RESPMEM_PERSISTENT);
+		struct MHD_Response *r = MHD_create_response_from_buffer(sizeof oom_body - 1, oom_body,
+		                                                         MHD_RESPMEM_PERSISTENT);
 		return r ? queue(conn, 500, "application/json", r, sizeof oom_body - 1, NULL) : MHD_NO;
 	}
 	return srv_reply_buf(conn, status, "application/json", body, strlen(body), headers);
 }
 
-enum MHD_Result srv_reply_error(struct MHD_Connection *conn, unsigned status, const char *code,
-                                const char *fmt, ...)
+enum MHD_Result srv_reply_error(struct MHD_Connection *conn, unsigned status, const char *code, const char *fmt, ...)
 {
 	static const char *retry[] = { "Retry-After", "1", NULL };
 	va_list ap;

@@ -22,14 +22,14 @@ enum srv_log { SRV_LOG_TEXT, SRV_LOG_JSON, SRV_LOG_NONE };
 typedef struct srv_config {
 	char addr[64];
 	int port;
-	int reuse_port;       /* share the port with other processes (SO_REUSEPORT) */
+	int reuse_port; /* share the port with other processes (SO_REUSEPORT) */
 	int http_threads;
-	int workers;          /* inference workers per model */
-	int max_batch;        /* images per batched forward pass */
-	int batch_delay_us;   /* how long a worker waits to fill a batch */
-	int queue_len;        /* requests waiting per model */
-	size_t body_limit;    /* bytes */
-	int timeout_ms;       /* inference deadline, from the end of the body */
+	int workers;        /* inference workers per model */
+	int max_batch;      /* images per batched forward pass */
+	int batch_delay_us; /* how long a worker waits to fill a batch */
+	int queue_len;      /* requests waiting per model */
+	size_t body_limit;  /* bytes */
+	int timeout_ms;     /* inference deadline, from the end of the body */
 	int conn_limit;
 	int per_client_limit; /* connections per client address; 0: no limit */
 	int conn_timeout_s;   /* an idle connection is closed after this */
@@ -39,7 +39,7 @@ typedef struct srv_config {
 	int drain_timeout_s;  /* then wait at most this long for requests in flight */
 	int log_format;
 	char default_model[64];
-	char **paths;         /* model files or folders (argv's) */
+	char **paths; /* model files or folders (argv's) */
 	int n_paths;
 } srv_config;
 
@@ -52,12 +52,12 @@ enum srv_output { SRV_OUT_CODES, SRV_OUT_IMAGES, SRV_OUT_SCORES };
 enum srv_param { SRV_P_RESIZE = 1, SRV_P_INVERT = 2, SRV_P_THRESHOLD = 4, SRV_P_QUANTILE = 8 };
 
 typedef struct srv_opdef {
-	const char *name;     /* its route segment and metric label */
-	ae_op engine;         /* what the plan runs; sizes come from the plan */
-	int items;            /* srv_items: what a request sends, images or codes */
-	unsigned inputs;      /* srv_input bits: body forms accepted */
-	unsigned params;      /* srv_param bits: query parameters accepted */
-	int output;           /* srv_output */
+	const char *name; /* its route segment and metric label */
+	ae_op engine;     /* what the plan runs; sizes come from the plan */
+	int items;        /* srv_items: what a request sends, images or codes */
+	unsigned inputs;  /* srv_input bits: body forms accepted */
+	unsigned params;  /* srv_param bits: query parameters accepted */
+	int output;       /* srv_output */
 } srv_opdef;
 
 #define SRV_N_OPS 5
@@ -78,10 +78,10 @@ typedef struct srv_job srv_job;
 struct srv_job {
 	ae_op op;
 	int n;
-	const float *in;      /* (n, ae_plan_in_size(op)) */
-	float *out;           /* (n, ae_plan_out_size(op)) */
-	double deadline;      /* monotonic seconds */
-	atomic_int state;     /* JOB_QUEUED, JOB_DONE, JOB_EXPIRED */
+	const float *in;  /* (n, ae_plan_in_size(op)) */
+	float *out;       /* (n, ae_plan_out_size(op)) */
+	double deadline;  /* monotonic seconds */
+	atomic_int state; /* JOB_QUEUED, JOB_DONE, JOB_EXPIRED */
 	struct MHD_Connection *conn;
 	srv_job *next;
 };
@@ -93,7 +93,7 @@ typedef struct srv_model {
 	ae_model *m;
 	ae_plan *plan;
 	int c, h, w, latent;
-	size_t image_size;    /* C*H*W, what a PNG decodes to */
+	size_t image_size; /* C*H*W, what a PNG decodes to */
 	/* Held by the registry and by every request that uses the model; the
 	 * last release stops the workers and frees it. */
 	atomic_int refs;
@@ -103,14 +103,14 @@ typedef struct srv_model {
 	srv_job *head, *tail;
 	int depth;
 	long queued_images;
-	int idle;             /* workers waiting for a first job */
+	int idle; /* workers waiting for a first job */
 	int stopping;
 	pthread_t *threads;
 	int n_threads;
 	const srv_config *cfg;
 	/* metrics */
 	atomic_long batches;
-	atomic_long batch_hist[10];  /* le 1,2,4,...,256,+Inf */
+	atomic_long batch_hist[10]; /* le 1,2,4,...,256,+Inf */
 	atomic_long batch_images;
 } srv_model;
 
@@ -121,9 +121,9 @@ typedef struct srv_state {
 	srv_model *models[SRV_MAX_MODELS];
 	int n_models;
 	srv_model *default_model;
-	atomic_int loaded;    /* every model loaded */
-	atomic_int draining;  /* SIGTERM came: /readyz 503, answers close their connection */
-	atomic_int inflight;  /* requests between their first callback and completion */
+	atomic_int loaded;   /* every model loaded */
+	atomic_int draining; /* SIGTERM came: /readyz 503, answers close their connection */
+	atomic_int inflight; /* requests between their first callback and completion */
 	struct MHD_Daemon *daemon;
 	srv_conns *conns;
 } srv_state;
@@ -155,10 +155,10 @@ enum srv_wait { W_NONE, W_HEADERS, W_BODY, W_SEND, W_IDLE };
 typedef struct srv_conn {
 	srv_state *s;
 	int fd;
-	atomic_llong deadline_ms;  /* monotonic ms; 0: none */
-	atomic_int waiting;        /* enum srv_wait behind the deadline */
-	atomic_int reaped;         /* the srv_wait it was cut off in, or 0 */
-	unsigned status;           /* the last answer queued on it */
+	atomic_llong deadline_ms; /* monotonic ms; 0: none */
+	atomic_int waiting;       /* enum srv_wait behind the deadline */
+	atomic_int reaped;        /* the srv_wait it was cut off in, or 0 */
+	unsigned status;          /* the last answer queued on it */
 	size_t bytes;
 	struct srv_conn *prev, *next;
 } srv_conn;
@@ -174,24 +174,21 @@ long srv_conns_reaped(int waiting);
 
 /* ---- http.c ---- */
 enum MHD_Result srv_handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-                           const char *version, const char *upload_data, size_t *upload_data_size,
-                           void **con_cls);
-void srv_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                   enum MHD_RequestTerminationCode toe);
+                           const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls);
+void srv_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe);
 
 /* ---- reply.c: every response goes through these; each records its status
  * and size on the connection for the log and metrics ---- */
-enum MHD_Result srv_reply_buf(struct MHD_Connection *conn, unsigned status, const char *ctype,
-                              void *buf, size_t len, const char **headers);
+enum MHD_Result srv_reply_buf(struct MHD_Connection *conn, unsigned status, const char *ctype, void *buf, size_t len,
+                              const char **headers);
 enum MHD_Result srv_reply_json(struct MHD_Connection *conn, unsigned status, char *json);
 /* {"error": {"code", "message"}}; a 503 also says Retry-After: 1. The
  * message may quote the client's bytes: it is made valid UTF-8 first. */
-enum MHD_Result srv_reply_error(struct MHD_Connection *conn, unsigned status, const char *code,
-                                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+enum MHD_Result srv_reply_error(struct MHD_Connection *conn, unsigned status, const char *code, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
 /* The same body with the given headers (name, value, ..., NULL), e.g. a 405's Allow. */
 enum MHD_Result srv_reply_error_with(struct MHD_Connection *conn, unsigned status, const char **headers,
-                                     const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
+                                     const char *code, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* ---- text.c: client bytes made safe to show ---- */
 /* Length of the valid UTF-8 sequence at p within [p, end) (1 to 4), or 0
@@ -211,14 +208,14 @@ void srv_metrics_request(int route, unsigned status, double seconds);
 char *srv_metrics_render(srv_state *s, size_t *len);
 
 /* ---- log.c ---- */
-void srv_access_log(int format, struct MHD_Connection *conn, const char *method, const char *path,
-                    unsigned status, size_t bytes, double seconds);
+void srv_access_log(int format, struct MHD_Connection *conn, const char *method, const char *path, unsigned status,
+                    size_t bytes, double seconds);
 
 /* ---- params.c: query parameters ---- */
 typedef struct srv_params {
 	int resize, invert;
-	double quantile, threshold;  /* threshold NAN: the quantile's */
-	unsigned seen;               /* srv_param bits given */
+	double quantile, threshold; /* threshold NAN: the quantile's */
+	unsigned seen;              /* srv_param bits given */
 } srv_params;
 
 typedef struct srv_fail {
@@ -243,7 +240,7 @@ int srv_params_done(const srv_params *p, srv_fail *f);
 #define SRV_MAX_DECODED_BYTES (64u << 20)
 
 int srv_fail_set(srv_fail *f, unsigned status, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+        __attribute__((format(printf, 4, 5)));
 
 /* What a body is parsed for: the model, the operation (whose plan input
  * size is the per-item size), and the query's options. */
@@ -256,30 +253,30 @@ typedef struct srv_parse_ctx {
 /* Each returns 0 and a malloc'd (n, ae_plan_in_size) array in *out, or -1
  * with f set. */
 int srv_parse_png(const uint8_t *body, size_t len, const srv_parse_ctx *x, int *n, float **out, srv_fail *f);
-int srv_parse_multipart(const uint8_t *body, size_t len, const char *ctype, const srv_parse_ctx *x, int *n,
-                        float **out, srv_fail *f);
+int srv_parse_multipart(const uint8_t *body, size_t len, const char *ctype, const srv_parse_ctx *x, int *n, float **out,
+                        srv_fail *f);
 int srv_parse_json(const uint8_t *body, size_t len, const srv_parse_ctx *x, int *n, float **out, srv_fail *f);
 /* The body's media type as a srv_input bit, 0 if none we take. */
 unsigned srv_media_type(const char *ctype);
 
 /* ---- jsontensor.c: {"shape": [...], "data": [...]} without a JSON tree ---- */
 
-#define SRV_TENSOR_MAX_DIMS 8
-#define SRV_TENSOR_MAX_DIM (1L << 24)
-#define SRV_TENSOR_MAX_NESTING 6   /* arrays inside the data array */
+#define SRV_TENSOR_MAX_DIMS    8
+#define SRV_TENSOR_MAX_DIM     (1L << 24)
+#define SRV_TENSOR_MAX_NESTING 6 /* arrays inside the data array */
 
 /* What the document held; the caller judges it against the model. */
 typedef struct srv_tensor_in {
 	int is_object, has_shape, has_data;
 	int shape_not_array, data_not_array;
-	int ndim;                        /* entries of "shape" (past the max: max + 1) */
+	int ndim; /* entries of "shape" (past the max: max + 1) */
 	long dims[SRV_TENSOR_MAX_DIMS];
-	int shape_bad;                   /* an entry is not an integer in [1, 2^24] */
+	int shape_bad; /* an entry is not an integer in [1, 2^24] */
 	size_t shape_bad_at;
-	float *v;                        /* the numbers of "data" in order, flattened */
-	size_t n, cap;                   /* n counts them all, even past cap */
+	float *v;      /* the numbers of "data" in order, flattened */
+	size_t n, cap; /* n counts them all, even past cap */
 	int data_not_number, data_too_deep;
-	int bad_set;                     /* the first number outside [0, 1] (when checked) */
+	int bad_set; /* the first number outside [0, 1] (when checked) */
 	size_t bad_index;
 	double bad_value;
 	int oom;
@@ -294,8 +291,8 @@ void srv_tensor_free(srv_tensor_in *t);
 /* ---- outputs.c: results to response bodies (malloc'd) ---- */
 char *srv_json_tensor(const srv_model *m, const char *op, const float *v, int n, const int *dims, int ndims,
                       size_t *len);
-char *srv_json_anomaly(const srv_model *m, const float *x, const float *y, int n, double threshold,
-                       double quantile, size_t *len);
+char *srv_json_anomaly(const srv_model *m, const float *x, const float *y, int n, double threshold, double quantile,
+                       size_t *len);
 char *srv_json_model(const srv_model *m, int is_default, size_t *len);
 /* Writes v like "%.6g" without locale or format parsing; returns the
  * length (at most 16). */

@@ -12,14 +12,11 @@
 int srv_utf8_len(const unsigned char *p, const unsigned char *end)
 {
 	unsigned c = p[0];
-	if (c < 0x80)
-		return 1;
+	if (c < 0x80) return 1;
 	int n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
-	if (end - p < n)
-		return 0;
+	if (end - p < n) return 0;
 	for (int i = 1; i < n; i++)
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
+		if ((p[i] & 0xc0) != 0x80) return 0;
 	if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f) || (c == 0xf0 && p[1] < 0x90) ||
 	    (c == 0xf4 && p[1] > 0x8f))
 		return 0;
@@ -40,8 +37,7 @@ char *srv_text_clean(char *dst, size_t cap, const char *src)
 			piece = replacement, len = 3;
 		else if (n == 1 && (*p < 0x20 || *p == 0x7f))
 			piece = "?", len = 1;
-		if (j + len >= cap)
-			break;
+		if (j + len >= cap) break;
 		memcpy(dst + j, piece, len);
 		j += len;
 		p += n ? n : 1;
@@ -67,8 +63,7 @@ size_t srv_json_escape(char *dst, size_t cap, const char *s)
 			len = (size_t)snprintf(tmp, sizeof tmp, "\\u%04x", *p);
 		else
 			piece = (const char *)p, len = (size_t)n;
-		if (j + len >= cap)
-			break;
+		if (j + len >= cap) break;
 		memcpy(dst + j, piece, len);
 		j += len;
 		p += n;

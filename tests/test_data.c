@@ -48,10 +48,9 @@ static void expect_load_error(const char *path, const char *split, const char *m
 	ae_dataset ds;
 	ae_error err = { 0 };
 	int rc = ae_dataset_load(&ds, path, split, 1, &err);
-	CHECK_MSG(rc < 0 && strstr(err.msg, msg) && strstr(err.msg, path), "%s: '%s' lacks '%s' or the file name",
-	          path, err.msg, msg);
-	if (rc == 0)
-		ae_dataset_free(&ds);
+	CHECK_MSG(rc < 0 && strstr(err.msg, msg) && strstr(err.msg, path), "%s: '%s' lacks '%s' or the file name", path,
+	          err.msg, msg);
+	if (rc == 0) ae_dataset_free(&ds);
 }
 
 static void test_idx(void)
@@ -93,7 +92,7 @@ static void test_idx(void)
 	expect_load_error(TMP "/badgz-images-idx3-ubyte.gz", NULL, "truncated");
 	uint8_t wrong[sizeof raw];
 	memcpy(wrong, raw, sizeof raw);
-	wrong[2] = 0x0d;  /* float data */
+	wrong[2] = 0x0d; /* float data */
 	write_bytes(TMP "/magic-images-idx3-ubyte", wrong, sizeof wrong);
 	expect_load_error(TMP "/magic-images-idx3-ubyte", NULL, "bad magic");
 	write_bytes(TMP "/long-images-idx3-ubyte", raw, sizeof raw);
@@ -186,13 +185,11 @@ static void test_stats(void)
 
 int main(void)
 {
-	if (system("rm -rf " TMP) != 0)
-		return 1;
+	if (system("rm -rf " TMP) != 0) return 1;
 	mkdir(TMP, 0755);
 	test_idx();
 	test_png_dir();
 	test_stats();
-	if (system("rm -rf " TMP) != 0)
-		return 1;
+	if (system("rm -rf " TMP) != 0) return 1;
 	return TEST_DONE();
 }

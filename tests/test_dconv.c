@@ -17,8 +17,8 @@
 static ae_rng rng;
 
 /* The reference: NCHW loop plus the epilogue pass, transposed to NHWC. */
-static void reference(float *y, const float *x_nchw, const float *w, const ae_epilogue *ep,
-                      int n, const ae_dconv_shape *s)
+static void reference(float *y, const float *x_nchw, const float *w, const ae_epilogue *ep, int n,
+                      const ae_dconv_shape *s)
 {
 	size_t ys = (size_t)n * s->oc * s->oh * s->ow;
 	float *t = malloc(ys * sizeof(float));
@@ -49,10 +49,14 @@ static void check_shape(int n, ae_dconv_shape s, int act)
 	size_t xs = (size_t)n * s.ic * s.ih * s.iw, ys = (size_t)n * s.oc * s.oh * s.ow;
 	size_t ws = (size_t)s.ic * s.oc * s.k * s.k;
 	float *x = test_rand_buf(&rng, xs, 1), *w = test_rand_buf(&rng, ws, 0.5f), *xh = malloc(xs * sizeof(float));
-	float *b = test_rand_buf(&rng, (size_t)s.oc, 0.5f), *sc = test_rand_buf(&rng, (size_t)s.oc, 1.5f), *sh = test_rand_buf(&rng, (size_t)s.oc, 0.5f);
+	float *b = test_rand_buf(&rng, (size_t)s.oc, 0.5f), *sc = test_rand_buf(&rng, (size_t)s.oc, 1.5f),
+	      *sh = test_rand_buf(&rng, (size_t)s.oc, 0.5f);
 	float *want = malloc(ys * sizeof(float));
-	ae_epilogue ep = { .bias = b, .act = act, .slope = 0.2f,
-	                   .scale = act == AE_ACT_SIGMOID ? NULL : sc, .shift = act == AE_ACT_SIGMOID ? NULL : sh };
+	ae_epilogue ep = { .bias = b,
+		           .act = act,
+		           .slope = 0.2f,
+		           .scale = act == AE_ACT_SIGMOID ? NULL : sc,
+		           .shift = act == AE_ACT_SIGMOID ? NULL : sh };
 	reference(want, x, w, &ep, n, &s);
 	ae_nchw_to_nhwc(xh, x, n, s.ic, s.ih * s.iw);
 	ae_dconv d;
@@ -60,22 +64,26 @@ static void check_shape(int n, ae_dconv_shape s, int act)
 	int have_simd = d.simd;
 	for (int simd = have_simd; simd >= 0; simd--) {
 		d.simd = simd;
-		float *y = test_rand_buf(&rng, ys, 100);  /* garbage: every output must be written */
+		float *y = test_rand_buf(&rng, ys, 100); /* garbage: every output must be written */
 		ae_dconv_forward(y, xh, n, &d);
 		double e = test_rel_err(y, want, ys);
 		CHECK_MSG(e < 1e-5, "%s ic%d oc%d %dx%d k%d s%d p%d act%d simd%d: err %g",
-		          s.transposed ? "convt" : "conv", s.ic, s.oc, s.ih, s.iw, s.k, s.stride, s.pad,
-		          act, simd, e);
+		          s.transposed ? "convt" : "conv", s.ic, s.oc, s.ih, s.iw, s.k, s.stride, s.pad, act, simd, e);
 		free(y);
 	}
 	ae_dconv_deinit(&d);
-	free(x); free(w); free(xh); free(b); free(sc); free(sh); free(want);
+	free(x);
+	free(w);
+	free(xh);
+	free(b);
+	free(sc);
+	free(sh);
+	free(want);
 }
 
 /* Per-tap rounding spelt out: each tap's FMA chain over the input channels
  * from zero, the taps added in (ky, kx) order, then the bias. NHWC out. */
-static void per_tap_loop(float *y, const float *x, const float *w, const float *b, int n,
-                         const ae_dconv_shape *s)
+static void per_tap_loop(float *y, const float *x, const float *w, const float *b, int n, const ae_dconv_shape *s)
 {
 	for (int i = 0; i < n; i++)
 		for (int oy = 0; oy < s->oh; oy++)
@@ -88,12 +96,16 @@ static void per_tap_loop(float *y, const float *x, const float *w, const float *
 							if (ty < 0 || tx < 0 || ty % s->stride || tx % s->stride)
 								continue;
 							int iy = ty / s->stride, ix = tx / s->stride;
-							if (iy >= s->ih || ix >= s->iw)
-								continue;
+							if (iy >= s->ih || ix >= s->iw) continue;
 							float tap = 0.0f;
 							for (int c = 0; c < s->ic; c++)
-								tap = fmaf(w[((size_t)(c * s->oc + o) * s->k + ky) * s->k + kx],
-								           x[(((size_t)i * s->ih + iy) * s->iw + ix) * s->ic + c], tap);
+								tap = fmaf(
+								        w[((size_t)(c * s->oc + o) * s->k + ky) * s->k +
+								          kx],
+								        x[(((size_t)i * s->ih + iy) * s->iw + ix) *
+								                  s->ic +
+								          c],
+								        tap);
 							acc += tap;
 						}
 					y[(((size_t)i * s->oh + oy) * s->ow + ox) * s->oc + o] = acc + b[o];
@@ -105,8 +117,16 @@ static void per_tap_loop(float *y, const float *x, const float *w, const float *
  * with the reference. Repacking new weights gives what a fresh init gives. */
 static void check_per_tap(int n, int ic, int ih, int oc)
 {
-	ae_dconv_shape s = { .transposed = 1, .ic = ic, .ih = ih, .iw = ih, .oc = oc,
-	                     .oh = 2 * ih, .ow = 2 * ih, .k = 3, .stride = 2, .pad = 1 };
+	ae_dconv_shape s = { .transposed = 1,
+		             .ic = ic,
+		             .ih = ih,
+		             .iw = ih,
+		             .oc = oc,
+		             .oh = 2 * ih,
+		             .ow = 2 * ih,
+		             .k = 3,
+		             .stride = 2,
+		             .pad = 1 };
 	size_t xs = (size_t)n * ic * ih * ih, ys = (size_t)n * oc * s.oh * s.ow, ws = (size_t)ic * oc * 9;
 	float *x = test_rand_buf(&rng, xs, 1), *xh = malloc(xs * sizeof(float));
 	float *w0 = test_rand_buf(&rng, ws, 0.5f), *w = test_rand_buf(&rng, ws, 0.5f);
@@ -130,12 +150,19 @@ static void check_per_tap(int n, int ic, int ih, int oc)
 		CHECK_MSG(test_rel_err(y, ref, ys) < 1e-5, "per-tap ic%d oc%d simd%d: err %g", ic, oc, simd,
 		          test_rel_err(y, ref, ys));
 		ae_dconv_forward(want, xh, n, &fresh);
-		CHECK_MSG(memcmp(y, want, ys * sizeof(float)) == 0, "per-tap ic%d oc%d simd%d: repacked weights differ from fresh ones",
-		          ic, oc, simd);
+		CHECK_MSG(memcmp(y, want, ys * sizeof(float)) == 0,
+		          "per-tap ic%d oc%d simd%d: repacked weights differ from fresh ones", ic, oc, simd);
 	}
 	ae_dconv_deinit(&d);
 	ae_dconv_deinit(&fresh);
-	free(x); free(xh); free(w0); free(w); free(b); free(y); free(want); free(ref);
+	free(x);
+	free(xh);
+	free(w0);
+	free(w);
+	free(b);
+	free(y);
+	free(want);
+	free(ref);
 }
 
 /* The output layer's sigmoid through a 1x1 layer of weight 1: within a few
@@ -160,8 +187,7 @@ static void check_sigmoid(void)
 		int in_range = 1;
 		for (int i = 0; i < N; i++) {
 			double want = 1.0 / (1.0 + exp(-(double)x[i]));
-			if (i < N - 16 && fabs(y[i] - want) / want > worst)
-				worst = fabs(y[i] - want) / want;
+			if (i < N - 16 && fabs(y[i] - want) / want > worst) worst = fabs(y[i] - want) / want;
 			in_range &= y[i] >= 0.0f && y[i] <= 1.0f;
 		}
 		CHECK_MSG(worst < 5e-7, "sigmoid simd%d: relative error %g", simd, worst);
@@ -172,12 +198,16 @@ static void check_sigmoid(void)
 
 static ae_dconv_shape conv(int ic, int ih, int iw, int oc, int k, int s, int p)
 {
-	return (ae_dconv_shape){ .transposed = 0, .ic = ic, .ih = ih, .iw = iw, .oc = oc, .k = k, .stride = s, .pad = p };
+	return (ae_dconv_shape){
+		.transposed = 0, .ic = ic, .ih = ih, .iw = iw, .oc = oc, .k = k, .stride = s, .pad = p
+	};
 }
 
 static ae_dconv_shape convt(int ic, int ih, int iw, int oc, int k, int s, int p)
 {
-	return (ae_dconv_shape){ .transposed = 1, .ic = ic, .ih = ih, .iw = iw, .oc = oc, .k = k, .stride = s, .pad = p };
+	return (ae_dconv_shape){
+		.transposed = 1, .ic = ic, .ih = ih, .iw = iw, .oc = oc, .k = k, .stride = s, .pad = p
+	};
 }
 
 /* Dense layers run as 1x1 convolutions over rows: each row matches the
@@ -203,11 +233,16 @@ static void check_rows(int n, int in, int out, int act)
 			ae_dconv_forward_rows(one, x + (size_t)i * in, 1, &d);
 			same &= memcmp(one, y + (size_t)i * out, (size_t)out * sizeof(float)) == 0;
 		}
-		CHECK_MSG(same, "rows %dx%d->%d simd%d: a row alone differs from the same row in a batch",
-		          n, in, out, simd);
+		CHECK_MSG(same, "rows %dx%d->%d simd%d: a row alone differs from the same row in a batch", n, in, out,
+		          simd);
 	}
 	ae_dconv_deinit(&d);
-	free(x); free(w); free(b); free(want); free(y); free(one);
+	free(x);
+	free(w);
+	free(b);
+	free(want);
+	free(y);
+	free(one);
 }
 
 /* Every element where the layout says, for shapes on and off the 8x8
@@ -225,7 +260,9 @@ static void check_layout(int n, int c, int p)
 	CHECK_MSG(ok, "NCHW -> NHWC misplaces values for n%d c%d p%d", n, c, p);
 	ae_nhwc_to_nchw(back, t, n, c, p);
 	CHECK_MSG(memcmp(back, x, sz * sizeof(float)) == 0, "NHWC -> NCHW does not undo it for n%d c%d p%d", n, c, p);
-	free(x); free(t); free(back);
+	free(x);
+	free(t);
+	free(back);
 }
 
 static void test_bad_shapes(void)
@@ -235,7 +272,7 @@ static void test_bad_shapes(void)
 	s.oh = s.ow = 4;
 	float w[1] = { 0 };
 	CHECK(ae_dconv_init(&d, &s, w, NULL) == -1);
-	s = conv(1, 4, 4, 8, 12, 1, 1);  /* kernel over the limit */
+	s = conv(1, 4, 4, 8, 12, 1, 1); /* kernel over the limit */
 	s.oh = s.ow = 4;
 	CHECK(ae_dconv_init(&d, &s, w, NULL) == -1);
 }

@@ -39,8 +39,7 @@ static int load_bytes(const uint8_t *buf, size_t len, char *msg, size_t cap)
 	ae_st st;
 	ae_error err = { 0 };
 	ae_model *m = NULL;
-	if (ae_st_parse(&st, copy, len, &err) == AE_OK)
-		m = ae_model_from_st(&st, NULL, &err);
+	if (ae_st_parse(&st, copy, len, &err) == AE_OK) m = ae_model_from_st(&st, NULL, &err);
 	ae_st_free(&st);
 	snprintf(msg, cap, "%s", err.msg);
 	ae_model_free(m);
@@ -68,7 +67,8 @@ static void test_truncated_and_flipped(void)
 		else
 			cut_ok++;
 	}
-	CHECK_MSG(cut_ok == (int)len, "%d of %zu cuts refused with a message (%d without one)", cut_ok, len, cut_silent);
+	CHECK_MSG(cut_ok == (int)len, "%d of %zu cuts refused with a message (%d without one)", cut_ok, len,
+	          cut_silent);
 
 	int flip_ok = 0, flip_loaded = 0;
 	for (size_t i = 0; i < len; i++) {
@@ -81,7 +81,8 @@ static void test_truncated_and_flipped(void)
 			flip_ok++;
 		buf[i] ^= (uint8_t)(1u << (i % 8));
 	}
-	CHECK_MSG(flip_ok == (int)len, "%d of %zu bit flips refused with a message (%d loaded)", flip_ok, len, flip_loaded);
+	CHECK_MSG(flip_ok == (int)len, "%d of %zu bit flips refused with a message (%d loaded)", flip_ok, len,
+	          flip_loaded);
 	printf("model file of %zu bytes: %d truncations and %d bit flips tried, all refused with a message\n", len,
 	       cut_ok + cut_silent, flip_ok + flip_loaded);
 	free(buf);
@@ -97,7 +98,7 @@ static void test_disk_full(void)
 	uint8_t *before;
 	size_t blen;
 	ae_read_file(PATH, 1 << 20, &before, &blen, &err);
-	m->train.epochs = 99;  /* a different file, if it were written */
+	m->train.epochs = 99; /* a different file, if it were written */
 	struct rlimit old, lim;
 	getrlimit(RLIMIT_FSIZE, &old);
 	lim = old;
@@ -110,7 +111,8 @@ static void test_disk_full(void)
 	uint8_t *after;
 	size_t alen;
 	ae_read_file(PATH, 1 << 20, &after, &alen, &err);
-	CHECK_MSG(alen == blen && memcmp(before, after, blen) == 0, "the previous file changed (%zu -> %zu bytes)", blen, alen);
+	CHECK_MSG(alen == blen && memcmp(before, after, blen) == 0, "the previous file changed (%zu -> %zu bytes)",
+	          blen, alen);
 	/* and no temporary is left beside it */
 	char cmd[256];
 	snprintf(cmd, sizeof cmd, "ls %s.tmp* >/dev/null 2>&1", PATH);

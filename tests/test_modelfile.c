@@ -180,7 +180,9 @@ static void test_refusals(void)
 	m->params[3] = 0;
 	/* a tensor the architecture does not have */
 	float extra[2] = { 1, 2 };
-	ae_extra_tensor ex = { .name = "decoder.99.weight", .dtype = AE_DT_F32, .ndim = 1, .shape = { 2 }, .data = extra };
+	ae_extra_tensor ex = {
+		.name = "decoder.99.weight", .dtype = AE_DT_F32, .ndim = 1, .shape = { 2 }, .data = extra
+	};
 	ae_model_save(m, PATH, &ex, 1, NULL, NULL, NULL);
 	expect_refused("extra tensor", "unexpected tensor 'decoder.99.weight'");
 	unlink(PATH);

@@ -52,20 +52,40 @@ static void test_conv2d(int n, int c, int h, int w, int oc, int k, int s, int p)
 	for (int trial = 0; trial < 8; trial++) {
 		size_t i = ae_rng_below(&rng, (uint32_t)xs);
 		float keep = x[i];
-		x[i] = keep + e; ae_conv2d_forward_ref(yr, x, wt, b, n, oc, &g); double lp = dot(dy, yr, ys);
-		x[i] = keep - e; ae_conv2d_forward_ref(yr, x, wt, b, n, oc, &g); double lm = dot(dy, yr, ys);
+		x[i] = keep + e;
+		ae_conv2d_forward_ref(yr, x, wt, b, n, oc, &g);
+		double lp = dot(dy, yr, ys);
+		x[i] = keep - e;
+		ae_conv2d_forward_ref(yr, x, wt, b, n, oc, &g);
+		double lm = dot(dy, yr, ys);
 		x[i] = keep;
 		if (fabs((lp - lm) / (2 * e) - dx[i]) > 1e-2 * (1 + fabs(dx[i]))) bad++;
 		size_t j = ae_rng_below(&rng, (uint32_t)ws);
 		keep = wt[j];
-		wt[j] = keep + e; ae_conv2d_forward_ref(yr, x, wt, b, n, oc, &g); lp = dot(dy, yr, ys);
-		wt[j] = keep - e; ae_conv2d_forward_ref(yr, x, wt, b, n, oc, &g); lm = dot(dy, yr, ys);
+		wt[j] = keep + e;
+		ae_conv2d_forward_ref(yr, x, wt, b, n, oc, &g);
+		lp = dot(dy, yr, ys);
+		wt[j] = keep - e;
+		ae_conv2d_forward_ref(yr, x, wt, b, n, oc, &g);
+		lm = dot(dy, yr, ys);
 		wt[j] = keep;
 		if (fabs((lp - lm) / (2 * e) - dw[j]) > 1e-2 * (1 + fabs(dw[j]))) bad++;
 	}
 	CHECK_MSG(bad == 0, "conv finite differences: %d mismatches", bad);
-	free(x); free(wt); free(b); free(y); free(yr); free(col); free(t);
-	free(dy); free(dx); free(dxr); free(dw); free(dwr); free(db); free(dbr);
+	free(x);
+	free(wt);
+	free(b);
+	free(y);
+	free(yr);
+	free(col);
+	free(t);
+	free(dy);
+	free(dx);
+	free(dxr);
+	free(dw);
+	free(dwr);
+	free(db);
+	free(dbr);
 }
 
 /* ---- ConvTranspose2D: in (n, ic, hi, wi) -> (n, oc, ho, wo) ---- */
@@ -85,7 +105,6 @@ static void test_convt2d(int n, int ic, int hi, int wi, int oc, int k, int s, in
 	ae_convt2d_forward_ref(yr, x, wt, b, n, ic, &g);
 	CHECK_MSG(test_rel_err(y, yr, ys) < 1e-5, "convt forward err %g", test_rel_err(y, yr, ys));
 
-
 	float *dy = test_rand_buf(&rng, ys, 1), *dx = zeros(xs), *dxr = zeros(xs);
 	float *dw = zeros(ws), *dwr = zeros(ws), *db = zeros(oc), *dbr = zeros(oc);
 	ae_convt2d_backward(dx, dw, db, col, t, dy, x, wt, n, ic, &g);
@@ -99,20 +118,40 @@ static void test_convt2d(int n, int ic, int hi, int wi, int oc, int k, int s, in
 	for (int trial = 0; trial < 8; trial++) {
 		size_t i = ae_rng_below(&rng, (uint32_t)xs);
 		float keep = x[i];
-		x[i] = keep + e; ae_convt2d_forward_ref(yr, x, wt, b, n, ic, &g); double lp = dot(dy, yr, ys);
-		x[i] = keep - e; ae_convt2d_forward_ref(yr, x, wt, b, n, ic, &g); double lm = dot(dy, yr, ys);
+		x[i] = keep + e;
+		ae_convt2d_forward_ref(yr, x, wt, b, n, ic, &g);
+		double lp = dot(dy, yr, ys);
+		x[i] = keep - e;
+		ae_convt2d_forward_ref(yr, x, wt, b, n, ic, &g);
+		double lm = dot(dy, yr, ys);
 		x[i] = keep;
 		if (fabs((lp - lm) / (2 * e) - dx[i]) > 1e-2 * (1 + fabs(dx[i]))) bad++;
 		size_t j = ae_rng_below(&rng, (uint32_t)ws);
 		keep = wt[j];
-		wt[j] = keep + e; ae_convt2d_forward_ref(yr, x, wt, b, n, ic, &g); lp = dot(dy, yr, ys);
-		wt[j] = keep - e; ae_convt2d_forward_ref(yr, x, wt, b, n, ic, &g); lm = dot(dy, yr, ys);
+		wt[j] = keep + e;
+		ae_convt2d_forward_ref(yr, x, wt, b, n, ic, &g);
+		lp = dot(dy, yr, ys);
+		wt[j] = keep - e;
+		ae_convt2d_forward_ref(yr, x, wt, b, n, ic, &g);
+		lm = dot(dy, yr, ys);
 		wt[j] = keep;
 		if (fabs((lp - lm) / (2 * e) - dw[j]) > 1e-2 * (1 + fabs(dw[j]))) bad++;
 	}
 	CHECK_MSG(bad == 0, "convt finite differences: %d mismatches", bad);
-	free(x); free(wt); free(b); free(y); free(yr); free(col); free(t);
-	free(dy); free(dx); free(dxr); free(dw); free(dwr); free(db); free(dbr);
+	free(x);
+	free(wt);
+	free(b);
+	free(y);
+	free(yr);
+	free(col);
+	free(t);
+	free(dy);
+	free(dx);
+	free(dxr);
+	free(dw);
+	free(dwr);
+	free(db);
+	free(dbr);
 }
 
 static void test_dense(int n, int in, int out)
@@ -135,17 +174,35 @@ static void test_dense(int n, int in, int out)
 	const float e = 1e-2f;
 	size_t j = ae_rng_below(&rng, (uint32_t)ws), i = ae_rng_below(&rng, (uint32_t)xs);
 	float keep = wt[j];
-	wt[j] = keep + e; ae_dense_forward_ref(yr, x, wt, b, n, in, out); double lp = dot(dy, yr, ys);
-	wt[j] = keep - e; ae_dense_forward_ref(yr, x, wt, b, n, in, out); double lm = dot(dy, yr, ys);
+	wt[j] = keep + e;
+	ae_dense_forward_ref(yr, x, wt, b, n, in, out);
+	double lp = dot(dy, yr, ys);
+	wt[j] = keep - e;
+	ae_dense_forward_ref(yr, x, wt, b, n, in, out);
+	double lm = dot(dy, yr, ys);
 	wt[j] = keep;
 	CHECK_CLOSE((lp - lm) / (2 * e), dw[j], 1e-2);
 	keep = x[i];
-	x[i] = keep + e; ae_dense_forward_ref(yr, x, wt, b, n, in, out); lp = dot(dy, yr, ys);
-	x[i] = keep - e; ae_dense_forward_ref(yr, x, wt, b, n, in, out); lm = dot(dy, yr, ys);
+	x[i] = keep + e;
+	ae_dense_forward_ref(yr, x, wt, b, n, in, out);
+	lp = dot(dy, yr, ys);
+	x[i] = keep - e;
+	ae_dense_forward_ref(yr, x, wt, b, n, in, out);
+	lm = dot(dy, yr, ys);
 	x[i] = keep;
 	CHECK_CLOSE((lp - lm) / (2 * e), dx[i], 1e-2);
-	free(x); free(wt); free(b); free(y); free(yr);
-	free(dy); free(dx); free(dxr); free(dw); free(dwr); free(db); free(dbr);
+	free(x);
+	free(wt);
+	free(b);
+	free(y);
+	free(yr);
+	free(dy);
+	free(dx);
+	free(dxr);
+	free(dw);
+	free(dwr);
+	free(db);
+	free(dbr);
 }
 
 /* L = <dy, act(x)>; checks dL/dx from backward against central differences. */
@@ -155,28 +212,47 @@ static void test_activations(void)
 	float *x = test_rand_buf(&rng, n, 3), *y = zeros(n), *dy = test_rand_buf(&rng, n, 1), *dx = zeros(n);
 	for (int kind = 0; kind < 3; kind++) {
 		int bad = 0;
-		if (kind == 0) { ae_relu_forward(y, x, n); ae_relu_backward(dx, dy, y, n); }
-		if (kind == 1) { ae_lrelu_forward(y, x, 0.2f, n); ae_lrelu_backward(dx, dy, y, 0.2f, n); }
-		if (kind == 2) { ae_sigmoid_forward(y, x, n); ae_sigmoid_backward(dx, dy, y, n); }
+		if (kind == 0) {
+			ae_relu_forward(y, x, n);
+			ae_relu_backward(dx, dy, y, n);
+		}
+		if (kind == 1) {
+			ae_lrelu_forward(y, x, 0.2f, n);
+			ae_lrelu_backward(dx, dy, y, 0.2f, n);
+		}
+		if (kind == 2) {
+			ae_sigmoid_forward(y, x, n);
+			ae_sigmoid_backward(dx, dy, y, n);
+		}
 		for (size_t i = 0; i < n; i++) {
-			if (fabsf(x[i]) < 2e-3f)
-				continue;  /* the kink */
+			if (fabsf(x[i]) < 2e-3f) continue; /* the kink */
 			const float e = 1e-3f;
 			float a = x[i] + e, b = x[i] - e, ya, yb;
-			if (kind == 0) { ae_relu_forward(&ya, &a, 1); ae_relu_forward(&yb, &b, 1); }
-			if (kind == 1) { ae_lrelu_forward(&ya, &a, 0.2f, 1); ae_lrelu_forward(&yb, &b, 0.2f, 1); }
-			if (kind == 2) { ae_sigmoid_forward(&ya, &a, 1); ae_sigmoid_forward(&yb, &b, 1); }
+			if (kind == 0) {
+				ae_relu_forward(&ya, &a, 1);
+				ae_relu_forward(&yb, &b, 1);
+			}
+			if (kind == 1) {
+				ae_lrelu_forward(&ya, &a, 0.2f, 1);
+				ae_lrelu_forward(&yb, &b, 0.2f, 1);
+			}
+			if (kind == 2) {
+				ae_sigmoid_forward(&ya, &a, 1);
+				ae_sigmoid_forward(&yb, &b, 1);
+			}
 			double fd = dy[i] * (ya - yb) / (2 * e);
-			if (fabs(fd - dx[i]) > 1e-2 * (1 + fabs(fd)) || !isfinite(dx[i]))
-				bad++;
+			if (fabs(fd - dx[i]) > 1e-2 * (1 + fabs(fd)) || !isfinite(dx[i])) bad++;
 		}
 		CHECK_MSG(bad == 0, "activation %d: %d finite-difference mismatches", kind, bad);
 	}
-	free(x); free(y); free(dy); free(dx);
+	free(x);
+	free(y);
+	free(dy);
+	free(dx);
 }
 
-static void bn_loss(double *out, const float *x, const float *gamma, const float *beta,
-                    const float *dy, int n, int c, int p)
+static void bn_loss(double *out, const float *x, const float *gamma, const float *beta, const float *dy, int n, int c,
+                    int p)
 {
 	size_t sz = (size_t)n * c * p;
 	float *y = zeros(sz), mean[16], inv[16];
@@ -206,21 +282,28 @@ static void test_batchnorm(void)
 	for (size_t i = 0; i < sz; i += 7) {
 		double lp, lm;
 		float keep = x[i];
-		x[i] = keep + e; bn_loss(&lp, x, gamma, beta, dy, n, c, p);
-		x[i] = keep - e; bn_loss(&lm, x, gamma, beta, dy, n, c, p);
+		x[i] = keep + e;
+		bn_loss(&lp, x, gamma, beta, dy, n, c, p);
+		x[i] = keep - e;
+		bn_loss(&lm, x, gamma, beta, dy, n, c, p);
 		x[i] = keep;
 		if (fabs((lp - lm) / (2 * e) - dx[i]) > 2e-2 * (1 + fabs(dx[i]))) bad++;
 	}
 	for (int ch = 0; ch < c; ch++) {
 		double lp, lm;
 		float keep = gamma[ch];
-		gamma[ch] = keep + e; bn_loss(&lp, x, gamma, beta, dy, n, c, p);
-		gamma[ch] = keep - e; bn_loss(&lm, x, gamma, beta, dy, n, c, p);
+		gamma[ch] = keep + e;
+		bn_loss(&lp, x, gamma, beta, dy, n, c, p);
+		gamma[ch] = keep - e;
+		bn_loss(&lm, x, gamma, beta, dy, n, c, p);
 		gamma[ch] = keep;
 		if (fabs((lp - lm) / (2 * e) - dg[ch]) > 1e-2 * (1 + fabs(dg[ch]))) bad++;
 	}
 	CHECK_MSG(bad == 0, "batchnorm finite differences: %d mismatches", bad);
-	free(x); free(dy); free(y); free(dx);
+	free(x);
+	free(dy);
+	free(y);
+	free(dx);
 }
 
 static void test_losses(void)

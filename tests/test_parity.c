@@ -33,10 +33,8 @@ static const ae_st_tensor *get(const ae_st *st, const char *name)
 static const float *fget(const ae_st *st, const char *name, size_t *n)
 {
 	const ae_st_tensor *t = get(st, name);
-	if (!t)
-		return NULL;
-	if (n)
-		*n = (t->end - t->begin) / 4;
+	if (!t) return NULL;
+	if (n) *n = (t->end - t->begin) / 4;
 	return ae_st_bytes(st, t);
 }
 
@@ -48,8 +46,7 @@ static void visit_params(ae_model *m, int with_state, visit_fn fn, void *ctx)
 	char name[64];
 	for (int i = 0; i < m->net.n_layers; i++) {
 		const ae_layer *l = &m->net.layers[i];
-		if (l->w == AE_NONE)
-			continue;
+		if (l->w == AE_NONE) continue;
 		snprintf(name, sizeof name, "%s.weight", l->name);
 		fn(name, m->params + l->w, l->wn, ctx);
 		snprintf(name, sizeof name, "%s.bias", l->name);
@@ -68,7 +65,7 @@ typedef struct ctx {
 	const char *prefix;
 	const char *mask_prefix; /* gradients that mask noise-level elements */
 	ae_model *m;
-	float *grads;  /* when comparing gradients */
+	float *grads; /* when comparing gradients */
 	int copy;
 	long masked;
 } ctx;
@@ -86,8 +83,7 @@ static double masked_err(const float *a, const float *b, const float *g, size_t 
 			continue;
 		}
 		double d = fabs((double)a[i] - b[i]);
-		if (!isfinite(a[i]))
-			return INFINITY;
+		if (!isfinite(a[i])) return INFINITY;
 		if (d > maxd) maxd = d;
 	}
 	return maxd / maxb;
@@ -100,11 +96,9 @@ static void visit(const char *name, float *p, size_t n, void *vc)
 	snprintf(full, sizeof full, "%s%s", c->prefix, name);
 	size_t fn;
 	const float *ref = fget(c->st, full, &fn);
-	if (!ref)
-		return;
+	if (!ref) return;
 	CHECK_MSG(fn == n, "%s: %zu values in fixture, %zu in model", full, fn, n);
-	if (fn != n)
-		return;
+	if (fn != n) return;
 	if (c->copy) {
 		memcpy(p, ref, n * sizeof(float));
 		return;
@@ -126,8 +120,7 @@ int main(void)
 	ae_error err = { 0 };
 	int rc = ae_st_read_file(&st, "tests/fixtures/parity_conv.safetensors", &err);
 	CHECK_MSG(rc == 0, "%s", err.msg);
-	if (rc)
-		return TEST_DONE();
+	if (rc) return TEST_DONE();
 	ae_arch_spec spec;
 	ae_arch_defaults(&spec, "conv", NULL);
 	ae_model *m = ae_model_new(&spec, 1, &err);
@@ -162,8 +155,8 @@ int main(void)
 		snprintf(mpre, sizeof mpre, "s%d.grad.", step);
 		c = (ctx){ .st = &st, .prefix = pre, .mask_prefix = mpre, .m = m };
 		visit_params(m, 1, visit, &c);
-		printf("step %d: loss %.7f, %ld noise-level gradient elements skipped in the update check\n",
-		       step + 1, loss, c.masked);
+		printf("step %d: loss %.7f, %ld noise-level gradient elements skipped in the update check\n", step + 1,
+		       loss, c.masked);
 		c = (ctx){ .st = &st, .prefix = pre, .m = m, .copy = 1 };
 		visit_params(m, 1, visit, &c);
 	}
@@ -171,7 +164,7 @@ int main(void)
 
 	/* Eval mode through the inference plan: BN folded into the epilogues. */
 	ae_plan *plan = ae_plan_new(m, &err);
-	ae_infer *w = plan ? ae_infer_new(plan, 3, 2, &err) : NULL;  /* chunks of 3 on 2 threads */
+	ae_infer *w = plan ? ae_infer_new(plan, 3, 2, &err) : NULL; /* chunks of 3 on 2 threads */
 	CHECK(plan && w);
 	float *z = calloc((size_t)n * 16, sizeof(float)), *yr = calloc(nx, sizeof(float));
 	float *z2 = calloc((size_t)n * 16, sizeof(float));

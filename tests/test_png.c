@@ -34,7 +34,8 @@ static void check_file(const char *name, int *valid, int *corrupt)
 		} else {
 			ae_png_info info;
 			ae_png_inspect(buf, len, &info, NULL);
-			CHECK_MSG(rc == 0 && img.c == c && img.w == info.w && img.h == info.h, "%s: rc %d %s", name, rc, err.msg);
+			CHECK_MSG(rc == 0 && img.c == c && img.w == info.w && img.h == info.h, "%s: rc %d %s", name, rc,
+			          err.msg);
 		}
 		ae_image_free(&img);
 	}
@@ -46,8 +47,7 @@ static void test_suite(void)
 {
 	DIR *d = opendir(DIR_SUITE);
 	CHECK(d != NULL);
-	if (!d)
-		return;
+	if (!d) return;
 	struct dirent *e;
 	int valid = 0, corrupt = 0;
 	while ((e = readdir(d)))
@@ -101,8 +101,8 @@ static void test_limits(void)
 	const uint8_t *b = load("basn0g08.png", &len);
 	uint8_t *big = malloc(len);
 	memcpy(big, b, len);
-	big[16] = 0, big[17] = 0x01, big[18] = 0x86, big[19] = 0xa0;  /* width 100000 */
-	big[20] = 0, big[21] = 0x01, big[22] = 0x86, big[23] = 0xa0;  /* height 100000 */
+	big[16] = 0, big[17] = 0x01, big[18] = 0x86, big[19] = 0xa0; /* width 100000 */
+	big[20] = 0, big[21] = 0x01, big[22] = 0x86, big[23] = 0xa0; /* height 100000 */
 	ae_image img;
 	ae_error err = { 0 };
 	int rc = ae_png_decode(big, len, 1, 4096 * 4096, &img, &err);

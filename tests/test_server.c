@@ -39,7 +39,8 @@ static void test_text(void)
 	/* overlong '/', a surrogate, past U+10FFFF, a cut sequence */
 	CHECK(strcmp(srv_text_clean(out, sizeof out, "\xc0\xaf"), "\xef\xbf\xbd\xef\xbf\xbd") == 0);
 	CHECK(strcmp(srv_text_clean(out, sizeof out, "\xed\xa0\x80"), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd") == 0);
-	CHECK(strcmp(srv_text_clean(out, sizeof out, "\xf4\x90\x80\x80"), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd") == 0);
+	CHECK(strcmp(srv_text_clean(out, sizeof out, "\xf4\x90\x80\x80"),
+	             "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd") == 0);
 	CHECK(strcmp(srv_text_clean(out, sizeof out, "x\xe2\x82"), "x\xef\xbf\xbd\xef\xbf\xbd") == 0);
 	/* truncation never splits a character */
 	char small[5];
@@ -94,8 +95,8 @@ static void test_params(void)
 	CHECK(set(&p, pix, "resize", "0", &f) == -1 && strstr(f.msg, "twice"));
 	srv_params_init(&p);
 	CHECK(set(&p, pix, "invert", "no", &f) == 0 && p.invert == 0);
-	CHECK(set(&p, pix, "resize", "maybe", &f) == -1 && f.status == 400 && strcmp(f.code, "invalid_parameter") == 0 &&
-	      strstr(f.msg, "resize 'maybe'"));
+	CHECK(set(&p, pix, "resize", "maybe", &f) == -1 && f.status == 400 &&
+	      strcmp(f.code, "invalid_parameter") == 0 && strstr(f.msg, "resize 'maybe'"));
 	CHECK(set(&p, pix, "quantile", "0.5", &f) == -1 && strstr(f.msg, "unknown query parameter 'quantile'") &&
 	      strstr(f.msg, "resize, invert"));
 	CHECK(set(&p, srv_op_find("decode")->params, "resize", "1", &f) == -1 && strstr(f.msg, "takes none"));
@@ -163,7 +164,9 @@ static void test_json(void)
 	CHECK(parse_json("encode", d, &n, &v, &f) == 0 && n == 2 && v[0] == 0.25f && v[1567] == 0.25f);
 	free(v), free(d);
 	/* members in any order, other members ignored, keys with escapes */
-	d = images_doc("{\"data\" : [", 1, "1", "], \"extra\": {\"a\": [1, {\"b\": null}], \"c\": \"\\u00e9\"}, \"sh\\u0061pe\": [1, 1, 28, 28]}");
+	d = images_doc(
+	        "{\"data\" : [", 1, "1",
+	        "], \"extra\": {\"a\": [1, {\"b\": null}], \"c\": \"\\u00e9\"}, \"sh\\u0061pe\": [1, 1, 28, 28]}");
 	CHECK_MSG(parse_json("encode", d, &n, &v, &f) == 0 && n == 1 && v[783] == 1.0f, "%s", f.msg);
 	free(v), free(d);
 	/* nested rows */
@@ -190,7 +193,8 @@ static void test_json(void)
 	expect_json("encode", "{\"shape\": [1,1], \"data\": [-]}", 400, "invalid_json", NULL);
 	expect_json("encode", "{\"shape\": [1,1], \"data\": [0x1]}", 400, "invalid_json", NULL);
 	expect_json("encode", "{\"shape\": [1,1], \"data\": [1]} x", 400, "invalid_json", "after its end");
-	expect_json("encode", "{\"shape\": [1,1], \"data\": [1], \"data\": [1]}", 400, "invalid_json", "duplicate key 'data'");
+	expect_json("encode", "{\"shape\": [1,1], \"data\": [1], \"data\": [1]}", 400, "invalid_json",
+	            "duplicate key 'data'");
 	expect_json("encode", "{\"shape\": [1,1], \"k\": \"\xff\"}", 400, "invalid_json", "UTF-8");
 	expect_json("encode", "{\"shape\": [1,1], \"k\": \"\\ud800\"}", 400, "invalid_json", "surrogate");
 	expect_json("encode", "{\"shape\": [1,1], \"k\": \"a\nb\"}", 400, "invalid_json", "control character");
@@ -206,16 +210,18 @@ static void test_json(void)
 	expect_json("encode", "{\"shape\": [\"1\",784], \"data\": []}", 400, "invalid_shape", "entry 0");
 	expect_json("encode", "{\"shape\": [1,2,3,4,5,6,7,8,9,10], \"data\": []}", 400, "invalid_shape", "2 to 4");
 	expect_json("encode", "{\"shape\": [4097,784], \"data\": []}", 413, "too_many_images", "4097");
-	expect_json("encode", "{\"shape\": [1,2,2], \"data\": [0,0,0,0]}", 422, "wrong_shape", "[N,1,28,28], [N,28,28] or [N,784]");
+	expect_json("encode", "{\"shape\": [1,2,2], \"data\": [0,0,0,0]}", 422, "wrong_shape",
+	            "[N,1,28,28], [N,28,28] or [N,784]");
 	expect_json("decode", "{\"shape\": [1,3], \"data\": [0,0,0]}", 422, "wrong_shape", "codes [N,5]");
-	expect_json("encode", "{\"shape\": [1,784], \"data\": [[[[[[[[0]]]]]]]]}", 400, "invalid_json", "nested too deeply");
+	expect_json("encode", "{\"shape\": [1,784], \"data\": [[[[[[[[0]]]]]]]]}", 400, "invalid_json",
+	            "nested too deeply");
 	expect_json("encode", "{\"shape\": [1,784], \"data\": [\"x\"]}", 400, "invalid_json", "not a number");
 	expect_json("encode", "{\"shape\": [1,784], \"data\": [0,0]}", 400, "shape_mismatch", "holds 2 values");
 	d = images_doc("{\"shape\":[1,784],\"data\":[", 1, "0.5", ",1.5]}");
 	expect_json("encode", d, 400, "shape_mismatch", "holds 785");
 	free(d);
 	d = images_doc("{\"shape\":[1,784],\"data\":[", 1, "0", "]}");
-	d[strlen("{\"shape\":[1,784],\"data\":[") + 10] = '7';  /* data[5] = 7 */
+	d[strlen("{\"shape\":[1,784],\"data\":[") + 10] = '7'; /* data[5] = 7 */
 	expect_json("encode", d, 422, "value_out_of_range", "data[5] = 7");
 	free(d);
 	/* nesting past any limit in an ignored member: refused, not a stack overflow */
@@ -357,8 +363,9 @@ static void test_fmt_float(void)
 	struct {
 		float v;
 		const char *s;
-	} cases[] = { { 0.0f, "0" }, { 0.5f, "0.5" }, { -1.25f, "-1.25" }, { 1e-5f, "1e-05" }, { 123456.0f, "123456" },
-	              { 1234567.0f, "1.23457e+06" }, { 0.1f, "0.1" }, { 10.0118f, "10.0118" } };
+	} cases[] = { { 0.0f, "0" },      { 0.5f, "0.5" },         { -1.25f, "-1.25" },
+		      { 1e-5f, "1e-05" }, { 123456.0f, "123456" }, { 1234567.0f, "1.23457e+06" },
+		      { 0.1f, "0.1" },    { 10.0118f, "10.0118" } };
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
 		buf[srv_fmt_float(buf, cases[i].v)] = '\0';
 		CHECK_MSG(strcmp(buf, cases[i].s) == 0, "%g -> %s, wanted %s", (double)cases[i].v, buf, cases[i].s);

@@ -29,9 +29,21 @@ extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
 static volatile long n_alloc;
-void *malloc(size_t n) { n_alloc++; return __libc_malloc(n); }
-void *calloc(size_t a, size_t b) { n_alloc++; return __libc_calloc(a, b); }
-void *realloc(void *p, size_t n) { n_alloc++; return __libc_realloc(p, n); }
+void *malloc(size_t n)
+{
+	n_alloc++;
+	return __libc_malloc(n);
+}
+void *calloc(size_t a, size_t b)
+{
+	n_alloc++;
+	return __libc_calloc(a, b);
+}
+void *realloc(void *p, size_t n)
+{
+	n_alloc++;
+	return __libc_realloc(p, n);
+}
 #else
 static volatile long n_alloc;
 #endif
@@ -58,8 +70,7 @@ static double train_some(ae_model *m, int loss, const float *x, int n, int steps
 	double l = 0;
 	for (int s = 0; s < steps; s++) {
 		l = ae_trainer_step(t, x, x, n, 3e-3f);
-		if (s == 0 && first)
-			*first = l;
+		if (s == 0 && first) *first = l;
 	}
 	ae_trainer_free(t);
 	return l;
@@ -73,8 +84,7 @@ static void test_learns(const char *preset, int c, int h, int w, int loss)
 	ae_error err = { 0 };
 	ae_model *m = ae_model_new(&s, 5, &err);
 	CHECK_MSG(m != NULL, "%s", err.msg);
-	if (!m)
-		return;
+	if (!m) return;
 	float *x = images(16, c, h, w, 3);
 	double first, last = train_some(m, loss, x, 16, 60, &first);
 	CHECK_MSG(last < 0.5 * first, "%s c=%d loss %s: %.4f -> %.4f", preset, c, loss ? "bce" : "mse", first, last);
@@ -159,7 +169,7 @@ static void test_arch_errors(void)
 	s.latent = 2000;
 	CHECK(ae_net_build(&net, &s, &err) == 0);
 	ae_arch_defaults(&s, "dense", NULL);
-	s.h = 10, s.w = 6;  /* dense takes any size */
+	s.h = 10, s.w = 6; /* dense takes any size */
 	CHECK(ae_net_build(&net, &s, &err) == 0);
 }
 
@@ -175,7 +185,7 @@ static void test_no_alloc(void)
 	ae_model *m = ae_model_new(&s, 1, NULL);
 	ae_trainer *t = ae_trainer_new(m, 32, 2, AE_LOSS_MSE, NULL);
 	float *x = images(32, 1, 28, 28, 2);
-	ae_trainer_step(t, x, x, 32, 1e-3f);  /* warm-up: OpenBLAS sets up its buffers */
+	ae_trainer_step(t, x, x, 32, 1e-3f); /* warm-up: OpenBLAS sets up its buffers */
 	long before = n_alloc;
 	for (int i = 0; i < 3; i++)
 		ae_trainer_step(t, x, x, 32 - i, 1e-3f);

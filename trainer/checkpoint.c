@@ -15,13 +15,11 @@ static json_t *opts_json(const train_opts *o)
 {
 	char noise[64];
 	ae_noise_format(&o->noise, noise, sizeof noise);
-	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:s, s:s, s:I}",
-	                 "data", o->data, "split", o->split, "out", o->out,
-	                 "epochs", (json_int_t)o->epochs, "batch", (json_int_t)o->batch,
-	                 "threads", (json_int_t)o->threads, "limit", (json_int_t)o->limit,
-	                 "checkpoint_every", (json_int_t)o->checkpoint_every,
-	                 "lr", o->lr, "val", o->val, "loss", o->loss == AE_LOSS_BCE ? "bce" : "mse",
-	                 "noise", noise, "seed", (json_int_t)o->seed);
+	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:s, s:s, s:I}", "data", o->data, "split",
+	                 o->split, "out", o->out, "epochs", (json_int_t)o->epochs, "batch", (json_int_t)o->batch,
+	                 "threads", (json_int_t)o->threads, "limit", (json_int_t)o->limit, "checkpoint_every",
+	                 (json_int_t)o->checkpoint_every, "lr", o->lr, "val", o->val, "loss",
+	                 o->loss == AE_LOSS_BCE ? "bce" : "mse", "noise", noise, "seed", (json_int_t)o->seed);
 }
 
 int ckpt_save(const char *path, const train_opts *o, ae_model *m, ae_trainer *tr, const progress *p)
@@ -30,23 +28,27 @@ int ckpt_save(const char *path, const train_opts *o, ae_model *m, ae_trainer *tr
 	for (int i = 0; i < p->n_rows; i++)
 		json_array_append_new(rows, json_pack("[i,f,f,f]", p->rows[i].epoch, p->rows[i].train_loss,
 		                                      p->rows[i].val_loss, p->rows[i].seconds));
-	json_t *j = json_pack("{s:o, s:i, s:i, s:I, s:f, s:I, s:f, s:o}", "options", opts_json(o),
-	                      "epoch", p->epoch, "batch", p->batch, "adam_step",
-	                      (json_int_t)*ae_trainer_adam_step(tr), "loss_sum", p->loss_sum,
-	                      "loss_n", (json_int_t)p->loss_n, "elapsed", p->elapsed, "history", rows);
+	json_t *j = json_pack("{s:o, s:i, s:i, s:I, s:f, s:I, s:f, s:o}", "options", opts_json(o), "epoch", p->epoch,
+	                      "batch", p->batch, "adam_step", (json_int_t)*ae_trainer_adam_step(tr), "loss_sum",
+	                      p->loss_sum, "loss_n", (json_int_t)p->loss_n, "elapsed", p->elapsed, "history", rows);
 	char *meta = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
 	json_decref(j);
 	ae_extra_tensor ex[2] = {
-		{ .name = "optim.adam_m", .dtype = AE_DT_F32, .ndim = 1, .shape = { (int64_t)m->net.n_params },
+		{ .name = "optim.adam_m",
+		  .dtype = AE_DT_F32,
+		  .ndim = 1,
+		  .shape = { (int64_t)m->net.n_params },
 		  .data = ae_trainer_adam_m(tr) },
-		{ .name = "optim.adam_v", .dtype = AE_DT_F32, .ndim = 1, .shape = { (int64_t)m->net.n_params },
+		{ .name = "optim.adam_v",
+		  .dtype = AE_DT_F32,
+		  .ndim = 1,
+		  .shape = { (int64_t)m->net.n_params },
 		  .data = ae_trainer_adam_v(tr) },
 	};
 	ae_error err = { 0 };
 	int rc = meta ? ae_model_save(m, path, ex, 2, "ae.checkpoint", meta, &err) : AE_ERR_NOMEM;
 	free(meta);
-	if (rc)
-		fprintf(stderr, "aetrain: cannot write checkpoint: %s\n", err.msg[0] ? err.msg : "out of memory");
+	if (rc) fprintf(stderr, "aetrain: cannot write checkpoint: %s\n", err.msg[0] ? err.msg : "out of memory");
 	return rc;
 }
 
@@ -57,15 +59,16 @@ static int opts_from_json(train_opts *o, json_t *v)
 	const char *data = NULL, *split = NULL, *out = NULL, *loss = NULL, *noise = NULL;
 	json_int_t epochs, batch, threads, limit, seed, every = 0;
 	int bad = !json_is_object(own) ||
-	          json_unpack(own, "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s?I, s:F, s:F, s:s, s:s, s:I}",
-	                      "data", &data, "split", &split, "out", &out, "epochs", &epochs, "batch", &batch,
-	                      "threads", &threads, "limit", &limit, "checkpoint_every", &every, "lr", &o->lr, "val",
-	                      &o->val, "loss", &loss, "noise", &noise, "seed", &seed) != 0;
+	          json_unpack(own, "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s?I, s:F, s:F, s:s, s:s, s:I}", "data", &data,
+	                      "split", &split, "out", &out, "epochs", &epochs, "batch", &batch, "threads", &threads,
+	                      "limit", &limit, "checkpoint_every", &every, "lr", &o->lr, "val", &o->val, "loss", &loss,
+	                      "noise", &noise, "seed", &seed) != 0;
 	/* The same bounds as the command line's. */
-	bad = bad || epochs < 1 || epochs > MAX_EPOCHS || batch < 1 || batch > 4096 || threads < 0 || threads > AE_MAX_THREADS ||
-	      limit < 0 || every < 0 || !(o->lr >= 1e-8 && o->lr <= 1.0) || !(o->val >= 0.0 && o->val <= 0.9) ||
-	      (strcmp(split, "train") && strcmp(split, "test")) || (strcmp(loss, "mse") && strcmp(loss, "bce")) ||
-	      strlen(data) >= sizeof o->data || strlen(out) >= sizeof o->out;
+	bad = bad || epochs < 1 || epochs > MAX_EPOCHS || batch < 1 || batch > 4096 || threads < 0 ||
+	      threads > AE_MAX_THREADS || limit < 0 || every < 0 || !(o->lr >= 1e-8 && o->lr <= 1.0) ||
+	      !(o->val >= 0.0 && o->val <= 0.9) || (strcmp(split, "train") && strcmp(split, "test")) ||
+	      (strcmp(loss, "mse") && strcmp(loss, "bce")) || strlen(data) >= sizeof o->data ||
+	      strlen(out) >= sizeof o->out;
 	if (!bad) {
 		snprintf(o->data, sizeof o->data, "%s", data);
 		snprintf(o->split, sizeof o->split, "%s", split);
@@ -94,12 +97,11 @@ static int progress_from_json(progress *p, json_t *j, long *step, int epochs)
 	size_t i;
 	json_t *r;
 	p->n_rows = 0;
-	json_array_foreach(rows, i, r) {
-		if (p->n_rows >= MAX_EPOCHS)
-			break;
+	json_array_foreach(rows, i, r)
+	{
+		if (p->n_rows >= MAX_EPOCHS) break;
 		epoch_row *e = &p->rows[p->n_rows];
-		if (json_unpack(r, "[i,F,F,F]", &e->epoch, &e->train_loss, &e->val_loss, &e->seconds) == 0)
-			p->n_rows++;
+		if (json_unpack(r, "[i,F,F,F]", &e->epoch, &e->train_loss, &e->val_loss, &e->seconds) == 0) p->n_rows++;
 	}
 	return 0;
 }
@@ -107,8 +109,7 @@ static int progress_from_json(progress *p, json_t *j, long *step, int epochs)
 ae_model *ckpt_parse(const ae_st *st, ckpt_state *cs, ae_error *err)
 {
 	ae_model *m = ae_model_from_st(st, "optim.", err);
-	if (!m)
-		return NULL;
+	if (!m) return NULL;
 	const char *meta = ae_st_meta_get(st, "ae.checkpoint");
 	const ae_st_tensor *tm = ae_st_find(st, "optim.adam_m"), *tv = ae_st_find(st, "optim.adam_v");
 	const size_t bytes = m->net.n_params * sizeof(float);
@@ -140,13 +141,11 @@ ae_model *ckpt_load(const char *path, ckpt_state *cs)
 	ae_st st;
 	ae_error err = { 0 };
 	ae_model *m = NULL;
-	if (ae_st_read_file(&st, path, &err) == AE_OK)
-		m = ckpt_parse(&st, cs, &err);
+	if (ae_st_read_file(&st, path, &err) == AE_OK) m = ckpt_parse(&st, cs, &err);
 	ae_st_free(&st);
 	if (!m) {
 		/* read errors already name the file; the others do not */
-		if (strncmp(err.msg, path, strlen(path)) != 0)
-			ae_error_prefix(&err, path);
+		if (strncmp(err.msg, path, strlen(path)) != 0) ae_error_prefix(&err, path);
 		fprintf(stderr, "aetrain: cannot resume: %s\n", err.msg);
 	}
 	return m;

@@ -21,7 +21,7 @@ typedef struct train_opts {
 	char data[2048], split[8], out[2048], resume[2048];
 	ae_arch_spec spec;
 	long epochs, batch, threads, limit;
-	long checkpoint_every;  /* batches between checkpoints; 0: only when stopped */
+	long checkpoint_every; /* batches between checkpoints; 0: only when stopped */
 	double lr, val;
 	int loss;
 	ae_noise noise;
@@ -30,7 +30,7 @@ typedef struct train_opts {
 } train_opts;
 
 typedef struct progress {
-	int epoch, batch;       /* where to continue */
+	int epoch, batch; /* where to continue */
 	double loss_sum;
 	long loss_n;
 	double elapsed;

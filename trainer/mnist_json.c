@@ -17,7 +17,7 @@
 #include "ae/idx.h"
 #include "ae/rng.h"
 
-#define PIX 784
+#define PIX              784
 #define N_TRAIN_FRACTION 0.8
 
 /* Appends one class file's images and labels; returns -1 with a message. */
@@ -57,14 +57,13 @@ static int read_class(const char *dir, int digit, uint8_t **pix, uint8_t **lab, 
 	}
 	for (int i = 0; rc == 0 && i < k; i++)
 		(*lab)[*n + i] = (uint8_t)digit;
-	if (rc == 0)
-		*n += k;
+	if (rc == 0) *n += k;
 	json_decref(j);
 	return rc;
 }
 
-static int write_split(const char *out, const char *prefix, const uint8_t *pix, const uint8_t *lab,
-                       const int *idx, int n)
+static int write_split(const char *out, const char *prefix, const uint8_t *pix, const uint8_t *lab, const int *idx,
+                       int n)
 {
 	uint8_t *p = malloc((size_t)n * PIX), *l = malloc((size_t)n);
 	ae_error err = { 0 };
@@ -76,13 +75,10 @@ static int write_split(const char *out, const char *prefix, const uint8_t *pix, 
 	char path[4096];
 	int dims[3] = { n, 28, 28 };
 	snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", out, prefix);
-	if (rc == 0)
-		rc = ae_idx_write(path, p, 3, dims, &err);
+	if (rc == 0) rc = ae_idx_write(path, p, 3, dims, &err);
 	snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", out, prefix);
-	if (rc == 0)
-		rc = ae_idx_write(path, l, 1, dims, &err);
-	if (rc)
-		fprintf(stderr, "aetrain: %s\n", err.msg[0] ? err.msg : "out of memory");
+	if (rc == 0) rc = ae_idx_write(path, l, 1, dims, &err);
+	if (rc) fprintf(stderr, "aetrain: %s\n", err.msg[0] ? err.msg : "out of memory");
 	free(p), free(l);
 	return rc;
 }
@@ -116,10 +112,8 @@ int cmd_import_mnist_json(int argc, char **argv)
 		ae_rng_shuffle(&r, idx, n);
 		int n_train = (int)lround(n * N_TRAIN_FRACTION);
 		rc = write_split(argv[2], "train", pix, lab, idx, n_train);
-		if (rc == 0)
-			rc = write_split(argv[2], "t10k", pix, lab, idx + n_train, n - n_train);
-		if (rc == 0)
-			printf("wrote %d training and %d test digits to %s\n", n_train, n - n_train, argv[2]);
+		if (rc == 0) rc = write_split(argv[2], "t10k", pix, lab, idx + n_train, n - n_train);
+		if (rc == 0) printf("wrote %d training and %d test digits to %s\n", n_train, n - n_train, argv[2]);
 	}
 	free(idx), free(pix), free(lab);
 	return rc ? 1 : 0;

@@ -20,13 +20,11 @@ static double now_s(void)
 
 static int shown;
 
-void report_progress(int epoch, int epochs, int batch, int batches, double loss,
-                     double img_per_s, double eta_s)
+void report_progress(int epoch, int epochs, int batch, int batches, double loss, double img_per_s, double eta_s)
 {
 	static double last;
 	double t = now_s();
-	if (!isatty(STDERR_FILENO) || (t - last < 0.1 && batch != batches))
-		return;
+	if (!isatty(STDERR_FILENO) || (t - last < 0.1 && batch != batches)) return;
 	last = t;
 	char bar[31];
 	int fill = batches ? (int)(30L * batch / batches) : 30;
@@ -34,15 +32,14 @@ void report_progress(int epoch, int epochs, int batch, int batches, double loss,
 		bar[i] = i < fill ? '#' : '-';
 	bar[30] = '\0';
 	long eta = (long)(eta_s + 0.5);
-	fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %d/%d loss %.5f %.0f img/s ETA %ld:%02ld", epoch, epochs, bar,
-	        batch, batches, loss, img_per_s, eta / 60, eta % 60);
+	fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %d/%d loss %.5f %.0f img/s ETA %ld:%02ld", epoch, epochs, bar, batch,
+	        batches, loss, img_per_s, eta / 60, eta % 60);
 	shown = 1;
 }
 
 void report_progress_end(void)
 {
-	if (shown)
-		fputs("\r\033[K", stderr);
+	if (shown) fputs("\r\033[K", stderr);
 	shown = 0;
 }
 
@@ -55,15 +52,14 @@ int report_csv(const char *path, const epoch_row *rows, int n)
 		for (int i = 0; i < n; i++)
 			fprintf(af.fp, "%d,%.7f,%.7f,%.3f\n", rows[i].epoch, rows[i].train_loss, rows[i].val_loss,
 			        rows[i].seconds);
-		if (ae_atomic_commit(&af, &err) == AE_OK)
-			return 0;
+		if (ae_atomic_commit(&af, &err) == AE_OK) return 0;
 	}
 	fprintf(stderr, "aetrain: %s\n", err.msg);
 	return -1;
 }
 
-int report_grid(const char *path, ae_infer *w, const ae_dataset *ds, const int *idx, int n,
-                const ae_noise *noise, uint64_t seed)
+int report_grid(const char *path, ae_infer *w, const ae_dataset *ds, const int *idx, int n, const ae_noise *noise,
+                uint64_t seed)
 {
 	const int c = ds->c, h = ds->h, wd = ds->w, gap = 2;
 	const size_t per = (size_t)c * h * wd;
@@ -80,20 +76,19 @@ int report_grid(const char *path, ae_infer *w, const ae_dataset *ds, const int *
 		ae_infer_reconstruct(w, in, n, out, NULL);
 		memset(img, 128, (size_t)c * H * W);
 		const float *src[3] = { clean, in, out };
-		if (rows == 2)
-			src[1] = out;
+		if (rows == 2) src[1] = out;
 		for (int row = 0; row < rows; row++)
 			for (int i = 0; i < n; i++) {
 				ae_float_to_u8(u8, src[row] + (size_t)i * per, per);
 				for (int ch = 0; ch < c; ch++)
 					for (int y = 0; y < h; y++)
-						memcpy(img + ((size_t)ch * H + row * (h + gap) + y) * W + i * (wd + gap),
+						memcpy(img + ((size_t)ch * H + row * (h + gap) + y) * W +
+						               i * (wd + gap),
 						       u8 + ((size_t)ch * h + y) * wd, (size_t)wd);
 			}
 		ae_error err = { 0 };
 		rc = ae_png_write_file(path, img, c, H, W, &err);
-		if (rc)
-			fprintf(stderr, "aetrain: %s\n", err.msg);
+		if (rc) fprintf(stderr, "aetrain: %s\n", err.msg);
 	}
 	free(clean);
 	free(in);

@@ -17,14 +17,13 @@ typedef struct epoch_row {
 } epoch_row;
 
 /* A progress bar on a terminal, redrawn at most every 100 ms. */
-void report_progress(int epoch, int epochs, int batch, int batches, double loss,
-                     double img_per_s, double eta_s);
+void report_progress(int epoch, int epochs, int batch, int batches, double loss, double img_per_s, double eta_s);
 void report_progress_end(void);
 
 int report_csv(const char *path, const epoch_row *rows, int n);
 
 /* Rows: held-out inputs, their corrupted versions (if noise), reconstructions. */
-int report_grid(const char *path, ae_infer *w, const ae_dataset *ds, const int *idx, int n,
-                const ae_noise *noise, uint64_t seed);
+int report_grid(const char *path, ae_infer *w, const ae_dataset *ds, const int *idx, int n, const ae_noise *noise,
+                uint64_t seed);
 
 #endif

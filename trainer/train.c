@@ -43,55 +43,89 @@ static double now_s(void)
 
 static void train_usage(FILE *f)
 {
-	fprintf(f,
-	        "usage: aetrain train --data PATH --out MODEL.safetensors [options]\n"
-	        "       aetrain train --resume MODEL.ckpt\n"
-	        "\n"
-	        "Trains an autoencoder and writes MODEL.safetensors, MODEL.grid.png (held-out inputs,\n"
-	        "corrupted inputs, reconstructions) and MODEL.losses.csv.\n"
-	        "\n"
-	        "  --data PATH        IDX images file, folder with train-/t10k- IDX files, or PNG folder\n"
-	        "  --split NAME       train (default) or test, for a folder of IDX files\n"
-	        "  --out PATH         model file to write (required)\n"
-	        "  --arch NAME        conv (default) or dense\n"
-	        "  --latent N         code size (default 16; larger than the input is allowed)\n"
-	        "  --filters F1,F2    conv filters (default 32,64)\n"
-	        "  --hidden N         dense hidden units (default 128)\n"
-	        "  --channels C       1 (default) or 3: images are converted to C channels\n"
-	        "  --epochs N         passes over the data (default 20)\n"
-	        "  --batch N          mini-batch size (default 32)\n"
-	        "  --lr X             Adam learning rate (default 0.001)\n"
-	        "  --loss NAME        mse (default) or bce\n"
-	        "  --noise SPEC       none (default), gaussian:MEAN:STD or saltpepper:P; inputs are\n"
-	        "                     corrupted, targets stay clean (a denoising autoencoder)\n"
-	        "  --val X            fraction held out for validation and calibration (default 0.1)\n"
-	        "  --seed N           random seed (default 1); same seed and threads, same model\n"
-	        "  --threads N        threads (default: every core)\n"
-	        "  --limit N          use only the first N images\n"
-	        "  --resume CKPT      continue an interrupted run from its checkpoint\n"
-	        "  --checkpoint-every N  also write MODEL.ckpt every N training steps, atomically, so\n"
-	        "                     a run killed outright (kill -9, power loss) can --resume too\n"
-	        "  --quiet            no progress output\n"
-	        "\n"
-	        "Ctrl-C or SIGTERM writes MODEL.ckpt and exits with status 130; --resume MODEL.ckpt\n"
-	        "continues from there.\n");
+	fprintf(f, "usage: aetrain train --data PATH --out MODEL.safetensors [options]\n"
+	           "       aetrain train --resume MODEL.ckpt\n"
+	           "\n"
+	           "Trains an autoencoder and writes MODEL.safetensors, MODEL.grid.png (held-out inputs,\n"
+	           "corrupted inputs, reconstructions) and MODEL.losses.csv.\n"
+	           "\n"
+	           "  --data PATH        IDX images file, folder with train-/t10k- IDX files, or PNG folder\n"
+	           "  --split NAME       train (default) or test, for a folder of IDX files\n"
+	           "  --out PATH         model file to write (required)\n"
+	           "  --arch NAME        conv (default) or dense\n"
+	           "  --latent N         code size (default 16; larger than the input is allowed)\n"
+	           "  --filters F1,F2    conv filters (default 32,64)\n"
+	           "  --hidden N         dense hidden units (default 128)\n"
+	           "  --channels C       1 (default) or 3: images are converted to C channels\n"
+	           "  --epochs N         passes over the data (default 20)\n"
+	           "  --batch N          mini-batch size (default 32)\n"
+	           "  --lr X             Adam learning rate (default 0.001)\n"
+	           "  --loss NAME        mse (default) or bce\n"
+	           "  --noise SPEC       none (default), gaussian:MEAN:STD or saltpepper:P; inputs are\n"
+	           "                     corrupted, targets stay clean (a denoising autoencoder)\n"
+	           "  --val X            fraction held out for validation and calibration (default 0.1)\n"
+	           "  --seed N           random seed (default 1); same seed and threads, same model\n"
+	           "  --threads N        threads (default: every core)\n"
+	           "  --limit N          use only the first N images\n"
+	           "  --resume CKPT      continue an interrupted run from its checkpoint\n"
+	           "  --checkpoint-every N  also write MODEL.ckpt every N training steps, atomically, so\n"
+	           "                     a run killed outright (kill -9, power loss) can --resume too\n"
+	           "  --quiet            no progress output\n"
+	           "\n"
+	           "Ctrl-C or SIGTERM writes MODEL.ckpt and exits with status 130; --resume MODEL.ckpt\n"
+	           "continues from there.\n");
 }
 
 /* ------------------------------------------------------------- options */
 
 static int parse_opts(train_opts *o, int argc, char **argv)
 {
-	enum { O_DATA = 1000, O_SPLIT, O_OUT, O_ARCH, O_LATENT, O_FILTERS, O_HIDDEN, O_CHANNELS, O_EPOCHS,
-	       O_BATCH, O_LR, O_LOSS, O_NOISE, O_VAL, O_SEED, O_THREADS, O_LIMIT, O_RESUME, O_CKPT_EVERY, O_QUIET,
-	       O_HELP };
+	enum {
+		O_DATA = 1000,
+		O_SPLIT,
+		O_OUT,
+		O_ARCH,
+		O_LATENT,
+		O_FILTERS,
+		O_HIDDEN,
+		O_CHANNELS,
+		O_EPOCHS,
+		O_BATCH,
+		O_LR,
+		O_LOSS,
+		O_NOISE,
+		O_VAL,
+		O_SEED,
+		O_THREADS,
+		O_LIMIT,
+		O_RESUME,
+		O_CKPT_EVERY,
+		O_QUIET,
+		O_HELP
+	};
 	static const struct option lo[] = {
-		{ "data", 1, 0, O_DATA }, { "split", 1, 0, O_SPLIT }, { "out", 1, 0, O_OUT },
-		{ "arch", 1, 0, O_ARCH }, { "latent", 1, 0, O_LATENT }, { "filters", 1, 0, O_FILTERS },
-		{ "hidden", 1, 0, O_HIDDEN }, { "channels", 1, 0, O_CHANNELS }, { "epochs", 1, 0, O_EPOCHS },
-		{ "batch", 1, 0, O_BATCH }, { "lr", 1, 0, O_LR }, { "loss", 1, 0, O_LOSS },
-		{ "noise", 1, 0, O_NOISE }, { "val", 1, 0, O_VAL }, { "seed", 1, 0, O_SEED },
-		{ "threads", 1, 0, O_THREADS }, { "limit", 1, 0, O_LIMIT }, { "resume", 1, 0, O_RESUME },
-		{ "checkpoint-every", 1, 0, O_CKPT_EVERY }, { "quiet", 0, 0, O_QUIET }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+		{ "data", 1, 0, O_DATA },
+		{ "split", 1, 0, O_SPLIT },
+		{ "out", 1, 0, O_OUT },
+		{ "arch", 1, 0, O_ARCH },
+		{ "latent", 1, 0, O_LATENT },
+		{ "filters", 1, 0, O_FILTERS },
+		{ "hidden", 1, 0, O_HIDDEN },
+		{ "channels", 1, 0, O_CHANNELS },
+		{ "epochs", 1, 0, O_EPOCHS },
+		{ "batch", 1, 0, O_BATCH },
+		{ "lr", 1, 0, O_LR },
+		{ "loss", 1, 0, O_LOSS },
+		{ "noise", 1, 0, O_NOISE },
+		{ "val", 1, 0, O_VAL },
+		{ "seed", 1, 0, O_SEED },
+		{ "threads", 1, 0, O_THREADS },
+		{ "limit", 1, 0, O_LIMIT },
+		{ "resume", 1, 0, O_RESUME },
+		{ "checkpoint-every", 1, 0, O_CKPT_EVERY },
+		{ "quiet", 0, 0, O_QUIET },
+		{ "help", 0, 0, O_HELP },
+		{ 0, 0, 0, 0 },
 	};
 	memset(o, 0, sizeof *o);
 	ae_arch_defaults(&o->spec, "conv", NULL);
@@ -107,7 +141,9 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
 		case O_DATA: snprintf(o->data, sizeof o->data, "%s", optarg); break;
-		case O_SPLIT: if (cli_split(optarg, o->split, sizeof o->split)) return -1; break;
+		case O_SPLIT:
+			if (cli_split(optarg, o->split, sizeof o->split)) return -1;
+			break;
 		case O_OUT: snprintf(o->out, sizeof o->out, "%s", optarg); break;
 		case O_ARCH:
 			if (strcmp(optarg, "conv") && strcmp(optarg, "dense")) {
@@ -116,11 +152,19 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 			}
 			snprintf(arch, sizeof arch, "%s", optarg);
 			break;
-		case O_LATENT: if (cli_int("--latent", optarg, 1, 65536, &v)) return -1; latent = (int)v; break;
-		case O_HIDDEN: if (cli_int("--hidden", optarg, 1, 65536, &v)) return -1; hidden = (int)v; break;
+		case O_LATENT:
+			if (cli_int("--latent", optarg, 1, 65536, &v)) return -1;
+			latent = (int)v;
+			break;
+		case O_HIDDEN:
+			if (cli_int("--hidden", optarg, 1, 65536, &v)) return -1;
+			hidden = (int)v;
+			break;
 		case O_FILTERS:
-			if (sscanf(optarg, "%d,%d%c", &f1, &f2, (char[1]){ 0 }) != 2 || f1 < 1 || f2 < 1 || f1 > 1024 || f2 > 1024) {
-				fprintf(stderr, "aetrain: --filters: '%s' is not F1,F2 with each in [1, 1024]\n", optarg);
+			if (sscanf(optarg, "%d,%d%c", &f1, &f2, (char[1]){ 0 }) != 2 || f1 < 1 || f2 < 1 || f1 > 1024 ||
+			    f2 > 1024) {
+				fprintf(stderr, "aetrain: --filters: '%s' is not F1,F2 with each in [1, 1024]\n",
+				        optarg);
 				return -1;
 			}
 			break;
@@ -132,9 +176,15 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 			}
 			channels = (int)v;
 			break;
-		case O_EPOCHS: if (cli_int("--epochs", optarg, 1, MAX_EPOCHS, &o->epochs)) return -1; break;
-		case O_BATCH: if (cli_int("--batch", optarg, 1, 4096, &o->batch)) return -1; break;
-		case O_LR: if (cli_float("--lr", optarg, 1e-8, 1.0, &o->lr)) return -1; break;
+		case O_EPOCHS:
+			if (cli_int("--epochs", optarg, 1, MAX_EPOCHS, &o->epochs)) return -1;
+			break;
+		case O_BATCH:
+			if (cli_int("--batch", optarg, 1, 4096, &o->batch)) return -1;
+			break;
+		case O_LR:
+			if (cli_float("--lr", optarg, 1e-8, 1.0, &o->lr)) return -1;
+			break;
 		case O_LOSS:
 			if (strcmp(optarg, "mse") && strcmp(optarg, "bce")) {
 				fprintf(stderr, "aetrain: --loss: '%s' is neither mse nor bce\n", optarg);
@@ -148,10 +198,19 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 				return -1;
 			}
 			break;
-		case O_VAL: if (cli_float("--val", optarg, 0.0, 0.9, &d)) return -1; o->val = d; break;
-		case O_SEED: if (cli_u64("--seed", optarg, &o->seed)) return -1; break;
-		case O_THREADS: if (cli_int("--threads", optarg, 1, AE_MAX_THREADS, &o->threads)) return -1; break;
-		case O_LIMIT: if (cli_int("--limit", optarg, 1, 100000000, &o->limit)) return -1; break;
+		case O_VAL:
+			if (cli_float("--val", optarg, 0.0, 0.9, &d)) return -1;
+			o->val = d;
+			break;
+		case O_SEED:
+			if (cli_u64("--seed", optarg, &o->seed)) return -1;
+			break;
+		case O_THREADS:
+			if (cli_int("--threads", optarg, 1, AE_MAX_THREADS, &o->threads)) return -1;
+			break;
+		case O_LIMIT:
+			if (cli_int("--limit", optarg, 1, 100000000, &o->limit)) return -1;
+			break;
 		case O_RESUME: snprintf(o->resume, sizeof o->resume, "%s", optarg); break;
 		case O_CKPT_EVERY:
 			if (cli_int("--checkpoint-every", optarg, 1, 100000000, &o->checkpoint_every)) return -1;
@@ -167,8 +226,7 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 		fprintf(stderr, "aetrain: train: unexpected argument '%s'\n", argv[optind]);
 		return -1;
 	}
-	if (o->resume[0])
-		return 0;
+	if (o->resume[0]) return 0;
 	if (!o->data[0] || !o->out[0]) {
 		fprintf(stderr, "aetrain: train: --data and --out are required (see aetrain train --help)\n");
 		return -1;
@@ -185,8 +243,8 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 
 /* Mean per-image MSE of reconstructions of (corrupted) held-out images
  * against the clean ones; fills scores with MSE(recon(clean), clean). */
-static double validate(ae_infer *w, const ae_dataset *ds, const int *idx, int n, const ae_noise *nz,
-                       uint64_t seed, double *scores)
+static double validate(ae_infer *w, const ae_dataset *ds, const int *idx, int n, const ae_noise *nz, uint64_t seed,
+                       double *scores)
 {
 	const size_t per = (size_t)ds->c * ds->h * ds->w;
 	enum { CHUNK = 256 };
@@ -217,8 +275,7 @@ static double validate(ae_infer *w, const ae_dataset *ds, const int *idx, int n,
 static int calibrate(ae_model *m, ae_infer *w, const ae_dataset *ds, const int *idx, int n, uint64_t seed)
 {
 	double *scores = malloc((n ? (size_t)n : 1) * sizeof(double));
-	if (!scores)
-		return -1;
+	if (!scores) return -1;
 	validate(w, ds, idx, n, &(ae_noise){ 0 }, seed, scores);
 	/* 0 to 0.99 by 0.01, then the tail in finer steps: enough to turn a
 	 * score into a percentile and to read p99.9 directly. */
@@ -256,15 +313,14 @@ static void fill_info(ae_model *m, const train_opts *o, long n_train, long n_val
 	snprintf(m->task, sizeof m->task, "%s", o->noise.kind == AE_NOISE_NONE ? "reconstruct" : "denoise");
 }
 
-static int write_outputs(ae_model *m, const train_opts *o, const ae_dataset *ds, const int *val_idx,
-                         int n_val, const progress *p)
+static int write_outputs(ae_model *m, const train_opts *o, const ae_dataset *ds, const int *val_idx, int n_val,
+                         const progress *p)
 {
 	ae_error err = { 0 };
 	ae_plan *plan = ae_plan_new(m, &err);
 	ae_infer *w = plan ? ae_infer_new(plan, 256, (int)o->threads, &err) : NULL;
 	int rc = w ? 0 : -1;
-	if (rc == 0)
-		rc = calibrate(m, w, ds, val_idx, n_val, o->seed);
+	if (rc == 0) rc = calibrate(m, w, ds, val_idx, n_val, o->seed);
 	if (rc == 0 && (rc = ae_model_save(m, o->out, NULL, 0, NULL, NULL, &err)))
 		fprintf(stderr, "aetrain: %s\n", err.msg);
 	char path[4096];
@@ -288,16 +344,14 @@ static int write_outputs(ae_model *m, const train_opts *o, const ae_dataset *ds,
 static int *split_indices(int n, double val, uint64_t seed, int *n_val)
 {
 	int *idx = malloc((size_t)n * sizeof *idx);
-	if (!idx)
-		return NULL;
+	if (!idx) return NULL;
 	for (int i = 0; i < n; i++)
 		idx[i] = i;
 	ae_rng r;
 	ae_rng_seed_stream(&r, seed, 0x73706c6974, 0);
 	ae_rng_shuffle(&r, idx, n);
 	*n_val = (int)(n * val + 0.5);
-	if (val > 0 && *n_val < 1)
-		*n_val = 1;
+	if (val > 0 && *n_val < 1) *n_val = 1;
 	return idx;
 }
 
@@ -318,7 +372,8 @@ static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds,
 	ae_error err = { 0 };
 	int rc = order && x && in ? 0 : -1;
 	if (!o->quiet && p->epoch < o->epochs)
-		fprintf(stderr, "training %s (latent %d, %zu parameters) on %d images (%d held out), %ld epochs, batch %d\n",
+		fprintf(stderr,
+		        "training %s (latent %d, %zu parameters) on %d images (%d held out), %ld epochs, batch %d\n",
 		        m->net.spec.preset, m->net.spec.latent, m->net.n_params, n_train, n_val, o->epochs, B);
 	for (int e = p->epoch; rc == 0 && e < o->epochs; e++) {
 		memcpy(order, train_src, (size_t)n_train * sizeof *order);
@@ -332,12 +387,14 @@ static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds,
 			ae_dataset_batch(ds, order + b * B, n, x);
 			const float *input = x;
 			if (o->noise.kind != AE_NOISE_NONE) {
-				ae_noise_corrupt(&o->noise, in, x, (size_t)n * per, o->seed, 1 + (uint64_t)e, 1 + (uint64_t)b);
+				ae_noise_corrupt(&o->noise, in, x, (size_t)n * per, o->seed, 1 + (uint64_t)e,
+				                 1 + (uint64_t)b);
 				input = in;
 			}
 			double loss = ae_trainer_step(tr, input, x, n, (float)o->lr);
 			if (!isfinite(loss)) {
-				fprintf(stderr, "\naetrain: loss became %g at epoch %d batch %d; try a lower --lr\n", loss, e + 1, b + 1);
+				fprintf(stderr, "\naetrain: loss became %g at epoch %d batch %d; try a lower --lr\n",
+				        loss, e + 1, b + 1);
 				rc = -1;
 				break;
 			}
@@ -348,10 +405,10 @@ static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds,
 			if (!o->quiet) {
 				double done = (double)(b + 1 - start) * B, rate = done / (now_s() - t0 + 1e-9);
 				double left = ((double)(o->epochs - e) * batches - (b + 1)) * B / (rate > 0 ? rate : 1);
-				report_progress(e + 1, (int)o->epochs, b + 1, batches, p->loss_sum / p->loss_n, rate, left);
+				report_progress(e + 1, (int)o->epochs, b + 1, batches, p->loss_sum / p->loss_n, rate,
+				                left);
 			}
-			if (stop_requested)
-				break;
+			if (stop_requested) break;
 			if (o->checkpoint_every > 0 && *ae_trainer_adam_step(tr) % o->checkpoint_every == 0) {
 				char ck[4096];
 				cli_sibling(ck, sizeof ck, o->out, ".ckpt");
@@ -360,15 +417,16 @@ static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds,
 				ckpt_save(ck, o, m, tr, p);
 			}
 		}
-		if (rc)
-			break;
+		if (rc) break;
 		if (stop_requested) {
 			report_progress_end();
 			char ck[4096];
 			cli_sibling(ck, sizeof ck, o->out, ".ckpt");
 			p->epoch = e;
 			if (ckpt_save(ck, o, m, tr, p) == 0)
-				fprintf(stderr, "interrupted: checkpoint written to %s; continue with: aetrain train --resume %s\n", ck, ck);
+				fprintf(stderr,
+				        "interrupted: checkpoint written to %s; continue with: aetrain train --resume %s\n",
+				        ck, ck);
 			rc = 130;
 			break;
 		}
@@ -381,13 +439,12 @@ static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds,
 		*row = (epoch_row){ e + 1, p->loss_sum / (p->loss_n ? p->loss_n : 1), vl, p->elapsed };
 		report_progress_end();
 		if (!o->quiet)
-			fprintf(stderr, "epoch %d/%ld  train %.6f  val %.6f  %.0f img/s\n", e + 1, o->epochs, row->train_loss,
-			        vl, (double)p->loss_n / (now_s() - t0 + 1e-9));
+			fprintf(stderr, "epoch %d/%ld  train %.6f  val %.6f  %.0f img/s\n", e + 1, o->epochs,
+			        row->train_loss, vl, (double)p->loss_n / (now_s() - t0 + 1e-9));
 		p->epoch = e + 1, p->batch = 0, p->loss_sum = 0, p->loss_n = 0;
 	}
 	fill_info(m, o, n_train, n_val, p);
-	if (rc == 0)
-		rc = write_outputs(m, o, ds, val_idx, n_val, p);
+	if (rc == 0) rc = write_outputs(m, o, ds, val_idx, n_val, p);
 	if (rc == 0) {
 		char ck[4096];
 		cli_sibling(ck, sizeof ck, o->out, ".ckpt");
@@ -406,8 +463,7 @@ int cmd_train(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	train_opts o;
-	if (parse_opts(&o, argc, argv))
-		return 2;
+	if (parse_opts(&o, argc, argv)) return 2;
 	progress *p = calloc(1, sizeof *p);
 	ae_model *m = NULL;
 	ae_trainer *tr = NULL;
@@ -422,22 +478,19 @@ int cmd_train(int argc, char **argv)
 			snprintf(cs.opts.resume, sizeof cs.opts.resume, "%s", o.resume);
 			o = cs.opts;
 			tr = ae_trainer_new(m, (int)o.batch, cli_threads(o.threads), o.loss, &err);
-			if (!tr)
-				fprintf(stderr, "aetrain: cannot resume %s: %s\n", o.resume, err.msg);
+			if (!tr) fprintf(stderr, "aetrain: cannot resume %s: %s\n", o.resume, err.msg);
 		}
 		if (tr) {
 			memcpy(ae_trainer_adam_m(tr), cs.adam_m, m->net.n_params * sizeof(float));
 			memcpy(ae_trainer_adam_v(tr), cs.adam_v, m->net.n_params * sizeof(float));
 			*ae_trainer_adam_step(tr) = cs.adam_step;
-			if (!o.quiet)
-				fprintf(stderr, "resuming at epoch %d, batch %d\n", p->epoch + 1, p->batch + 1);
+			if (!o.quiet) fprintf(stderr, "resuming at epoch %d, batch %d\n", p->epoch + 1, p->batch + 1);
 		}
 		free(cs.adam_m), free(cs.adam_v);
 		rc = tr ? 0 : 1;
 	}
 	o.threads = cli_threads(o.threads);
-	if (rc == 0 && cli_load_data(&ds, o.data, o.split, &o.spec, o.limit))
-		rc = 1;
+	if (rc == 0 && cli_load_data(&ds, o.data, o.split, &o.spec, o.limit)) rc = 1;
 	if (rc == 0 && !m) {
 		o.spec.h = ds.h, o.spec.w = ds.w;
 		m = ae_model_new(&o.spec, o.seed, &err);
@@ -449,8 +502,7 @@ int cmd_train(int argc, char **argv)
 	}
 	if (rc == 0) {
 		rc = run(&o, m, tr, &ds, p);
-		if (rc < 0)
-			rc = 1;
+		if (rc < 0) rc = 1;
 	}
 	ae_dataset_free(&ds);
 	ae_trainer_free(tr);

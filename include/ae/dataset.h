@@ -13,9 +13,9 @@
 
 typedef struct ae_dataset {
 	int n, c, h, w;
-	uint8_t *pix;        /* (n, c, h, w), owned */
-	int16_t *labels;     /* n class labels, or NULL; owned */
-	int n_classes;       /* 1 + largest label, 0 without labels */
+	uint8_t *pix;    /* (n, c, h, w), owned */
+	int16_t *labels; /* n class labels, or NULL; owned */
+	int n_classes;   /* 1 + largest label, 0 without labels */
 	char source[4096];
 } ae_dataset;
 

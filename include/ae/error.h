@@ -25,8 +25,7 @@ typedef struct ae_error {
 } ae_error;
 
 /* Records code and a printf-style message in err (if not NULL); returns code. */
-int ae_fail(ae_error *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+int ae_fail(ae_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Prefixes err->msg with "prefix: " (a file name, say); returns err->code. */
 int ae_error_prefix(ae_error *err, const char *prefix);

@@ -18,7 +18,7 @@
 
 typedef struct ae_image {
 	int c, h, w;
-	uint8_t *pix;   /* (c, h, w) planar, owned; free with ae_image_free */
+	uint8_t *pix; /* (c, h, w) planar, owned; free with ae_image_free */
 } ae_image;
 
 void ae_image_free(ae_image *img);
@@ -26,7 +26,7 @@ void ae_image_free(ae_image *img);
 /* What a PNG's structure says, read without decoding anything. */
 typedef struct ae_png_info {
 	int w, h, bit_depth, color_type, interlaced;
-	uint64_t raw_bytes;   /* what its image data must inflate to, exactly */
+	uint64_t raw_bytes; /* what its image data must inflate to, exactly */
 } ae_png_info;
 
 /* Checks the signature and the IHDR fields, and walks the chunk list: every
@@ -41,8 +41,7 @@ int ae_png_inspect(const uint8_t *buf, size_t len, ae_png_info *info, ae_error *
  * AE_ERR_FORMAT after at most that many bytes; ancillary chunks (text,
  * ICC profiles, EXIF, ...) are skipped unread. Memory is bounded by
  * about 7 bytes per pixel. */
-int ae_png_decode(const uint8_t *buf, size_t len, int want_c, size_t max_pixels,
-                  ae_image *img, ae_error *err);
+int ae_png_decode(const uint8_t *buf, size_t len, int want_c, size_t max_pixels, ae_image *img, ae_error *err);
 
 /* Encodes planar (c, h, w) 8-bit pixels (c = 1 gray, 3 RGB) into a new
  * buffer *out (caller frees). */

@@ -23,8 +23,8 @@ typedef struct ae_extra_tensor {
 
 /* Writes m atomically to path; extra tensors and metadata (may be NULL/0)
  * are stored too. Sets m->checksum. */
-int ae_model_save(ae_model *m, const char *path, const ae_extra_tensor *extra, int n_extra,
-                  const char *extra_key, const char *extra_value, ae_error *err);
+int ae_model_save(ae_model *m, const char *path, const ae_extra_tensor *extra, int n_extra, const char *extra_key,
+                  const char *extra_value, ae_error *err);
 
 /* Loads and validates a model file. NULL + err (naming the file) on failure. */
 ae_model *ae_model_load(const char *path, ae_error *err);

@@ -18,27 +18,34 @@
 #define AE_MAX_LAYERS 24
 /* What an architecture may ask for, checked by ae_net_build (the one
  * place), and what fixed-size scratch in the kernels is sized by. */
-#define AE_MAX_SIDE 1024      /* image height and width */
-#define AE_MAX_FILTERS 1024   /* conv channels, each of f1 and f2 */
-#define AE_MAX_LATENT 65536
-#define AE_MAX_HIDDEN 65536
+#define AE_MAX_SIDE    1024 /* image height and width */
+#define AE_MAX_FILTERS 1024 /* conv channels, each of f1 and f2 */
+#define AE_MAX_LATENT  65536
+#define AE_MAX_HIDDEN  65536
 /* Threads one trainer or inference context may run on; callers that
  * default to one per core clamp to it. */
 #define AE_MAX_THREADS 64
-#define AE_NONE ((size_t)-1)
+#define AE_NONE        ((size_t)-1)
 
 enum {
-	AE_L_CONV, AE_L_CONVT, AE_L_DENSE, AE_L_RELU, AE_L_LRELU, AE_L_SIGMOID,
-	AE_L_BN, AE_L_FLATTEN, AE_L_UNFLATTEN,
+	AE_L_CONV,
+	AE_L_CONVT,
+	AE_L_DENSE,
+	AE_L_RELU,
+	AE_L_LRELU,
+	AE_L_SIGMOID,
+	AE_L_BN,
+	AE_L_FLATTEN,
+	AE_L_UNFLATTEN,
 };
 
 typedef struct ae_arch_spec {
-	char preset[16];  /* "conv" or "dense" */
-	int c, h, w;      /* input channels (1 or 3) and size (conv: multiples of 4) */
-	int latent;       /* code size */
-	int f1, f2;       /* conv: filters of the two stages (32, 64) */
-	int hidden;       /* dense: hidden units (128) */
-	float slope;      /* LeakyReLU negative slope (0.2) */
+	char preset[16]; /* "conv" or "dense" */
+	int c, h, w;     /* input channels (1 or 3) and size (conv: multiples of 4) */
+	int latent;      /* code size */
+	int f1, f2;      /* conv: filters of the two stages (32, 64) */
+	int hidden;      /* dense: hidden units (128) */
+	float slope;     /* LeakyReLU negative slope (0.2) */
 } ae_arch_spec;
 
 typedef struct ae_layer {
@@ -55,7 +62,7 @@ typedef struct ae_layer {
 typedef struct ae_net {
 	ae_arch_spec spec;
 	int n_layers;
-	int n_enc;                /* layers[0, n_enc) are the encoder */
+	int n_enc; /* layers[0, n_enc) are the encoder */
 	ae_layer layers[AE_MAX_LAYERS];
 	size_t n_params, n_state;
 } ae_net;
@@ -92,15 +99,15 @@ typedef struct ae_train_info {
 
 typedef struct ae_model {
 	ae_net net;
-	float *params;            /* n_params, owned */
-	float *state;             /* n_state, owned */
-	int64_t bn_batches;       /* PyTorch's num_batches_tracked */
-	char task[16];            /* "reconstruct" or "denoise" */
-	ae_noise noise;           /* corruption used in training */
+	float *params;      /* n_params, owned */
+	float *state;       /* n_state, owned */
+	int64_t bn_batches; /* PyTorch's num_batches_tracked */
+	char task[16];      /* "reconstruct" or "denoise" */
+	ae_noise noise;     /* corruption used in training */
 	ae_train_info train;
-	int n_quant;              /* held-out per-image MSE quantiles */
+	int n_quant; /* held-out per-image MSE quantiles */
 	double qp[AE_MAX_QUANTILES], qv[AE_MAX_QUANTILES];
-	char checksum[24];        /* "crc32:xxxxxxxx" of the tensor bytes, set on save/load */
+	char checksum[24]; /* "crc32:xxxxxxxx" of the tensor bytes, set on save/load */
 } ae_model;
 
 /* Allocates a model for spec with PyTorch's default initialisation drawn

@@ -18,7 +18,7 @@ enum { AE_NOISE_NONE, AE_NOISE_GAUSSIAN, AE_NOISE_SALTPEPPER };
 
 typedef struct ae_noise {
 	int kind;
-	float a, b;  /* gaussian: mean, std; saltpepper: p */
+	float a, b; /* gaussian: mean, std; saltpepper: p */
 } ae_noise;
 
 /* Parses s into nz; AE_ERR_INVAL naming what is wrong otherwise. */

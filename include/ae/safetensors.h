@@ -12,7 +12,7 @@
 
 #include "ae/error.h"
 
-#define AE_ST_MAX_DIMS 8
+#define AE_ST_MAX_DIMS   8
 #define AE_ST_MAX_HEADER (16u << 20)
 
 enum { AE_DT_F32, AE_DT_I64, AE_DT_U8 };
@@ -22,7 +22,7 @@ typedef struct ae_st_tensor {
 	int dtype;
 	int ndim;
 	int64_t shape[AE_ST_MAX_DIMS];
-	size_t begin, end;          /* within the data section */
+	size_t begin, end; /* within the data section */
 } ae_st_tensor;
 
 typedef struct ae_st_meta {
@@ -30,9 +30,9 @@ typedef struct ae_st_meta {
 } ae_st_meta;
 
 typedef struct ae_st {
-	uint8_t *buf;               /* whole file, owned */
+	uint8_t *buf; /* whole file, owned */
 	size_t size;
-	const uint8_t *data;        /* data section inside buf */
+	const uint8_t *data; /* data section inside buf */
 	size_t data_size;
 	int n;
 	ae_st_tensor *t;
@@ -61,8 +61,8 @@ typedef struct ae_st_writer ae_st_writer;
 ae_st_writer *ae_st_writer_new(void);
 void ae_st_writer_free(ae_st_writer *w);
 /* data is borrowed until write; shape has ndim entries (0 for a scalar). */
-int ae_st_writer_add(ae_st_writer *w, const char *name, int dtype, int ndim,
-                     const int64_t *shape, const void *data, ae_error *err);
+int ae_st_writer_add(ae_st_writer *w, const char *name, int dtype, int ndim, const int64_t *shape, const void *data,
+                     ae_error *err);
 int ae_st_writer_meta(ae_st_writer *w, const char *key, const char *value, ae_error *err);
 /* Fills crc with the CRC-32 of the data section the writer will produce. */
 uint32_t ae_st_writer_crc(const ae_st_writer *w);

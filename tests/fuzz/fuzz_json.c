@@ -19,11 +19,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	srv_fail f;
 	if (srv_parse_json(data, size, &x, &n, &out, &f) == 0) {
 		size_t per = ae_plan_in_size(x.m->plan, op->engine);
-		if (n < 1 || n > SRV_MAX_IMAGES)
-			abort();
-		for (size_t i = 0; i < (size_t)n * per; i++)  /* every value is readable... */
+		if (n < 1 || n > SRV_MAX_IMAGES) abort();
+		for (size_t i = 0; i < (size_t)n * per; i++) /* every value is readable... */
 			if (op->items == SRV_ITEMS_IMAGES && !(out[i] >= 0.0f && out[i] <= 1.0f))
-				abort();  /* ...and an image's is in range */
+				abort(); /* ...and an image's is in range */
 		free(out);
 	} else if (!f.code || f.status < 400 || f.status > 599)
 		abort();

@@ -23,7 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			ae_infer *w = plan ? ae_infer_new(plan, 1, 1, &err) : NULL;
 			if (w) {
 				size_t in = ae_plan_in_size(plan, AE_OP_RECONSTRUCT);
-				float *x = calloc(in, sizeof *x), *y = calloc(ae_plan_out_size(plan, AE_OP_RECONSTRUCT), sizeof *y);
+				float *x = calloc(in, sizeof *x),
+				      *y = calloc(ae_plan_out_size(plan, AE_OP_RECONSTRUCT), sizeof *y);
 				ae_infer_run(w, AE_OP_RECONSTRUCT, x, 1, y);
 				free(x), free(y);
 			}

@@ -7,8 +7,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const uint8_t *nl = memchr(data, '\n', size < 200 ? size : 200);
-	if (!nl)
-		return 0;
+	if (!nl) return 0;
 	char *ctype = fuzz_str(data, (size_t)(nl - data));
 	srv_params p;
 	srv_params_init(&p);
@@ -18,8 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	float *out = NULL;
 	srv_fail f;
 	const uint8_t *body = nl + 1;
-	if (srv_parse_multipart(body, size - (size_t)(body - data), ctype, &x, &n, &out, &f) == 0)
-		free(out);
+	if (srv_parse_multipart(body, size - (size_t)(body - data), ctype, &x, &n, &out, &f) == 0) free(out);
 	free(ctype);
 	return 0;
 }

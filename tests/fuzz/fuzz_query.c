@@ -10,8 +10,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	if (size < 1)
-		return 0;
+	if (size < 1) return 0;
 	char *s = fuzz_str(data + 1, size - 1);
 	const srv_opdef *op = &srv_ops[data[0] % SRV_N_OPS];
 	srv_params p;
@@ -21,11 +20,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *copy = strdup(s);
 	for (char *kv = strtok_r(copy, "&", &save); kv; kv = strtok_r(NULL, "&", &save)) {
 		char *eq = strchr(kv, '=');
-		if (eq)
-			*eq = '\0';
+		if (eq) *eq = '\0';
 		if (srv_params_set(&p, op->params, kv, eq ? eq + 1 : NULL, &f)) {
-			if (f.status != 400 || !f.msg[0])
-				abort();
+			if (f.status != 400 || !f.msg[0]) abort();
 			break;
 		}
 	}
@@ -39,8 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	esc[n + 1] = '"';
 	esc[n + 2] = '\0';
 	json_t *j = json_loads(esc, JSON_DECODE_ANY, NULL);
-	if (!json_is_string(j))
-		abort();  /* an escaped string must always be valid JSON */
+	if (!json_is_string(j)) abort(); /* an escaped string must always be valid JSON */
 	json_decref(j);
 	free(s);
 	return 0;

@@ -24,8 +24,7 @@ static inline double client_now(void)
 static inline int client_connect(int port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (fd < 0)
-		return -1;
+	if (fd < 0) return -1;
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
 	int one = 1;

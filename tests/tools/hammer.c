@@ -26,9 +26,9 @@
 #include "client.h"
 
 typedef struct body {
-	char *req;        /* the whole HTTP request */
+	char *req; /* the whole HTTP request */
 	size_t req_len;
-	double *want;     /* expected data */
+	double *want; /* expected data */
 	size_t n_want;
 } body;
 
@@ -55,8 +55,7 @@ static int exchange(int fd, const body *b, char **out, size_t *out_len)
 	size_t sent = 0;
 	while (sent < b->req_len) {
 		ssize_t k = send(fd, b->req + sent, b->req_len - sent, MSG_NOSIGNAL);
-		if (k <= 0)
-			return -1;
+		if (k <= 0) return -1;
 		sent += (size_t)k;
 	}
 	static _Thread_local char buf[1 << 20];
@@ -64,8 +63,7 @@ static int exchange(int fd, const body *b, char **out, size_t *out_len)
 	char *hdr_end = NULL;
 	while (!hdr_end) {
 		ssize_t k = recv(fd, buf + have, sizeof buf - 1 - have, 0);
-		if (k <= 0)
-			return -1;
+		if (k <= 0) return -1;
 		have += (size_t)k;
 		buf[have] = '\0';
 		hdr_end = strstr(buf, "\r\n\r\n");
@@ -75,8 +73,7 @@ static int exchange(int fd, const body *b, char **out, size_t *out_len)
 	size_t len = cl ? strtoul(cl + 15, NULL, 10) : 0, start = (size_t)(hdr_end + 4 - buf);
 	while (have < start + len) {
 		ssize_t k = recv(fd, buf + have, sizeof buf - 1 - have, 0);
-		if (k <= 0)
-			return -1;
+		if (k <= 0) return -1;
 		have += (size_t)k;
 	}
 	*out = buf + start;
@@ -119,30 +116,28 @@ static void *client(void *arg)
 		int st = fd >= 0 ? exchange(fd, b, &resp, &len) : -1;
 		if (st != 200) {
 			atomic_fetch_add(&n_err, 1);
-			if (fd >= 0)
-				close(fd);
+			if (fd >= 0) close(fd);
 			fd = connect_local();
 			continue;
 		}
 		atomic_fetch_add(matches(b, resp, len) ? &n_ok : &n_bad, 1);
 	}
-	if (fd >= 0)
-		close(fd);
+	if (fd >= 0) close(fd);
 	return NULL;
 }
 
 static int load_body(body *b, const char *file)
 {
 	FILE *f = fopen(file, "rb");
-	if (!f)
-		return -1;
+	if (!f) return -1;
 	static char png[1 << 20];
 	size_t n = fread(png, 1, sizeof png, f);
 	fclose(f);
 	char head[512];
-	int hl = snprintf(head, sizeof head,
-	                  "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\nContent-Length: %zu\r\n\r\n",
-	                  path, n);
+	int hl = snprintf(
+	        head, sizeof head,
+	        "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\nContent-Length: %zu\r\n\r\n", path,
+	        n);
 	b->req = malloc((size_t)hl + n);
 	memcpy(b->req, head, (size_t)hl);
 	memcpy(b->req + hl, png, n);
@@ -151,10 +146,8 @@ static int load_body(body *b, const char *file)
 	char *resp;
 	size_t len;
 	int st = fd >= 0 ? exchange(fd, b, &resp, &len) : -1;
-	if (st == 200)
-		b->want = data_of(resp, len, &b->n_want);
-	if (fd >= 0)
-		close(fd);
+	if (st == 200) b->want = data_of(resp, len, &b->n_want);
+	if (fd >= 0) close(fd);
 	return st == 200 && b->want ? 0 : -1;
 }
 

@@ -77,8 +77,7 @@ static void reset_close(int fd)
 static char *slurp(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
+	if (!f) return NULL;
 	fseek(f, 0, SEEK_END);
 	long n = ftell(f);
 	fseek(f, 0, SEEK_SET);
@@ -93,8 +92,8 @@ static char *slurp(const char *path, size_t *len)
 }
 
 /* A whole request: headers (Content-Length when there is a body) + body. */
-static char *build(const char *method, const char *path, const char *ctype, const char *body, size_t blen,
-                   size_t *len, size_t *head_len)
+static char *build(const char *method, const char *path, const char *ctype, const char *body, size_t blen, size_t *len,
+                   size_t *head_len)
 {
 	char head[4096];
 	int h = ctype ? snprintf(head, sizeof head,
@@ -103,8 +102,7 @@ static char *build(const char *method, const char *path, const char *ctype, cons
 	              : snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", method, path);
 	char *r = malloc((size_t)h + blen);
 	memcpy(r, head, (size_t)h);
-	if (blen)
-		memcpy(r + h, body, blen);
+	if (blen) memcpy(r + h, body, blen);
 	*len = (size_t)h + blen;
 	*head_len = (size_t)h;
 	return r;
@@ -114,8 +112,7 @@ static int send_all(int fd, const char *p, size_t n)
 {
 	while (n) {
 		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-		if (k <= 0)
-			return -1;
+		if (k <= 0) return -1;
 		p += k, n -= (size_t)k;
 	}
 	return 0;
@@ -132,19 +129,16 @@ static int read_response(int fd, double timeout_s, char **body_out, size_t *body
 	size_t head = 0;
 	int status = 0;
 	for (;;) {
-		if (head && need >= 0 && len >= head + (size_t)need)
-			break;
+		if (head && need >= 0 && len >= head + (size_t)need) break;
 		int left = (int)((until - now()) * 1000);
 		struct pollfd p = { fd, POLLIN, 0 };
 		if (left <= 0 || poll(&p, 1, left) == 0) {
 			status = -1;
 			break;
 		}
-		if (len + 4096 > cap)
-			b = realloc(b, cap *= 2);
+		if (len + 4096 > cap) b = realloc(b, cap *= 2);
 		ssize_t k = recv(fd, b + len, cap - len - 1, 0);
-		if (k <= 0)
-			break;
+		if (k <= 0) break;
 		len += (size_t)k;
 		b[len] = '\0';
 		char *end = head ? NULL : strstr(b, "\r\n\r\n");
@@ -155,8 +149,7 @@ static int read_response(int fd, double timeout_s, char **body_out, size_t *body
 			need = cl && cl < end ? atol(cl + 17) : 0;
 		}
 	}
-	if (status > 0 && (!head || len < head + (size_t)need))
-		status = 0;  /* cut short */
+	if (status > 0 && (!head || len < head + (size_t)need)) status = 0; /* cut short */
 	if (body_out) {
 		*body_len = head && len >= head ? len - head : 0;
 		memmove(b, b + head, *body_len);
@@ -174,8 +167,7 @@ static char *post_of(const char *path, const char *ctype, const char *file, size
                      size_t *body_len)
 {
 	char *body = slurp(file, body_len);
-	if (!body)
-		return NULL;
+	if (!body) return NULL;
 	char *req = build("POST", path, ctype, body, *body_len, len, head_len);
 	free(body);
 	return req;
@@ -185,24 +177,19 @@ static char *post_of(const char *path, const char *ctype, const char *file, size
 
 static int cmd_request(int argc, char **argv)
 {
-	if (argc != 2 && argc != 4)
-		return 2;
+	if (argc != 2 && argc != 4) return 2;
 	size_t blen = 0, len, hl;
 	char *body = argc == 4 ? slurp(argv[3], &blen) : NULL;
-	if (argc == 4 && !body)
-		return 2;
+	if (argc == 4 && !body) return 2;
 	char *req = build(argv[0], argv[1], argc == 4 ? argv[2] : NULL, body, blen, &len, &hl);
 	double t0 = now();
 	int fd = connect_local(), st = 0;
 	char *resp = NULL;
 	size_t rl = 0;
-	if (fd >= 0 && send_all(fd, req, len) == 0)
-		st = read_response(fd, 30, &resp, &rl);
+	if (fd >= 0 && send_all(fd, req, len) == 0) st = read_response(fd, 30, &resp, &rl);
 	printf("status=%d ms=%.1f bytes=%zu\n", st, (now() - t0) * 1000, rl);
-	if (resp)
-		fprintf(stderr, "%s\n", resp);
-	if (fd >= 0)
-		close(fd);
+	if (resp) fprintf(stderr, "%s\n", resp);
+	if (fd >= 0) close(fd);
 	free(resp), free(req), free(body);
 	return 0;
 }
@@ -211,12 +198,12 @@ static int cmd_request(int argc, char **argv)
 
 static int cmd_trickle(int argc, char **argv)
 {
-	if (argc != 3)
-		return 2;
+	if (argc != 3) return 2;
 	int n = atoi(argv[0]);
 	double secs = atof(argv[1]), interval = atof(argv[2]) / 1000.0;
-	static const char req[] = "POST /v1/encode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
-	                          "X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+	static const char req[] =
+	        "POST /v1/encode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+	        "X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
 	struct rlimit rl = { (rlim_t)n + 64, (rlim_t)n + 64 };
 	setrlimit(RLIMIT_NOFILE, &rl);
 	int *fd = calloc((size_t)n, sizeof *fd);
@@ -226,16 +213,14 @@ static int cmd_trickle(int argc, char **argv)
 	double t0 = now();
 	for (int i = 0; i < n; i++) {
 		fd[i] = connect_local();
-		if (fd[i] >= 0)
-			opened++;
+		if (fd[i] >= 0) opened++;
 	}
 	/* Spread the connections' bytes over the interval. */
 	double next = now();
 	int closed = 0;
 	while (now() - t0 < secs) {
 		for (int i = 0; i < n; i++) {
-			if (fd[i] < 0)
-				continue;
+			if (fd[i] < 0) continue;
 			char c = req[at[i] % (sizeof req - 1)];
 			struct pollfd p = { fd[i], POLLIN, 0 };
 			if ((poll(&p, 1, 0) == 1 && recv(fd[i], &(char){ 0 }, 1, MSG_DONTWAIT) <= 0) ||
@@ -249,12 +234,10 @@ static int cmd_trickle(int argc, char **argv)
 		}
 		next += interval;
 		double w = next - now();
-		if (w > 0)
-			usleep((useconds_t)(w * 1e6));
+		if (w > 0) usleep((useconds_t)(w * 1e6));
 	}
 	for (int i = 0; i < n; i++)
-		if (fd[i] >= 0)
-			close(fd[i]);
+		if (fd[i] >= 0) close(fd[i]);
 	double first = closed ? closed_at[0] : 0, last = closed ? closed_at[closed - 1] : 0;
 	printf("opened=%d closed_by_server=%d first_closed_s=%.1f last_closed_s=%.1f\n", opened, closed, first, last);
 	free(fd), free(at), free(closed_at);
@@ -267,15 +250,13 @@ static int cmd_halfclose(int argc, char **argv)
 {
 	size_t blen, len, hl;
 	char *req = argc == 4 ? post_of(argv[0], argv[1], argv[2], &len, &hl, &blen) : NULL;
-	if (!req)
-		return 2;
+	if (!req) return 2;
 	int n = atoi(argv[3]), answered = 0, none = 0;
 	for (int i = 0; i < n; i++) {
 		int fd = connect_local();
 		if (fd < 0 || send_all(fd, req, len) != 0) {
 			none++;
-			if (fd >= 0)
-				close(fd);
+			if (fd >= 0) close(fd);
 			continue;
 		}
 		shutdown(fd, SHUT_WR);
@@ -297,20 +278,18 @@ static int cmd_abort(int argc, char **argv)
 {
 	size_t blen, len, hl;
 	char *req = argc == 4 ? post_of(argv[0], argv[1], argv[2], &len, &hl, &blen) : NULL;
-	if (!req)
-		return 2;
+	if (!req) return 2;
 	int n = atoi(argv[3]);
 	unsigned seed = 12345;
 	int where[4] = { 0 };
 	for (int i = 0; i < n; i++) {
 		int fd = connect_local();
-		if (fd < 0)
-			continue;
+		if (fd < 0) continue;
 		int kind = (int)(rand_r(&seed) % 4);
 		where[kind]++;
-		size_t cut = kind == 0 ? 1 + rand_r(&seed) % (hl - 1)
-		           : kind == 1 ? hl + rand_r(&seed) % (blen ? blen : 1)
-		                       : len;
+		size_t cut = kind == 0   ? 1 + rand_r(&seed) % (hl - 1)
+		             : kind == 1 ? hl + rand_r(&seed) % (blen ? blen : 1)
+		                         : len;
 		send_all(fd, req, cut);
 		if (kind == 3) {
 			/* wait for the first bytes of the answer, then go */
@@ -332,8 +311,7 @@ static int cmd_slowbody(int argc, char **argv)
 {
 	size_t blen, len, hl;
 	char *req = argc == 4 ? post_of(argv[0], argv[1], argv[2], &len, &hl, &blen) : NULL;
-	if (!req)
-		return 2;
+	if (!req) return 2;
 	double secs = atof(argv[3]), t0 = now();
 	int fd = connect_local(), st = 0;
 	if (fd >= 0 && send_all(fd, req, hl) == 0) {
@@ -341,20 +319,17 @@ static int cmd_slowbody(int argc, char **argv)
 		for (size_t s = 1; s <= steps; s++) {
 			usleep((useconds_t)(secs / (double)steps * 1e6));
 			size_t upto = blen * s / steps;
-			if (send_all(fd, req + hl + sent, upto - sent) != 0)
-				break;
+			if (send_all(fd, req + hl + sent, upto - sent) != 0) break;
 			sent = upto;
 		}
 		char *resp = NULL;
 		size_t rl;
 		st = read_response(fd, 30, &resp, &rl);
-		if (resp)
-			fprintf(stderr, "%s\n", resp);
+		if (resp) fprintf(stderr, "%s\n", resp);
 		free(resp);
 	}
 	printf("status=%d ms=%.1f\n", st, (now() - t0) * 1000);
-	if (fd >= 0)
-		close(fd);
+	if (fd >= 0) close(fd);
 	free(req);
 	return 0;
 }
@@ -363,8 +338,7 @@ static int cmd_slowbody(int argc, char **argv)
 
 static int cmd_hold(int argc, char **argv)
 {
-	if (argc != 2)
-		return 2;
+	if (argc != 2) return 2;
 	int n = atoi(argv[0]), opened = 0;
 	struct rlimit rl = { (rlim_t)n + 64, (rlim_t)n + 64 };
 	setrlimit(RLIMIT_NOFILE, &rl);
@@ -373,8 +347,7 @@ static int cmd_hold(int argc, char **argv)
 		opened += (fd[i] = connect_local()) >= 0;
 	usleep((useconds_t)(atof(argv[1]) * 1e6));
 	for (int i = 0; i < n; i++)
-		if (fd[i] >= 0)
-			close(fd[i]);
+		if (fd[i] >= 0) close(fd[i]);
 	printf("held=%d\n", opened);
 	free(fd);
 	return 0;
@@ -385,14 +358,14 @@ static int cmd_hold(int argc, char **argv)
 typedef struct kind {
 	int weight;
 	char expect[16];
-	char *req;            /* the whole request */
+	char *req; /* the whole request */
 	size_t len, head_len;
-	char *want;           /* the reference answer (EXPECT 200) */
+	char *want; /* the reference answer (EXPECT 200) */
 	size_t want_len;
 	char label[160];
 } kind;
 
-enum { LAT_BUCKETS = 400 };  /* 0.1 ms to 100 s, 20 per decade */
+enum { LAT_BUCKETS = 400 }; /* 0.1 ms to 100 s, 20 per decade */
 
 typedef struct soak_stats {
 	atomic_long valid, valid_fail, bad, bad_fail, hostile, statuses[600];
@@ -414,22 +387,20 @@ static double lat_quantile(const long *h, long n, double q)
 {
 	long want = (long)(q * (double)n), acc = 0;
 	for (int b = 0; b < LAT_BUCKETS; b++)
-		if ((acc += h[b]) > want)
-			return 0.1 * pow(10.0, (b + 1) / 20.0);
+		if ((acc += h[b]) > want) return 0.1 * pow(10.0, (b + 1) / 20.0);
 	return 0;
 }
 
 static int load_spec(const char *path)
 {
 	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
+	if (!f) return -1;
 	char line[2048];
 	while (fgets(line, sizeof line, f)) {
 		char expect[16], method[16], upath[1024], ctype[128], file[1024], accept[64];
 		int w;
-		if (line[0] == '#' || sscanf(line, "%d %15s %15s %1023s %127s %1023s %63s", &w, expect, method, upath, ctype,
-		                             file, accept) != 7)
+		if (line[0] == '#' || sscanf(line, "%d %15s %15s %1023s %127s %1023s %63s", &w, expect, method, upath,
+		                             ctype, file, accept) != 7)
 			continue;
 		kinds = realloc(kinds, (size_t)(n_kinds + 1) * sizeof *kinds);
 		kind *k = &kinds[n_kinds++];
@@ -445,13 +416,11 @@ static int load_spec(const char *path)
 		if (strcmp(ctype, "-"))
 			h += snprintf(head + h, sizeof head - (size_t)h, "Content-Type: %s\r\nContent-Length: %zu\r\n",
 			              ctype, blen);
-		if (strcmp(accept, "-"))
-			h += snprintf(head + h, sizeof head - (size_t)h, "Accept: %s\r\n", accept);
+		if (strcmp(accept, "-")) h += snprintf(head + h, sizeof head - (size_t)h, "Accept: %s\r\n", accept);
 		h += snprintf(head + h, sizeof head - (size_t)h, "\r\n");
 		k->req = malloc((size_t)h + blen);
 		memcpy(k->req, head, (size_t)h);
-		if (blen)
-			memcpy(k->req + h, body, blen);
+		if (blen) memcpy(k->req + h, body, blen);
 		k->len = (size_t)h + blen;
 		k->head_len = (size_t)h;
 		free(body);
@@ -468,21 +437,18 @@ static int roundtrip(int *fd, const kind *k, char **body, size_t *blen)
 {
 	int reused = *fd >= 0;
 	for (;;) {
-		if (*fd < 0 && (*fd = connect_local()) < 0)
-			return 0;
+		if (*fd < 0 && (*fd = connect_local()) < 0) return 0;
 		/* A server may answer before the whole body is sent (a 413): read
 		 * whatever came back even when the send was cut short. */
 		send_all(*fd, k->req, k->len);
 		int status = read_response(*fd, 30, body, blen);
-		if (status > 0)
-			return status;
+		if (status > 0) return status;
 		free(*body);
 		*body = NULL;
 		int nothing = *blen == 0;
 		close(*fd);
 		*fd = -1;
-		if (!reused || !nothing || status < 0)
-			return status;
+		if (!reused || !nothing || status < 0) return status;
 		reused = 0;
 	}
 }
@@ -491,8 +457,7 @@ static void fetch_references(void)
 {
 	for (int i = 0; i < n_kinds; i++) {
 		kind *k = &kinds[i];
-		if (strcmp(k->expect, "200") || strstr(k->label, "/metrics"))
-			continue;
+		if (strcmp(k->expect, "200") || strstr(k->label, "/metrics")) continue;
 		int fd = -1;
 		char *body = NULL;
 		size_t blen = 0;
@@ -501,16 +466,14 @@ static void fetch_references(void)
 			k->want_len = blen;
 		} else
 			free(body);
-		if (fd >= 0)
-			close(fd);
+		if (fd >= 0) close(fd);
 	}
 }
 
 static void one_hostile(const kind *k, unsigned *seed)
 {
 	int fd = connect_local();
-	if (fd < 0)
-		return;
+	if (fd < 0) return;
 	if (strcmp(k->expect, "half") == 0) {
 		send_all(fd, k->req, k->len);
 		shutdown(fd, SHUT_WR);
@@ -550,15 +513,16 @@ static void *soak_client(void *arg)
 		double t0 = now();
 		int status = roundtrip(&fd, k, &body, &blen);
 		double ms = (now() - t0) * 1000;
-		if (status > 0 && status < 600)
-			atomic_fetch_add(&st.statuses[status], 1);
+		if (status > 0 && status < 600) atomic_fetch_add(&st.statuses[status], 1);
 		if (strcmp(k->expect, "200") == 0) {
 			atomic_fetch_add(&st.valid, 1);
 			atomic_fetch_add(&st.lat[lat_bucket(ms)], 1);
-			int ok = status == 200 && (!k->want || (blen == k->want_len && memcmp(body, k->want, blen) == 0));
+			int ok = status == 200 &&
+			         (!k->want || (blen == k->want_len && memcmp(body, k->want, blen) == 0));
 			if (!ok) {
 				atomic_fetch_add(&st.valid_fail, 1);
-				fprintf(stderr, "soak: %s: status %d%s\n", k->label, status, status == 200 ? ", answer differs" : "");
+				fprintf(stderr, "soak: %s: status %d%s\n", k->label, status,
+				        status == 200 ? ", answer differs" : "");
 			}
 		} else {
 			atomic_fetch_add(&st.bad, 1);
@@ -574,8 +538,7 @@ static void *soak_client(void *arg)
 			fd = -1;
 		}
 	}
-	if (fd >= 0)
-		close(fd);
+	if (fd >= 0) close(fd);
 	return NULL;
 }
 
@@ -584,7 +547,8 @@ static atomic_int trickle_open;
 static void *soak_trickle(void *arg)
 {
 	int n = (int)(intptr_t)arg;
-	static const char req[] = "GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+	static const char req[] =
+	        "GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
 	int *fd = calloc((size_t)n, sizeof *fd);
 	size_t *at = calloc((size_t)n, sizeof *at);
 	for (int i = 0; i < n; i++)
@@ -596,8 +560,7 @@ static void *soak_trickle(void *arg)
 				fd[i] = connect_local();
 				at[i] = 0;
 			}
-			if (fd[i] < 0)
-				continue;
+			if (fd[i] < 0) continue;
 			char c = req[at[i]++ % (sizeof req - 1)];
 			if (send(fd[i], &c, 1, MSG_NOSIGNAL) != 1) {
 				close(fd[i]);
@@ -610,8 +573,7 @@ static void *soak_trickle(void *arg)
 		usleep(1000 * 1000);
 	}
 	for (int i = 0; i < n; i++)
-		if (fd[i] >= 0)
-			close(fd[i]);
+		if (fd[i] >= 0) close(fd[i]);
 	free(fd), free(at);
 	return NULL;
 }
@@ -622,9 +584,10 @@ static void soak_line(const char *what, double t)
 	for (int b = 0; b < LAT_BUCKETS; b++)
 		n += h[b] = atomic_load(&st.lat[b]);
 	printf("%s t=%.0f valid=%ld valid_failed=%ld bad=%ld bad_failed=%ld hostile=%ld p50_ms=%.2f p99_ms=%.2f "
-	       "p999_ms=%.2f trickling=%d\n", what, t, atomic_load(&st.valid), atomic_load(&st.valid_fail),
-	       atomic_load(&st.bad), atomic_load(&st.bad_fail), atomic_load(&st.hostile), lat_quantile(h, n, 0.5),
-	       lat_quantile(h, n, 0.99), lat_quantile(h, n, 0.999), atomic_load(&trickle_open));
+	       "p999_ms=%.2f trickling=%d\n",
+	       what, t, atomic_load(&st.valid), atomic_load(&st.valid_fail), atomic_load(&st.bad),
+	       atomic_load(&st.bad_fail), atomic_load(&st.hostile), lat_quantile(h, n, 0.5), lat_quantile(h, n, 0.99),
+	       lat_quantile(h, n, 0.999), atomic_load(&trickle_open));
 	fflush(stdout);
 }
 
@@ -635,17 +598,14 @@ static long rss_kb(int pid)
 	FILE *f = fopen(path, "r");
 	long kb = -1;
 	while (f && fgets(line, sizeof line, f))
-		if (sscanf(line, "VmRSS: %ld", &kb) == 1)
-			break;
-	if (f)
-		fclose(f);
+		if (sscanf(line, "VmRSS: %ld", &kb) == 1) break;
+	if (f) fclose(f);
 	return kb;
 }
 
 static int cmd_soak(int argc, char **argv)
 {
-	if (argc != 4 && argc != 5)
-		return 2;
+	if (argc != 4 && argc != 5) return 2;
 	int pid = argc == 5 ? atoi(argv[4]) : 0;
 	double secs = atof(argv[0]);
 	int threads = atoi(argv[1]), tricklers = atoi(argv[2]);
@@ -653,7 +613,8 @@ static int cmd_soak(int argc, char **argv)
 		fprintf(stderr, "hostile soak: %s: no request kinds\n", argv[3]);
 		return 2;
 	}
-	struct rlimit rl = { (rlim_t)tricklers + (rlim_t)threads * 2 + 64, (rlim_t)tricklers + (rlim_t)threads * 2 + 64 };
+	struct rlimit rl = { (rlim_t)tricklers + (rlim_t)threads * 2 + 64,
+		             (rlim_t)tricklers + (rlim_t)threads * 2 + 64 };
 	setrlimit(RLIMIT_NOFILE, &rl);
 	fetch_references();
 	pthread_t *t = calloc((size_t)threads + 1, sizeof *t);
@@ -670,7 +631,7 @@ static int cmd_soak(int argc, char **argv)
 		}
 		if (pid && at >= next_quiet) {
 			atomic_store(&soak_paused, 1);
-			usleep(1500 * 1000);  /* what is in flight finishes */
+			usleep(1500 * 1000); /* what is in flight finishes */
 			printf("quiet t=%.0f rss_kb=%ld\n", at, rss_kb(pid));
 			fflush(stdout);
 			atomic_store(&soak_paused, 0);
@@ -683,8 +644,7 @@ static int cmd_soak(int argc, char **argv)
 	soak_line("total", now() - t0);
 	printf("statuses:");
 	for (int c = 100; c < 600; c++)
-		if (atomic_load(&st.statuses[c]))
-			printf(" %d=%ld", c, atomic_load(&st.statuses[c]));
+		if (atomic_load(&st.statuses[c])) printf(" %d=%ld", c, atomic_load(&st.statuses[c]));
 	printf("\n");
 	free(t);
 	return atomic_load(&st.valid_fail) || atomic_load(&st.bad_fail) ? 1 : 0;
@@ -695,16 +655,17 @@ int main(int argc, char **argv)
 	static const struct {
 		const char *name;
 		int (*fn)(int, char **);
-	} cmds[] = { { "request", cmd_request }, { "trickle", cmd_trickle }, { "halfclose", cmd_halfclose },
-	             { "abort", cmd_abort },     { "slowbody", cmd_slowbody }, { "hold", cmd_hold },
-	             { "soak", cmd_soak } };
+	} cmds[] = { { "request", cmd_request }, { "trickle", cmd_trickle },   { "halfclose", cmd_halfclose },
+		     { "abort", cmd_abort },     { "slowbody", cmd_slowbody }, { "hold", cmd_hold },
+		     { "soak", cmd_soak } };
 	if (argc >= 3) {
 		port = atoi(argv[2]);
 		for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
 			if (strcmp(argv[1], cmds[i].name) == 0) {
 				int rc = cmds[i].fn(argc - 3, argv + 3);
 				if (rc == 2)
-					fprintf(stderr, "hostile %s: wrong arguments (see the comment at the top of hostile.c)\n",
+					fprintf(stderr,
+					        "hostile %s: wrong arguments (see the comment at the top of hostile.c)\n",
 					        argv[1]);
 				return rc;
 			}

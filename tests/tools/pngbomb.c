@@ -32,8 +32,7 @@ static void chunk(FILE *f, const char *type, const uint8_t *data, uint32_t len, 
 	put32(h, declared);
 	memcpy(h + 4, type, 4);
 	fwrite(h, 1, 8, f);
-	if (len)
-		fwrite(data, 1, len, f);
+	if (len) fwrite(data, 1, len, f);
 	uLong crc = crc32(crc32(0, (const Bytef *)type, 4), data, len);
 	put32(h, (uint32_t)crc);
 	fwrite(h, 1, 4, f);
@@ -45,7 +44,7 @@ static void head(FILE *f)
 	uint8_t ihdr[13] = { 0 };
 	put32(ihdr, 28);
 	put32(ihdr + 4, 28);
-	ihdr[8] = 8;  /* bit depth; colour type 0 (gray), no interlace */
+	ihdr[8] = 8; /* bit depth; colour type 0 (gray), no interlace */
 	fwrite(sig, 1, 8, f);
 	chunk(f, "IHDR", ihdr, 13, 13);
 }
@@ -56,8 +55,7 @@ static uint8_t *zero_stream(long mib, size_t *len)
 	const size_t block = 1u << 20;
 	uint8_t *zeros = calloc(1, block), *blk = malloc(block);
 	z_stream z = { 0 };
-	if (!zeros || !blk || deflateInit2(&z, 9, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY) != Z_OK)
-		return NULL;
+	if (!zeros || !blk || deflateInit2(&z, 9, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY) != Z_OK) return NULL;
 	z.next_in = zeros, z.avail_in = (uInt)block;
 	z.next_out = blk, z.avail_out = (uInt)block;
 	/* A full flush ends byte-aligned and forgets history: the bytes can be
@@ -66,13 +64,12 @@ static uint8_t *zero_stream(long mib, size_t *len)
 	size_t bl = block - z.avail_out;
 	deflateEnd(&z);
 	uint8_t *out = malloc(2 + bl * (size_t)mib + 2 + 4);
-	if (!out)
-		return NULL;
+	if (!out) return NULL;
 	size_t at = 0;
 	out[at++] = 0x78, out[at++] = 0xda;
 	for (long i = 0; i < mib; i++, at += bl)
 		memcpy(out + at, blk, bl);
-	out[at++] = 0x03, out[at++] = 0x00;  /* a final, empty fixed-Huffman block */
+	out[at++] = 0x03, out[at++] = 0x00; /* a final, empty fixed-Huffman block */
 	/* Adler-32 of n zeros: a stays 1, b grows by 1 per byte. */
 	uint32_t b = (uint32_t)(((uint64_t)mib << 20) % 65521u);
 	put32(out + at, b << 16 | 1u);
