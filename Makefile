@@ -6,6 +6,9 @@
 #   make soak       10 minutes of mixed and hostile traffic, then 2 under ASan
 #   make valgrind   unit tests and a short training run under valgrind
 #   make fuzz       every libFuzzer target for FUZZ_SECONDS each (clang; default 60)
+#   make format     clang-format the tree (make format-check: fail if it would change)
+#   make lint       cppcheck, shellcheck on every script, clang-tidy's bug-prone checks
+#   make compdb     compile_commands.json for editors (bear)
 #   make run        serve the shipped models on 127.0.0.1:8080
 #   make data       real data sets into data/ (Debian and npm packages)
 #   make models     retrain the shipped models from data/
@@ -56,7 +59,8 @@ BINS := $(BUILD)/aetrain $(if $(SERVER_SRC),$(BUILD)/aeserve)
 TOOLS := $(BUILD)/tests/tools/hammer $(BUILD)/tests/tools/hostile $(BUILD)/tests/tools/pngbomb
 BENCH_BIN := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_parts $(BUILD)/bench/bare_mhd
 
-.PHONY: all test unit integration sanitize soak valgrind run data models bench clean install fuzz fuzz-bins
+.PHONY: all test unit integration sanitize soak valgrind run data models bench clean install fuzz fuzz-bins \
+	format format-check lint compdb
 all: $(BINS)
 
 V ?= 0
@@ -155,6 +159,31 @@ fuzz:
 		EXTRA_CFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" EXTRA_LDFLAGS="$(FUZZ_SAN)" fuzz-bins
 	BUILD=build-fuzz bash tests/fuzz/run.sh $(FUZZ_SECONDS)
 
+# ---- code health: formatting and static analysis; CI runs format-check and
+# lint, and each fails on any finding. .clang-format and .clang-tidy say
+# what is checked (and why a check is left out).
+C_FILES := $(wildcard core/*.[ch] include/ae/*.h server/*.[ch] trainer/*.[ch] tests/*.[ch] tests/tools/*.[ch] \
+	tests/fuzz/*.[ch] bench/*.c)
+SH_FILES := $(wildcard tests/*.sh tests/fuzz/*.sh bench/*.sh deploy/*.sh) .ci/run
+LINT_CFLAGS := -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iinclude -Icore $(PKG_CFLAGS)
+
+format:
+	clang-format -i $(C_FILES)
+
+format-check:
+	clang-format --dry-run --Werror $(C_FILES)
+
+lint:
+	cppcheck --enable=warning,performance,portability --std=c11 --quiet --inline-suppr --error-exitcode=1 \
+		-D__GNUC__ -D__BYTE_ORDER__=1234 -D__ORDER_LITTLE_ENDIAN__=1234 -Iinclude -Icore \
+		--suppress=missingIncludeSystem core server trainer tests bench
+	shellcheck -x $(SH_FILES)
+	clang-tidy -quiet $(filter %.c,$(C_FILES)) -- $(LINT_CFLAGS)
+
+compdb:
+	bear --output compile_commands.json -- $(MAKE) -B BUILD=build-compdb all $(TEST_BIN:$(BUILD)/%=build-compdb/%) \
+		$(TOOLS:$(BUILD)/%=build-compdb/%)
+
 run: $(BINS)
 	$(BUILD)/aeserve --port 8080 --default mnist models/
 
@@ -173,7 +202,7 @@ bench: $(BINS) $(BENCH_BIN)
 	BUILD=$(BUILD) bash bench/run.sh
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-fuzz build-compdb
 
 # The version has one source, include/ae/version.h.
 VERSION := $(shell sed -n 's/^\#define AE_VERSION "\(.*\)"/\1/p' include/ae/version.h)

@@ -53,7 +53,7 @@ kill -TERM "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 # aeserve: readiness from launch, then load, then peak RSS.
 port=$((PORT + 1))
 t0=$(date +%s%N)
-setsid "$BUILD"/aeserve --port "$port" --log-format none --default mnist models/ 2>"$tmp/aeserve.log" & pid=$!; pids+=($pid)
+setsid "$BUILD"/aeserve --port "$port" --log-format none --default mnist models/ 2>"$tmp/aeserve.log" & pid=$!; pids+=("$pid")
 until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz" || true)" = 200 ]; do
 	kill -0 "$pid" 2>/dev/null || { cat "$tmp/aeserve.log" >&2; exit 1; }
 	sleep 0.002
@@ -70,7 +70,7 @@ fa_enc=null fa_rec=null fa_rss=null fa_note=null
 port=$((PORT + 2))
 if $PY -c 'import torch, fastapi, uvicorn, PIL' 2>/dev/null; then
 	AE_MODEL=models/mnist.safetensors setsid $PY -m uvicorn torch_serve:app --app-dir bench --host 127.0.0.1 \
-		--port "$port" --workers "$(nproc)" --log-level warning --no-access-log 2>"$tmp/uvicorn.log" & pid=$!; pids+=($pid)
+		--port "$port" --workers "$(nproc)" --log-level warning --no-access-log 2>"$tmp/uvicorn.log" & pid=$!; pids+=("$pid")
 	wait_post "http://127.0.0.1:$port/v1/encode" 60 || { cat "$tmp/uvicorn.log" >&2; exit 1; }
 	fa_enc=$(load "http://127.0.0.1:$port/v1/encode")
 	fa_rec=$(load "http://127.0.0.1:$port/v1/reconstruct" image/png)

@@ -302,7 +302,7 @@ static char *header_json(const ae_st_writer *w, size_t *len)
 			json_array_append_new(sh, json_integer(e->shape[d]));
 		json_object_set_new(root, e->name,
 		                    json_pack("{s:s, s:o, s:[I, I]}", "dtype", dtype_names[e->dtype], "shape", sh,
-		                              "data_offsets", (json_int_t)at, (json_int_t)(at + e->bytes)));
+		                              "data_offsets", (json_int_t)at, (json_int_t)at + (json_int_t)e->bytes));
 		at += e->bytes;
 	}
 	char *s = json_dumps(root, JSON_COMPACT);

@@ -15,7 +15,7 @@ fashion() {
 	fi
 	mkdir -p data/fashion
 	cp "$src"/*.gz data/fashion/
-	echo "data/fashion: $(ls data/fashion | tr '\n' ' ')"
+	echo "data/fashion: $(cd data/fashion && echo *)"
 }
 
 mnist() {

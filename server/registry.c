@@ -138,7 +138,7 @@ static void *worker_main(void *arg)
 {
 	worker *w = arg;
 	srv_model *m = w->m;
-	srv_job **batch = malloc((size_t)m->cfg->max_batch * sizeof *batch);
+	srv_job **batch = malloc((size_t)m->cfg->max_batch * sizeof(srv_job *));
 	for (;;) {
 		int images = 0;
 		pthread_mutex_lock(&m->mu);

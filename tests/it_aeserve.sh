@@ -5,7 +5,7 @@
 # (anomaly verdicts, denoising), queue overflow, timeouts, slow clients,
 # metrics, the access log, start-up failures and a clean SIGTERM.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
 S="$BUILD/aeserve"
 T="$BUILD/aetrain"
@@ -162,7 +162,8 @@ for f in tests/fixtures/pngsuite/*.png; do
 	st=$(curl -s -o /dev/null -w '%{http_code}' "${P[@]}" --data-binary @"$f" "$URL/v1/encode")
 	str=$(curl -s -o /dev/null -w '%{http_code}' "${P[@]}" --data-binary @"$f" "$URL/v1/encode?resize=1")
 	case "$n" in
-		x*) [ "$st" = 400 ] && [ "$str" = 400 ] && refused=$((refused + 1)) || { wrong=$((wrong + 1)); echo "corrupt $n: $st/$str" >&2; } ;;
+		x*) if [ "$st" = 400 ] && [ "$str" = 400 ]; then refused=$((refused + 1))
+		    else wrong=$((wrong + 1)); echo "corrupt $n: $st/$str" >&2; fi ;;
 		*) if [ "$str" = 200 ] && { [ "$st" = 200 ] || [ "$st" = 422 ]; }; then
 			[ "$st" = 422 ] && sized=$((sized + 1)) || acc=$((acc + 1))
 		   else wrong=$((wrong + 1)); echo "valid $n: $st/$str" >&2; fi ;;
@@ -174,8 +175,9 @@ check "PngSuite: 14 corrupt files refused" test "$refused" -eq 14
 
 # ---- concurrency: batching mixes nobody's data ----
 out=$("$BUILD"/tests/tools/hammer "$PORT" /v1/models/mnist/reconstruct 64 10 "$TMPD"/digits/0000*.png)
+rc=$?
 echo "$out"
-check "64 clients, 10 s, reconstruct: no error, no mismatch" test $? -eq 0
+check "64 clients, 10 s, reconstruct: no error, no mismatch (rc $rc)" test "$rc" -eq 0
 out=$("$BUILD"/tests/tools/hammer "$PORT" /v1/models/mnist/encode 64 3 "$TMPD"/digits/0001*.png)
 echo "$out"
 check "64 clients, encode: no error, no mismatch" grep -q ' 0 errors, 0 mismatches' <<<"$out"
@@ -201,7 +203,7 @@ P2=$((PORT + 1))
 start_server $P2 "$TMPD/log2" --workers 1 --queue 1 --max-batch 1 --batch-delay-us 0 --body-limit 100000000 --log-format none models/mnist.safetensors || exit 1
 "$T" export tests/fixtures/digits --split train --out "$TMPD/many" --limit 300 --json "$TMPD/many300.json" >/dev/null
 jq -c '{shape: [1200, 1, 28, 28], data: (.data + .data + .data + .data)}' "$TMPD/many300.json" > "$TMPD/many.json"
-for rep in 1 2 3 4 5 6 7 8; do
+for _ in 1 2 3 4 5 6 7 8; do
 	for f in "$TMPD"/many/*.png; do
 		printf -- '--BOUNDARY\r\nContent-Disposition: form-data; name="image"; filename="d.png"\r\nContent-Type: image/png\r\n\r\n'
 		cat "$f"
@@ -230,7 +232,7 @@ start_server $P3 "$TMPD/log3" --workers 1 --max-batch 1 --timeout-ms 50 --body-l
 for i in 1 2; do
 	curl -s -o "$TMPD/to$i" -w '%{http_code}' -H 'Content-Type: application/json' --data-binary @"$TMPD/many.json" \
 		"http://127.0.0.1:$P3/v1/reconstruct" > "$TMPD/tos$i" &
-	cpids[$i]=$!
+	cpids[i]=$!
 done
 wait "${cpids[1]}" "${cpids[2]}"
 check "deadline passed: one of two requests queued behind the other got 504 ($(cat "$TMPD"/tos1)/$(cat "$TMPD"/tos2))" \
@@ -286,7 +288,8 @@ done
 
 # ---- every saved response matches its schema in openapi.yaml ----
 for k in Error Tensor Anomaly Model ModelList Status; do
-	check "responses match openapi.yaml schema $k ($(ls "$TMPD/resp/$k" | wc -l) bodies)" \
+	bodies=("$TMPD/resp/$k"/*.json)
+	check "responses match openapi.yaml schema $k (${#bodies[@]} bodies)" \
 		node tests/openapi/check.mjs response openapi.yaml "$k" "$TMPD"/resp/$k/*.json
 done
 

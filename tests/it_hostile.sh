@@ -5,20 +5,25 @@
 # the same script runs on the ASan+UBSan build, where any overflow or
 # use-after-free aborts the server and fails the checks after it.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
 T="$BUILD/aetrain"
 H="$BUILD/tests/tools/hostile"
 BOMB="$BUILD/tests/tools/pngbomb"
 BASE=$((20000 + ($$ * 7) % 12000))
-P="-H Content-Type:image/png"
+P=(-H "Content-Type: image/png")
 
 "$T" export tests/fixtures/digits --out "$TMPD/digits" --limit 20 >/dev/null
 D0="$TMPD/digits/00000.png"
 
 # Error bodies met on the way, checked against openapi.yaml at the end.
 mkdir -p "$TMPD/errs"
-keep_err() { [ -s "$1" ] && cp "$1" "$TMPD/errs/$(ls "$TMPD/errs" | wc -l).json"; }
+# (Counted from the folder: some callers run in a subshell.)
+keep_err() {
+	local have=("$TMPD/errs"/*.json) n=0
+	[ -e "${have[0]}" ] && n=${#have[@]}
+	[ -s "$1" ] && cp "$1" "$TMPD/errs/$n.json"
+}
 # field KEY LINE: the value of KEY=... in a hostile summary line.
 field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 # ms_lt A B: A < B for decimal numbers.
@@ -31,13 +36,13 @@ alive() { curl -sf -m 2 -o /dev/null "http://127.0.0.1:$1/livez"; }
 	--out "$TMPD/wide.safetensors" >/dev/null 2>&1
 P1=$BASE
 start_server $P1 "$TMPD/l1" --workers 1 --max-batch 8 --batch-delay-us 20000 --log-format none "$TMPD/wide.safetensors" || bad "server did not start"
-curl -s $P --data-binary @"$D0" "http://127.0.0.1:$P1/v1/encode" > "$TMPD/enc1.json"
+curl -s "${P[@]}" --data-binary @"$D0" "http://127.0.0.1:$P1/v1/encode" > "$TMPD/enc1.json"
 jq -c '{shape: [1,1000], data: .data}' "$TMPD/enc1.json" > "$TMPD/codes1000.json"
 curl -s -H 'Content-Type: application/json' --data-binary @"$TMPD/codes1000.json" "http://127.0.0.1:$P1/v1/decode" > "$TMPD/dec1.json"
 check "1: a latent-1000 model encodes one image" jq -e '.shape == [1,1000]' "$TMPD/enc1.json"
 cpids=()
 for i in $(seq 16); do
-	curl -s -m 20 $P --data-binary @"$D0" "http://127.0.0.1:$P1/v1/encode" > "$TMPD/enc_c$i.json" & cpids+=($!)
+	curl -s -m 20 "${P[@]}" --data-binary @"$D0" "http://127.0.0.1:$P1/v1/encode" > "$TMPD/enc_c$i.json" & cpids+=($!)
 	curl -s -m 20 -H 'Content-Type: application/json' --data-binary @"$TMPD/codes1000.json" "http://127.0.0.1:$P1/v1/decode" > "$TMPD/dec_c$i.json" & cpids+=($!)
 done
 wait "${cpids[@]}"
@@ -53,7 +58,7 @@ stop_server "${PIDS[-1]}"
 check "1: and exits 0 on SIGTERM (rc $RC)" test "$RC" -eq 0
 
 # ---- 2 and 11: SIGTERM with a big request in flight; readiness in the pre-stop delay ----
-for rep in $(seq 205); do
+for _ in $(seq 205); do
 	for f in "$TMPD"/digits/*.png; do
 		printf -- '--XB\r\nContent-Disposition: form-data; name="image"; filename="d.png"\r\nContent-Type: image/png\r\n\r\n'
 		cat "$f"; printf '\r\n'
@@ -72,7 +77,7 @@ sleep 0.5
 ( sleep 0.3
   rz=$(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P2/readyz")
   lz=$(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P2/livez")
-  enc=$(curl -s -m 5 -o /dev/null -w '%{http_code}' $P --data-binary @"$D0" "http://127.0.0.1:$P2/v1/encode")
+  enc=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "${P[@]}" --data-binary @"$D0" "http://127.0.0.1:$P2/v1/encode")
   echo "$rz $lz $enc" > "$TMPD/during2" ) &
 probe=$!
 stop_server "$pid" TERM 30
@@ -221,13 +226,13 @@ code() {
 	[ "$st" -ge 400 ] && keep_err "$TMPD/b12"
 	echo "$st"
 }
-st=$(code $P --data-binary @"$D0" "$U/v1/encode?resize=maybe")
+st=$(code "${P[@]}" --data-binary @"$D0" "$U/v1/encode?resize=maybe")
 check "12: ?resize=maybe is 400 invalid_parameter ($st)" bash -c "[ $st = 400 ] && jq -e '.error.code == \"invalid_parameter\"' '$TMPD/b12' >/dev/null"
-st=$(code $P --data-binary @"$D0" "$U/v1/encode?invert=2")
+st=$(code "${P[@]}" --data-binary @"$D0" "$U/v1/encode?invert=2")
 check "12: ?invert=2 is 400 invalid_parameter ($st)" bash -c "[ $st = 400 ] && grep -q invert '$TMPD/b12'"
-st=$(code $P --data-binary @"$D0" "$U/v1/encode?quantile=0.5")
+st=$(code "${P[@]}" --data-binary @"$D0" "$U/v1/encode?quantile=0.5")
 check "12: a parameter the operation does not take is 400 ($st)" bash -c "[ $st = 400 ] && grep -q quantile '$TMPD/b12'"
-st=$(code $P --data-binary @"$D0" "$U/v1/encode?invert=false&resize=0")
+st=$(code "${P[@]}" --data-binary @"$D0" "$U/v1/encode?invert=false&resize=0")
 check "12: ?invert=false&resize=0 accepted ($st)" test "$st" = 200
 st=$(code -H 'Content-Type: image/pngfoo' --data-binary @"$D0" "$U/v1/encode")
 check "12: image/pngfoo is 415 ($st)" test "$st" = 415
@@ -248,7 +253,8 @@ st=$(curl -s -o "$TMPD/b12" -w '%{http_code}' "$U/v1/models/$long")
 check "12: past libmicrohttpd's 32 KiB buffer a 40 kB URL is still 414, its HTML body ($st)" test "$st" = 414
 check "12: the server is alive after it" alive $P7
 
-check "every error body met matches openapi.yaml's Error ($(ls "$TMPD/errs" | wc -l) bodies)" \
+errs=("$TMPD"/errs/*.json)
+check "every error body met matches openapi.yaml's Error (${#errs[@]} bodies)" \
 	node tests/openapi/check.mjs response openapi.yaml Error "$TMPD"/errs/*.json
 
 done_tests

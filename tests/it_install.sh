@@ -4,7 +4,7 @@
 # shipped model, encodes and reconstructs a digit, and prints the error.
 # The man pages render, and both programs report the one version.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
 ROOT="$TMPD/root"
 PREFIX=/usr/local
@@ -64,7 +64,7 @@ int main(int argc, char **argv)
 }
 EOF
 # The sanitized build's library needs its runtime in the program too.
-SAN=(); [ "$SANITIZED" = 1 ] && SAN=(-fsanitize=address,undefined)
+SAN=(); [ "$SANITIZED" = 1 ] && SAN=("-fsanitize=address,undefined")
 # shellcheck disable=SC2046 # pkg-config prints words meant to be split
 cc -std=c11 -Wall -Wextra -Werror "${SAN[@]}" -o "$TMPD/use" "$TMPD/use.c" $(pkg-config --cflags ae) \
 	$(pkg-config --static --libs ae) 2>"$TMPD/cc.log"

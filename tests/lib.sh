@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the shell integration tests: expectations that count
 # passes and failures, and the closing "N passed, N failed" line.
 PASS=0
@@ -48,6 +49,7 @@ start_server() {
 # stop_server PID [SIGNAL] [SECONDS]: signals the server (TERM) and waits
 # for it to exit, at most SECONDS (15); sets RC to its exit status, or to
 # 124 if it had to be killed, and STOP_MS to the time it took.
+# shellcheck disable=SC2034 # RC and STOP_MS are read by the scripts that source this
 stop_server() {
 	local pid=$1 sig=${2:-TERM} secs=${3:-15} t0
 	t0=$(date +%s%N)

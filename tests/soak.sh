@@ -12,7 +12,7 @@
 #   BUILD=build bash tests/soak.sh [SECONDS]    (make soak runs it twice:
 #   the release build for 10 minutes, then the ASan build for 2)
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
 SECS=${1:-600}
 WARMUP=$(( SECS / 10 < 60 ? SECS / 10 : 60 ))

@@ -166,6 +166,10 @@ int main(void)
 	ae_plan *plan = ae_plan_new(m, &err);
 	ae_infer *w = plan ? ae_infer_new(plan, 3, 2, &err) : NULL; /* chunks of 3 on 2 threads */
 	CHECK(plan && w);
+	if (!w) {
+		ae_plan_free(plan);
+		return TEST_DONE(); /* nothing below can run without it */
+	}
 	float *z = calloc((size_t)n * 16, sizeof(float)), *yr = calloc(nx, sizeof(float));
 	float *z2 = calloc((size_t)n * 16, sizeof(float));
 	ae_infer_reconstruct(w, x, n, yr, z);

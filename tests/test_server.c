@@ -88,7 +88,7 @@ static void test_params(void)
 {
 	const unsigned pix = srv_op_find("encode")->params, an = srv_op_find("anomaly")->params;
 	srv_params p;
-	srv_fail f;
+	srv_fail f = { 0 };
 	srv_params_init(&p);
 	CHECK(set(&p, pix, "resize", "TRUE", &f) == 0 && p.resize == 1);
 	CHECK(set(&p, pix, "invert", "", &f) == 0 && p.invert == 1);

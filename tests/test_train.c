@@ -25,9 +25,10 @@
 #endif
 #ifndef COUNTING
 #define COUNTING 1
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
+/* glibc's own allocators, under the counting wrappers below. */
+extern void *__libc_malloc(size_t);          // NOLINT(bugprone-reserved-identifier)
+extern void *__libc_calloc(size_t, size_t);  // NOLINT(bugprone-reserved-identifier)
+extern void *__libc_realloc(void *, size_t); // NOLINT(bugprone-reserved-identifier)
 static volatile long n_alloc;
 void *malloc(size_t n)
 {

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Unit tests and a short `aetrain train` under valgrind: any error or leak fails.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
-VG=(valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --quiet)
+VG=(valgrind --error-exitcode=99 --leak-check=full "--errors-for-leak-kinds=definite,indirect" --quiet)
 fail=0
 for t in "$BUILD"/tests/test_*; do
 	case "$t" in *.*) continue ;; esac

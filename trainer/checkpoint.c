@@ -66,8 +66,8 @@ static int opts_from_json(train_opts *o, json_t *v)
 	/* The same bounds as the command line's. */
 	bad = bad || epochs < 1 || epochs > MAX_EPOCHS || batch < 1 || batch > 4096 || threads < 0 ||
 	      threads > AE_MAX_THREADS || limit < 0 || every < 0 || !(o->lr >= 1e-8 && o->lr <= 1.0) ||
-	      !(o->val >= 0.0 && o->val <= 0.9) || (strcmp(split, "train") && strcmp(split, "test")) ||
-	      (strcmp(loss, "mse") && strcmp(loss, "bce")) || strlen(data) >= sizeof o->data ||
+	      !(o->val >= 0.0 && o->val <= 0.9) || (strcmp(split, "train") != 0 && strcmp(split, "test") != 0) ||
+	      (strcmp(loss, "mse") != 0 && strcmp(loss, "bce") != 0) || strlen(data) >= sizeof o->data ||
 	      strlen(out) >= sizeof o->out;
 	if (!bad) {
 		snprintf(o->data, sizeof o->data, "%s", data);

@@ -43,7 +43,7 @@ int cli_u64(const char *opt, const char *s, uint64_t *out)
 
 int cli_split(const char *v, char *out, size_t cap)
 {
-	if (strcmp(v, "train") && strcmp(v, "test")) {
+	if (strcmp(v, "train") != 0 && strcmp(v, "test") != 0) {
 		fprintf(stderr, "aetrain: --split: '%s' is neither train nor test\n", v);
 		return -1;
 	}

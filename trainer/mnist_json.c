@@ -39,7 +39,7 @@ static int read_class(const char *dir, int digit, uint8_t **pix, uint8_t **lab, 
 	int k = rc ? 0 : (int)(json_array_size(data) / PIX);
 	uint8_t *p = rc ? NULL : realloc(*pix, (size_t)(*n + k) * PIX);
 	if (p) *pix = p;
-	uint8_t *l = rc ? NULL : realloc(*lab, (size_t)(*n + k));
+	uint8_t *l = rc ? NULL : realloc(*lab, (size_t)*n + (size_t)k);
 	if (l) *lab = l;
 	if (!rc && (!p || !l)) {
 		fprintf(stderr, "aetrain: out of memory\n");

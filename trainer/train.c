@@ -146,7 +146,7 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 			break;
 		case O_OUT: snprintf(o->out, sizeof o->out, "%s", optarg); break;
 		case O_ARCH:
-			if (strcmp(optarg, "conv") && strcmp(optarg, "dense")) {
+			if (strcmp(optarg, "conv") != 0 && strcmp(optarg, "dense") != 0) {
 				fprintf(stderr, "aetrain: --arch: '%s' is neither conv nor dense\n", optarg);
 				return -1;
 			}
@@ -186,7 +186,7 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 			if (cli_float("--lr", optarg, 1e-8, 1.0, &o->lr)) return -1;
 			break;
 		case O_LOSS:
-			if (strcmp(optarg, "mse") && strcmp(optarg, "bce")) {
+			if (strcmp(optarg, "mse") != 0 && strcmp(optarg, "bce") != 0) {
 				fprintf(stderr, "aetrain: --loss: '%s' is neither mse nor bce\n", optarg);
 				return -1;
 			}

@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	srv_parse_ctx x = { .m = fuzz_model(), .op = op, .p = &p };
 	int n;
 	float *out = NULL;
-	srv_fail f;
+	srv_fail f = { 0 };
 	if (srv_parse_json(data, size, &x, &n, &out, &f) == 0) {
 		size_t per = ae_plan_in_size(x.m->plan, op->engine);
 		if (n < 1 || n > SRV_MAX_IMAGES) abort();

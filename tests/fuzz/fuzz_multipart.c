@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	srv_parse_ctx x = { .m = fuzz_model(), .op = srv_op_find("encode"), .p = &p };
 	int n;
 	float *out = NULL;
-	srv_fail f;
+	srv_fail f = { 0 };
 	const uint8_t *body = nl + 1;
 	if (srv_parse_multipart(body, size - (size_t)(body - data), ctype, &x, &n, &out, &f) == 0) free(out);
 	free(ctype);

@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	srv_parse_ctx x = { .m = fuzz_model(), .op = srv_op_find("encode"), .p = &p };
 	int n;
 	float *out = NULL;
-	srv_fail f;
+	srv_fail f = { 0 };
 	if (srv_parse_png(data, size, &x, &n, &out, &f) == 0) free(out);
 	/* The core's decoder directly, in RGB, at the server's pixel limit. */
 	ae_image img;

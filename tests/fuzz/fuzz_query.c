@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const srv_opdef *op = &srv_ops[data[0] % SRV_N_OPS];
 	srv_params p;
 	srv_params_init(&p);
-	srv_fail f;
+	srv_fail f = { 0 };
 	char *save = NULL;
 	char *copy = strdup(s);
 	for (char *kv = strtok_r(copy, "&", &save); kv; kv = strtok_r(NULL, "&", &save)) {

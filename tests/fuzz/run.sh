@@ -16,7 +16,7 @@
 #                   other allocation must be backed by bytes of the file
 #   idx             a data set of up to 2 GiB (IDX_MAX_BYTES), as aetrain allows
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 BUILD=${BUILD:-build-fuzz}
 SECONDS_EACH=${1:-60}
 declare -A MALLOC=( [png]=72 [multipart]=72 [json]=16 [query]=16 [modelfile]=64 [idx]=2048 )
@@ -30,7 +30,8 @@ for bin in "$BUILD"/fuzz/fuzz_*; do
 	work="$BUILD/corpus/$name"
 	mkdir -p "$work"
 	log="$BUILD/fuzz_$name.log"
-	"$bin" "$work" "tests/fuzz/corpus/$name" ${EXTRA[$name]:-} -max_total_time="$SECONDS_EACH" \
+	extra=(); [ -n "${EXTRA[$name]:-}" ] && extra=("${EXTRA[$name]}")
+	"$bin" "$work" "tests/fuzz/corpus/$name" "${extra[@]}" -max_total_time="$SECONDS_EACH" \
 		-malloc_limit_mb="${MALLOC[$name]}" -rss_limit_mb="${RSS[$name]}" -timeout=10 -max_len=1048576 \
 		-print_final_stats=1 -artifact_prefix="$BUILD/findings/$name-" > "$log" 2>&1
 	rc=$?

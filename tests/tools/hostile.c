@@ -136,7 +136,15 @@ static int read_response(int fd, double timeout_s, char **body_out, size_t *body
 			status = -1;
 			break;
 		}
-		if (len + 4096 > cap) b = realloc(b, cap *= 2);
+		if (len + 4096 > cap) {
+			char *g = realloc(b, cap * 2);
+			if (!g) {
+				status = -1; /* out of memory: as good as no answer */
+				break;
+			}
+			b = g;
+			cap *= 2;
+		}
 		ssize_t k = recv(fd, b + len, cap - len - 1, 0);
 		if (k <= 0) break;
 		len += (size_t)k;
@@ -402,7 +410,9 @@ static int load_spec(const char *path)
 		if (line[0] == '#' || sscanf(line, "%d %15s %15s %1023s %127s %1023s %63s", &w, expect, method, upath,
 		                             ctype, file, accept) != 7)
 			continue;
-		kinds = realloc(kinds, (size_t)(n_kinds + 1) * sizeof *kinds);
+		kind *more = realloc(kinds, (size_t)(n_kinds + 1) * sizeof *kinds);
+		if (!more) break;
+		kinds = more;
 		kind *k = &kinds[n_kinds++];
 		memset(k, 0, sizeof *k);
 		k->weight = w;
@@ -413,10 +423,11 @@ static int load_spec(const char *path)
 		char *body = strcmp(file, "-") ? slurp(file, &blen) : NULL;
 		char head[4096];
 		int h = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n", method, upath);
-		if (strcmp(ctype, "-"))
+		if (strcmp(ctype, "-") != 0)
 			h += snprintf(head + h, sizeof head - (size_t)h, "Content-Type: %s\r\nContent-Length: %zu\r\n",
 			              ctype, blen);
-		if (strcmp(accept, "-")) h += snprintf(head + h, sizeof head - (size_t)h, "Accept: %s\r\n", accept);
+		if (strcmp(accept, "-") != 0)
+			h += snprintf(head + h, sizeof head - (size_t)h, "Accept: %s\r\n", accept);
 		h += snprintf(head + h, sizeof head - (size_t)h, "\r\n");
 		k->req = malloc((size_t)h + blen);
 		memcpy(k->req, head, (size_t)h);
@@ -457,7 +468,7 @@ static void fetch_references(void)
 {
 	for (int i = 0; i < n_kinds; i++) {
 		kind *k = &kinds[i];
-		if (strcmp(k->expect, "200") || strstr(k->label, "/metrics")) continue;
+		if (strcmp(k->expect, "200") != 0 || strstr(k->label, "/metrics")) continue;
 		int fd = -1;
 		char *body = NULL;
 		size_t blen = 0;

@@ -81,7 +81,7 @@ static uint8_t *zero_stream(long mib, size_t *len)
 
 int main(int argc, char **argv)
 {
-	if (argc != 4 || (strcmp(argv[1], "chunk") && strcmp(argv[1], "idat"))) {
+	if (argc != 4 || (strcmp(argv[1], "chunk") != 0 && strcmp(argv[1], "idat") != 0)) {
 		fprintf(stderr, "usage: pngbomb chunk TYPE OUT | pngbomb idat MIB OUT\n");
 		return 2;
 	}
