@@ -140,6 +140,14 @@ char *srv_json_model(const srv_model *m, int is_default, size_t *len)
 	        t->epochs, "batch", t->batch, "lr", t->lr, "seed", (json_int_t)t->seed, "train_loss",
 	        isfinite(t->train_loss) ? t->train_loss : -1.0, "val_loss", isfinite(t->val_loss) ? t->val_loss : -1.0,
 	        "seconds", t->seconds, "date", t->date, "error_quantiles", q);
+	/* What the model can be asked, from the operations table. */
+	json_t *ops = json_array();
+	for (int k = 0; k < SRV_N_OPS; k++)
+		json_array_append_new(ops, json_string(srv_ops[k].name));
+	if (o)
+		json_object_set_new(o, "operations", ops);
+	else
+		json_decref(ops);
 	char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
 	json_decref(o);
 	if (s) *len = strlen(s);

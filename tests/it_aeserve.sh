@@ -46,6 +46,9 @@ curl -s "$URL/v1/models" > "$TMPD/models.json"
 check "models lists the shipped three" jq -e '[.models[].name] | sort == ["fashion","mnist","mnist-denoise"]' "$TMPD/models.json"
 check "default model" jq -e '.default == "mnist"' "$TMPD/models.json"
 curl -s "$URL/v1/models/mnist-denoise" > "$TMPD/m.json"
+mapfile -t OPS < <(jq -r '.operations[]' "$TMPD/m.json")
+check "openapi.yaml has the routes of the server's operations (${OPS[*]})" \
+	node tests/openapi/check.mjs operations openapi.yaml "${OPS[@]}"
 check "model metadata" jq -e '.input_shape == [1,28,28] and .latent == 16 and .task == "denoise" and .noise == "gaussian:0.5:0.5" and (.checksum | startswith("crc32:")) and .error_quantiles.p99 > 0 and .training.epochs == 20' "$TMPD/m.json"
 expect 404 model_not_found "unknown model metadata" "$URL/v1/models/nope"
 

@@ -155,6 +155,10 @@ static void test_refusals(void)
 	expect_refused("future format", "format version '9'");
 	patch_header(orig, len, "\"ae.task\":\"denoise\"", "\"ae.task\":\"dance\"");
 	expect_refused("bad task", "ae.task 'dance'");
+	/* the message names the bad value once, not formatted into itself */
+	patch_header(orig, len, "\"ae.noise\":\"gaussian:0.5:0.5\"", "\"ae.noise\":\"gauss:1\"");
+	expect_refused("bad noise",
+	               "ae.noise: bad corruption 'gauss:1' (expected none, gaussian:MEAN:STD or saltpepper:P)");
 	patch_header(orig, len, "\"ae.latent\":\"3\"", "\"ae.latent\":\"4\"");
 	expect_refused("latent disagrees", "ae.latent 4 disagrees");
 	patch_header(orig, len, "\"ae.checksum\"", "\"ae.chekcsum\"");

@@ -2,6 +2,8 @@
 //   node check.mjs spec openapi.yaml            validates the document (OpenAPI 3.1 schema)
 //   node check.mjs response openapi.yaml SCHEMA FILE.json...
 //                                               validates responses against components.schemas.SCHEMA
+//   node check.mjs operations openapi.yaml OP...
+//                                               the server's operations have their routes, and only they
 import { readFileSync } from "node:fs";
 import { Validator } from "@seriousme/openapi-schema-validator";
 import Ajv2020 from "ajv/dist/2020.js";
@@ -19,6 +21,28 @@ if (mode === "spec") {
     process.exit(1);
   }
   console.log(`${specPath}: valid OpenAPI ${v.version}`);
+} else if (mode === "operations") {
+  // The server's operations (from its one table) against the paths here:
+  // each has POST /v1/models/{name}/OP and POST /v1/OP, and no other such
+  // path exists.
+  const ops = [schemaName, ...files];
+  const paths = Object.keys(doc.paths);
+  let bad = 0;
+  for (const op of ops)
+    for (const p of [`/v1/models/{name}/${op}`, `/v1/${op}`])
+      if (!doc.paths[p] || !doc.paths[p].post) {
+        console.error(`openapi.yaml lacks POST ${p}`);
+        bad++;
+      }
+  for (const p of paths) {
+    const m = p.match(/^\/v1\/(?:models\/\{name\}\/)?([a-z]+)$/);
+    if (m && m[1] !== "models" && doc.paths[p].post && !ops.includes(m[1])) {
+      console.error(`openapi.yaml has POST ${p}, which the server does not offer`);
+      bad++;
+    }
+  }
+  if (!bad) console.log(`openapi.yaml: the server's ${ops.length} operations, each on both routes`);
+  process.exit(bad ? 1 : 0);
 } else if (mode === "response") {
   const ajv = new Ajv2020({ strict: false, allErrors: true });
   addFormats(ajv);
@@ -34,6 +58,6 @@ if (mode === "spec") {
   }
   process.exit(bad ? 1 : 0);
 } else {
-  console.error("usage: check.mjs spec FILE | response FILE SCHEMA JSON...");
+  console.error("usage: check.mjs spec FILE | response FILE SCHEMA JSON... | operations FILE OP...");
   process.exit(2);
 }
