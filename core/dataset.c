@@ -54,40 +54,42 @@ static void gray_to_channels(ae_dataset *ds, uint8_t *gray, int want_c)
 
 static int load_idx(ae_dataset *ds, const char *path, int want_c, ae_error *err)
 {
-	uint8_t *img;
+	uint8_t *img = NULL, *lab = NULL;
 	int nd, dims[3];
+	char lp[1024];
 	int rc = ae_idx_read(path, &img, &nd, dims, err);
 	if (rc) return rc;
 	if (nd != 3) {
-		free(img);
-		return ae_fail(err, AE_ERR_FORMAT, "%s: %d dimensions; an images file has 3 (count, rows, columns)",
-		               path, nd);
+		rc = ae_fail(err, AE_ERR_FORMAT, "%s: %d dimensions; an images file has 3 (count, rows, columns)", path,
+		             nd);
+		goto out;
 	}
 	ds->n = dims[0], ds->h = dims[1], ds->w = dims[2], ds->c = want_c;
 	if (want_c == 3 && !(ds->pix = malloc((size_t)ds->n * 3 * ds->h * ds->w))) {
-		free(img);
-		return ae_fail(err, AE_ERR_NOMEM, "%s: out of memory", path);
+		rc = ae_fail(err, AE_ERR_NOMEM, "%s: out of memory", path);
+		goto out;
 	}
 	gray_to_channels(ds, img, want_c);
-	char lp[1024];
-	if (!labels_path(path, lp, sizeof lp)) return AE_OK;
-	uint8_t *lab;
-	if ((rc = ae_idx_read(lp, &lab, &nd, dims, err))) return rc;
+	img = NULL; /* the data set's now */
+	if (!labels_path(path, lp, sizeof lp)) goto out;
+	if ((rc = ae_idx_read(lp, &lab, &nd, dims, err))) goto out;
 	if (nd != 1 || dims[0] != ds->n) {
-		free(lab);
-		return ae_fail(err, AE_ERR_FORMAT, "%s: %d labels disagree with %d images in %s", lp,
-		               nd == 1 ? dims[0] : -1, ds->n, path);
+		rc = ae_fail(err, AE_ERR_FORMAT, "%s: %d labels disagree with %d images in %s", lp,
+		             nd == 1 ? dims[0] : -1, ds->n, path);
+		goto out;
 	}
 	if (!(ds->labels = malloc((size_t)ds->n * sizeof *ds->labels))) {
-		free(lab);
-		return ae_fail(err, AE_ERR_NOMEM, "out of memory");
+		rc = ae_fail(err, AE_ERR_NOMEM, "out of memory");
+		goto out;
 	}
 	for (int i = 0; i < ds->n; i++) {
 		ds->labels[i] = lab[i];
 		if (lab[i] + 1 > ds->n_classes) ds->n_classes = lab[i] + 1;
 	}
+out:
+	free(img);
 	free(lab);
-	return AE_OK;
+	return rc;
 }
 
 /* ---- PNG folders ---- */

@@ -156,62 +156,62 @@ int srv_parse_multipart(const uint8_t *body, size_t len, const char *ctype, cons
 {
 	const srv_model *m = x->m;
 	png_budget budget = { SRV_MAX_DECODED_BYTES };
-	char b[80], delim[84];
+	char b[80], delim[84], nd[86];
 	if (boundary_of(ctype, b, sizeof b))
 		return srv_fail_set(f, 400, "invalid_multipart", "multipart/form-data needs a boundary parameter");
-	int dl = snprintf(delim, sizeof delim, "--%s", b);
+	const int dl = snprintf(delim, sizeof delim, "--%s", b), nl = snprintf(nd, sizeof nd, "\r\n%s", delim);
 	const uint8_t *p = find(body, len, delim, (size_t)dl), *end = body + len;
-	float *v = NULL;
-	int count = 0, cap = 0;
 	if (!p) return srv_fail_set(f, 400, "invalid_multipart", "the body does not contain its boundary");
+	float *v = NULL;
+	int count = 0, cap = 0, rc = 0;
 	for (;;) {
 		p += dl;
 		if (end - p >= 2 && p[0] == '-' && p[1] == '-') break; /* closing delimiter */
 		const uint8_t *hdr_end = find(p, (size_t)(end - p), "\r\n\r\n", 4);
+		const uint8_t *data = hdr_end ? hdr_end + 4 : NULL;
+		const uint8_t *next = data ? find(data, (size_t)(end - data), nd, (size_t)nl) : NULL;
 		if (!hdr_end) {
-			free(v);
-			return srv_fail_set(f, 400, "invalid_multipart", "part %d: headers are not terminated",
-			                    count + 1);
+			rc = srv_fail_set(f, 400, "invalid_multipart", "part %d: headers are not terminated",
+			                  count + 1);
+			goto fail;
 		}
-		const uint8_t *data = hdr_end + 4;
-		char nd[86];
-		int nl = snprintf(nd, sizeof nd, "\r\n%s", delim);
-		const uint8_t *next = find(data, (size_t)(end - data), nd, (size_t)nl);
 		if (!next) {
-			free(v);
-			return srv_fail_set(f, 400, "invalid_multipart",
-			                    "part %d is not closed by the boundary (truncated body?)", count + 1);
+			rc = srv_fail_set(f, 400, "invalid_multipart",
+			                  "part %d is not closed by the boundary (truncated body?)", count + 1);
+			goto fail;
 		}
 		if (count >= SRV_MAX_IMAGES) {
-			free(v);
-			return srv_fail_set(f, 413, "too_many_images", "more than %d images in one request",
-			                    SRV_MAX_IMAGES);
+			rc = srv_fail_set(f, 413, "too_many_images", "more than %d images in one request",
+			                  SRV_MAX_IMAGES);
+			goto fail;
 		}
 		if (count == cap) {
 			cap = cap ? cap * 2 : 4;
 			float *nv = realloc(v, (size_t)cap * m->image_size * sizeof(float));
 			if (!nv) {
-				free(v);
-				return srv_fail_set(f, 500, "internal", "out of memory");
+				rc = srv_fail_set(f, 500, "internal", "out of memory");
+				goto fail;
 			}
 			v = nv;
 		}
 		char which[32];
 		snprintf(which, sizeof which, "part %d", count + 1);
-		if (png_one(data, (size_t)(next - data), x, &budget, v + (size_t)count * m->image_size, which, f)) {
-			free(v);
-			return -1;
-		}
+		if ((rc = png_one(data, (size_t)(next - data), x, &budget, v + (size_t)count * m->image_size, which,
+		                  f)))
+			goto fail;
 		count++;
 		p = next + 2; /* at the delimiter */
 	}
 	if (count == 0) {
-		free(v);
-		return srv_fail_set(f, 400, "invalid_multipart", "no image parts in the form");
+		rc = srv_fail_set(f, 400, "invalid_multipart", "no image parts in the form");
+		goto fail;
 	}
 	*n = count;
 	*out = v;
 	return 0;
+fail:
+	free(v);
+	return rc;
 }
 
 /* ---- JSON tensors ---- */
