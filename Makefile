@@ -56,10 +56,11 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 LIB := $(BUILD)/libae.a
 BINS := $(BUILD)/aetrain $(if $(SERVER_SRC),$(BUILD)/aeserve)
-TOOLS := $(BUILD)/tests/tools/hammer $(BUILD)/tests/tools/hostile $(BUILD)/tests/tools/pngbomb
+TOOLS := $(BUILD)/tests/tools/hammer $(BUILD)/tests/tools/hostile $(BUILD)/tests/tools/pngbomb \
+         $(BUILD)/tests/tools/v2codec
 BENCH_BIN := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_parts $(BUILD)/bench/bare_mhd
 
-.PHONY: all test unit integration sanitize soak valgrind run data models bench clean install fuzz fuzz-bins \
+.PHONY: all test unit integration sanitize soak valgrind run data models bench clean install fuzz fuzz-bins reload-test image-test \
 	format format-check lint compdb
 all: $(BINS)
 
@@ -85,6 +86,9 @@ $(BUILD)/aeserve: $(SERVER_OBJ) $(LIB)
 	$(LINK)
 
 $(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o
+	$(LINK)
+
+$(BUILD)/tests/tools/v2codec: $(BUILD)/tests/tools/v2codec.o $(LIB)
 	$(LINK)
 
 $(BUILD)/bench/bench_core: $(BUILD)/bench/bench_core.o $(LIB)

@@ -7,6 +7,14 @@ apt-get install -y -qq --no-install-recommends \
 	build-essential pkg-config ca-certificates \
 	libopenblas-dev libmicrohttpd-dev libjansson-dev libpng-dev zlib1g-dev \
 	curl jq valgrind clang libclang-rt-14-dev \
-	clang-format clang-tidy cppcheck shellcheck bear groff-base >/dev/null
+	clang-format clang-tidy cppcheck shellcheck bear groff-base \
+	gnutls-bin nginx systemd >/dev/null
+# The deploy/ tests run nginx from their own configuration: the packaged
+# server, if the package started one, is not needed.
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+# `make image-test` only: podman and mmdebstrap build and run the container image.
+if [ "${AE_IMAGE_DEPS:-0}" = 1 ]; then
+	apt-get install -y -qq --no-install-recommends podman mmdebstrap uidmap >/dev/null
+fi
 # Node.js runs only the OpenAPI checks in the tests; keep a newer one if present.
 command -v npm >/dev/null || apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null

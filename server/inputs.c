@@ -66,15 +66,8 @@ unsigned srv_media_type(const char *ctype)
 	return 0;
 }
 
-/* A request's PNG decoding, all images counted against one budget. */
-typedef struct png_budget {
-	uint64_t left; /* inflated bytes still allowed */
-} png_budget;
-
-/* Decodes one PNG into dst (the model's C*H*W floats). which names it in
- * messages ("the image", "part 2"). */
-static int png_one(const uint8_t *buf, size_t len, const srv_parse_ctx *x, png_budget *b, float *dst, const char *which,
-                   srv_fail *f)
+int srv_png_decode_one(const uint8_t *buf, size_t len, const srv_parse_ctx *x, srv_png_budget *b, float *dst,
+                       const char *which, srv_fail *f)
 {
 	const srv_model *m = x->m;
 	ae_png_info info;
@@ -97,8 +90,8 @@ static int png_one(const uint8_t *buf, size_t len, const srv_parse_ctx *x, png_b
 	if ((img.w != m->w || img.h != m->h) && !x->p->resize) {
 		ae_image_free(&img);
 		return srv_fail_set(f, 422, "wrong_size",
-		                    "%s is %dx%d; model '%s' takes %dx%d images (add ?resize=true to resample)", which,
-		                    img.w, img.h, m->name, m->w, m->h);
+		                    "%s is %dx%d; model '%s' takes %dx%d images (ask for resize=true to resample)",
+		                    which, img.w, img.h, m->name, m->w, m->h);
 	}
 	const size_t per = m->image_size;
 	if (img.w == m->w && img.h == m->h)
@@ -115,10 +108,10 @@ static int png_one(const uint8_t *buf, size_t len, const srv_parse_ctx *x, png_b
 
 int srv_parse_png(const uint8_t *body, size_t len, const srv_parse_ctx *x, int *n, float **out, srv_fail *f)
 {
-	png_budget b = { SRV_MAX_DECODED_BYTES };
+	srv_png_budget b = { SRV_MAX_DECODED_BYTES };
 	float *v = malloc(x->m->image_size * sizeof(float));
 	if (!v) return srv_fail_set(f, 500, "internal", "out of memory");
-	if (png_one(body, len, x, &b, v, "the image", f)) {
+	if (srv_png_decode_one(body, len, x, &b, v, "the image", f)) {
 		free(v);
 		return -1;
 	}
@@ -155,7 +148,7 @@ int srv_parse_multipart(const uint8_t *body, size_t len, const char *ctype, cons
                         srv_fail *f)
 {
 	const srv_model *m = x->m;
-	png_budget budget = { SRV_MAX_DECODED_BYTES };
+	srv_png_budget budget = { SRV_MAX_DECODED_BYTES };
 	char b[80], delim[84], nd[86];
 	if (boundary_of(ctype, b, sizeof b))
 		return srv_fail_set(f, 400, "invalid_multipart", "multipart/form-data needs a boundary parameter");
@@ -196,8 +189,8 @@ int srv_parse_multipart(const uint8_t *body, size_t len, const char *ctype, cons
 		}
 		char which[32];
 		snprintf(which, sizeof which, "part %d", count + 1);
-		if ((rc = png_one(data, (size_t)(next - data), x, &budget, v + (size_t)count * m->image_size, which,
-		                  f)))
+		if ((rc = srv_png_decode_one(data, (size_t)(next - data), x, &budget, v + (size_t)count * m->image_size,
+		                             which, f)))
 			goto fail;
 		count++;
 		p = next + 2; /* at the delimiter */
@@ -226,7 +219,7 @@ static void shape_str(const srv_tensor_in *t, char *buf, size_t cap)
 }
 
 /* Judges a parsed tensor against the model and the operation. */
-static int check_tensor(const srv_tensor_in *t, const srv_parse_ctx *x, srv_fail *f)
+int srv_tensor_check(const srv_tensor_in *t, const srv_parse_ctx *x, srv_fail *f)
 {
 	const srv_model *m = x->m;
 	const int codes = x->op->items == SRV_ITEMS_CODES;
@@ -277,7 +270,7 @@ int srv_parse_json(const uint8_t *body, size_t len, const srv_parse_ctx *x, int 
 {
 	const int codes = x->op->items == SRV_ITEMS_CODES;
 	srv_tensor_in t;
-	if (srv_tensor_parse(body, len, !codes, &t, f) || check_tensor(&t, x, f)) {
+	if (srv_tensor_parse(body, len, !codes, &t, f) || srv_tensor_check(&t, x, f)) {
 		srv_tensor_free(&t);
 		return -1;
 	}

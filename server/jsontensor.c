@@ -368,3 +368,105 @@ void srv_tensor_free(srv_tensor_in *t)
 	free(t->v);
 	t->v = NULL;
 }
+
+/* ------------------------------------------- Open Inference Protocol */
+
+/* The path walked to an input's data: {"inputs": [{"data": HERE}]}. */
+typedef struct split_walk {
+	srv_v2_split *sp;
+	int in_inputs; /* inside the "inputs" array's element k */
+	size_t k;
+	int inputs_seen;
+} split_walk;
+
+static int input_member(cursor *c, int depth, size_t k, void *arg)
+{
+	(void)k;
+	split_walk *w = arg;
+	char key[16];
+	if (string(c, key, sizeof key) || !eat(c, ':')) return fail(c, "':' was expected after a key");
+	if (strcmp(key, "data") != 0 || w->k >= SRV_V2_MAX_INPUTS) return value(c, depth);
+	srv_v2_span *d = &w->sp->data[w->k];
+	if (d->len) return fail(c, "duplicate key 'data'");
+	peek(c);
+	const char *at = c->p;
+	if (value(c, depth)) return -1;
+	d->off = (size_t)(at - c->base);
+	d->len = (size_t)(c->p - at);
+	return 0;
+}
+
+static int input_element(cursor *c, int depth, size_t k, void *arg)
+{
+	split_walk *w = arg;
+	w->k = k;
+	if (k >= SRV_V2_MAX_INPUTS) w->sp->too_many = 1;
+	if (peek(c) != '{') return value(c, depth);
+	return seq(c, '{', depth, input_member, w);
+}
+
+static int request_member(cursor *c, int depth, size_t k, void *arg)
+{
+	(void)k;
+	split_walk *w = arg;
+	char key[16];
+	if (string(c, key, sizeof key) || !eat(c, ':')) return fail(c, "':' was expected after a key");
+	if (strcmp(key, "inputs") != 0 || peek(c) != '[') return value(c, depth);
+	if (w->inputs_seen++) return fail(c, "duplicate key 'inputs'");
+	return seq(c, '[', depth, input_element, w);
+}
+
+int srv_json_split_v2(const uint8_t *body, size_t len, srv_v2_split *sp, srv_fail *f)
+{
+	memset(sp, 0, sizeof *sp);
+	cursor c = { .base = (const char *)body, .p = (const char *)body, .end = (const char *)body + len };
+	split_walk w = { .sp = sp };
+	int rc = peek(&c) == '{' ? seq(&c, '{', 0, request_member, &w) : fail(&c, "an object was expected");
+	if (rc == 0 && peek(&c) != -1) rc = fail(&c, "the document goes on after its end");
+	if (rc) {
+		int line, col;
+		where(&c, &line, &col);
+		return srv_fail_set(f, 400, "invalid_json", "malformed JSON at line %d, column %d: %s", line, col,
+		                    c.err);
+	}
+	/* The skeleton: the document with each data value cut to []. */
+	size_t cut = 0;
+	for (int i = 0; i < SRV_V2_MAX_INPUTS; i++)
+		cut += sp->data[i].len;
+	if (len - cut > SRV_V2_MAX_SKELETON)
+		return srv_fail_set(f, 400, "request_too_complex",
+		                    "the request's JSON outside the tensor data is %zu bytes; the limit is %d",
+		                    len - cut, SRV_V2_MAX_SKELETON);
+	char *s = malloc(len - cut + 2 * SRV_V2_MAX_INPUTS + 1);
+	if (!s) return srv_fail_set(f, 500, "internal", "out of memory");
+	size_t at = 0, from = 0;
+	for (;;) {
+		const srv_v2_span *next = NULL;
+		for (int i = 0; i < SRV_V2_MAX_INPUTS; i++)
+			if (sp->data[i].len && sp->data[i].off >= from && (!next || sp->data[i].off < next->off))
+				next = &sp->data[i];
+		size_t upto = next ? next->off : len;
+		memcpy(s + at, body + from, upto - from);
+		at += upto - from;
+		if (!next) break;
+		memcpy(s + at, "[]", 2);
+		at += 2;
+		from = next->off + next->len;
+	}
+	s[at] = '\0';
+	sp->skel = s;
+	sp->skel_len = at;
+	return 0;
+}
+
+int srv_tensor_data(const uint8_t *p, size_t len, int check_range, srv_tensor_in *t, srv_fail *f)
+{
+	memset(t, 0, sizeof *t);
+	cursor c = { .base = (const char *)p, .p = (const char *)p, .end = (const char *)p + len };
+	data_walk dw = { .t = t, .limit = len / 2 + 1, .check_range = check_range };
+	int rc = peek(&c) == '[' ? data_value(&c, 0, &dw) : (t->data_not_array = 1, 0);
+	if (t->oom) return srv_fail_set(f, 500, "internal", "out of memory");
+	if (rc) return srv_fail_set(f, 400, "invalid_json", "malformed tensor data: %s", c.err);
+	t->is_object = t->has_data = t->has_shape = 1;
+	return 0;
+}

@@ -24,7 +24,7 @@ static void client_addr(struct MHD_Connection *conn, char *buf, size_t cap)
 }
 
 void srv_access_log(int format, struct MHD_Connection *conn, const char *method, const char *path, unsigned status,
-                    size_t bytes, double seconds)
+                    size_t bytes, double seconds, const char *request_id)
 {
 	if (format == SRV_LOG_NONE) return;
 	char addr[64], ts[32], m[64], p[1024];
@@ -36,14 +36,14 @@ void srv_access_log(int format, struct MHD_Connection *conn, const char *method,
 		srv_json_escape(m, sizeof m, method);
 		srv_json_escape(p, sizeof p, path);
 		printf("{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"%s\",\"path\":\"%s\",\"status\":%u,"
-		       "\"bytes\":%zu,\"duration_s\":%.6f}\n",
-		       ts, addr, m, p, status, bytes, seconds);
+		       "\"bytes\":%zu,\"duration_s\":%.6f,\"request_id\":\"%s\"}\n",
+		       ts, addr, m, p, status, bytes, seconds, request_id);
 	} else {
 		srv_text_clean(m, sizeof m, method);
 		srv_text_clean(p, sizeof p, path);
 		for (char *q = p; *q; q++)
 			if (*q == '"') *q = '\''; /* the path is quoted on the line */
-		printf("%s %s \"%s %s\" %u %zu %.6f\n", ts, addr, m, p, status, bytes, seconds);
+		printf("%s %s \"%s %s\" %u %zu %.6f %s\n", ts, addr, m, p, status, bytes, seconds, request_id);
 	}
 	fflush(stdout);
 }

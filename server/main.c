@@ -13,8 +13,11 @@
  * --drain-timeout for requests in flight, lets the workers finish what is
  * queued, closes the remaining connections and frees the models last.
  * SIGINT does the same without the delay; a second SIGTERM or SIGINT cuts
- * the delay short. SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored:
- * none of them is ever fatal, whichever thread the kernel hands it to.
+ * the delay short.
+ *
+ * SIGHUP reloads every model whose file changed (and rereads the API
+ * keys); SIGUSR1 and SIGUSR2 are logged and ignored. None of them is ever
+ * fatal, whichever thread the kernel hands it to.
  */
 #define _GNU_SOURCE /* pipe2 */
 #include "server.h"
@@ -36,6 +39,9 @@
 
 #include "ae/parse.h"
 #include "ae/version.h"
+
+/* A PEM certificate chain or key larger than this is not one. */
+#define SRV_MAX_PEM (1 << 20)
 
 /* File descriptors beyond the connections: models, epoll and eventfds of
  * the HTTP threads, stdio. */
@@ -74,6 +80,12 @@ static void usage(FILE *f)
 	           "                        balancer takes to notice, e.g. 5 under Kubernetes)\n"
 	           "  --drain-timeout S     then wait at most S seconds for requests in flight (default 10)\n"
 	           "  --log-format FMT      access log on stdout: text (default), json or none\n"
+	           "  --api-keys FILE       require Authorization: Bearer KEY on every route but the health\n"
+	           "                        routes; FILE holds one key per line (16 to 256 characters),\n"
+	           "                        reread on SIGHUP\n"
+	           "  --metrics-public      /metrics without a key even with --api-keys\n"
+	           "  --tls-cert FILE       serve HTTPS (TLS 1.2 or newer) with this PEM certificate chain\n"
+	           "  --tls-key FILE        and this PEM private key\n"
 	           "  --version             the version\n"
 	           "  --help                this text\n");
 }
@@ -108,6 +120,10 @@ static int parse(srv_config *c, int argc, char **argv)
 		O_DRAIN_DELAY,
 		O_DRAIN_TIMEOUT,
 		O_LOG,
+		O_KEYS,
+		O_METRICS_PUBLIC,
+		O_TLS_CERT,
+		O_TLS_KEY,
 		O_VERSION,
 		O_HELP
 	};
@@ -131,6 +147,10 @@ static int parse(srv_config *c, int argc, char **argv)
 		{ "drain-delay", 1, 0, O_DRAIN_DELAY },
 		{ "drain-timeout", 1, 0, O_DRAIN_TIMEOUT },
 		{ "log-format", 1, 0, O_LOG },
+		{ "api-keys", 1, 0, O_KEYS },
+		{ "metrics-public", 0, 0, O_METRICS_PUBLIC },
+		{ "tls-cert", 1, 0, O_TLS_CERT },
+		{ "tls-key", 1, 0, O_TLS_KEY },
 		{ "version", 0, 0, O_VERSION },
 		{ "help", 0, 0, O_HELP },
 		{ 0, 0, 0, 0 },
@@ -244,6 +264,10 @@ static int parse(srv_config *c, int argc, char **argv)
 				return -1;
 			}
 			break;
+		case O_KEYS: c->api_keys = optarg; break;
+		case O_METRICS_PUBLIC: c->metrics_public = 1; break;
+		case O_TLS_CERT: c->tls_cert = optarg; break;
+		case O_TLS_KEY: c->tls_key = optarg; break;
 		case O_HELP: usage(stdout); exit(0);
 		case O_VERSION: printf("aeserve %s\n", AE_VERSION); exit(0);
 		default:
@@ -251,6 +275,10 @@ static int parse(srv_config *c, int argc, char **argv)
 			        argv[optind - 1]);
 			return -1;
 		}
+	}
+	if (!c->tls_cert != !c->tls_key) {
+		fprintf(stderr, "aeserve: --tls-cert and --tls-key go together\n");
+		return -1;
 	}
 	if (optind >= argc) {
 		fprintf(stderr, "aeserve: name at least one model file or folder (see aeserve --help)\n");
@@ -315,17 +343,42 @@ static int listen_on(const srv_config *c)
 	return fd;
 }
 
-static struct MHD_Daemon *start(srv_state *s, int lfd)
+/* A whole PEM file, NUL-terminated, or NULL (said why). */
+static char *read_pem(const char *opt, const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = f ? malloc(SRV_MAX_PEM + 1) : NULL;
+	size_t n = buf ? fread(buf, 1, SRV_MAX_PEM + 1, f) : 0;
+	if (f) fclose(f);
+	if (!buf || n == 0 || n > SRV_MAX_PEM) {
+		fprintf(stderr, "aeserve: %s %s: %s\n", opt, path,
+		        !f                ? strerror(errno)
+		        : n > SRV_MAX_PEM ? "larger than 1 MiB"
+		                          : "empty or unreadable");
+		free(buf);
+		return NULL;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+/* TLS 1.2 and 1.3 only, GnuTLS's default ciphers for them. */
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+
+static struct MHD_Daemon *start(srv_state *s, int lfd, const char *cert, const char *key)
 {
 	const srv_config *c = &s->cfg;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-	                 MHD_USE_ERROR_LOG | MHD_USE_TURBO;
-	return MHD_start_daemon(flags, (uint16_t)c->port, NULL, NULL, srv_handle, s, MHD_OPTION_LISTEN_SOCKET, lfd,
-	                        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->http_threads, MHD_OPTION_CONNECTION_LIMIT,
-	                        (unsigned)c->conn_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-	                        (unsigned)c->per_client_limit, MHD_OPTION_CONNECTION_TIMEOUT,
-	                        (unsigned)c->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, srv_completed, s,
-	                        MHD_OPTION_NOTIFY_CONNECTION, srv_conn_notify, s, MHD_OPTION_END);
+	                 MHD_USE_ERROR_LOG | MHD_USE_TURBO | (cert ? MHD_USE_TLS : 0);
+	/* The TLS options are passed only with TLS (MHD_OPTION_END ends the
+	 * list early otherwise). */
+	return MHD_start_daemon(
+	        flags, (uint16_t)c->port, NULL, NULL, srv_handle, s, MHD_OPTION_LISTEN_SOCKET, lfd,
+	        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->http_threads, MHD_OPTION_CONNECTION_LIMIT,
+	        (unsigned)c->conn_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->per_client_limit,
+	        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, srv_completed,
+	        s, MHD_OPTION_NOTIFY_CONNECTION, srv_conn_notify, s, cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END,
+	        cert, MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES, MHD_OPTION_END);
 }
 
 /* Signals arrive through a pipe. Blocking them and calling sigwait is not
@@ -382,13 +435,26 @@ static const char *sig_name(int sig)
 	                        : "SIGUSR2";
 }
 
-/* Serves until SIGTERM or SIGINT; returns that signal. */
-static int serve_until_stopped(void)
+/* Serves until SIGTERM or SIGINT; returns that signal. SIGHUP reloads
+ * every model whose file changed. */
+static int serve_until_stopped(srv_state *s)
 {
 	for (;;) {
 		int sig = wait_signal(-1);
 		if (sig == SIGTERM || sig == SIGINT) return sig;
-		fprintf(stderr, "aeserve: %s: nothing to reload in this version; still serving\n", sig_name(sig));
+		if (sig != SIGHUP) {
+			fprintf(stderr, "aeserve: %s: ignored; still serving\n", sig_name(sig));
+			continue;
+		}
+		fprintf(stderr, "aeserve: SIGHUP: reloading the models whose files changed\n");
+		char err[300];
+		if (s->keys && srv_keys_reload(s->keys, err, sizeof err))
+			fprintf(stderr, "aeserve: SIGHUP: API keys not reread, the old ones stay: %s\n", err);
+		else if (s->keys)
+			fprintf(stderr, "aeserve: SIGHUP: %d API keys\n", srv_keys_count(s->keys));
+		int failed = srv_repo_refresh(s);
+		if (failed)
+			fprintf(stderr, "aeserve: SIGHUP: %d reloads failed; those models serve as before\n", failed);
 	}
 }
 
@@ -410,6 +476,7 @@ int main(int argc, char **argv)
 {
 	static srv_state s;
 	if (parse(&s.cfg, argc, argv)) return 2;
+	srv_registry_init(&s);
 	if (catch_signals() || fit_fd_limit(&s.cfg)) return 1;
 
 	int lfd = listen_on(&s.cfg);
@@ -422,8 +489,25 @@ int main(int argc, char **argv)
 		        "");
 		return 1;
 	}
-	if (srv_conns_start(&s) || !(s.daemon = start(&s, lfd))) {
-		fprintf(stderr, "aeserve: cannot start the HTTP server on %s port %d\n", s.cfg.addr, s.cfg.port);
+	char *cert = NULL, *key = NULL, err[300];
+	if (s.cfg.api_keys && !(s.keys = srv_keys_open(s.cfg.api_keys, err, sizeof err))) {
+		fprintf(stderr, "aeserve: --api-keys: %s\n", err);
+		close(lfd);
+		return 1;
+	}
+	if (s.cfg.tls_cert && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+		fprintf(stderr, "aeserve: this libmicrohttpd was built without TLS\n");
+		close(lfd);
+		return 1;
+	}
+	if (s.cfg.tls_cert &&
+	    (!(cert = read_pem("--tls-cert", s.cfg.tls_cert)) || !(key = read_pem("--tls-key", s.cfg.tls_key)))) {
+		close(lfd);
+		return 1;
+	}
+	if (srv_conns_start(&s) || !(s.daemon = start(&s, lfd, cert, key))) {
+		fprintf(stderr, "aeserve: cannot start the %s server on %s port %d%s\n", cert ? "HTTPS" : "HTTP",
+		        s.cfg.addr, s.cfg.port, cert ? " (is the key the certificate's, both PEM?)" : "");
 		close(lfd);
 		return 1;
 	}
@@ -436,11 +520,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "aeserve: serving");
 		for (int i = 0; i < s.n_models; i++)
 			fprintf(stderr, "%s %s%s", i ? "," : "", s.models[i]->name,
-			        s.models[i] == s.default_model ? " (default)" : "");
+			        strcmp(s.models[i]->name, s.default_name) == 0 ? " (default)" : "");
 		const char *br = strchr(s.cfg.addr, ':') ? "[" : "", *ket = *br ? "]" : "";
-		fprintf(stderr, " on http://%s%s%s:%d\n", br, s.cfg.addr, ket, s.cfg.port);
+		fprintf(stderr, " on %s://%s%s%s:%d%s\n", cert ? "https" : "http", br, s.cfg.addr, ket, s.cfg.port,
+		        s.keys ? " (API keys required)" : "");
 
-		int sig = serve_until_stopped();
+		int sig = serve_until_stopped(&s);
 		atomic_store(&s.draining, 1);
 		if (sig == SIGTERM && s.cfg.drain_delay_s > 0) {
 			fprintf(stderr, "aeserve: SIGTERM: /readyz 503, still serving for %d s\n", s.cfg.drain_delay_s);
@@ -465,6 +550,10 @@ int main(int argc, char **argv)
 	MHD_stop_daemon(s.daemon);
 	srv_conns_stop(&s);
 	srv_models_release_all(&s);
+	srv_keys_free(s.keys);
+	if (key) memset(key, 0, strlen(key));
+	free(cert);
+	free(key);
 	fprintf(stderr, "aeserve: stopped\n");
 	return rc;
 }

@@ -119,9 +119,11 @@ static void connections(sbuf *b, srv_state *s)
 
 static void models(sbuf *b, srv_state *s)
 {
+	srv_model *ms[SRV_MAX_MODELS];
+	int n = srv_models_snapshot(s, ms);
 	put(b, "# HELP aeserve_batch_size Images per batched forward pass.\n# TYPE aeserve_batch_size histogram\n");
-	for (int i = 0; i < s->n_models; i++) {
-		srv_model *m = s->models[i];
+	for (int i = 0; i < n; i++) {
+		srv_model *m = ms[i];
 		long acc = 0;
 		for (int k = 0; k < 9; k++) {
 			acc += atomic_load(&m->batch_hist[k]);
@@ -134,19 +136,30 @@ static void models(sbuf *b, srv_state *s)
 	}
 	put(b,
 	    "# HELP aeserve_queue_depth Requests waiting for an inference worker.\n# TYPE aeserve_queue_depth gauge\n");
-	for (int i = 0; i < s->n_models; i++) {
-		srv_model *m = s->models[i];
+	for (int i = 0; i < n; i++) {
+		srv_model *m = ms[i];
 		pthread_mutex_lock(&m->mu);
 		int d = m->depth;
 		pthread_mutex_unlock(&m->mu);
 		put(b, "aeserve_queue_depth{model=\"%s\"} %d\n", m->name, d);
 	}
 	put(b, "# HELP aeserve_model_info A loaded model; the value is always 1.\n# TYPE aeserve_model_info gauge\n");
-	for (int i = 0; i < s->n_models; i++) {
-		srv_model *m = s->models[i];
+	for (int i = 0; i < n; i++) {
+		srv_model *m = ms[i];
 		put(b, "aeserve_model_info{model=\"%s\",checksum=\"%s\",task=\"%s\",latent=\"%d\",default=\"%s\"} 1\n",
-		    m->name, m->m->checksum, m->m->task, m->latent, m == s->default_model ? "true" : "false");
+		    m->name, m->m->checksum, m->m->task, m->latent,
+		    strcmp(m->name, s->default_name) == 0 ? "true" : "false");
 	}
+	srv_models_release_snapshot(ms, n);
+	put(b,
+	    "# HELP aeserve_model_loads_total Model loads since start (files named at start, repository calls, "
+	    "SIGHUP), by result.\n# TYPE aeserve_model_loads_total counter\n"
+	    "aeserve_model_loads_total{result=\"ok\"} %ld\naeserve_model_loads_total{result=\"failed\"} %ld\n"
+	    "# HELP aeserve_models_in_memory Models in memory: those served, and replaced ones that requests still use.\n"
+	    "# TYPE aeserve_models_in_memory gauge\naeserve_models_in_memory %d\n"
+	    "# HELP aeserve_model_unloads_total Models unloaded by a repository call.\n"
+	    "# TYPE aeserve_model_unloads_total counter\naeserve_model_unloads_total %ld\n",
+	    atomic_load(&s->loads_ok), atomic_load(&s->loads_failed), srv_models_in_memory(), atomic_load(&s->unloads));
 	put(b,
 	    "# HELP aeserve_ready Whether every model is loaded and the server is not draining.\n"
 	    "# TYPE aeserve_ready gauge\naeserve_ready %d\n",

@@ -13,24 +13,41 @@
 #define PIXELS (SRV_P_RESIZE | SRV_P_INVERT)
 
 const srv_opdef srv_ops[SRV_N_OPS] = {
-	{ "encode", AE_OP_ENCODE, SRV_ITEMS_IMAGES, IMAGES, PIXELS, SRV_OUT_CODES },
-	{ "decode", AE_OP_DECODE, SRV_ITEMS_CODES, SRV_IN_JSON, 0, SRV_OUT_IMAGES },
-	{ "reconstruct", AE_OP_RECONSTRUCT, SRV_ITEMS_IMAGES, IMAGES, PIXELS, SRV_OUT_IMAGES },
-	{ "denoise", AE_OP_RECONSTRUCT, SRV_ITEMS_IMAGES, IMAGES, PIXELS, SRV_OUT_IMAGES },
-	{ "anomaly", AE_OP_RECONSTRUCT, SRV_ITEMS_IMAGES, IMAGES, PIXELS | SRV_P_THRESHOLD | SRV_P_QUANTILE,
+	{ "encode", SRV_V1, AE_OP_ENCODE, SRV_ITEMS_IMAGES, IMAGES, PIXELS, SRV_OUT_CODES },
+	{ "decode", SRV_V1, AE_OP_DECODE, SRV_ITEMS_CODES, SRV_IN_JSON, 0, SRV_OUT_IMAGES },
+	{ "reconstruct", SRV_V1, AE_OP_RECONSTRUCT, SRV_ITEMS_IMAGES, IMAGES, PIXELS, SRV_OUT_IMAGES },
+	{ "denoise", SRV_V1, AE_OP_RECONSTRUCT, SRV_ITEMS_IMAGES, IMAGES, PIXELS, SRV_OUT_IMAGES },
+	{ "anomaly", SRV_V1, AE_OP_RECONSTRUCT, SRV_ITEMS_IMAGES, IMAGES, PIXELS | SRV_P_THRESHOLD | SRV_P_QUANTILE,
 	  SRV_OUT_SCORES },
+	/* The Open Inference Protocol's infer: the request's "outputs" pick
+	 * encode (latent alone) or reconstruct (with the codes); its
+	 * parameters are in the JSON, not the query. */
+	{ "infer", SRV_V2, AE_OP_RECONSTRUCT, SRV_ITEMS_IMAGES, SRV_IN_ANY, 0, SRV_OUT_V2 },
 };
 
-const srv_opdef *srv_op_find(const char *name)
+const srv_opdef *srv_op_find(int front, const char *name)
 {
 	for (int i = 0; i < SRV_N_OPS; i++)
-		if (strcmp(name, srv_ops[i].name) == 0) return &srv_ops[i];
+		if (srv_ops[i].front == front && strcmp(name, srv_ops[i].name) == 0) return &srv_ops[i];
 	return NULL;
 }
 
 const char *srv_route_name(int route)
 {
-	static const char *other[R_N - SRV_N_OPS] = { "models", "model", "livez", "readyz", "metrics", "other" };
+	static const char *other[R_N - SRV_N_OPS] = { "models",
+		                                      "model",
+		                                      "livez",
+		                                      "readyz",
+		                                      "metrics",
+		                                      "v2_server",
+		                                      "v2_live",
+		                                      "v2_ready",
+		                                      "v2_model",
+		                                      "v2_model_ready",
+		                                      "repository_index",
+		                                      "repository_load",
+		                                      "repository_unload",
+		                                      "other" };
 	if (route >= 0 && route < SRV_N_OPS) return srv_ops[route].name;
 	return route >= SRV_N_OPS && route < R_N ? other[route - SRV_N_OPS] : "other";
 }

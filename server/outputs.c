@@ -28,29 +28,39 @@ static int put_digits(char *p, long long v, int width)
 	return n;
 }
 
-/* Writes v with up to 6 significant digits, like "%.6g" but without the
- * locale and format parsing; returns the length written (<= 16). */
+/* Writes v in the fewest significant digits (6 to 9) that read back as
+ * exactly v, like a shortest round-trip "%g" but without the locale and
+ * format parsing; returns the length written (<= 16). */
 int srv_fmt_float(char *p, float v)
 {
+	static const double pow10[] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13 };
 	if (v == 0.0f || !isfinite(v)) {
 		p[0] = '0';
 		return 1;
 	}
 	float a = fabsf(v);
-	if (a < 1e-4f || a >= 1e6f) return snprintf(p, 16, "%.6g", (double)v);
+	if (a < 1e-4f || a >= 1e6f) {
+		int n = 0;
+		for (int d = 6; d <= 9; d++) {
+			n = snprintf(p, 17, "%.*g", d, (double)v);
+			if (strtof(p, NULL) == v) break;
+		}
+		return n;
+	}
 	int len = 0;
 	if (v < 0) p[len++] = '-';
-	/* scale to an integer with 6 significant digits */
+	/* scale to an integer of `digits` significant digits; take the first
+	 * that converts back to a */
 	int exp10 = (int)floorf(log10f(a));
-	int decimals = 5 - exp10;
-	if (decimals < 0) decimals = 0;
-	double scaled = (double)a;
-	for (int i = 0; i < decimals; i++)
-		scaled *= 10.0;
-	long long q = llround(scaled);
-	long long div = 1;
-	for (int i = 0; i < decimals; i++)
-		div *= 10;
+	long long q = 0;
+	int decimals = 0;
+	for (int digits = 6; digits <= 9; digits++) {
+		decimals = digits - 1 - exp10;
+		if (decimals < 0) decimals = 0;
+		q = llround((double)a * pow10[decimals]);
+		if ((float)((double)q / pow10[decimals]) == a) break;
+	}
+	long long div = (long long)pow10[decimals];
 	long long ip = q / div, fp = q % div;
 	len += put_digits(p + len, ip, 1);
 	if (fp) {
@@ -87,10 +97,8 @@ char *srv_json_tensor(const srv_model *m, const char *op, const float *v, int n,
 	return buf;
 }
 
-char *srv_json_anomaly(const srv_model *m, const float *x, const float *y, int n, double threshold, double quantile,
-                       size_t *len)
+void srv_scores(const srv_model *m, const float *x, const float *y, int n, float *scores)
 {
-	json_t *res = json_array();
 	for (int i = 0; i < n; i++) {
 		double s = 0.0;
 		const float *a = x + (size_t)i * m->image_size, *b = y + (size_t)i * m->image_size;
@@ -98,14 +106,26 @@ char *srv_json_anomaly(const srv_model *m, const float *x, const float *y, int n
 			double d = (double)a[j] - b[j];
 			s += d * d;
 		}
-		double score = s / (double)m->image_size;
+		scores[i] = (float)(s / (double)m->image_size);
+	}
+}
+
+char *srv_json_anomaly(const srv_model *m, const float *x, const float *y, int n, double threshold, double quantile,
+                       size_t *len)
+{
+	float *scores = malloc((size_t)n * sizeof *scores);
+	json_t *res = scores ? json_array() : NULL;
+	if (scores) srv_scores(m, x, y, n, scores);
+	for (int i = 0; res && i < n; i++) {
+		double score = scores[i];
 		json_array_append_new(res, json_pack("{s:f, s:f, s:b}", "score", score, "percentile",
 		                                     ae_model_percentile(m->m, score), "anomaly", score > threshold));
 	}
+	free(scores);
 	json_t *o = json_pack("{s:s, s:s, s:f, s:o, s:o}", "model", m->name, "metric", "mse", "threshold", threshold,
 	                      "threshold_quantile", isnan(quantile) ? json_null() : json_real(quantile), "results",
 	                      res);
-	char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(7));
+	char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(7)) : NULL;
 	json_decref(o);
 	if (s) *len = strlen(s);
 	return s;
@@ -143,7 +163,7 @@ char *srv_json_model(const srv_model *m, int is_default, size_t *len)
 	/* What the model can be asked, from the operations table. */
 	json_t *ops = json_array();
 	for (int k = 0; k < SRV_N_OPS; k++)
-		json_array_append_new(ops, json_string(srv_ops[k].name));
+		if (srv_ops[k].front == SRV_V1) json_array_append_new(ops, json_string(srv_ops[k].name));
 	if (o)
 		json_object_set_new(o, "operations", ops);
 	else

@@ -62,10 +62,10 @@ int srv_params_set(srv_params *p, unsigned accepted, const char *key, const char
 		if (strcmp(key, known[i].name) == 0) bit = known[i].bit;
 	if (!(bit & accepted)) {
 		list_names(accepted, names, sizeof names);
-		return srv_fail_set(f, 400, "invalid_parameter", "unknown query parameter '%s'; this route takes %s", k,
+		return srv_fail_set(f, 400, "invalid_parameter", "unknown parameter '%s'; this route takes %s", k,
 		                    names);
 	}
-	if (p->seen & bit) return srv_fail_set(f, 400, "invalid_parameter", "query parameter '%s' is given twice", k);
+	if (p->seen & bit) return srv_fail_set(f, 400, "invalid_parameter", "parameter '%s' is given twice", k);
 	p->seen |= bit;
 	value = value ? value : "";
 	ae_error err;

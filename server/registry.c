@@ -25,6 +25,15 @@
 
 #include "ae/modelfile.h"
 
+/* Models allocated and not yet freed: those the registry serves, plus
+ * replaced ones that requests still hold. */
+static atomic_int alive;
+
+int srv_models_in_memory(void)
+{
+	return atomic_load(&alive);
+}
+
 double srv_now(void)
 {
 	struct timespec ts;
@@ -35,7 +44,7 @@ double srv_now(void)
 typedef struct worker {
 	srv_model *m;
 	ae_infer *inf;
-	float *stage_in, *stage_out;
+	float *stage_in, *stage_out, *stage_z;
 } worker;
 
 /* Takes the next batch off the queue (caller holds m->mu); returns the
@@ -109,18 +118,29 @@ static void run_batch(worker *w, srv_job **batch, int n, int images)
 	if (!live) return;
 	const ae_op op = batch[0]->op;
 	const size_t isz = ae_plan_in_size(m->plan, op), osz = ae_plan_out_size(m->plan, op);
-	if (live == 1) {
+	if (live == 1 && batch[0]->codes)
+		ae_infer_reconstruct(w->inf, batch[0]->in, batch[0]->n, batch[0]->out, batch[0]->codes);
+	else if (live == 1)
 		ae_infer_run(w->inf, op, batch[0]->in, batch[0]->n, batch[0]->out);
-	} else {
+	else {
 		size_t at = 0;
 		for (int i = 0; i < live; i++) {
 			memcpy(w->stage_in + at * isz, batch[i]->in, (size_t)batch[i]->n * isz * sizeof(float));
 			at += (size_t)batch[i]->n;
 		}
-		ae_infer_run(w->inf, op, w->stage_in, images, w->stage_out);
+		/* A reconstruction's codes land in stage_z, which costs nothing:
+		 * the pass writes them somewhere anyway. */
+		if (op == AE_OP_RECONSTRUCT)
+			ae_infer_reconstruct(w->inf, w->stage_in, images, w->stage_out, w->stage_z);
+		else
+			ae_infer_run(w->inf, op, w->stage_in, images, w->stage_out);
+		const size_t zsz = ae_plan_out_size(m->plan, AE_OP_ENCODE);
 		at = 0;
 		for (int i = 0; i < live; i++) {
 			memcpy(batch[i]->out, w->stage_out + at * osz, (size_t)batch[i]->n * osz * sizeof(float));
+			if (batch[i]->codes)
+				memcpy(batch[i]->codes, w->stage_z + at * zsz,
+				       (size_t)batch[i]->n * zsz * sizeof(float));
 			at += (size_t)batch[i]->n;
 		}
 	}
@@ -151,6 +171,7 @@ static void *worker_main(void *arg)
 	ae_infer_free(w->inf);
 	free(w->stage_in);
 	free(w->stage_out);
+	free(w->stage_z);
 	free(w);
 	return NULL;
 }
@@ -209,130 +230,18 @@ static int start_workers(srv_model *sm, const srv_config *cfg)
 		w->inf = ae_infer_new(sm->plan, cfg->max_batch, 1, &err);
 		w->stage_in = malloc((size_t)cfg->max_batch * in_max * sizeof(float));
 		w->stage_out = malloc((size_t)cfg->max_batch * out_max * sizeof(float));
-		if (!w->inf || !w->stage_in || !w->stage_out ||
+		w->stage_z = malloc((size_t)cfg->max_batch * ae_plan_out_size(sm->plan, AE_OP_ENCODE) * sizeof(float));
+		if (!w->inf || !w->stage_in || !w->stage_out || !w->stage_z ||
 		    pthread_create(&sm->threads[i], NULL, worker_main, w) != 0) {
 			fprintf(stderr, "aeserve: %s: cannot start worker: %s\n", sm->name,
 			        err.msg[0] ? err.msg : "out of memory");
 			ae_infer_free(w->inf);
-			free(w->stage_in), free(w->stage_out), free(w);
+			free(w->stage_in), free(w->stage_out), free(w->stage_z), free(w);
 			return -1;
 		}
 		sm->n_threads++;
 	}
 	return 0;
-}
-
-static srv_model *find(srv_state *s, const char *name)
-{
-	for (int i = 0; i < s->n_models; i++)
-		if (strcmp(s->models[i]->name, name) == 0) return s->models[i];
-	return NULL;
-}
-
-static int has_ext(const char *n, const char *ext)
-{
-	size_t a = strlen(n), b = strlen(ext);
-	return a > b && strcmp(n + a - b, ext) == 0;
-}
-
-static int load_one(srv_state *s, const char *path)
-{
-	if (s->n_models >= SRV_MAX_MODELS) {
-		fprintf(stderr, "aeserve: %s: more than %d models\n", path, SRV_MAX_MODELS);
-		return -1;
-	}
-	const char *base = strrchr(path, '/');
-	base = base ? base + 1 : path;
-	size_t len = strlen(base);
-	if (has_ext(base, ".safetensors")) len -= strlen(".safetensors");
-	if (len == 0 || len >= 64) {
-		fprintf(stderr, "aeserve: %s: cannot name a model after this file\n", path);
-		return -1;
-	}
-	char name[64];
-	snprintf(name, sizeof name, "%.*s", (int)len, base);
-	/* A name is a path segment of every route and a label in metrics and
-	 * JSON: keep it to characters that need no escaping anywhere. */
-	if (strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != len) {
-		fprintf(stderr,
-		        "aeserve: %s: a model's name (its file name) may hold only letters, digits, '.', '_' and '-'\n",
-		        path);
-		return -1;
-	}
-	if (find(s, name)) {
-		fprintf(stderr, "aeserve: %s: a model named '%s' is already loaded\n", path, name);
-		return -1;
-	}
-	ae_error err = { 0 };
-	ae_model *m = ae_model_load(path, &err);
-	ae_plan *plan = m ? ae_plan_new(m, &err) : NULL;
-	srv_model *sm = plan ? calloc(1, sizeof *sm) : NULL;
-	if (!sm) {
-		fprintf(stderr, "aeserve: model '%s' failed to load: %s\n", name,
-		        err.msg[0] ? err.msg : "out of memory");
-		ae_plan_free(plan);
-		ae_model_free(m);
-		return -1;
-	}
-	snprintf(sm->name, sizeof sm->name, "%s", name);
-	snprintf(sm->path, sizeof sm->path, "%s", path);
-	sm->m = m;
-	sm->plan = plan;
-	sm->c = m->net.spec.c, sm->h = m->net.spec.h, sm->w = m->net.spec.w;
-	sm->latent = m->net.spec.latent;
-	sm->image_size = (size_t)sm->c * sm->h * sm->w;
-	sm->cfg = &s->cfg;
-	atomic_store(&sm->refs, 1); /* the registry's */
-	pthread_mutex_init(&sm->mu, NULL);
-	pthread_cond_init(&sm->cv, NULL);
-	s->models[s->n_models++] = sm;
-	return start_workers(sm, &s->cfg);
-}
-
-int srv_models_load(srv_state *s)
-{
-	int rc = 0;
-	for (int i = 0; i < s->cfg.n_paths; i++) {
-		const char *p = s->cfg.paths[i];
-		struct stat sb;
-		if (stat(p, &sb) != 0) {
-			fprintf(stderr, "aeserve: %s: %s\n", p, strerror(errno));
-			rc = -1;
-			continue;
-		}
-		if (!S_ISDIR(sb.st_mode)) {
-			rc |= load_one(s, p);
-			continue;
-		}
-		struct dirent **ents;
-		int n = scandir(p, &ents, NULL, alphasort), found = 0;
-		for (int k = 0; k < n; k++) {
-			if (has_ext(ents[k]->d_name, ".safetensors")) {
-				char full[2048];
-				snprintf(full, sizeof full, "%s/%s", p, ents[k]->d_name);
-				rc |= load_one(s, full);
-				found++;
-			}
-			free(ents[k]);
-		}
-		if (n >= 0) free(ents);
-		if (!found) {
-			fprintf(stderr, "aeserve: %s: no .safetensors model files\n", p);
-			rc = -1;
-		}
-	}
-	if (rc == 0 && s->n_models == 0) {
-		fprintf(stderr, "aeserve: no models to serve\n");
-		rc = -1;
-	}
-	if (rc == 0) {
-		s->default_model = s->cfg.default_model[0] ? find(s, s->cfg.default_model) : s->models[0];
-		if (!s->default_model) {
-			fprintf(stderr, "aeserve: --default: no model named '%s' is loaded\n", s->cfg.default_model);
-			rc = -1;
-		}
-	}
-	return rc;
 }
 
 static srv_model *hold(srv_model *m)
@@ -341,14 +250,157 @@ static srv_model *hold(srv_model *m)
 	return m;
 }
 
+static int file_id(const char *path, srv_model *m)
+{
+	struct stat sb;
+	if (stat(path, &sb) != 0) return -1;
+	m->dev = (unsigned long long)sb.st_dev;
+	m->ino = (unsigned long long)sb.st_ino;
+	m->size = (unsigned long long)sb.st_size;
+	m->mtime_ns = (unsigned long long)sb.st_mtim.tv_sec * 1000000000ull + (unsigned long long)sb.st_mtim.tv_nsec;
+	return 0;
+}
+
+int srv_model_file_changed(const srv_model *m)
+{
+	srv_model now;
+	return file_id(m->path, &now) != 0 || now.dev != m->dev || now.ino != m->ino || now.size != m->size ||
+	       now.mtime_ns != m->mtime_ns;
+}
+
+srv_model *srv_model_open(const srv_config *cfg, const char *name, const char *path, srv_fail *f)
+{
+	srv_model *sm = calloc(1, sizeof *sm);
+	if (!sm) {
+		srv_fail_set(f, 500, "internal", "out of memory");
+		return NULL;
+	}
+	snprintf(sm->path, sizeof sm->path, "%s", path);
+	if (file_id(path, sm) != 0) {
+		srv_fail_set(f, 404, "model_file_missing", "model '%s': %s: %s", name, path, strerror(errno));
+		free(sm);
+		return NULL;
+	}
+	ae_error err = { 0 };
+	ae_model *m = ae_model_load(path, &err);
+	ae_plan *plan = m ? ae_plan_new(m, &err) : NULL;
+	/* A file being copied or written in place can be read while it is
+	 * short and still parse: compare the file now with the file before,
+	 * and refuse a moving target. */
+	int moved = plan && srv_model_file_changed(sm);
+	if (!plan || moved) {
+		if (moved)
+			srv_fail_set(f, 409, "model_file_changing",
+			             "model '%s': %s changed while it was read; load it again once it is written", name,
+			             path);
+		else
+			srv_fail_set(f, 422, "invalid_model_file", "model '%s': %s", name,
+			             err.msg[0] ? err.msg : "out of memory");
+		ae_plan_free(plan);
+		ae_model_free(m);
+		free(sm);
+		return NULL;
+	}
+	snprintf(sm->name, sizeof sm->name, "%s", name);
+	sm->m = m;
+	sm->plan = plan;
+	sm->c = m->net.spec.c, sm->h = m->net.spec.h, sm->w = m->net.spec.w;
+	sm->latent = m->net.spec.latent;
+	sm->image_size = (size_t)sm->c * sm->h * sm->w;
+	sm->cfg = cfg;
+	atomic_store(&sm->refs, 1); /* the caller's */
+	atomic_fetch_add(&alive, 1);
+	pthread_mutex_init(&sm->mu, NULL);
+	pthread_cond_init(&sm->cv, NULL);
+	if (start_workers(sm, cfg) != 0) {
+		srv_fail_set(f, 500, "internal", "model '%s': cannot start its inference workers", name);
+		srv_model_release(sm);
+		return NULL;
+	}
+	return sm;
+}
+
+void srv_registry_init(srv_state *s)
+{
+	pthread_mutex_init(&s->reg_mu, NULL);
+	pthread_mutex_init(&s->load_mu, NULL);
+}
+
+/* The slot of the name (caller holds reg_mu), or -1. */
+static int slot(const srv_state *s, const char *name)
+{
+	for (int i = 0; i < s->n_models; i++)
+		if (strcmp(s->models[i]->name, name) == 0) return i;
+	return -1;
+}
+
+int srv_registry_put(srv_state *s, srv_model *m)
+{
+	pthread_mutex_lock(&s->reg_mu);
+	int i = slot(s, m->name);
+	srv_model *old = i >= 0 ? s->models[i] : NULL;
+	if (i < 0 && s->n_models >= SRV_MAX_MODELS) {
+		pthread_mutex_unlock(&s->reg_mu);
+		return -1;
+	}
+	if (i < 0) {
+		/* kept in name order, so listings and metrics are stable */
+		i = s->n_models++;
+		while (i > 0 && strcmp(s->models[i - 1]->name, m->name) > 0) {
+			s->models[i] = s->models[i - 1];
+			i--;
+		}
+	}
+	s->models[i] = m;
+	pthread_mutex_unlock(&s->reg_mu);
+	/* Outside the lock: if no request holds the old model, this stops its
+	 * workers and frees it; otherwise its last request does. */
+	srv_model_release(old);
+	return 0;
+}
+
+int srv_registry_remove(srv_state *s, const char *name)
+{
+	pthread_mutex_lock(&s->reg_mu);
+	int i = slot(s, name);
+	srv_model *old = i >= 0 ? s->models[i] : NULL;
+	if (old) {
+		memmove(&s->models[i], &s->models[i + 1], (size_t)(s->n_models - i - 1) * sizeof(srv_model *));
+		s->n_models--;
+	}
+	pthread_mutex_unlock(&s->reg_mu);
+	srv_model_release(old);
+	return old ? 0 : -1;
+}
+
 srv_model *srv_model_hold(srv_state *s, const char *name)
 {
-	return hold(find(s, name));
+	pthread_mutex_lock(&s->reg_mu);
+	int i = slot(s, name);
+	srv_model *m = i >= 0 ? hold(s->models[i]) : NULL;
+	pthread_mutex_unlock(&s->reg_mu);
+	return m;
 }
 
 srv_model *srv_model_hold_default(srv_state *s)
 {
-	return hold(s->default_model);
+	return srv_model_hold(s, s->default_name);
+}
+
+int srv_models_snapshot(srv_state *s, srv_model **out)
+{
+	pthread_mutex_lock(&s->reg_mu);
+	int n = s->n_models;
+	for (int i = 0; i < n; i++)
+		out[i] = hold(s->models[i]);
+	pthread_mutex_unlock(&s->reg_mu);
+	return n;
+}
+
+void srv_models_release_snapshot(srv_model **ms, int n)
+{
+	for (int i = 0; i < n; i++)
+		srv_model_release(ms[i]);
 }
 
 /* Workers finish what is queued (answering expired jobs 504), then exit. */
@@ -373,18 +425,23 @@ void srv_model_release(srv_model *m)
 	ae_plan_free(m->plan);
 	ae_model_free(m->m);
 	free(m);
+	atomic_fetch_sub(&alive, 1);
 }
 
 void srv_models_stop(srv_state *s)
 {
+	pthread_mutex_lock(&s->reg_mu);
 	for (int i = 0; i < s->n_models; i++)
 		stop_workers(s->models[i]);
+	pthread_mutex_unlock(&s->reg_mu);
 }
 
 void srv_models_release_all(srv_state *s)
 {
-	s->default_model = NULL;
-	for (int i = 0; i < s->n_models; i++)
-		srv_model_release(s->models[i]);
+	pthread_mutex_lock(&s->reg_mu);
+	int n = s->n_models;
 	s->n_models = 0;
+	pthread_mutex_unlock(&s->reg_mu);
+	for (int i = 0; i < n; i++)
+		srv_model_release(s->models[i]);
 }

@@ -1,6 +1,8 @@
 /*
  * Every response goes out through these helpers, so every error body has
- * the same shape, {"error": {"code": "...", "message": "..."}}, every
+ * the same shape, {"error": {"code": "...", "message": "..."}} (on /v2,
+ * the protocol's {"error": "..."}), every answer carries the request's
+ * X-Request-Id, every
  * answer is recorded on its connection (status and size, for the log and
  * metrics) and starts the deadline for the client to take it, and while
  * the server drains every answer closes its connection.
@@ -25,6 +27,7 @@ static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status, const
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
 	for (int i = 0; headers && headers[i]; i += 2)
 		MHD_add_response_header(r, headers[i], headers[i + 1]);
+	if (sc && sc->request_id[0]) MHD_add_response_header(r, "X-Request-Id", sc->request_id);
 	/* Keep-alive clients learn to go elsewhere with their next request. */
 	if (sc && atomic_load(&sc->s->draining)) MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	enum MHD_Result rc = MHD_queue_response(conn, status, r);
@@ -63,7 +66,10 @@ static enum MHD_Result reply_error_v(struct MHD_Connection *conn, unsigned statu
 	vsnprintf(raw, sizeof raw, fmt, ap);
 	/* Messages quote paths, parameters and media types: any bytes. */
 	srv_text_clean(msg, sizeof msg, raw);
-	json_t *o = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
+	/* The Open Inference Protocol's errors are {"error": "message"}. */
+	const srv_conn *sc = srv_conn_of(conn);
+	json_t *o = sc && sc->front == SRV_V2 ? json_pack("{s:s}", "error", msg)
+	                                      : json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
 	char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	if (!body) {

@@ -17,6 +17,8 @@
 
 #define SRV_MAX_MODELS 16
 
+typedef struct srv_fail srv_fail;
+
 enum srv_log { SRV_LOG_TEXT, SRV_LOG_JSON, SRV_LOG_NONE };
 
 typedef struct srv_config {
@@ -38,6 +40,9 @@ typedef struct srv_config {
 	int drain_delay_s;    /* SIGTERM: keep serving with /readyz 503 for this long */
 	int drain_timeout_s;  /* then wait at most this long for requests in flight */
 	int log_format;
+	int metrics_public;             /* /metrics without a key even when keys are set */
+	const char *api_keys;           /* file of API keys, or NULL */
+	const char *tls_cert, *tls_key; /* PEM files: serve HTTPS */
 	char default_model[64];
 	char **paths; /* model files or folders (argv's) */
 	int n_paths;
@@ -45,28 +50,47 @@ typedef struct srv_config {
 
 /* ---- ops.c: the operations, one row each ---- */
 
-enum srv_input { SRV_IN_PNG = 1, SRV_IN_MULTIPART = 2, SRV_IN_JSON = 4 };
+enum srv_input { SRV_IN_PNG = 1, SRV_IN_MULTIPART = 2, SRV_IN_JSON = 4, SRV_IN_ANY = 8 };
+/* Which protocol a route speaks: its paths and its error bodies. */
+enum srv_front { SRV_V1, SRV_V2 };
 enum srv_items { SRV_ITEMS_IMAGES, SRV_ITEMS_CODES };
-enum srv_output { SRV_OUT_CODES, SRV_OUT_IMAGES, SRV_OUT_SCORES };
+enum srv_output { SRV_OUT_CODES, SRV_OUT_IMAGES, SRV_OUT_SCORES, SRV_OUT_V2 };
 /* Query parameters, as bits of srv_opdef.params. */
 enum srv_param { SRV_P_RESIZE = 1, SRV_P_INVERT = 2, SRV_P_THRESHOLD = 4, SRV_P_QUANTILE = 8 };
 
 typedef struct srv_opdef {
 	const char *name; /* its route segment and metric label */
+	int front;        /* srv_front: /v1/models/NAME/OP and /v1/OP, or /v2/models/NAME/OP */
 	ae_op engine;     /* what the plan runs; sizes come from the plan */
 	int items;        /* srv_items: what a request sends, images or codes */
-	unsigned inputs;  /* srv_input bits: body forms accepted */
+	unsigned inputs;  /* srv_input bits: body forms accepted (ANY: the protocol's framing decides) */
 	unsigned params;  /* srv_param bits: query parameters accepted */
 	int output;       /* srv_output */
 } srv_opdef;
 
-#define SRV_N_OPS 5
+#define SRV_N_OPS 6
 extern const srv_opdef srv_ops[SRV_N_OPS];
-const srv_opdef *srv_op_find(const char *name);
+const srv_opdef *srv_op_find(int front, const char *name);
 
 /* Metric and log labels: the operations first (route k is srv_ops[k]),
  * then the other routes. */
-enum srv_route { R_MODELS = SRV_N_OPS, R_MODEL, R_LIVEZ, R_READYZ, R_METRICS, R_OTHER, R_N };
+enum srv_route {
+	R_MODELS = SRV_N_OPS,
+	R_MODEL,
+	R_LIVEZ,
+	R_READYZ,
+	R_METRICS,
+	R_V2_SERVER,
+	R_V2_LIVE,
+	R_V2_READY,
+	R_V2_MODEL,
+	R_V2_MODEL_READY,
+	R_REPO_INDEX,
+	R_REPO_LOAD,
+	R_REPO_UNLOAD,
+	R_OTHER,
+	R_N
+};
 const char *srv_route_name(int route);
 
 /* ---- registry.c: models, queues, workers ---- */
@@ -80,6 +104,7 @@ struct srv_job {
 	int n;
 	const float *in;  /* (n, ae_plan_in_size(op)) */
 	float *out;       /* (n, ae_plan_out_size(op)) */
+	float *codes;     /* reconstruct: also the codes, (n, latent), or NULL */
 	double deadline;  /* monotonic seconds */
 	atomic_int state; /* JOB_QUEUED, JOB_DONE, JOB_EXPIRED */
 	struct MHD_Connection *conn;
@@ -90,6 +115,8 @@ enum { JOB_NONE, JOB_QUEUED, JOB_DONE, JOB_EXPIRED };
 typedef struct srv_model {
 	char name[64];
 	char path[1024];
+	/* The file as it was when read: a reload compares these. */
+	unsigned long long dev, ino, size, mtime_ns;
 	ae_model *m;
 	ae_plan *plan;
 	int c, h, w, latent;
@@ -115,19 +142,45 @@ typedef struct srv_model {
 } srv_model;
 
 typedef struct srv_conns srv_conns;
+typedef struct srv_keys srv_keys;
+
+/* Why the last load of a name failed, for the repository index. */
+typedef struct srv_load_note {
+	char name[64];
+	char reason[300];
+} srv_load_note;
 
 typedef struct srv_state {
 	srv_config cfg;
+	/* The registry: which model each name serves now. reg_mu guards the
+	 * slots (held only to look up or swap a pointer); load_mu makes loads,
+	 * reloads and unloads one at a time (held while a file is read). */
+	pthread_mutex_t reg_mu, load_mu;
 	srv_model *models[SRV_MAX_MODELS];
 	int n_models;
-	srv_model *default_model;
+	char default_name[64];
+	srv_load_note notes[SRV_MAX_MODELS * 2];
+	atomic_long loads_ok, loads_failed, unloads;
 	atomic_int loaded;   /* every model loaded */
 	atomic_int draining; /* SIGTERM came: /readyz 503, answers close their connection */
 	atomic_int inflight; /* requests between their first callback and completion */
 	struct MHD_Daemon *daemon;
 	srv_conns *conns;
+	srv_keys *keys; /* NULL: no access control */
 } srv_state;
 
+void srv_registry_init(srv_state *s);
+/* Reads, checks and compiles the model file at path and starts its
+ * workers: a model that is ready to serve, held once for the caller, or
+ * NULL with f set. The file must not change while it is read. */
+srv_model *srv_model_open(const srv_config *cfg, const char *name, const char *path, srv_fail *f);
+/* Whether m's file is no longer the file m was read from. */
+int srv_model_file_changed(const srv_model *m);
+/* Puts m in the registry under its name, in place of the model serving it
+ * (whose reference the registry drops), taking over the caller's hold. */
+int srv_registry_put(srv_state *s, srv_model *m);
+/* Takes the model named out of the registry; its requests finish. */
+int srv_registry_remove(srv_state *s, const char *name);
 /* Loads every model named by cfg->paths; prints each failure by name. */
 int srv_models_load(srv_state *s);
 /* Stops every model's workers after they finish what is queued. */
@@ -138,12 +191,40 @@ void srv_models_release_all(srv_state *s);
 srv_model *srv_model_hold(srv_state *s, const char *name);
 srv_model *srv_model_hold_default(srv_state *s);
 void srv_model_release(srv_model *m);
+/* Every model served now, held, in name order; returns the count. */
+int srv_models_snapshot(srv_state *s, srv_model **out);
+void srv_models_release_snapshot(srv_model **ms, int n);
+/* Models in memory: served ones and replaced ones still held. */
+int srv_models_in_memory(void);
 /* Suspends the job's connection and queues the job; returns 0, or -1 (and
  * leaves the connection alone) when the queue is full or stopping. */
 int srv_enqueue(srv_model *m, srv_job *j);
 double srv_now(void);
 
+/* ---- repo.c: the model repository: load, reload, unload by name ---- */
+
+/* A model name is one path segment: letters, digits, '.', '_', '-', not
+ * starting with '.', at most 63 characters. */
+int srv_model_name_ok(const char *name);
+/* Loads (or reloads) the model named from its file; the new model serves
+ * only once it has been read and checked whole, and the one it replaces
+ * finishes the requests it has. 0, or -1 with f set (and the old model,
+ * if any, still serving). */
+int srv_repo_load(srv_state *s, const char *name, srv_fail *f);
+int srv_repo_unload(srv_state *s, const char *name, srv_fail *f);
+/* SIGHUP: reloads every model whose file changed; returns the failures. */
+int srv_repo_refresh(srv_state *s);
+/* The repository index, as the protocol's JSON array (malloc'd): every
+ * model loaded or offered by the folders, or the loaded ones alone. */
+char *srv_repo_index(srv_state *s, int ready_only, size_t *len);
+/* Bytes of a repository call's body (a small JSON object). */
+#define SRV_MAX_REPO_BODY 65536
+
 /* ---- conn.c: connections, their deadlines and the reaper ---- */
+
+/* An X-Request-Id taken from a request: 1 to this many characters of
+ * [A-Za-z0-9._:-]; another is replaced by one of ours. */
+#define SRV_REQUEST_ID_MAX 128
 
 /* Why a connection has a deadline now. */
 enum srv_wait { W_NONE, W_HEADERS, W_BODY, W_SEND, W_IDLE };
@@ -160,6 +241,8 @@ typedef struct srv_conn {
 	atomic_int reaped;        /* the srv_wait it was cut off in, or 0 */
 	unsigned status;          /* the last answer queued on it */
 	size_t bytes;
+	int front;                               /* srv_front of the request: the form of its errors */
+	char request_id[SRV_REQUEST_ID_MAX + 1]; /* the request's X-Request-Id, echoed on its answer */
 	struct srv_conn *prev, *next;
 } srv_conn;
 
@@ -171,6 +254,24 @@ srv_conn *srv_conn_of(struct MHD_Connection *c);
 /* Starts the deadline for what the connection waits on next (W_NONE: none). */
 void srv_conn_wait(srv_conn *sc, int waiting);
 long srv_conns_reaped(int waiting);
+/* Whether the client connects from this host (127.0.0.0/8 or ::1). */
+int srv_client_is_loopback(struct MHD_Connection *c);
+
+/* ---- keys.c: API keys ---- */
+
+#define SRV_KEY_MIN  16 /* characters: shorter keys are refused as guessable */
+#define SRV_KEY_MAX  256
+#define SRV_KEYS_MAX 1024 /* keys in one file */
+enum { SRV_KEY_OK, SRV_KEY_MISSING, SRV_KEY_INVALID };
+/* Reads the key file; NULL with err set if it cannot be read or holds a
+ * bad line (named by number, never by content) or no key. */
+srv_keys *srv_keys_open(const char *path, char *err, size_t cap);
+/* Rereads it; on failure the keys stay as they were. */
+int srv_keys_reload(srv_keys *k, char *err, size_t cap);
+int srv_keys_count(srv_keys *k);
+/* An Authorization header (or NULL) against the keys: SRV_KEY_*. */
+int srv_keys_check(srv_keys *k, const char *authorization);
+void srv_keys_free(srv_keys *k);
 
 /* ---- http.c ---- */
 enum MHD_Result srv_handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -208,8 +309,9 @@ void srv_metrics_request(int route, unsigned status, double seconds);
 char *srv_metrics_render(srv_state *s, size_t *len);
 
 /* ---- log.c ---- */
+/* request_id is a plain token (checked or made by http.c). */
 void srv_access_log(int format, struct MHD_Connection *conn, const char *method, const char *path, unsigned status,
-                    size_t bytes, double seconds);
+                    size_t bytes, double seconds, const char *request_id);
 
 /* ---- params.c: query parameters ---- */
 typedef struct srv_params {
@@ -218,11 +320,11 @@ typedef struct srv_params {
 	unsigned seen;              /* srv_param bits given */
 } srv_params;
 
-typedef struct srv_fail {
+struct srv_fail {
 	unsigned status;
 	const char *code;
 	char msg[400];
-} srv_fail;
+};
 
 void srv_params_init(srv_params *p);
 /* Takes one key=value of the query for an operation that accepts the
@@ -256,6 +358,14 @@ int srv_parse_png(const uint8_t *body, size_t len, const srv_parse_ctx *x, int *
 int srv_parse_multipart(const uint8_t *body, size_t len, const char *ctype, const srv_parse_ctx *x, int *n, float **out,
                         srv_fail *f);
 int srv_parse_json(const uint8_t *body, size_t len, const srv_parse_ctx *x, int *n, float **out, srv_fail *f);
+/* A request's PNG decoding, all images counted against one budget. */
+typedef struct srv_png_budget {
+	uint64_t left; /* inflated bytes still allowed */
+} srv_png_budget;
+/* Decodes one PNG into dst (the model's C*H*W floats). which names it in
+ * messages ("the image", "part 2"). */
+int srv_png_decode_one(const uint8_t *buf, size_t len, const srv_parse_ctx *x, srv_png_budget *b, float *dst,
+                       const char *which, srv_fail *f);
 /* The body's media type as a srv_input bit, 0 if none we take. */
 unsigned srv_media_type(const char *ctype);
 
@@ -287,6 +397,28 @@ typedef struct srv_tensor_in {
  * the caller's to free (srv_tensor_free), whatever the result. */
 int srv_tensor_parse(const uint8_t *body, size_t len, int check_range, srv_tensor_in *t, srv_fail *f);
 void srv_tensor_free(srv_tensor_in *t);
+/* Judges a parsed tensor (shape, count, range) against the model and the
+ * operation; 0, or -1 with f set. */
+int srv_tensor_check(const srv_tensor_in *t, const srv_parse_ctx *x, srv_fail *f);
+/* Just a data value (a number array, nested or flat) into t->v. */
+int srv_tensor_data(const uint8_t *p, size_t len, int check_range, srv_tensor_in *t, srv_fail *f);
+
+/* An Open Inference Protocol request without a JSON tree for its numbers:
+ * the whole document is validated, each inputs[k].data is located, and
+ * what remains (the skeleton, with each data cut to []) is small enough
+ * for jansson. */
+#define SRV_V2_MAX_INPUTS   8
+#define SRV_V2_MAX_SKELETON 65536 /* bytes of JSON outside the tensor data */
+typedef struct srv_v2_span {
+	size_t off, len; /* len 0: no data member */
+} srv_v2_span;
+typedef struct srv_v2_split {
+	char *skel; /* malloc'd, NUL-terminated */
+	size_t skel_len;
+	srv_v2_span data[SRV_V2_MAX_INPUTS];
+	int too_many; /* more inputs than SRV_V2_MAX_INPUTS */
+} srv_v2_split;
+int srv_json_split_v2(const uint8_t *body, size_t len, srv_v2_split *sp, srv_fail *f);
 
 /* ---- outputs.c: results to response bodies (malloc'd) ---- */
 char *srv_json_tensor(const srv_model *m, const char *op, const float *v, int n, const int *dims, int ndims,
@@ -294,8 +426,44 @@ char *srv_json_tensor(const srv_model *m, const char *op, const float *v, int n,
 char *srv_json_anomaly(const srv_model *m, const float *x, const float *y, int n, double threshold, double quantile,
                        size_t *len);
 char *srv_json_model(const srv_model *m, int is_default, size_t *len);
-/* Writes v like "%.6g" without locale or format parsing; returns the
- * length (at most 16). */
+/* Writes v in the fewest digits that read back as exactly v, without
+ * locale or format parsing; returns the length (at most 16). */
 int srv_fmt_float(char *p, float v);
+/* The anomaly score of each item: the mean squared error of y against x. */
+void srv_scores(const srv_model *m, const float *x, const float *y, int n, float *scores);
+
+/* ---- v2.c: the Open Inference Protocol ---- */
+
+#define SRV_V2_N_OUT  4   /* latent, reconstruction, score, anomaly */
+#define SRV_V2_MAX_ID 256 /* bytes of a request's "id" */
+enum { SRV_V2_LATENT, SRV_V2_RECON, SRV_V2_SCORE, SRV_V2_ANOMALY };
+
+typedef struct srv_v2_req {
+	char *id;                /* echoed; NULL when the request had none */
+	int order[SRV_V2_N_OUT]; /* the outputs asked, in the order asked */
+	int n_out;
+	unsigned binary; /* bit k: output k answered as binary data */
+	srv_params p;    /* threshold, quantile, resize, invert */
+} srv_v2_req;
+
+/* header_len: Inference-Header-Content-Length, or -1 when absent. Fills q
+ * and the (n, C*H*W) images; 0, or -1 with f set. */
+int srv_v2_parse(const uint8_t *body, size_t len, long long header_len, const srv_parse_ctx *x, srv_v2_req *q, int *n,
+                 float **out, srv_fail *f);
+void srv_v2_req_free(srv_v2_req *q);
+
+/* What an answer is made of. */
+typedef struct srv_v2_out {
+	const srv_model *m;
+	const srv_v2_req *q;
+	int n;
+	const float *z, *y, *scores, *flags; /* (n, latent), (n, C*H*W), (n), (n): NULL if not asked */
+	double threshold;
+} srv_v2_out;
+/* The response body: JSON, then the binary outputs; *json_len is the
+ * JSON's length (the Inference-Header-Content-Length). */
+char *srv_v2_response(const srv_v2_out *o, size_t *len, size_t *json_len);
+char *srv_v2_server_json(size_t *len);
+char *srv_v2_model_json(const srv_model *m, size_t *len);
 
 #endif

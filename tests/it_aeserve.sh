@@ -115,7 +115,7 @@ for f in e1 e2 oj4 oj3 oj2 dec rec inv rs den; do keep Tensor "$TMPD/$f.json"; d
 for f in a_digit a_fashion q t; do keep Anomaly "$TMPD/$f.json"; done
 
 # ---- errors: status and code ----
-expect 404 not_found "unknown route" "$URL/v2/nothing"
+expect 404 not_found "unknown route" "$URL/v3/nothing"
 expect 404 not_found "unknown op" -X POST "$URL/v1/models/mnist/explode"
 expect 404 model_not_found "unknown model" "${P[@]}" --data-binary @"$D0" "$URL/v1/models/nope/encode"
 expect 405 method_not_allowed "GET on an inference route" "$URL/v1/encode"
@@ -285,7 +285,8 @@ expect_fail "bad log format" "--log-format: 'xml'" "$S" --log-format xml models/
 expect_fail "bad default" "no model named 'nope'" "$S" --port $((PORT + 5)) --default nope models/
 expect_fail "folder without models" "no .safetensors model files" "$S" --port $((PORT + 6)) "$TMPD/digits"
 for o in --addr --port --reuse-port --default --http-threads --workers --max-batch --batch-delay-us --queue --body-limit \
-	--timeout-ms --conn-limit --per-client-limit --header-timeout --body-timeout --conn-timeout --drain-delay --drain-timeout --log-format; do
+	--timeout-ms --conn-limit --per-client-limit --header-timeout --body-timeout --conn-timeout --drain-delay --drain-timeout --log-format \
+	--api-keys --metrics-public --tls-cert --tls-key; do
 	check "aeserve --help documents $o" bash -c "'$S' --help | grep -q -- '$o '"
 done
 

@@ -12,7 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	srv_params p;
 	srv_params_init(&p);
 	p.invert = opt & 1;
-	const srv_opdef *op = srv_op_find(opt & 2 ? "decode" : "encode");
+	const srv_opdef *op = srv_op_find(SRV_V1, opt & 2 ? "decode" : "encode");
 	srv_parse_ctx x = { .m = fuzz_model(), .op = op, .p = &p };
 	int n;
 	float *out = NULL;

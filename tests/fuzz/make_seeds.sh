@@ -12,7 +12,7 @@ C=tests/fuzz/corpus
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 rm -rf "$C"
-mkdir -p "$C"/{png,multipart,json,query,modelfile,idx}
+mkdir -p "$C"/{png,multipart,json,query,modelfile,idx,v2}
 "$T" export tests/fixtures/digits --out "$TMP/d" --limit 3 --json "$TMP/d.json" >/dev/null
 
 # png: digits, and each bomb (their length picks the decoding options)
@@ -36,6 +36,15 @@ jq -c '{shape: [1,784], data: .data[:784]}' "$TMP/d.json" > "$C/json/flat"
 jq -c '{data: [.data[:784] | [range(0;28) as $r | .[$r*28:$r*28+28]]], shape: [1,28,28]}' "$TMP/d.json" > "$C/json/rows"
 printf '{"shape":[2,5],"data":[[0.5,-1e3,2,0,1],[1e-7,0,0,0,3]],"note":"\\u00e9"}' > "$C/json/codes"
 printf '{"shape":[1,5], "data":[0,0,0,0,0]}  ' > "$C/json/codes-ws"
+
+# v2: 4 bytes of header length (ffffffff: none), then the body
+v2() { printf '%b' "$1"; cat; }
+jq -c '{id: "a", inputs: [{name: "input", shape: [1,784], datatype: "FP32", data: .data[:784]}], outputs: [{name: "score"}, {name: "latent", parameters: {binary_data: true}}]}' "$TMP/d.json" | v2 '\xff\xff\xff\xff' > "$C/v2/json-flat"
+jq -c '{inputs: [{name: "input", shape: [1,1,28,28], datatype: "FP32", data: [[.data[:784] | [range(0;28) as $r | .[$r*28:$r*28+28]]]]}], parameters: {quantile: 0.5}}' "$TMP/d.json" | v2 '\xff\xff\xff\xff' > "$C/v2/json-nested"
+hdr='{"inputs":[{"name":"input","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":'$(( $(stat -c %s "$TMP/d/00000.png") + 4 ))'}}],"parameters":{"binary_data_output":true}}'
+{ printf '%b' "$(printf '\\x%02x\\x%02x\\x00\\x00' $(( ${#hdr} % 256 )) $(( ${#hdr} / 256 )))"; printf '%s' "$hdr"; "$BUILD/tests/tools/v2codec" bytes "$TMP/d/00000.png"; } > "$C/v2/bytes-png"
+{ printf '\x00\x00\x00\x00'; cat "$TMP/d/00000.png"; } > "$C/v2/raw-png"
+{ printf '\x00\x00\x00\x00'; jq -c '.data[:784]' "$TMP/d.json" | "$BUILD/tests/tools/v2codec" floats; } > "$C/v2/raw-fp32"
 
 # query: the first byte picks the operation
 printf '\x00resize=1&invert=false' > "$C/query/encode"

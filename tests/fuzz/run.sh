@@ -15,12 +15,14 @@
 #   modelfile       the header is at most 16 MiB (AE_ST_MAX_HEADER); every
 #                   other allocation must be backed by bytes of the file
 #   idx             a data set of up to 2 GiB (IDX_MAX_BYTES), as aetrain allows
+#   v2              as png for BYTES inputs; floats for at most the body's
+#                   bytes otherwise
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 BUILD=${BUILD:-build-fuzz}
 SECONDS_EACH=${1:-60}
-declare -A MALLOC=( [png]=72 [multipart]=72 [json]=16 [query]=16 [modelfile]=64 [idx]=2048 )
-declare -A RSS=( [png]=512 [multipart]=512 [json]=512 [query]=256 [modelfile]=512 [idx]=2560 )
+declare -A MALLOC=( [png]=72 [multipart]=72 [json]=16 [query]=16 [modelfile]=64 [idx]=2048 [v2]=72 )
+declare -A RSS=( [png]=512 [multipart]=512 [json]=512 [query]=256 [modelfile]=512 [idx]=2560 [v2]=512 )
 declare -A EXTRA=( [png]=tests/fixtures/pngsuite )
 mkdir -p "$BUILD/findings"
 fail=0

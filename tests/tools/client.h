@@ -6,6 +6,7 @@
 #define AE_TEST_CLIENT_H
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
@@ -30,7 +31,9 @@ static inline int client_connect(int port)
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+		int e = errno;
 		close(fd);
+		errno = e; /* the caller may tell a refusal from other failures */
 		return -1;
 	}
 	return fd;

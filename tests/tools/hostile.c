@@ -33,6 +33,14 @@
  *       every 30 s the clients pause for 1.5 s and the server's RSS is
  *       printed ("quiet t=... rss_kb=..."): what it keeps with nothing in
  *       flight, which requests in flight cannot blur.
+ *
+ *   Environment, for every request of the soak:
+ *     HOSTILE_HEADER="Name: value"  one more header line (an API key)
+ *     HOSTILE_REFUSED_OK=1          a refused connection (a server that
+ *                                   has stopped accepting) is counted as
+ *                                   refused=, not as a failure: what a
+ *                                   drain test needs, where only requests
+ *                                   the server accepted must succeed
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -376,7 +384,7 @@ typedef struct kind {
 enum { LAT_BUCKETS = 400 }; /* 0.1 ms to 100 s, 20 per decade */
 
 typedef struct soak_stats {
-	atomic_long valid, valid_fail, bad, bad_fail, hostile, statuses[600];
+	atomic_long valid, valid_fail, bad, bad_fail, hostile, refused, statuses[600];
 	atomic_long lat[LAT_BUCKETS];
 } soak_stats;
 
@@ -384,6 +392,7 @@ static kind *kinds;
 static int n_kinds, total_weight;
 static soak_stats st;
 static atomic_int soak_stop, soak_paused;
+static int refused_ok;
 
 static int lat_bucket(double ms)
 {
@@ -428,6 +437,8 @@ static int load_spec(const char *path)
 			              ctype, blen);
 		if (strcmp(accept, "-") != 0)
 			h += snprintf(head + h, sizeof head - (size_t)h, "Accept: %s\r\n", accept);
+		const char *extra = getenv("HOSTILE_HEADER");
+		if (extra && *extra) h += snprintf(head + h, sizeof head - (size_t)h, "%s\r\n", extra);
 		h += snprintf(head + h, sizeof head - (size_t)h, "\r\n");
 		k->req = malloc((size_t)h + blen);
 		memcpy(k->req, head, (size_t)h);
@@ -440,6 +451,8 @@ static int load_spec(const char *path)
 	return n_kinds ? 0 : -1;
 }
 
+enum { REFUSED = -3 }; /* roundtrip: the connection was refused */
+
 /* One request on *fd (opened if -1; closed and reset on any failure). A
  * kept-alive connection the server closed between requests (idle timeout,
  * an earlier "Connection: close") is retried once on a new one, as an HTTP
@@ -448,7 +461,7 @@ static int roundtrip(int *fd, const kind *k, char **body, size_t *blen)
 {
 	int reused = *fd >= 0;
 	for (;;) {
-		if (*fd < 0 && (*fd = connect_local()) < 0) return 0;
+		if (*fd < 0 && (*fd = connect_local()) < 0) return errno == ECONNREFUSED ? REFUSED : 0;
 		/* A server may answer before the whole body is sent (a 413): read
 		 * whatever came back even when the send was cut short. */
 		send_all(*fd, k->req, k->len);
@@ -524,6 +537,11 @@ static void *soak_client(void *arg)
 		double t0 = now();
 		int status = roundtrip(&fd, k, &body, &blen);
 		double ms = (now() - t0) * 1000;
+		if (status == REFUSED && refused_ok) {
+			atomic_fetch_add(&st.refused, 1);
+			usleep(10000);
+			continue;
+		}
 		if (status > 0 && status < 600) atomic_fetch_add(&st.statuses[status], 1);
 		if (strcmp(k->expect, "200") == 0) {
 			atomic_fetch_add(&st.valid, 1);
@@ -594,11 +612,11 @@ static void soak_line(const char *what, double t)
 	long h[LAT_BUCKETS], n = 0;
 	for (int b = 0; b < LAT_BUCKETS; b++)
 		n += h[b] = atomic_load(&st.lat[b]);
-	printf("%s t=%.0f valid=%ld valid_failed=%ld bad=%ld bad_failed=%ld hostile=%ld p50_ms=%.2f p99_ms=%.2f "
-	       "p999_ms=%.2f trickling=%d\n",
+	printf("%s t=%.0f valid=%ld valid_failed=%ld bad=%ld bad_failed=%ld hostile=%ld refused=%ld p50_ms=%.2f "
+	       "p99_ms=%.2f p999_ms=%.2f trickling=%d\n",
 	       what, t, atomic_load(&st.valid), atomic_load(&st.valid_fail), atomic_load(&st.bad),
-	       atomic_load(&st.bad_fail), atomic_load(&st.hostile), lat_quantile(h, n, 0.5), lat_quantile(h, n, 0.99),
-	       lat_quantile(h, n, 0.999), atomic_load(&trickle_open));
+	       atomic_load(&st.bad_fail), atomic_load(&st.hostile), atomic_load(&st.refused), lat_quantile(h, n, 0.5),
+	       lat_quantile(h, n, 0.99), lat_quantile(h, n, 0.999), atomic_load(&trickle_open));
 	fflush(stdout);
 }
 
@@ -620,6 +638,7 @@ static int cmd_soak(int argc, char **argv)
 	int pid = argc == 5 ? atoi(argv[4]) : 0;
 	double secs = atof(argv[0]);
 	int threads = atoi(argv[1]), tricklers = atoi(argv[2]);
+	refused_ok = getenv("HOSTILE_REFUSED_OK") && atoi(getenv("HOSTILE_REFUSED_OK"));
 	if (load_spec(argv[3])) {
 		fprintf(stderr, "hostile soak: %s: no request kinds\n", argv[3]);
 		return 2;
