@@ -5,6 +5,8 @@
 #   make sanitize   the unit and integration tests again under ASan+UBSan
 #   make soak       10 minutes of mixed and hostile traffic, then 2 under ASan
 #   make valgrind   unit tests and a short training run under valgrind
+#   make reload-test  60 s of load with a model reload every 2 s (make test runs 20 s)
+#   make image-test the container image built with podman and run (minutes)
 #   make fuzz       every libFuzzer target for FUZZ_SECONDS each (clang; default 60)
 #   make format     clang-format the tree (make format-check: fail if it would change)
 #   make lint       cppcheck, shellcheck on every script, clang-tidy's bug-prone checks
@@ -118,7 +120,12 @@ tests/openapi/node_modules: tests/openapi/package.json tests/openapi/package-loc
 	cd tests/openapi && npm ci --silent --no-audit --no-fund
 	@touch $@
 
-integration: $(BINS) $(LIB) $(TOOLS) tests/openapi/node_modules
+# The Kubernetes manifest validator, likewise (kubernetes-models, the API's schemas).
+tests/manifests/node_modules: tests/manifests/package.json tests/manifests/package-lock.json
+	cd tests/manifests && npm ci --silent --no-audit --no-fund
+	@touch $@
+
+integration: $(BINS) $(LIB) $(TOOLS) tests/openapi/node_modules tests/manifests/node_modules
 	@fail=0; for t in tests/it_*.sh; do [ -e "$$t" ] || continue; echo "== $$t"; \
 		BUILD=$(BUILD) bash $$t || fail=1; done; exit $$fail
 
@@ -141,6 +148,16 @@ soak: $(BINS) $(TOOLS)
 	BUILD=$(BUILD) bash tests/soak.sh $(SOAK_SECONDS)
 	$(SAN_MAKE) build-san/aeserve build-san/aetrain $(TOOLS:$(BUILD)/%=build-san/%)
 	SANITIZED=1 BUILD=build-san bash tests/soak.sh $(SOAK_ASAN_SECONDS)
+
+# Hot reload under load for RELOAD_SECONDS (the issue's 60 s; make test runs 20).
+RELOAD_SECONDS ?= 60
+reload-test: $(BINS) $(TOOLS)
+	RELOAD_SECONDS=$(RELOAD_SECONDS) BUILD=$(BUILD) bash tests/it_reload.sh
+
+# The container image built with podman on an mmdebstrap'd Debian 12 and run
+# (minutes: it installs packages inside the build).
+image-test: $(BINS)
+	BUILD=$(BUILD) bash tests/image.sh
 
 valgrind: $(TEST_BIN) $(BINS)
 	BUILD=$(BUILD) bash tests/valgrind.sh
