@@ -230,10 +230,13 @@ static int describe_input(json_t *in, input_desc *d, srv_fail *f)
 			}
 			d->nd = (int)json_array_size(v);
 		} else if (strcmp(key, "parameters") == 0) {
-			json_t *b = json_object_get(v, "binary_data_size");
-			if (!json_is_object(v) || json_object_size(v) != (b ? 1u : 0u))
+			/* KServe's clients may add a content_type (a codec hint):
+			 * a string, which an FP32 or PNG input does not need. */
+			json_t *b = json_object_get(v, "binary_data_size"), *ct = json_object_get(v, "content_type");
+			if (!json_is_object(v) || (ct && !json_is_string(ct)) ||
+			    json_object_size(v) != (b ? 1u : 0u) + (ct ? 1u : 0u))
 				return srv_fail_set(f, 400, "invalid_parameter",
-				                    "input parameters: the only one is binary_data_size");
+				                    "input parameters are binary_data_size and content_type only");
 			if (b && (!json_is_integer(b) || json_integer_value(b) < 0))
 				return srv_fail_set(f, 400, "invalid_parameter",
 				                    "binary_data_size is not a non-negative integer");

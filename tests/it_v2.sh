@@ -121,6 +121,10 @@ all_match "raw PNG" "$a"
 a=$(curl -s -H "Inference-Header-Content-Length: 0" --data-binary @"$TMPD/x0.f32" "$U/v2/models/mnist/infer")
 all_match "raw FP32" "$a"
 
+# a KServe client's content_type hint is taken
+a=$(jq -c '.inputs[0].parameters = {content_type: "np"}' "$TMPD/req_flat.json" | curl -s "${J[@]}" --data-binary @- "$U/v2/models/mnist/infer")
+check "content_type taken" jqe '.outputs[0].shape == [2]' <<<"$a"
+
 # threshold and quantile parameters
 a=$(jq -c '.parameters = {threshold: 0}' "$TMPD/req_flat.json" | jq -c '.outputs = [{name: "anomaly"}]' | curl -s "${J[@]}" --data-binary @- "$U/v2/models/mnist/infer")
 check "threshold 0: every image anomalous" jqe '.outputs[0].data == [true, true] and .parameters.threshold == 0' <<<"$a"
@@ -149,6 +153,7 @@ bad_req "value out of range" 400 "outside [0, 1]" $I "${J[@]}" --data-binary @<(
 bad_req "unknown output" 400 "output 'nope'" $I "${J[@]}" --data-binary @<(jq -c '.outputs = [{name: "nope"}]' "$TMPD/req_flat.json")
 bad_req "unknown parameter" 400 "unknown parameter 'priority'" $I "${J[@]}" --data-binary @<(jq -c '.parameters = {priority: 1}' "$TMPD/req_flat.json")
 bad_req "threshold and quantile" 400 "not both" $I "${J[@]}" --data-binary @<(jq -c '.parameters = {threshold: 1, quantile: 0.5}' "$TMPD/req_flat.json")
+bad_req "an unknown input parameter" 400 "binary_data_size and content_type only" $I "${J[@]}" -d '{"inputs":[{"name":"input","shape":[1,784],"datatype":"FP32","parameters":{"scale":2},"data":[0]}]}'
 bad_req "BYTES in JSON" 400 "binary data" $I "${J[@]}" -d '{"inputs":[{"name":"input","shape":[1],"datatype":"BYTES","data":["x"]}]}'
 bad_req "binary size mismatch" 400 "binary_data_size is" $I -H "Inference-Header-Content-Length: ${#hdr}" --data-binary @<(printf '%s' "$hdr"; head -c 100 "$TMPD/pngs")
 bad_req "header length past the body" 400 "only" $I -H "Inference-Header-Content-Length: 99999" --data-binary @"$TMPD/req_png"
