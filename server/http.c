@@ -37,7 +37,7 @@ typedef struct srv_req {
 	int route;
 	int front;           /* srv_front of the path */
 	int bad_version;     /* a /v2 path named a model version other than 1 */
-	char name[64];       /* the model a repository call names */
+	char name[80];       /* the model a repository call names (as long as route() reads) */
 	const srv_opdef *op; /* NULL on the other routes */
 	int phase;
 	unsigned media;        /* srv_input bit of the body */
