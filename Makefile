@@ -7,6 +7,7 @@
 #   make valgrind   unit tests and a short training run under valgrind
 #   make reload-test  60 s of load with a model reload every 2 s (make test runs 20 s)
 #   make image-test the container image built with podman and run (minutes)
+#   make tutorial   the anomaly tutorial: digit 1 with 1% of 3s, flagged (needs make data)
 #   make fuzz       every libFuzzer target for FUZZ_SECONDS each (clang; default 60)
 #   make format     clang-format the tree (make format-check: fail if it would change)
 #   make lint       cppcheck, shellcheck on every script, clang-tidy's bug-prone checks
@@ -62,7 +63,7 @@ TOOLS := $(BUILD)/tests/tools/hammer $(BUILD)/tests/tools/hostile $(BUILD)/tests
          $(BUILD)/tests/tools/v2codec
 BENCH_BIN := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_parts $(BUILD)/bench/bare_mhd
 
-.PHONY: all test unit integration sanitize soak valgrind run data models bench clean install fuzz fuzz-bins reload-test image-test \
+.PHONY: all test unit integration sanitize soak valgrind run data models bench clean install fuzz fuzz-bins reload-test image-test tutorial \
 	format format-check lint compdb
 all: $(BINS)
 
@@ -153,6 +154,16 @@ soak: $(BINS) $(TOOLS)
 RELOAD_SECONDS ?= 60
 reload-test: $(BINS) $(TOOLS)
 	RELOAD_SECONDS=$(RELOAD_SECONDS) BUILD=$(BUILD) bash tests/it_reload.sh
+
+# The anomaly tutorial (needs make data): digit 1 with 1% of digit 3 mixed in,
+# the training images flagged by the 0.999 quantile of their errors (and 0.99).
+tutorial: $(BINS)
+	mkdir -p $(BUILD)/tutorial
+	$(BUILD)/aetrain train --data data/mnist --classes 1 --contaminate 3:0.01 --quiet \
+		--out $(BUILD)/tutorial/ones.safetensors
+	$(BUILD)/aetrain flag $(BUILD)/tutorial/ones.safetensors data/mnist --grid $(BUILD)/tutorial/flagged.png
+	$(BUILD)/aetrain flag $(BUILD)/tutorial/ones.safetensors data/mnist --quantile 0.99 \
+		--grid $(BUILD)/tutorial/flagged-p99.png
 
 # The container image built with podman on an mmdebstrap'd Debian 12 and run
 # (minutes: it installs packages inside the build).

@@ -5,6 +5,7 @@
 #include "ae/idx.h"
 #include "ae/fileio.h"
 #include "ae/image.h"
+#include "ae/rng.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -235,4 +236,57 @@ void ae_dataset_batch(const ae_dataset *ds, const int *idx, int n, float *out)
 		for (size_t j = 0; j < per; j++)
 			dst[j] = src[j] * (1.0f / 255.0f);
 	}
+}
+
+/* The stream that picks contaminating images: its own tag, so that the
+ * choice never shares a stream with shuffling or noise. */
+#define SELECT_STREAM 0x5e1ec7
+
+int ae_dataset_select(ae_dataset *ds, uint64_t keep, int extra, double fraction, uint64_t seed, ae_error *err)
+{
+	if (!ds->labels) return ae_fail(err, AE_ERR_INVAL, "%s has no labels to select classes by", ds->source);
+	if (extra >= 64 || fraction < 0.0 || fraction >= 1.0 || (extra >= 0 && (keep >> extra & 1)))
+		return ae_fail(err, AE_ERR_INVAL, "a contaminating class must be another class, its share in [0, 1)");
+	int n_keep = 0, n_pool = 0;
+	for (int i = 0; i < ds->n; i++) {
+		int c = ds->labels[i];
+		n_keep += c >= 0 && c < 64 && (keep >> c & 1);
+		n_pool += c == extra;
+	}
+	if (n_keep == 0) return ae_fail(err, AE_ERR_INVAL, "%s holds no image of the classes asked", ds->source);
+	/* The contaminating images make up `fraction` of the result. */
+	int n_extra = extra < 0 ? 0 : (int)((double)n_keep * fraction / (1.0 - fraction) + 0.5);
+	if (n_extra > n_pool)
+		return ae_fail(err, AE_ERR_INVAL, "%s holds %d images of class %d; %d are needed", ds->source, n_pool,
+		               extra, n_extra);
+	/* Which of the pool: a seeded shuffle of its positions, first n_extra. */
+	int *pool = malloc((size_t)(n_pool ? n_pool : 1) * sizeof *pool);
+	uint8_t *take = calloc((size_t)ds->n, 1);
+	if (!pool || !take) {
+		free(pool), free(take);
+		return ae_fail(err, AE_ERR_NOMEM, "out of memory selecting classes");
+	}
+	for (int i = 0, k = 0; i < ds->n; i++)
+		if (ds->labels[i] == extra) pool[k++] = i;
+	ae_rng r;
+	ae_rng_seed_stream(&r, seed, SELECT_STREAM, 0);
+	ae_rng_shuffle(&r, pool, n_pool);
+	for (int k = 0; k < n_extra; k++)
+		take[pool[k]] = 1;
+	/* Compact in place, keeping the images' order. */
+	const size_t per = (size_t)ds->c * ds->h * ds->w;
+	int out = 0;
+	for (int i = 0; i < ds->n; i++) {
+		int c = ds->labels[i];
+		if (!(take[i] || (c >= 0 && c < 64 && (keep >> c & 1)))) continue;
+		if (out != i) {
+			memmove(ds->pix + (size_t)out * per, ds->pix + (size_t)i * per, per);
+			ds->labels[out] = ds->labels[i];
+		}
+		out++;
+	}
+	ds->n = out;
+	free(pool);
+	free(take);
+	return AE_OK;
 }

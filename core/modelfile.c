@@ -120,6 +120,9 @@ static char *train_json(const ae_model *m)
 	                      (json_int_t)t->val_samples, "epochs", t->epochs, "batch", t->batch, "threads", t->threads,
 	                      "lr", t->lr, "seed", (json_int_t)t->seed, "train_loss", t->train_loss, "val_loss",
 	                      t->val_loss, "seconds", t->seconds, "date", t->date);
+	/* Written only when set, so files trained on everything stay as they were. */
+	if (o && t->classes[0]) json_object_set_new(o, "classes", json_string(t->classes));
+	if (o && t->contaminate[0]) json_object_set_new(o, "contaminate", json_string(t->contaminate));
 	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	return s;
@@ -346,6 +349,10 @@ static void parse_train(ae_train_info *t, const char *txt)
 	const char *loss = json_string_value(json_object_get(o, "loss"));
 	const char *date = json_string_value(json_object_get(o, "date"));
 	snprintf(t->dataset, sizeof t->dataset, "%s", ds ? ds : "");
+	const char *cl = json_string_value(json_object_get(o, "classes"));
+	const char *ct = json_string_value(json_object_get(o, "contaminate"));
+	snprintf(t->classes, sizeof t->classes, "%s", cl ? cl : "");
+	snprintf(t->contaminate, sizeof t->contaminate, "%s", ct ? ct : "");
 	snprintf(t->loss, sizeof t->loss, "%s", loss ? loss : "");
 	snprintf(t->date, sizeof t->date, "%s", date ? date : "");
 	t->samples = (long)json_integer_value(json_object_get(o, "samples"));

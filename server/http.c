@@ -458,6 +458,12 @@ static enum MHD_Result respond_v2(srv_req *r, struct MHD_Connection *c)
 			scores[n + i] = scores[i] > o.threshold ? 1.0f : 0.0f;
 		o.scores = scores;
 		o.flags = scores + n;
+		/* An answer that says how anomalous its images are counts toward drift. */
+		for (int i = 0; i < q->n_out; i++)
+			if (q->order[i] == SRV_V2_SCORE || q->order[i] == SRV_V2_ANOMALY) {
+				srv_drift_observe(m->drift, scores, n, o.threshold);
+				break;
+			}
 	}
 	size_t len = 0, json_len = 0;
 	char *body = srv_v2_response(&o, &len, &json_len);
@@ -504,7 +510,12 @@ static enum MHD_Result respond(srv_state *s, srv_req *r, struct MHD_Connection *
 	case SRV_OUT_SCORES: {
 		const srv_params *p = &r->params;
 		double t = isnan(p->threshold) ? ae_model_quantile(m->m, p->quantile) : p->threshold;
-		body = srv_json_anomaly(m, r->in, r->out, n, t, p->quantile, &len);
+		float *scores = malloc((size_t)n * sizeof *scores);
+		if (!scores) break;
+		srv_scores(m, r->in, r->out, n, scores);
+		srv_drift_observe(m->drift, scores, n, t);
+		body = srv_json_anomaly(m, scores, n, t, p->quantile, &len);
+		free(scores);
 		break;
 	}
 	case SRV_OUT_CODES: {

@@ -80,6 +80,7 @@ static void usage(FILE *f)
 	           "                        balancer takes to notice, e.g. 5 under Kubernetes)\n"
 	           "  --drain-timeout S     then wait at most S seconds for requests in flight (default 10)\n"
 	           "  --log-format FMT      access log on stdout: text (default), json or none\n"
+	           "  --drift-window N      scored images aeserve_drift_share looks back over (default 1000)\n"
 	           "  --api-keys FILE       require Authorization: Bearer KEY on every route but the health\n"
 	           "                        routes; FILE holds one key per line (16 to 256 characters),\n"
 	           "                        reread on SIGHUP\n"
@@ -120,6 +121,7 @@ static int parse(srv_config *c, int argc, char **argv)
 		O_DRAIN_DELAY,
 		O_DRAIN_TIMEOUT,
 		O_LOG,
+		O_DRIFT,
 		O_KEYS,
 		O_METRICS_PUBLIC,
 		O_TLS_CERT,
@@ -147,6 +149,7 @@ static int parse(srv_config *c, int argc, char **argv)
 		{ "drain-delay", 1, 0, O_DRAIN_DELAY },
 		{ "drain-timeout", 1, 0, O_DRAIN_TIMEOUT },
 		{ "log-format", 1, 0, O_LOG },
+		{ "drift-window", 1, 0, O_DRIFT },
 		{ "api-keys", 1, 0, O_KEYS },
 		{ "metrics-public", 0, 0, O_METRICS_PUBLIC },
 		{ "tls-cert", 1, 0, O_TLS_CERT },
@@ -174,6 +177,7 @@ static int parse(srv_config *c, int argc, char **argv)
 		           .header_timeout_s = 10,
 		           .body_timeout_s = 30,
 		           .drain_timeout_s = 10,
+		           .drift_window = SRV_DRIFT_WINDOW_DEFAULT,
 		           .log_format = SRV_LOG_TEXT };
 	long v;
 	int o;
@@ -263,6 +267,10 @@ static int parse(srv_config *c, int argc, char **argv)
 				fprintf(stderr, "aeserve: --log-format: '%s' is not text, json or none\n", optarg);
 				return -1;
 			}
+			break;
+		case O_DRIFT:
+			if (int_opt("--drift-window", optarg, 10, 1000000, &v)) return -1;
+			c->drift_window = (int)v;
 			break;
 		case O_KEYS: c->api_keys = optarg; break;
 		case O_METRICS_PUBLIC: c->metrics_public = 1; break;

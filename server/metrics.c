@@ -117,6 +117,35 @@ static void connections(sbuf *b, srv_state *s)
 		put(b, "aeserve_connections_timed_out_total{waiting=\"%s\"} %ld\n", waits[w], srv_conns_reaped(w));
 }
 
+static void drift(sbuf *b, srv_model **ms, int n)
+{
+	put(b, "# HELP aeserve_anomaly_score Anomaly scores (reconstruction MSE) of the images answered with one.\n"
+	       "# TYPE aeserve_anomaly_score histogram\n");
+	srv_drift_view v[SRV_MAX_MODELS];
+	for (int i = 0; i < n; i++) {
+		srv_drift_read(ms[i]->drift, &v[i]);
+		for (int k = 0; k < SRV_SCORE_BUCKETS; k++)
+			put(b, "aeserve_anomaly_score_bucket{model=\"%s\",le=\"%g\"} %ld\n", ms[i]->name,
+			    srv_score_le[k], v[i].bucket[k]);
+		put(b, "aeserve_anomaly_score_bucket{model=\"%s\",le=\"+Inf\"} %ld\n", ms[i]->name,
+		    v[i].bucket[SRV_SCORE_BUCKETS]);
+		put(b, "aeserve_anomaly_score_sum{model=\"%s\"} %.9g\n", ms[i]->name, v[i].sum);
+		put(b, "aeserve_anomaly_score_count{model=\"%s\"} %ld\n", ms[i]->name, v[i].bucket[SRV_SCORE_BUCKETS]);
+	}
+	put(b, "# HELP aeserve_anomalies_total Images answered as anomalous (score over the answer's threshold).\n"
+	       "# TYPE aeserve_anomalies_total counter\n");
+	for (int i = 0; i < n; i++)
+		put(b, "aeserve_anomalies_total{model=\"%s\"} %ld\n", ms[i]->name, v[i].anomalies);
+	put(b, "# HELP aeserve_drift_share Share of the last --drift-window scored images over the model's held-out "
+	       "p99 (about 0.01 for data like the training data).\n# TYPE aeserve_drift_share gauge\n");
+	for (int i = 0; i < n; i++)
+		if (v[i].filled) put(b, "aeserve_drift_share{model=\"%s\"} %.6g\n", ms[i]->name, v[i].share);
+	put(b, "# HELP aeserve_drift_window_images Scored images the drift share is over (at most --drift-window).\n"
+	       "# TYPE aeserve_drift_window_images gauge\n");
+	for (int i = 0; i < n; i++)
+		put(b, "aeserve_drift_window_images{model=\"%s\"} %d\n", ms[i]->name, v[i].filled);
+}
+
 static void models(sbuf *b, srv_state *s)
 {
 	srv_model *ms[SRV_MAX_MODELS];
@@ -150,6 +179,7 @@ static void models(sbuf *b, srv_state *s)
 		    m->name, m->m->checksum, m->m->task, m->latent,
 		    strcmp(m->name, s->default_name) == 0 ? "true" : "false");
 	}
+	drift(b, ms, n);
 	srv_models_release_snapshot(ms, n);
 	put(b,
 	    "# HELP aeserve_model_loads_total Model loads since start (files named at start, repository calls, "

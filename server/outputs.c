@@ -110,18 +110,14 @@ void srv_scores(const srv_model *m, const float *x, const float *y, int n, float
 	}
 }
 
-char *srv_json_anomaly(const srv_model *m, const float *x, const float *y, int n, double threshold, double quantile,
-                       size_t *len)
+char *srv_json_anomaly(const srv_model *m, const float *scores, int n, double threshold, double quantile, size_t *len)
 {
-	float *scores = malloc((size_t)n * sizeof *scores);
-	json_t *res = scores ? json_array() : NULL;
-	if (scores) srv_scores(m, x, y, n, scores);
+	json_t *res = json_array();
 	for (int i = 0; res && i < n; i++) {
 		double score = scores[i];
 		json_array_append_new(res, json_pack("{s:f, s:f, s:b}", "score", score, "percentile",
 		                                     ae_model_percentile(m->m, score), "anomaly", score > threshold));
 	}
-	free(scores);
 	json_t *o = json_pack("{s:s, s:s, s:f, s:o, s:o}", "model", m->name, "metric", "mse", "threshold", threshold,
 	                      "threshold_quantile", isnan(quantile) ? json_null() : json_real(quantile), "results",
 	                      res);
@@ -160,6 +156,9 @@ char *srv_json_model(const srv_model *m, int is_default, size_t *len)
 	        t->epochs, "batch", t->batch, "lr", t->lr, "seed", (json_int_t)t->seed, "train_loss",
 	        isfinite(t->train_loss) ? t->train_loss : -1.0, "val_loss", isfinite(t->val_loss) ? t->val_loss : -1.0,
 	        "seconds", t->seconds, "date", t->date, "error_quantiles", q);
+	json_t *tr = o ? json_object_get(o, "training") : NULL;
+	if (tr && t->classes[0]) json_object_set_new(tr, "classes", json_string(t->classes));
+	if (tr && t->contaminate[0]) json_object_set_new(tr, "contaminate", json_string(t->contaminate));
 	/* What the model can be asked, from the operations table. */
 	json_t *ops = json_array();
 	for (int k = 0; k < SRV_N_OPS; k++)

@@ -310,9 +310,10 @@ srv_model *srv_model_open(const srv_config *cfg, const char *name, const char *p
 	sm->cfg = cfg;
 	atomic_store(&sm->refs, 1); /* the caller's */
 	atomic_fetch_add(&alive, 1);
+	sm->drift = srv_drift_new(cfg->drift_window, ae_model_quantile(m, 0.99));
 	pthread_mutex_init(&sm->mu, NULL);
 	pthread_cond_init(&sm->cv, NULL);
-	if (start_workers(sm, cfg) != 0) {
+	if (!sm->drift || start_workers(sm, cfg) != 0) {
 		srv_fail_set(f, 500, "internal", "model '%s': cannot start its inference workers", name);
 		srv_model_release(sm);
 		return NULL;
@@ -424,6 +425,7 @@ void srv_model_release(srv_model *m)
 	pthread_cond_destroy(&m->cv);
 	ae_plan_free(m->plan);
 	ae_model_free(m->m);
+	srv_drift_free(m->drift);
 	free(m);
 	atomic_fetch_sub(&alive, 1);
 }

@@ -40,6 +40,7 @@ typedef struct srv_config {
 	int drain_delay_s;    /* SIGTERM: keep serving with /readyz 503 for this long */
 	int drain_timeout_s;  /* then wait at most this long for requests in flight */
 	int log_format;
+	int drift_window;               /* scored images the drift gauge looks back over */
 	int metrics_public;             /* /metrics without a key even when keys are set */
 	const char *api_keys;           /* file of API keys, or NULL */
 	const char *tls_cert, *tls_key; /* PEM files: serve HTTPS */
@@ -96,6 +97,7 @@ const char *srv_route_name(int route);
 /* ---- registry.c: models, queues, workers ---- */
 
 typedef struct srv_job srv_job;
+typedef struct srv_drift srv_drift;
 
 /* One inference request's work. The HTTP thread fills it and suspends its
  * connection; a worker computes, sets state and resumes it. */
@@ -139,6 +141,7 @@ typedef struct srv_model {
 	atomic_long batches;
 	atomic_long batch_hist[10]; /* le 1,2,4,...,256,+Inf */
 	atomic_long batch_images;
+	srv_drift *drift; /* the scores served, for drift alerts */
 } srv_model;
 
 typedef struct srv_conns srv_conns;
@@ -256,6 +259,25 @@ void srv_conn_wait(srv_conn *sc, int waiting);
 long srv_conns_reaped(int waiting);
 /* Whether the client connects from this host (127.0.0.0/8 or ::1). */
 int srv_client_is_loopback(struct MHD_Connection *c);
+
+/* ---- drift.c: what the anomaly scores served say about incoming data ---- */
+
+#define SRV_DRIFT_WINDOW_DEFAULT 1000
+#define SRV_SCORE_BUCKETS        12
+extern const double srv_score_le[SRV_SCORE_BUCKETS];
+srv_drift *srv_drift_new(int window, double p99);
+void srv_drift_free(srv_drift *d);
+/* Counts n scored images: the histogram, those over the answer's
+ * threshold, and the window of those over the model's held-out p99. */
+void srv_drift_observe(srv_drift *d, const float *scores, int n, double threshold);
+typedef struct srv_drift_view {
+	long bucket[SRV_SCORE_BUCKETS + 1]; /* cumulative counts, le srv_score_le[k], then +Inf */
+	double sum;
+	long anomalies;
+	double share; /* of the window over p99; NAN while empty */
+	int filled;
+} srv_drift_view;
+void srv_drift_read(srv_drift *d, srv_drift_view *v);
 
 /* ---- keys.c: API keys ---- */
 
@@ -423,8 +445,7 @@ int srv_json_split_v2(const uint8_t *body, size_t len, srv_v2_split *sp, srv_fai
 /* ---- outputs.c: results to response bodies (malloc'd) ---- */
 char *srv_json_tensor(const srv_model *m, const char *op, const float *v, int n, const int *dims, int ndims,
                       size_t *len);
-char *srv_json_anomaly(const srv_model *m, const float *x, const float *y, int n, double threshold, double quantile,
-                       size_t *len);
+char *srv_json_anomaly(const srv_model *m, const float *scores, int n, double threshold, double quantile, size_t *len);
 char *srv_json_model(const srv_model *m, int is_default, size_t *len);
 /* Writes v in the fewest digits that read back as exactly v, without
  * locale or format parsing; returns the length (at most 16). */

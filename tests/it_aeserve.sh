@@ -286,7 +286,7 @@ expect_fail "bad default" "no model named 'nope'" "$S" --port $((PORT + 5)) --de
 expect_fail "folder without models" "no .safetensors model files" "$S" --port $((PORT + 6)) "$TMPD/digits"
 for o in --addr --port --reuse-port --default --http-threads --workers --max-batch --batch-delay-us --queue --body-limit \
 	--timeout-ms --conn-limit --per-client-limit --header-timeout --body-timeout --conn-timeout --drain-delay --drain-timeout --log-format \
-	--api-keys --metrics-public --tls-cert --tls-key; do
+	--api-keys --metrics-public --tls-cert --tls-key --drift-window; do
 	check "aeserve --help documents $o" bash -c "'$S' --help | grep -q -- '$o '"
 done
 

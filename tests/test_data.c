@@ -183,8 +183,68 @@ static void test_stats(void)
 	CHECK_ERR(ae_noise_parse(&nz, "gaussian:0:-1", &err), err, "0 <= STD");
 }
 
+/* A labelled set of n 1x1 images whose pixel is their index. */
+static void labelled(ae_dataset *ds, int n, const int16_t *labels)
+{
+	memset(ds, 0, sizeof *ds);
+	ds->n = n, ds->c = ds->h = ds->w = 1;
+	ds->pix = malloc((size_t)n);
+	ds->labels = malloc((size_t)n * sizeof *ds->labels);
+	for (int i = 0; i < n; i++)
+		ds->pix[i] = (uint8_t)i, ds->labels[i] = labels[i % 10];
+	ds->n_classes = 10;
+	snprintf(ds->source, sizeof ds->source, "test");
+}
+
+static void test_select(void)
+{
+	static const int16_t ten[10] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 };
+	ae_dataset ds;
+	ae_error err;
+	/* 200 images, 20 per class: keep the 1s, mix in 3s as 10% of the result */
+	labelled(&ds, 200, ten);
+	CHECK(ae_dataset_select(&ds, 1u << 1, 3, 0.1, 7, &err) == 0);
+	int ones = 0, threes = 0, ordered = 1;
+	for (int i = 0; i < ds.n; i++) {
+		ones += ds.labels[i] == 1, threes += ds.labels[i] == 3;
+		ordered &= ds.labels[i] == ds.pix[i] % 10 && (i == 0 || ds.pix[i] > ds.pix[i - 1]);
+	}
+	CHECK_MSG(ds.n == 22 && ones == 20 && threes == 2 && ordered, "n %d ones %d threes %d", ds.n, ones, threes);
+	/* the same seed picks the same 3s; another seed, others */
+	uint8_t first[22];
+	memcpy(first, ds.pix, 22);
+	ae_dataset_free(&ds);
+	labelled(&ds, 200, ten);
+	ae_dataset_select(&ds, 1u << 1, 3, 0.1, 7, &err);
+	CHECK(memcmp(first, ds.pix, 22) == 0);
+	ae_dataset_free(&ds);
+	int differs = 0;
+	for (uint64_t seed = 8; seed < 12; seed++) {
+		labelled(&ds, 200, ten);
+		ae_dataset_select(&ds, 1u << 1, 3, 0.1, seed, &err);
+		differs |= memcmp(first, ds.pix, 22) != 0;
+		ae_dataset_free(&ds);
+	}
+	CHECK(differs);
+	/* two classes kept, nothing mixed in */
+	labelled(&ds, 200, ten);
+	CHECK(ae_dataset_select(&ds, 1u << 0 | 1u << 9, -1, 0, 1, &err) == 0 && ds.n == 40);
+	ae_dataset_free(&ds);
+	/* refusals, each saying why */
+	labelled(&ds, 200, ten);
+	CHECK(ae_dataset_select(&ds, 1u << 1, 3, 0.6, 1, &err) != 0);
+	CHECK(ae_dataset_select(&ds, 1u << 1, 1, 0.1, 1, &err) != 0);
+	CHECK(ae_dataset_select(&ds, 1ull << 40, -1, 0, 1, &err) != 0 && strstr(err.msg, "no image"));
+	CHECK(ae_dataset_select(&ds, 1u << 1 | 1u << 2, 3, 0.4, 1, &err) != 0 && strstr(err.msg, "are needed"));
+	free(ds.labels);
+	ds.labels = NULL;
+	CHECK(ae_dataset_select(&ds, 1u << 1, -1, 0, 1, &err) != 0 && strstr(err.msg, "no labels"));
+	ae_dataset_free(&ds);
+}
+
 int main(void)
 {
+	test_select();
 	if (system("rm -rf " TMP) != 0) return 1;
 	mkdir(TMP, 0755);
 	test_idx();

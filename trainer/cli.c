@@ -86,3 +86,74 @@ void cli_sibling(char *out, size_t cap, const char *model_path, const char *suff
 	size_t stem = (dot && (!slash || dot > slash)) ? (size_t)(dot - model_path) : strlen(model_path);
 	snprintf(out, cap, "%.*s%s", (int)stem, model_path, suffix);
 }
+
+/* "1" or "0,2,5": a bit per class. */
+static int parse_classes(const char *txt, uint64_t *mask)
+{
+	*mask = 0;
+	const char *p = txt;
+	while (*p) {
+		char *end;
+		long c = strtol(p, &end, 10);
+		if (end == p || c < 0 || c > 63 || (*end && *end != ',')) return -1;
+		*mask |= 1ull << c;
+		p = *end ? end + 1 : end;
+	}
+	return *mask ? 0 : -1;
+}
+
+/* "3:0.01": class and share. */
+static int parse_contaminate(const char *txt, int *cls, double *frac)
+{
+	char *end;
+	long c = strtol(txt, &end, 10);
+	if (end == txt || *end != ':' || c < 0 || c > 63) return -1;
+	char *end2;
+	double f = strtod(end + 1, &end2);
+	if (end2 == end + 1 || *end2 || !(f > 0.0 && f < 0.5)) return -1;
+	*cls = (int)c, *frac = f;
+	return 0;
+}
+
+int cli_check_selection(const char *classes, const char *contaminate)
+{
+	uint64_t mask;
+	int cls;
+	double frac;
+	if (classes[0] && parse_classes(classes, &mask)) {
+		fprintf(stderr, "aetrain: --classes: '%s' is not a list of class numbers 0 to 63 (\"1\" or \"0,2\")\n",
+		        classes);
+		return -1;
+	}
+	if (contaminate[0] && !classes[0]) {
+		fprintf(stderr, "aetrain: --contaminate needs --classes\n");
+		return -1;
+	}
+	if (contaminate[0] && parse_contaminate(contaminate, &cls, &frac)) {
+		fprintf(stderr, "aetrain: --contaminate: '%s' is not CLASS:SHARE with a share in (0, 0.5)\n",
+		        contaminate);
+		return -1;
+	}
+	if (contaminate[0] && (mask >> cls & 1)) {
+		fprintf(stderr, "aetrain: --contaminate: class %d is one of --classes\n", cls);
+		return -1;
+	}
+	return 0;
+}
+
+int cli_select(ae_dataset *ds, const char *classes, const char *contaminate, uint64_t seed)
+{
+	uint64_t mask = 0;
+	int cls = -1;
+	double frac = 0.0;
+	if (!classes[0]) return 0;
+	if (cli_check_selection(classes, contaminate) || parse_classes(classes, &mask) ||
+	    (contaminate[0] && parse_contaminate(contaminate, &cls, &frac)))
+		return -1;
+	ae_error err = { 0 };
+	if (ae_dataset_select(ds, mask, cls, frac, seed, &err)) {
+		fprintf(stderr, "aetrain: %s\n", err.msg);
+		return -1;
+	}
+	return 0;
+}

@@ -27,6 +27,11 @@ int cli_load_data(ae_dataset *ds, const char *path, const char *split, const ae_
 /* The thread count to train and infer with (0: every core); sets OpenBLAS
  * to one thread per caller. */
 int cli_threads(long n);
+/* --classes LIST and --contaminate CLASS:SHARE ("" for none): checks the
+ * texts (saying what is wrong), then keeps those classes of ds and mixes
+ * in the share of the other class, chosen with the seed. */
+int cli_check_selection(const char *classes, const char *contaminate);
+int cli_select(ae_dataset *ds, const char *classes, const char *contaminate, uint64_t seed);
 
 /* "dir/name.safetensors" + ".grid.png" -> "dir/name.grid.png" */
 void cli_sibling(char *out, size_t cap, const char *model_path, const char *suffix);

@@ -67,6 +67,10 @@ static void train_usage(FILE *f)
 	           "  --seed N           random seed (default 1); same seed and threads, same model\n"
 	           "  --threads N        threads (default: every core)\n"
 	           "  --limit N          use only the first N images\n"
+	           "  --classes LIST     train on these classes only (\"1\", \"0,2\"; labels from the IDX\n"
+	           "                     labels file or the PNG subfolders)\n"
+	           "  --contaminate C:S  mix images of class C into the training set as share S of it\n"
+	           "                     (0.01: one in a hundred), as the anomaly tutorial does\n"
 	           "  --resume CKPT      continue an interrupted run from its checkpoint\n"
 	           "  --checkpoint-every N  also write MODEL.ckpt every N training steps, atomically, so\n"
 	           "                     a run killed outright (kill -9, power loss) can --resume too\n"
@@ -98,6 +102,8 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 		O_SEED,
 		O_THREADS,
 		O_LIMIT,
+		O_CLASSES,
+		O_CONTAMINATE,
 		O_RESUME,
 		O_CKPT_EVERY,
 		O_QUIET,
@@ -121,6 +127,8 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 		{ "seed", 1, 0, O_SEED },
 		{ "threads", 1, 0, O_THREADS },
 		{ "limit", 1, 0, O_LIMIT },
+		{ "classes", 1, 0, O_CLASSES },
+		{ "contaminate", 1, 0, O_CONTAMINATE },
 		{ "resume", 1, 0, O_RESUME },
 		{ "checkpoint-every", 1, 0, O_CKPT_EVERY },
 		{ "quiet", 0, 0, O_QUIET },
@@ -211,6 +219,22 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 		case O_LIMIT:
 			if (cli_int("--limit", optarg, 1, 100000000, &o->limit)) return -1;
 			break;
+		case O_CLASSES:
+			if (strlen(optarg) >= sizeof o->classes) {
+				fprintf(stderr, "aetrain: --classes: longer than %zu characters\n",
+				        sizeof o->classes - 1);
+				return -1;
+			}
+			snprintf(o->classes, sizeof o->classes, "%s", optarg);
+			break;
+		case O_CONTAMINATE:
+			if (strlen(optarg) >= sizeof o->contaminate) {
+				fprintf(stderr, "aetrain: --contaminate: longer than %zu characters\n",
+				        sizeof o->contaminate - 1);
+				return -1;
+			}
+			snprintf(o->contaminate, sizeof o->contaminate, "%s", optarg);
+			break;
 		case O_RESUME: snprintf(o->resume, sizeof o->resume, "%s", optarg); break;
 		case O_CKPT_EVERY:
 			if (cli_int("--checkpoint-every", optarg, 1, 100000000, &o->checkpoint_every)) return -1;
@@ -231,6 +255,7 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 		fprintf(stderr, "aetrain: train: --data and --out are required (see aetrain train --help)\n");
 		return -1;
 	}
+	if (cli_check_selection(o->classes, o->contaminate)) return -1;
 	ae_arch_defaults(&o->spec, arch, NULL);
 	o->spec.c = channels;
 	if (latent > 0) o->spec.latent = latent;
@@ -300,6 +325,8 @@ static void fill_info(ae_model *m, const train_opts *o, long n_train, long n_val
 {
 	ae_train_info *t = &m->train;
 	snprintf(t->dataset, sizeof t->dataset, "%s", o->data);
+	snprintf(t->classes, sizeof t->classes, "%s", o->classes);
+	snprintf(t->contaminate, sizeof t->contaminate, "%s", o->contaminate);
 	snprintf(t->loss, sizeof t->loss, "%s", o->loss == AE_LOSS_BCE ? "bce" : "mse");
 	t->samples = n_train, t->val_samples = n_val;
 	t->epochs = (int)o->epochs, t->batch = (int)o->batch, t->threads = (int)o->threads;
@@ -491,6 +518,7 @@ int cmd_train(int argc, char **argv)
 	}
 	o.threads = cli_threads(o.threads);
 	if (rc == 0 && cli_load_data(&ds, o.data, o.split, &o.spec, o.limit)) rc = 1;
+	if (rc == 0 && cli_select(&ds, o.classes, o.contaminate, o.seed)) rc = 1;
 	if (rc == 0 && !m) {
 		o.spec.h = ds.h, o.spec.w = ds.w;
 		m = ae_model_new(&o.spec, o.seed, &err);

@@ -31,6 +31,13 @@ typedef struct ae_dataset {
 int ae_dataset_load(ae_dataset *ds, const char *path, const char *split, int want_c, ae_error *err);
 void ae_dataset_free(ae_dataset *ds);
 
+/* Keeps the images whose label is a class of `keep` (bit c for class c,
+ * classes below 64), in their order, plus images of class `extra` (-1:
+ * none), chosen with the seed, that make up `fraction` of the result (the
+ * tutorial's contamination: 0.01 is 1 in 100). The data set must have
+ * labels. */
+int ae_dataset_select(ae_dataset *ds, uint64_t keep, int extra, double fraction, uint64_t seed, ae_error *err);
+
 /* Writes images idx[0..n) as floats in [0, 1] into out (n, c, h, w). */
 void ae_dataset_batch(const ae_dataset *ds, const int *idx, int n, float *out);
 

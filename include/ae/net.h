@@ -87,6 +87,8 @@ static inline size_t ae_net_input_size(const ae_net *n)
 
 typedef struct ae_train_info {
 	char dataset[2048];
+	char classes[256];    /* the classes trained on ("1", "0,2"); "" for all */
+	char contaminate[32]; /* another class mixed in, "CLASS:SHARE"; "" for none */
 	char loss[8];
 	long samples, val_samples;
 	int epochs, batch, threads;

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Anomaly detection a monitoring pipeline can trust:
+#  - training on chosen classes, with another class mixed in (--classes,
+#    --contaminate), recorded in the model file; `aetrain flag` finds the
+#    mixed-in images again (the anomaly tutorial, on the test fixtures);
+#  - drift on /metrics: 100 digits then 100 Fashion images to the digit
+#    model move aeserve_drift_share from about 0.01 to above 0.9.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+. tests/lib.sh
+jqe() { jq -e "$@" >/dev/null; }
+T="$BUILD/aetrain"
+PORT=$((20000 + ($$ * 23) % 12000))
+U="http://127.0.0.1:$PORT"
+
+# ---- class selection and contamination ----
+"$T" train --data tests/fixtures/digits --classes 1 --contaminate 3:0.1 --epochs 2 --quiet \
+	--out "$TMPD/ones.safetensors" > "$TMPD/train.txt" 2>&1
+check "train --classes 1 --contaminate 3:0.1" test -s "$TMPD/ones.safetensors"
+meta=$(head -c 8000 "$TMPD/ones.safetensors" | tr -d '\\\000')
+check "the model file records the classes" grep -q '"classes":"1"' <<<"$meta"
+check "the model file records the contamination" grep -q '"contaminate":"3:0.1"' <<<"$meta"
+"$T" flag "$TMPD/ones.safetensors" tests/fixtures/digits --quantile 0.9 --grid "$TMPD/flagged.png" > "$TMPD/flag.txt"
+check "flag: the set the model was trained on (34 ones, 4 threes)" grep -q '(38 images)' "$TMPD/flag.txt"
+check "flag: some images flagged" grep -qE '^flagged: [1-9]' "$TMPD/flag.txt"
+check "flag: a grid of them" test -s "$TMPD/flagged.png"
+# a run killed outright and resumed selects the same images: the same model
+"$T" train --data tests/fixtures/digits --classes 1 --contaminate 3:0.1 --epochs 40 --threads 1 --quiet \
+	--out "$TMPD/r1.safetensors" >/dev/null 2>&1
+"$T" train --data tests/fixtures/digits --classes 1 --contaminate 3:0.1 --epochs 40 --threads 1 --quiet \
+	--checkpoint-every 3 --out "$TMPD/r2.safetensors" >/dev/null 2>&1 &
+kp=$!
+sleep 1
+kill -KILL "$kp"; wait "$kp" 2>/dev/null
+if [ -s "$TMPD/r2.ckpt" ]; then
+	"$T" train --resume "$TMPD/r2.ckpt" --quiet >/dev/null 2>&1
+	sum() { head -c 8000 "$1" | tr ',' '\n' | grep -a '"ae.checksum"'; }
+	check "killed and resumed with --classes: the uninterrupted run's model" test "$(sum "$TMPD/r1.safetensors")" = "$(sum "$TMPD/r2.safetensors")"
+else
+	bad "no checkpoint after 1 s"
+fi
+expect_fail "--classes that are no list" "is not a list of class numbers" "$T" train --data tests/fixtures/digits \
+	--classes 1,x --out "$TMPD/x.safetensors"
+expect_fail "--contaminate without --classes" "needs --classes" "$T" train --data tests/fixtures/digits \
+	--contaminate 3:0.01 --out "$TMPD/x.safetensors"
+expect_fail "--contaminate with a class trained on" "is one of --classes" "$T" train --data tests/fixtures/digits \
+	--classes 1,3 --contaminate 3:0.01 --out "$TMPD/x.safetensors"
+expect_fail "more contamination than the data holds" "images of class 3" "$T" train --data tests/fixtures/digits \
+	--classes 1 --contaminate 3:0.45 --out "$TMPD/x.safetensors"
+
+# ---- drift ----
+"$T" export tests/fixtures/digits --out "$TMPD/digits" --limit 100 >/dev/null
+expect_fail "classes on data without labels" "no labels" "$T" train --data "$TMPD/digits" \
+	--classes 1 --out "$TMPD/x.safetensors"
+"$T" export tests/fixtures/fashion --out "$TMPD/fashion" --limit 100 >/dev/null
+start_server "$PORT" "$TMPD/log" --drift-window 100 --log-format none --default mnist models/ || { done_tests; exit 1; }
+share() { curl -s "$U/metrics" | sed -n 's/^aeserve_drift_share{model="mnist"} //p'; }
+send() {
+	local args=() f
+	for f in "$1"/*.png; do args+=(-F "image=@$f"); done
+	curl -s -o /dev/null -w '%{http_code}' "${args[@]}" "$U/v1/models/mnist/anomaly"
+}
+check "no drift figure before any score" test -z "$(share)"
+check "100 digits scored" test "$(send "$TMPD/digits")" = 200
+s1=$(share)
+check "drift after 100 digits about 0.01 ($s1)" awk -v s="$s1" 'BEGIN { exit !(s != "" && s <= 0.05) }'
+check "100 Fashion images scored" test "$(send "$TMPD/fashion")" = 200
+s2=$(share)
+check "drift after 100 Fashion images above 0.9 ($s2)" awk -v s="$s2" 'BEGIN { exit !(s > 0.9) }'
+m=$(curl -s "$U/metrics")
+check "scores counted" grep -q '^aeserve_anomaly_score_count{model="mnist"} 200$' <<<"$m"
+check "anomalies counted" grep -qE '^aeserve_anomalies_total\{model="mnist"\} [0-9]{2,}$' <<<"$m"
+# V2 answers with a score count too; a reconstruction alone does not.
+curl -s -H "Inference-Header-Content-Length: 0" --data-binary @"$TMPD/digits/00000.png" "$U/v2/models/mnist/infer" >/dev/null
+check "a V2 answer with scores counts" grep -q '^aeserve_anomaly_score_count{model="mnist"} 201$' <<<"$(curl -s "$U/metrics")"
+curl -s -H 'Content-Type: image/png' --data-binary @"$TMPD/digits/00000.png" "$U/v1/models/mnist/reconstruct" >/dev/null
+check "a reconstruction does not" grep -q '^aeserve_anomaly_score_count{model="mnist"} 201$' <<<"$(curl -s "$U/metrics")"
+expect_fail "--drift-window 0" "--drift-window" "$BUILD/aeserve" --drift-window 0 models/
+stop_server "${PIDS[-1]}"
+start_server "$PORT" "$TMPD/log2" --log-format none "$TMPD/ones.safetensors" || bad "serve the ones model"
+check "GET /v1/models/ones says what it was trained on" \
+	jqe '.training.classes == "1" and .training.contaminate == "3:0.1"' <<<"$(curl -s "$U/v1/models/ones")"
+
+done_tests
