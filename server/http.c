@@ -495,6 +495,45 @@ static enum MHD_Result reply_png(srv_req *r, struct MHD_Connection *c)
 	return srv_reply_buf(c, 200, "image/png", png, len, NULL);
 }
 
+/* Scores; with ?map=true the error maps too; one image with Accept:
+ * image/png, its heatmap. */
+static enum MHD_Result respond_anomaly(srv_req *r, struct MHD_Connection *c)
+{
+	const srv_model *m = r->model;
+	const srv_params *p = &r->params;
+	const int n = r->job.n;
+	const size_t hw = (size_t)m->h * m->w;
+	const int png = n == 1 && wants_png(c);
+	if (png && (size_t)p->scale * p->scale * hw > SRV_MAX_PIXELS)
+		return srv_reply_error(c, 422, "image_too_large",
+		                       "scale %d makes a %dx%d heatmap, over the limit of %u pixels", p->scale,
+		                       m->w * p->scale, m->h * p->scale, SRV_MAX_PIXELS);
+	double t = isnan(p->threshold) ? ae_model_quantile(m->m, p->quantile) : p->threshold;
+	float *scores = malloc((size_t)n * sizeof *scores);
+	float *maps = png || p->map ? malloc((size_t)n * hw * sizeof *maps) : NULL;
+	if (!scores || ((png || p->map) && !maps)) {
+		free(scores), free(maps);
+		return srv_reply_error(c, 500, "internal", "out of memory");
+	}
+	srv_scores(m, r->in, r->out, n, scores);
+	srv_drift_observe(m->drift, scores, n, t);
+	if (maps) srv_error_maps(m, r->in, r->out, n, maps);
+	size_t len = 0;
+	if (png) {
+		uint8_t *img = NULL;
+		ae_error err = { 0 };
+		int rc = srv_heatmap_png(m, r->in, maps, p->scale, &img, &len, &err);
+		free(scores), free(maps);
+		if (rc) return srv_reply_error(c, 500, "internal", "heatmap: %s", err.msg);
+		return srv_reply_buf(c, 200, "image/png", img, len, NULL);
+	}
+	char *body = maps ? srv_json_anomaly_maps(m, scores, maps, n, t, p->quantile, &len)
+	                  : srv_json_anomaly(m, scores, n, t, p->quantile, &len);
+	free(scores), free(maps);
+	if (!body) return srv_reply_error(c, 500, "internal", "out of memory");
+	return srv_reply_buf(c, 200, "application/json", body, len, NULL);
+}
+
 /* A worker resumed us: answer with the result. */
 static enum MHD_Result respond(srv_state *s, srv_req *r, struct MHD_Connection *c)
 {
@@ -507,17 +546,7 @@ static enum MHD_Result respond(srv_state *s, srv_req *r, struct MHD_Connection *
 	char *body = NULL;
 	switch (r->op->output) {
 	case SRV_OUT_V2: return respond_v2(r, c);
-	case SRV_OUT_SCORES: {
-		const srv_params *p = &r->params;
-		double t = isnan(p->threshold) ? ae_model_quantile(m->m, p->quantile) : p->threshold;
-		float *scores = malloc((size_t)n * sizeof *scores);
-		if (!scores) break;
-		srv_scores(m, r->in, r->out, n, scores);
-		srv_drift_observe(m->drift, scores, n, t);
-		body = srv_json_anomaly(m, scores, n, t, p->quantile, &len);
-		free(scores);
-		break;
-	}
+	case SRV_OUT_SCORES: return respond_anomaly(r, c);
 	case SRV_OUT_CODES: {
 		int dim = (int)ae_plan_out_size(m->plan, r->op->engine);
 		body = srv_json_tensor(m, r->op->name, r->out, n, &dim, 1, &len);

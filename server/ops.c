@@ -17,8 +17,8 @@ const srv_opdef srv_ops[SRV_N_OPS] = {
 	{ "decode", SRV_V1, AE_OP_DECODE, SRV_ITEMS_CODES, SRV_IN_JSON, 0, SRV_OUT_IMAGES },
 	{ "reconstruct", SRV_V1, AE_OP_RECONSTRUCT, SRV_ITEMS_IMAGES, IMAGES, PIXELS, SRV_OUT_IMAGES },
 	{ "denoise", SRV_V1, AE_OP_RECONSTRUCT, SRV_ITEMS_IMAGES, IMAGES, PIXELS, SRV_OUT_IMAGES },
-	{ "anomaly", SRV_V1, AE_OP_RECONSTRUCT, SRV_ITEMS_IMAGES, IMAGES, PIXELS | SRV_P_THRESHOLD | SRV_P_QUANTILE,
-	  SRV_OUT_SCORES },
+	{ "anomaly", SRV_V1, AE_OP_RECONSTRUCT, SRV_ITEMS_IMAGES, IMAGES,
+	  PIXELS | SRV_P_THRESHOLD | SRV_P_QUANTILE | SRV_P_MAP | SRV_P_SCALE, SRV_OUT_SCORES },
 	/* The Open Inference Protocol's infer: the request's "outputs" pick
 	 * encode (latent alone) or reconstruct (with the codes); its
 	 * parameters are in the JSON, not the query. */

@@ -110,6 +110,46 @@ void srv_scores(const srv_model *m, const float *x, const float *y, int n, float
 	}
 }
 
+void srv_error_maps(const srv_model *m, const float *x, const float *y, int n, float *maps)
+{
+	const size_t hw = (size_t)m->h * m->w;
+	for (int i = 0; i < n; i++) {
+		const float *a = x + (size_t)i * m->image_size, *b = y + (size_t)i * m->image_size;
+		float *o = maps + (size_t)i * hw;
+		for (size_t p = 0; p < hw; p++) {
+			float e = 0.0f;
+			for (int c = 0; c < m->c; c++)
+				e += fabsf(a[(size_t)c * hw + p] - b[(size_t)c * hw + p]);
+			o[p] = e / (float)m->c;
+		}
+	}
+}
+
+char *srv_json_anomaly_maps(const srv_model *m, const float *scores, const float *maps, int n, double threshold,
+                            double quantile, size_t *len)
+{
+	size_t jl, tl;
+	char *j = srv_json_anomaly(m, scores, n, threshold, quantile, &jl);
+	int dims[2] = { m->h, m->w };
+	char *t = j ? srv_json_tensor(m, "anomaly", maps, n, dims, 2, &tl) : NULL;
+	/* {...,"results":[...]} + ,"maps":{tensor} */
+	char *out = t ? malloc(jl + tl + 16) : NULL;
+	if (out) {
+		memcpy(out, j, jl - 1);
+		size_t at = jl - 1;
+		memcpy(out + at, ",\"maps\":", 8);
+		at += 8;
+		memcpy(out + at, t, tl);
+		at += tl;
+		out[at++] = '}';
+		out[at] = '\0';
+		*len = at;
+	}
+	free(j);
+	free(t);
+	return out;
+}
+
 char *srv_json_anomaly(const srv_model *m, const float *scores, int n, double threshold, double quantile, size_t *len)
 {
 	json_t *res = json_array();

@@ -18,16 +18,14 @@ static const struct {
 	const char *name;
 	unsigned bit;
 } known[] = {
-	{ "resize", SRV_P_RESIZE },
-	{ "invert", SRV_P_INVERT },
-	{ "threshold", SRV_P_THRESHOLD },
-	{ "quantile", SRV_P_QUANTILE },
+	{ "resize", SRV_P_RESIZE },     { "invert", SRV_P_INVERT }, { "threshold", SRV_P_THRESHOLD },
+	{ "quantile", SRV_P_QUANTILE }, { "map", SRV_P_MAP },       { "scale", SRV_P_SCALE },
 };
 #define N_KNOWN (sizeof known / sizeof *known)
 
 void srv_params_init(srv_params *p)
 {
-	*p = (srv_params){ .quantile = 0.99, .threshold = NAN };
+	*p = (srv_params){ .quantile = 0.99, .threshold = NAN, .scale = 4 };
 }
 
 /* "true"/"1"/"yes"/"" (a bare ?resize) or "false"/"0"/"no". */
@@ -78,6 +76,18 @@ int srv_params_set(srv_params *p, unsigned accepted, const char *key, const char
 		if (flag(value, &p->invert))
 			return srv_fail_set(f, 400, "invalid_parameter", "invert '%s' is not true or false", v);
 		return 0;
+	case SRV_P_MAP:
+		if (flag(value, &p->map))
+			return srv_fail_set(f, 400, "invalid_parameter", "map '%s' is not true or false", v);
+		return 0;
+	case SRV_P_SCALE: {
+		long sc;
+		if (ae_parse_long(value, 1, SRV_HEATMAP_MAX_SCALE, &sc, &err))
+			return srv_fail_set(f, 400, "invalid_parameter", "scale '%s' is not an integer from 1 to %d", v,
+			                    SRV_HEATMAP_MAX_SCALE);
+		p->scale = (int)sc;
+		return 0;
+	}
 	case SRV_P_THRESHOLD:
 		if (ae_parse_double(value, 0.0, HUGE_VAL, &p->threshold, &err) || !isfinite(p->threshold))
 			return srv_fail_set(f, 400, "invalid_parameter", "threshold '%s' is not a non-negative number",

@@ -57,7 +57,14 @@ enum srv_front { SRV_V1, SRV_V2 };
 enum srv_items { SRV_ITEMS_IMAGES, SRV_ITEMS_CODES };
 enum srv_output { SRV_OUT_CODES, SRV_OUT_IMAGES, SRV_OUT_SCORES, SRV_OUT_V2 };
 /* Query parameters, as bits of srv_opdef.params. */
-enum srv_param { SRV_P_RESIZE = 1, SRV_P_INVERT = 2, SRV_P_THRESHOLD = 4, SRV_P_QUANTILE = 8 };
+enum srv_param {
+	SRV_P_RESIZE = 1,
+	SRV_P_INVERT = 2,
+	SRV_P_THRESHOLD = 4,
+	SRV_P_QUANTILE = 8,
+	SRV_P_MAP = 16,  /* anomaly: the per-pixel error maps in the JSON answer */
+	SRV_P_SCALE = 32 /* anomaly: a heatmap PNG's size, times the input's */
+};
 
 typedef struct srv_opdef {
 	const char *name; /* its route segment and metric label */
@@ -336,8 +343,9 @@ void srv_access_log(int format, struct MHD_Connection *conn, const char *method,
                     size_t bytes, double seconds, const char *request_id);
 
 /* ---- params.c: query parameters ---- */
+#define SRV_HEATMAP_MAX_SCALE 32
 typedef struct srv_params {
-	int resize, invert;
+	int resize, invert, map, scale;
 	double quantile, threshold; /* threshold NAN: the quantile's */
 	unsigned seen;              /* srv_param bits given */
 } srv_params;
@@ -452,6 +460,18 @@ char *srv_json_model(const srv_model *m, int is_default, size_t *len);
 int srv_fmt_float(char *p, float v);
 /* The anomaly score of each item: the mean squared error of y against x. */
 void srv_scores(const srv_model *m, const float *x, const float *y, int n, float *scores);
+/* Each item's per-pixel error map, (n, H, W): |x - y| averaged over the
+ * channels. */
+void srv_error_maps(const srv_model *m, const float *x, const float *y, int n, float *maps);
+/* The anomaly answer with the maps as a tensor [N,H,W] ("maps"). */
+char *srv_json_anomaly_maps(const srv_model *m, const float *scores, const float *maps, int n, double threshold,
+                            double quantile, size_t *len);
+
+/* ---- heatmap.c ---- */
+/* One image's heatmap as an RGB PNG (malloc'd), scale times its size: the
+ * input in gray under a colour map of its error map. 0, or -1 with err. */
+int srv_heatmap_png(const srv_model *m, const float *x, const float *map, int scale, uint8_t **png, size_t *len,
+                    ae_error *err);
 
 /* ---- v2.c: the Open Inference Protocol ---- */
 

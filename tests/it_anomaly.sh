@@ -75,6 +75,26 @@ curl -s -H "Inference-Header-Content-Length: 0" --data-binary @"$TMPD/digits/000
 check "a V2 answer with scores counts" grep -q '^aeserve_anomaly_score_count{model="mnist"} 201$' <<<"$(curl -s "$U/metrics")"
 curl -s -H 'Content-Type: image/png' --data-binary @"$TMPD/digits/00000.png" "$U/v1/models/mnist/reconstruct" >/dev/null
 check "a reconstruction does not" grep -q '^aeserve_anomaly_score_count{model="mnist"} 201$' <<<"$(curl -s "$U/metrics")"
+# ---- per-pixel maps and heatmaps ----
+D0="$TMPD/digits/00000.png" F0="$TMPD/fashion/00000.png"
+x=$("$BUILD/tests/tools/v2codec" pixels "$F0")
+y=$(curl -s -H 'Content-Type: image/png' --data-binary @"$F0" "$U/v1/models/mnist/reconstruct" | jq -c .data)
+a=$(curl -s -H 'Content-Type: image/png' --data-binary @"$F0" "$U/v1/models/mnist/anomaly?map=true")
+check "?map=true: a map [1,28,28] beside the scores" jqe '.maps.shape == [1,28,28] and (.results | length) == 1' <<<"$a"
+# shellcheck disable=SC2016 # a jq program
+check "the map is |input - reconstruction| within 1e-6" jq -n -e --argjson x "$x" --argjson y "$y" --argjson m "$(jq -c .maps.data <<<"$a")" \
+	'[range(784) | (($x[.] - $y[.] | fabs) - $m[.] | fabs) <= 1e-6] | all' >/dev/null
+png_size() { od -An -tu1 -j16 -N8 "$1" | awk '{ printf "%dx%d", $3 * 256 + $4, $7 * 256 + $8 }'; }
+code=$(curl -s -o "$TMPD/heat.png" -w '%{http_code} %{content_type}' -H 'Content-Type: image/png' -H 'Accept: image/png' \
+	--data-binary @"$F0" "$U/v1/models/mnist/anomaly?scale=6")
+check "Accept: image/png: a heatmap PNG ($code)" test "$code" = "200 image/png"
+check "the heatmap is 6 times the input: $(png_size "$TMPD/heat.png")" test "$(png_size "$TMPD/heat.png")" = 168x168
+check "an RGB PNG" test "$(od -An -tu1 -j25 -N1 "$TMPD/heat.png" | tr -d ' ')" = 2
+curl -s -o "$TMPD/heat_d.png" -H 'Content-Type: image/png' -H 'Accept: image/png' --data-binary @"$D0" "$U/v1/models/mnist/anomaly"
+check "default scale 4: $(png_size "$TMPD/heat_d.png")" test "$(png_size "$TMPD/heat_d.png")" = 112x112
+check "?scale=33 refused" test "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: image/png' --data-binary @"$D0" "$U/v1/models/mnist/anomaly?scale=33")" = 400
+check "?map=maybe refused" test "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: image/png' --data-binary @"$D0" "$U/v1/models/mnist/anomaly?map=maybe")" = 400
+check "?map on encode refused" test "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: image/png' --data-binary @"$D0" "$U/v1/models/mnist/encode?map=true")" = 400
 expect_fail "--drift-window 0" "--drift-window" "$BUILD/aeserve" --drift-window 0 models/
 stop_server "${PIDS[-1]}"
 start_server "$PORT" "$TMPD/log2" --log-format none "$TMPD/ones.safetensors" || bad "serve the ones model"
