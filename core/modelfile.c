@@ -6,6 +6,7 @@
  * implies, every value finite, and the checksum right.
  */
 #include "ae/modelfile.h"
+#include "ae/scores.h"
 
 #include <jansson.h>
 #include <limits.h>
@@ -128,6 +129,47 @@ static char *train_json(const ae_model *m)
 	return s;
 }
 
+static json_t *table_json(const double *qp, const double *qv, int n)
+{
+	json_t *p = json_array(), *v = json_array();
+	for (int i = 0; i < n; i++) {
+		json_array_append_new(p, json_real(qp[i]));
+		json_array_append_new(v, json_real(qv[i]));
+	}
+	return json_pack("{s:o, s:o}", "p", p, "v", v);
+}
+
+/* NULL when the model has no score calibrations (nothing to write). */
+static char *scores_json(const ae_model *m)
+{
+	int any = 0;
+	for (int k = 0; k < AE_SCORE_COUNT; k++)
+		any |= m->cal[k].present;
+	if (!any) return NULL;
+	json_t *sc = json_object();
+	for (int k = 0; k < AE_SCORE_COUNT; k++) {
+		const ae_score_cal *c = &m->cal[k];
+		if (!c->present) continue;
+		json_t *t = table_json(c->qp, c->qv, c->n_quant);
+		json_object_set_new(t, "mean", json_real(c->mean));
+		json_object_set_new(t, "std", json_real(c->std));
+		json_object_set_new(sc, ae_score_name((ae_score_kind)k), t);
+	}
+	json_t *o = json_pack("{s:s, s:o}", "default", ae_score_name((ae_score_kind)m->default_score), "scores", sc);
+	if (o && m->latent_mean) {
+		const size_t d = (size_t)m->net.spec.latent;
+		json_t *mean = json_array(), *prec = json_array();
+		for (size_t i = 0; i < d; i++)
+			json_array_append_new(mean, json_real(m->latent_mean[i]));
+		for (size_t i = 0; i < d * d; i++)
+			json_array_append_new(prec, json_real(m->latent_prec[i]));
+		json_object_set_new(o, "latent", json_pack("{s:o, s:o}", "mean", mean, "precision", prec));
+	}
+	char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+	json_decref(o);
+	return s;
+}
+
 static char *errors_json(const ae_model *m)
 {
 	json_t *p = json_array(), *v = json_array();
@@ -174,7 +216,7 @@ int ae_model_save(ae_model *m, const char *path, const ae_extra_tensor *extra, i
 {
 	tensor_list *tl = calloc(1, sizeof *tl);
 	ae_st_writer *w = ae_st_writer_new();
-	char *arch = ae_arch_to_json(&m->net), *train = train_json(m), *errs = errors_json(m);
+	char *arch = ae_arch_to_json(&m->net), *train = train_json(m), *errs = errors_json(m), *scores = scores_json(m);
 	int rc = (tl && w && arch && train && errs) ? AE_OK
 	                                            : ae_fail(err, AE_ERR_NOMEM, "out of memory saving a model");
 	if (rc == AE_OK) model_tensors(m, tl);
@@ -190,11 +232,12 @@ int ae_model_save(ae_model *m, const char *path, const ae_extra_tensor *extra, i
 	snprintf(input, sizeof input, "[%d,%d,%d]", s->c, s->h, s->w);
 	snprintf(latent, sizeof latent, "%d", s->latent);
 	snprintf(m->checksum, sizeof m->checksum, "crc32:%08x", w ? ae_st_writer_crc(w) : 0u);
-	const char *keys[] = { "ae.format", "ae.arch",  "ae.input",  "ae.latent",   "ae.task",
-		               "ae.noise",  "ae.train", "ae.errors", "ae.checksum", extra_key };
-	const char *values[] = { AE_FORMAT_VERSION, arch,       input, latent, m->task, noise, train, errs,
-		                 m->checksum,       extra_value };
-	const int n_meta = extra_key ? 10 : 9;
+	const char *keys[11] = { "ae.format", "ae.arch",  "ae.input",  "ae.latent",  "ae.task",
+		                 "ae.noise",  "ae.train", "ae.errors", "ae.checksum" };
+	const char *values[11] = { AE_FORMAT_VERSION, arch, input, latent, m->task, noise, train, errs, m->checksum };
+	int n_meta = 9;
+	if (scores) keys[n_meta] = "ae.scores", values[n_meta++] = scores;
+	if (extra_key) keys[n_meta] = extra_key, values[n_meta++] = extra_value;
 	for (int i = 0; rc == AE_OK && i < n_meta; i++)
 		rc = ae_st_writer_meta(w, keys[i], values[i], err);
 	if (rc == AE_OK) {
@@ -205,6 +248,7 @@ int ae_model_save(ae_model *m, const char *path, const ae_extra_tensor *extra, i
 	free(arch);
 	free(train);
 	free(errs);
+	free(scores);
 	ae_st_writer_free(w);
 	free(tl);
 	return rc;
@@ -313,26 +357,92 @@ static int check_tensor(const ae_st *st, const ae_extra_tensor *want, ae_error *
 	return AE_OK;
 }
 
+/* A quantile table {"p": [...], "v": [...]}: p in [0, 1], both non-decreasing. */
+static int parse_table(json_t *o, const char *what, double *qp, double *qv, int *n, ae_error *err)
+{
+	json_t *p = json_object_get(o, "p"), *v = json_object_get(o, "v");
+	if (!json_is_array(p) || !json_is_array(v) || json_array_size(p) != json_array_size(v) ||
+	    json_array_size(p) > AE_MAX_QUANTILES)
+		return ae_fail(err, AE_ERR_FORMAT, "%s needs arrays 'p' and 'v' of equal length (at most %d)", what,
+		               AE_MAX_QUANTILES);
+	for (size_t i = 0; i < json_array_size(p); i++) {
+		json_t *pi = json_array_get(p, i), *vi = json_array_get(v, i);
+		double a = json_number_value(pi), b = json_number_value(vi);
+		if (!json_is_number(pi) || !json_is_number(vi) || !(a >= 0 && a <= 1) || !isfinite(b) ||
+		    (i && (a < qp[i - 1] || b < qv[i - 1])))
+			return ae_fail(err, AE_ERR_FORMAT, "%s entry %zu is not a non-decreasing quantile", what, i);
+		qp[i] = a;
+		qv[i] = b;
+	}
+	*n = (int)json_array_size(p);
+	return AE_OK;
+}
+
 static int parse_errors(ae_model *m, const char *txt, ae_error *err)
 {
 	json_error_t je;
 	json_t *o = json_loads(txt, 0, &je);
-	json_t *p = json_object_get(o, "p"), *v = json_object_get(o, "v");
-	int rc = AE_OK;
-	if (!json_is_array(p) || !json_is_array(v) || json_array_size(p) != json_array_size(v) ||
-	    json_array_size(p) > AE_MAX_QUANTILES)
-		rc = ae_fail(err, AE_ERR_FORMAT, "ae.errors needs arrays 'p' and 'v' of equal length (at most %d)",
-		             AE_MAX_QUANTILES);
-	for (size_t i = 0; rc == AE_OK && i < json_array_size(p); i++) {
-		json_t *pi = json_array_get(p, i), *vi = json_array_get(v, i);
-		double a = json_number_value(pi), b = json_number_value(vi);
-		if (!json_is_number(pi) || !json_is_number(vi) || !(a >= 0 && a <= 1) || !(b >= 0) ||
-		    (i && (a < m->qp[i - 1] || b < m->qv[i - 1])))
-			rc = ae_fail(err, AE_ERR_FORMAT, "ae.errors entry %zu is not a non-decreasing quantile", i);
-		m->qp[i] = a;
-		m->qv[i] = b;
+	int rc = parse_table(o, "ae.errors", m->qp, m->qv, &m->n_quant, err);
+	for (int i = 0; rc == AE_OK && i < m->n_quant; i++)
+		if (m->qv[i] < 0) rc = ae_fail(err, AE_ERR_FORMAT, "ae.errors entry %d is negative", i);
+	json_decref(o);
+	return rc;
+}
+
+/* n finite numbers of a JSON array into v. */
+static int parse_vector(json_t *a, double *v, size_t n)
+{
+	if (!json_is_array(a) || json_array_size(a) != n) return -1;
+	for (size_t i = 0; i < n; i++) {
+		json_t *e = json_array_get(a, i);
+		v[i] = json_number_value(e);
+		if (!json_is_number(e) || !isfinite(v[i])) return -1;
 	}
-	if (rc == AE_OK) m->n_quant = (int)json_array_size(p);
+	return 0;
+}
+
+/* ae.scores (absent in files from before it): every score's calibration,
+ * the default, and the Gaussian of the training codes. */
+static int parse_scores(ae_model *m, const char *txt, ae_error *err)
+{
+	if (!txt) return AE_OK;
+	json_error_t je;
+	json_t *o = json_loads(txt, 0, &je), *sc = json_object_get(o, "scores"), *lat = json_object_get(o, "latent");
+	const char *def = json_string_value(json_object_get(o, "default"));
+	int rc = json_is_object(sc) && def && ae_score_find(def) >= 0
+	                 ? AE_OK
+	                 : ae_fail(err, AE_ERR_FORMAT, "ae.scores needs 'scores' and a 'default' score");
+	if (rc == AE_OK) m->default_score = ae_score_find(def);
+	for (int k = 0; rc == AE_OK && k < AE_SCORE_COUNT; k++) {
+		json_t *c = json_object_get(sc, ae_score_name((ae_score_kind)k));
+		ae_score_cal *cal = &m->cal[k];
+		if (!c) continue;
+		char what[48];
+		snprintf(what, sizeof what, "ae.scores %s", ae_score_name((ae_score_kind)k));
+		rc = parse_table(c, what, cal->qp, cal->qv, &cal->n_quant, err);
+		cal->mean = json_number_value(json_object_get(c, "mean"));
+		cal->std = json_number_value(json_object_get(c, "std"));
+		if (rc == AE_OK && (!isfinite(cal->mean) || !(cal->std >= 0)))
+			rc = ae_fail(err, AE_ERR_FORMAT, "%s needs a mean and a non-negative std", what);
+		cal->present = rc == AE_OK;
+	}
+	if (rc == AE_OK && !m->cal[m->default_score].present)
+		rc = ae_fail(err, AE_ERR_FORMAT, "ae.scores: the default score '%s' is not calibrated", def);
+	const size_t d = (size_t)m->net.spec.latent;
+	if (rc == AE_OK && lat) {
+		if (d > AE_LATENT_STATS_MAX)
+			rc = ae_fail(err, AE_ERR_FORMAT, "ae.scores: a latent of %zu has no stats", d);
+		m->latent_mean = rc ? NULL : malloc(d * sizeof *m->latent_mean);
+		m->latent_prec = rc ? NULL : malloc(d * d * sizeof *m->latent_prec);
+		if (rc == AE_OK && (!m->latent_mean || !m->latent_prec))
+			rc = ae_fail(err, AE_ERR_NOMEM, "out of memory");
+		if (rc == AE_OK && (parse_vector(json_object_get(lat, "mean"), m->latent_mean, d) ||
+		                    parse_vector(json_object_get(lat, "precision"), m->latent_prec, d * d)))
+			rc = ae_fail(err, AE_ERR_FORMAT,
+			             "ae.scores: latent needs 'mean' (%zu) and 'precision' (%zu x %zu)", d, d, d);
+	}
+	if (rc == AE_OK && m->cal[AE_SCORE_LATENT].present && !m->latent_mean)
+		rc = ae_fail(err, AE_ERR_FORMAT, "ae.scores: a latent calibration without the latent Gaussian");
 	json_decref(o);
 	return rc;
 }
@@ -401,7 +511,8 @@ static int check_meta(ae_model *m, const ae_st *st, ae_error *err)
 		return AE_ERR_FORMAT;
 	}
 	parse_train(&m->train, ae_st_meta_get(st, "ae.train"));
-	return parse_errors(m, ae_st_meta_get(st, "ae.errors"), err);
+	rc = parse_errors(m, ae_st_meta_get(st, "ae.errors"), err);
+	return rc ? rc : parse_scores(m, ae_st_meta_get(st, "ae.scores"), err);
 }
 
 ae_model *ae_model_from_st(const ae_st *st, const char *extra_prefix, ae_error *err)

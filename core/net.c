@@ -4,6 +4,7 @@
  * initialisation (U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases).
  */
 #include "ae/net.h"
+#include "ae/scores.h"
 #include "dconv.h"
 #include "ops.h"
 #include "ae/rng.h"
@@ -302,31 +303,17 @@ void ae_model_free(ae_model *m)
 	if (!m) return;
 	free(m->params);
 	free(m->state);
+	free(m->latent_mean);
+	free(m->latent_prec);
 	free(m);
 }
 
 double ae_model_percentile(const ae_model *m, double score)
 {
-	if (m->n_quant < 2) return NAN;
-	if (score <= m->qv[0]) return 100.0 * m->qp[0];
-	for (int i = 1; i < m->n_quant; i++)
-		if (score <= m->qv[i]) {
-			double span = m->qv[i] - m->qv[i - 1];
-			double t = span > 0 ? (score - m->qv[i - 1]) / span : 1.0;
-			return 100.0 * (m->qp[i - 1] + t * (m->qp[i] - m->qp[i - 1]));
-		}
-	return 100.0 * m->qp[m->n_quant - 1];
+	return ae_table_percentile(m->qp, m->qv, m->n_quant, score);
 }
 
 double ae_model_quantile(const ae_model *m, double q)
 {
-	if (m->n_quant < 2) return NAN;
-	if (q <= m->qp[0]) return m->qv[0];
-	for (int i = 1; i < m->n_quant; i++)
-		if (q <= m->qp[i]) {
-			double span = m->qp[i] - m->qp[i - 1];
-			double t = span > 0 ? (q - m->qp[i - 1]) / span : 1.0;
-			return m->qv[i - 1] + t * (m->qv[i] - m->qv[i - 1]);
-		}
-	return m->qv[m->n_quant - 1];
+	return ae_table_quantile(m->qp, m->qv, m->n_quant, q);
 }

@@ -1,8 +1,8 @@
 /*
  * Drift: what the anomaly scores a model served say about the data coming
- * in. A histogram of the scores, a count of the images over their answer's
- * threshold, and the share of the last N scored images over the model's
- * held-out p99: about 0.01 while the data looks like the training data,
+ * in. A histogram of the images' mean squared errors (whichever score the
+ * answer gave), a count of the images answered as anomalous, and the share
+ * of the last N scored images whose error is over the model's held-out p99: about 0.01 while the data looks like the training data,
  * near 1 when it no longer does, which a Prometheus alert can watch.
  */
 #include "server.h"
@@ -47,16 +47,16 @@ void srv_drift_free(srv_drift *d)
 	free(d);
 }
 
-void srv_drift_observe(srv_drift *d, const float *scores, int n, double threshold)
+void srv_drift_observe(srv_drift *d, const float *scores, int n, int anomalies)
 {
 	if (!d) return;
 	double sum = 0;
+	atomic_fetch_add(&d->anomalies, anomalies);
 	for (int i = 0; i < n; i++) {
 		int b = 0;
 		while (b < SRV_SCORE_BUCKETS && scores[i] > srv_score_le[b])
 			b++;
 		atomic_fetch_add(&d->bucket[b], 1);
-		if (scores[i] > threshold) atomic_fetch_add(&d->anomalies, 1);
 		sum += scores[i];
 	}
 	double old = atomic_load(&d->sum);

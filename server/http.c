@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "ae/image.h"
+#include "ae/scores.h"
 
 /* A request line or header block past these is refused before any work:
  * the path of a real request is under 100 bytes. (libmicrohttpd refuses
@@ -52,6 +53,7 @@ typedef struct srv_req {
 	float *in, *out, *codes;
 	srv_params params;
 	long long header_len; /* V2: Inference-Header-Content-Length, -1 if none */
+	int score_kind;       /* the anomaly score answered (ae_score_kind) */
 	srv_v2_req v2;
 } srv_req;
 
@@ -387,22 +389,29 @@ static int parse_body(srv_req *r, int *n, ae_op *op, srv_fail *f)
 {
 	srv_parse_ctx x = { .m = r->model, .op = r->op, .p = &r->params };
 	*op = r->op->engine;
+	int codes = 0;
 	if (r->op->output == SRV_OUT_V2) {
 		if (srv_v2_parse(r->body, r->len, r->header_len, &x, &r->v2, n, &r->in, f)) return -1;
 		/* The latent alone is an encode; anything else reconstructs, with
-		 * the codes too if the latent is asked. */
-		int latent = 0;
+		 * the codes too if the latent is asked (or the score needs them). */
 		for (int i = 0; i < r->v2.n_out; i++)
-			latent |= r->v2.order[i] == SRV_V2_LATENT;
-		if (latent && r->v2.n_out == 1) *op = AE_OP_ENCODE;
-		if (latent && *op == AE_OP_RECONSTRUCT &&
-		    !(r->codes = malloc((size_t)*n * ae_plan_out_size(r->model->plan, AE_OP_ENCODE) * sizeof(float))))
-			return srv_fail_set(f, 500, "internal", "out of memory");
-		return 0;
+			codes |= r->v2.order[i] == SRV_V2_LATENT;
+		if (codes && r->v2.n_out == 1) *op = AE_OP_ENCODE;
+		if ((r->score_kind = srv_score_kind(r->model, r->v2.p.score, f)) < 0) return -1;
+	} else {
+		int rc = r->media == SRV_IN_PNG ? srv_parse_png(r->body, r->len, &x, n, &r->in, f)
+		         : r->media == SRV_IN_MULTIPART
+		                 ? srv_parse_multipart(r->body, r->len, r->ctype_hdr, &x, n, &r->in, f)
+		                 : srv_parse_json(r->body, r->len, &x, n, &r->in, f);
+		if (rc) return rc;
+		if (r->op->output != SRV_OUT_SCORES) return 0;
+		if ((r->score_kind = srv_score_kind(r->model, r->params.score, f)) < 0) return -1;
 	}
-	if (r->media == SRV_IN_PNG) return srv_parse_png(r->body, r->len, &x, n, &r->in, f);
-	if (r->media == SRV_IN_MULTIPART) return srv_parse_multipart(r->body, r->len, r->ctype_hdr, &x, n, &r->in, f);
-	return srv_parse_json(r->body, r->len, &x, n, &r->in, f);
+	codes |= srv_score_needs_codes(r->score_kind);
+	if (codes && *op == AE_OP_RECONSTRUCT &&
+	    !(r->codes = malloc((size_t)*n * ae_plan_out_size(r->model->plan, AE_OP_ENCODE) * sizeof(float))))
+		return srv_fail_set(f, 500, "internal", "out of memory");
+	return 0;
 }
 
 /* The body is complete: parse it and hand the job to the model's queue. */
@@ -448,20 +457,30 @@ static enum MHD_Result respond_v2(srv_req *r, struct MHD_Connection *c)
 	const int n = r->job.n, encode = r->job.op == AE_OP_ENCODE;
 	const srv_params *p = &q->p;
 	srv_v2_out o = { .m = m, .q = q, .n = n, .z = encode ? r->out : r->codes, .y = encode ? NULL : r->out };
-	o.threshold = isnan(p->threshold) ? ae_model_quantile(m->m, p->quantile) : p->threshold;
+	o.threshold = isnan(p->threshold) ? srv_score_quantile(m, r->score_kind, p->quantile) : p->threshold;
+	o.score = r->score_kind;
 	float *scores = NULL;
 	if (!encode) {
-		scores = malloc((size_t)n * 2 * sizeof *scores);
+		scores = malloc((size_t)n * 3 * sizeof *scores);
 		if (!scores) return srv_reply_error(c, 500, "internal", "out of memory");
-		srv_scores(m, r->in, r->out, n, scores);
+		srv_scores_of(m, r->score_kind, r->in, r->out, r->codes, n, scores);
 		for (int i = 0; i < n; i++)
 			scores[n + i] = scores[i] > o.threshold ? 1.0f : 0.0f;
 		o.scores = scores;
 		o.flags = scores + n;
-		/* An answer that says how anomalous its images are counts toward drift. */
+		/* An answer that says how anomalous its images are counts toward
+		 * drift, which watches the mean squared error (against its p99). */
 		for (int i = 0; i < q->n_out; i++)
 			if (q->order[i] == SRV_V2_SCORE || q->order[i] == SRV_V2_ANOMALY) {
-				srv_drift_observe(m->drift, scores, n, o.threshold);
+				float *mse = scores + 2 * n;
+				if (r->score_kind == AE_SCORE_MSE)
+					mse = scores;
+				else
+					srv_scores(m, r->in, r->out, n, mse);
+				int flagged = 0;
+				for (int k = 0; k < n; k++)
+					flagged += scores[n + k] != 0.0f;
+				srv_drift_observe(m->drift, mse, n, flagged);
 				break;
 			}
 	}
@@ -508,15 +527,26 @@ static enum MHD_Result respond_anomaly(srv_req *r, struct MHD_Connection *c)
 		return srv_reply_error(c, 422, "image_too_large",
 		                       "scale %d makes a %dx%d heatmap, over the limit of %u pixels", p->scale,
 		                       m->w * p->scale, m->h * p->scale, SRV_MAX_PIXELS);
-	double t = isnan(p->threshold) ? ae_model_quantile(m->m, p->quantile) : p->threshold;
-	float *scores = malloc((size_t)n * sizeof *scores);
+	const int kind = r->score_kind;
+	double t = isnan(p->threshold) ? srv_score_quantile(m, kind, p->quantile) : p->threshold;
+	float *scores = malloc((size_t)n * 2 * sizeof *scores);
 	float *maps = png || p->map ? malloc((size_t)n * hw * sizeof *maps) : NULL;
 	if (!scores || ((png || p->map) && !maps)) {
 		free(scores), free(maps);
 		return srv_reply_error(c, 500, "internal", "out of memory");
 	}
-	srv_scores(m, r->in, r->out, n, scores);
-	srv_drift_observe(m->drift, scores, n, t);
+	srv_scores_of(m, kind, r->in, r->out, r->codes, n, scores);
+	/* Drift watches the mean squared error against its p99, whatever the
+	 * score answered; anomalies counted are the answer's. */
+	float *mse = scores + n;
+	if (kind == AE_SCORE_MSE)
+		mse = scores;
+	else
+		srv_scores(m, r->in, r->out, n, mse);
+	int flagged = 0;
+	for (int i = 0; i < n; i++)
+		flagged += scores[i] > t;
+	srv_drift_observe(m->drift, mse, n, flagged);
 	if (maps) srv_error_maps(m, r->in, r->out, n, maps);
 	size_t len = 0;
 	if (png) {
@@ -527,8 +557,8 @@ static enum MHD_Result respond_anomaly(srv_req *r, struct MHD_Connection *c)
 		if (rc) return srv_reply_error(c, 500, "internal", "heatmap: %s", err.msg);
 		return srv_reply_buf(c, 200, "image/png", img, len, NULL);
 	}
-	char *body = maps ? srv_json_anomaly_maps(m, scores, maps, n, t, p->quantile, &len)
-	                  : srv_json_anomaly(m, scores, n, t, p->quantile, &len);
+	char *body = maps ? srv_json_anomaly_maps(m, kind, scores, maps, n, t, p->quantile, &len)
+	                  : srv_json_anomaly(m, kind, scores, n, t, p->quantile, &len);
 	free(scores), free(maps);
 	if (!body) return srv_reply_error(c, 500, "internal", "out of memory");
 	return srv_reply_buf(c, 200, "application/json", body, len, NULL);

@@ -18,7 +18,7 @@ const srv_opdef srv_ops[SRV_N_OPS] = {
 	{ "reconstruct", SRV_V1, AE_OP_RECONSTRUCT, SRV_ITEMS_IMAGES, IMAGES, PIXELS, SRV_OUT_IMAGES },
 	{ "denoise", SRV_V1, AE_OP_RECONSTRUCT, SRV_ITEMS_IMAGES, IMAGES, PIXELS, SRV_OUT_IMAGES },
 	{ "anomaly", SRV_V1, AE_OP_RECONSTRUCT, SRV_ITEMS_IMAGES, IMAGES,
-	  PIXELS | SRV_P_THRESHOLD | SRV_P_QUANTILE | SRV_P_MAP | SRV_P_SCALE, SRV_OUT_SCORES },
+	  PIXELS | SRV_P_THRESHOLD | SRV_P_QUANTILE | SRV_P_MAP | SRV_P_SCALE | SRV_P_SCORE, SRV_OUT_SCORES },
 	/* The Open Inference Protocol's infer: the request's "outputs" pick
 	 * encode (latent alone) or reconstruct (with the codes); its
 	 * parameters are in the JSON, not the query. */

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ae/scores.h"
+
 /* v >= 0 in decimal, zero-padded to at least width digits; returns the
  * length. (snprintf's format parsing was 3% of an encode request.) */
 static int put_digits(char *p, long long v, int width)
@@ -110,6 +112,67 @@ void srv_scores(const srv_model *m, const float *x, const float *y, int n, float
 	}
 }
 
+int srv_score_kind(const srv_model *m, int asked, srv_fail *f)
+{
+	const ae_model *a = m->m;
+	int kind = asked >= 0 ? asked : a->cal[a->default_score].present ? a->default_score : AE_SCORE_MSE;
+	/* every model has mse (its quantiles in ae.errors); the others need
+	 * their calibration, and latent the Gaussian of the codes */
+	if (kind == AE_SCORE_MSE || (a->cal[kind].present && (kind != AE_SCORE_LATENT || a->latent_mean))) return kind;
+	char have[80] = "mse";
+	for (int k = 1; k < AE_SCORE_COUNT; k++)
+		if (a->cal[k].present) {
+			strcat(have, ", ");
+			strcat(have, ae_score_name((ae_score_kind)k));
+		}
+	srv_fail_set(f, 422, "score_unavailable",
+	             "model '%s' has no %s score (its file predates it, or its codes are too long); it has %s", m->name,
+	             ae_score_name((ae_score_kind)kind), have);
+	return -1;
+}
+
+int srv_score_needs_codes(int kind)
+{
+	return kind == AE_SCORE_LATENT || kind == AE_SCORE_COMBINED;
+}
+
+void srv_scores_of(const srv_model *m, int kind, const float *x, const float *y, const float *z, int n, float *out)
+{
+	if (kind == AE_SCORE_MSE) {
+		srv_scores(m, x, y, n, out);
+		return;
+	}
+	double *all = malloc((size_t)(n ? n : 1) * AE_SCORE_COUNT * sizeof *all);
+	double *one = malloc((size_t)(n ? n : 1) * sizeof *one);
+	if (!all || !one) {
+		for (int i = 0; i < n; i++)
+			out[i] = NAN;
+	} else if (kind == AE_SCORE_COMBINED) {
+		ae_model_scores(m->m, x, y, z, n, all);
+		for (int i = 0; i < n; i++)
+			out[i] = (float)all[(size_t)i * AE_SCORE_COUNT + kind];
+	} else {
+		if (kind == AE_SCORE_LATENT)
+			ae_latent_distance(m->m->latent_mean, m->m->latent_prec, m->latent, z, n, one);
+		else
+			ae_score_images((ae_score_kind)kind, x, y, n, m->c, m->h, m->w, one);
+		for (int i = 0; i < n; i++)
+			out[i] = (float)one[i];
+	}
+	free(all);
+	free(one);
+}
+
+double srv_score_quantile(const srv_model *m, int kind, double q)
+{
+	return kind == AE_SCORE_MSE ? ae_model_quantile(m->m, q) : ae_score_quantile(&m->m->cal[kind], q);
+}
+
+double srv_score_percentile(const srv_model *m, int kind, double v)
+{
+	return kind == AE_SCORE_MSE ? ae_model_percentile(m->m, v) : ae_score_percentile(&m->m->cal[kind], v);
+}
+
 void srv_error_maps(const srv_model *m, const float *x, const float *y, int n, float *maps)
 {
 	const size_t hw = (size_t)m->h * m->w;
@@ -125,11 +188,11 @@ void srv_error_maps(const srv_model *m, const float *x, const float *y, int n, f
 	}
 }
 
-char *srv_json_anomaly_maps(const srv_model *m, const float *scores, const float *maps, int n, double threshold,
-                            double quantile, size_t *len)
+char *srv_json_anomaly_maps(const srv_model *m, int kind, const float *scores, const float *maps, int n,
+                            double threshold, double quantile, size_t *len)
 {
 	size_t jl, tl;
-	char *j = srv_json_anomaly(m, scores, n, threshold, quantile, &jl);
+	char *j = srv_json_anomaly(m, kind, scores, n, threshold, quantile, &jl);
 	int dims[2] = { m->h, m->w };
 	char *t = j ? srv_json_tensor(m, "anomaly", maps, n, dims, 2, &tl) : NULL;
 	/* {...,"results":[...]} + ,"maps":{tensor} */
@@ -150,17 +213,19 @@ char *srv_json_anomaly_maps(const srv_model *m, const float *scores, const float
 	return out;
 }
 
-char *srv_json_anomaly(const srv_model *m, const float *scores, int n, double threshold, double quantile, size_t *len)
+char *srv_json_anomaly(const srv_model *m, int kind, const float *scores, int n, double threshold, double quantile,
+                       size_t *len)
 {
 	json_t *res = json_array();
 	for (int i = 0; res && i < n; i++) {
 		double score = scores[i];
-		json_array_append_new(res, json_pack("{s:f, s:f, s:b}", "score", score, "percentile",
-		                                     ae_model_percentile(m->m, score), "anomaly", score > threshold));
+		json_array_append_new(res,
+		                      json_pack("{s:f, s:f, s:b}", "score", score, "percentile",
+		                                srv_score_percentile(m, kind, score), "anomaly", score > threshold));
 	}
-	json_t *o = json_pack("{s:s, s:s, s:f, s:o, s:o}", "model", m->name, "metric", "mse", "threshold", threshold,
-	                      "threshold_quantile", isnan(quantile) ? json_null() : json_real(quantile), "results",
-	                      res);
+	json_t *o = json_pack("{s:s, s:s, s:f, s:o, s:o}", "model", m->name, "metric",
+	                      ae_score_name((ae_score_kind)kind), "threshold", threshold, "threshold_quantile",
+	                      isnan(quantile) ? json_null() : json_real(quantile), "results", res);
 	char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(7)) : NULL;
 	json_decref(o);
 	if (s) *len = strlen(s);

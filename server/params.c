@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "ae/parse.h"
+#include "ae/scores.h"
 
 static const struct {
 	const char *name;
@@ -20,12 +21,13 @@ static const struct {
 } known[] = {
 	{ "resize", SRV_P_RESIZE },     { "invert", SRV_P_INVERT }, { "threshold", SRV_P_THRESHOLD },
 	{ "quantile", SRV_P_QUANTILE }, { "map", SRV_P_MAP },       { "scale", SRV_P_SCALE },
+	{ "score", SRV_P_SCORE },
 };
 #define N_KNOWN (sizeof known / sizeof *known)
 
 void srv_params_init(srv_params *p)
 {
-	*p = (srv_params){ .quantile = 0.99, .threshold = NAN, .scale = 4 };
+	*p = (srv_params){ .quantile = 0.99, .threshold = NAN, .scale = 4, .score = -1 };
 }
 
 /* "true"/"1"/"yes"/"" (a bare ?resize) or "false"/"0"/"no". */
@@ -52,7 +54,7 @@ static void list_names(unsigned accepted, char *buf, size_t cap)
 
 int srv_params_set(srv_params *p, unsigned accepted, const char *key, const char *value, srv_fail *f)
 {
-	char k[64], v[64], names[64];
+	char k[64], v[64], names[96];
 	srv_text_clean(k, sizeof k, key);
 	srv_text_clean(v, sizeof v, value ? value : "");
 	unsigned bit = 0;
@@ -75,6 +77,11 @@ int srv_params_set(srv_params *p, unsigned accepted, const char *key, const char
 	case SRV_P_INVERT:
 		if (flag(value, &p->invert))
 			return srv_fail_set(f, 400, "invalid_parameter", "invert '%s' is not true or false", v);
+		return 0;
+	case SRV_P_SCORE:
+		if ((p->score = ae_score_find(value)) < 0)
+			return srv_fail_set(f, 400, "invalid_parameter",
+			                    "score '%s' is not one of mse, ssim, max, latent, combined", v);
 		return 0;
 	case SRV_P_MAP:
 		if (flag(value, &p->map))

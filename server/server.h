@@ -62,8 +62,9 @@ enum srv_param {
 	SRV_P_INVERT = 2,
 	SRV_P_THRESHOLD = 4,
 	SRV_P_QUANTILE = 8,
-	SRV_P_MAP = 16,  /* anomaly: the per-pixel error maps in the JSON answer */
-	SRV_P_SCALE = 32 /* anomaly: a heatmap PNG's size, times the input's */
+	SRV_P_MAP = 16,   /* anomaly: the per-pixel error maps in the JSON answer */
+	SRV_P_SCALE = 32, /* anomaly: a heatmap PNG's size, times the input's */
+	SRV_P_SCORE = 64  /* anomaly: which score (ae/scores.h) */
 };
 
 typedef struct srv_opdef {
@@ -274,9 +275,10 @@ int srv_client_is_loopback(struct MHD_Connection *c);
 extern const double srv_score_le[SRV_SCORE_BUCKETS];
 srv_drift *srv_drift_new(int window, double p99);
 void srv_drift_free(srv_drift *d);
-/* Counts n scored images: the histogram, those over the answer's
- * threshold, and the window of those over the model's held-out p99. */
-void srv_drift_observe(srv_drift *d, const float *scores, int n, double threshold);
+/* Counts n scored images by their mean squared errors (the histogram, the
+ * window of those over the model's held-out p99) and the anomalies the
+ * answer reported. */
+void srv_drift_observe(srv_drift *d, const float *mse, int n, int anomalies);
 typedef struct srv_drift_view {
 	long bucket[SRV_SCORE_BUCKETS + 1]; /* cumulative counts, le srv_score_le[k], then +Inf */
 	double sum;
@@ -346,6 +348,7 @@ void srv_access_log(int format, struct MHD_Connection *conn, const char *method,
 #define SRV_HEATMAP_MAX_SCALE 32
 typedef struct srv_params {
 	int resize, invert, map, scale;
+	int score;                  /* ae_score_kind, or -1: the model's default */
 	double quantile, threshold; /* threshold NAN: the quantile's */
 	unsigned seen;              /* srv_param bits given */
 } srv_params;
@@ -453,19 +456,31 @@ int srv_json_split_v2(const uint8_t *body, size_t len, srv_v2_split *sp, srv_fai
 /* ---- outputs.c: results to response bodies (malloc'd) ---- */
 char *srv_json_tensor(const srv_model *m, const char *op, const float *v, int n, const int *dims, int ndims,
                       size_t *len);
-char *srv_json_anomaly(const srv_model *m, const float *scores, int n, double threshold, double quantile, size_t *len);
+char *srv_json_anomaly(const srv_model *m, int kind, const float *scores, int n, double threshold, double quantile,
+                       size_t *len);
 char *srv_json_model(const srv_model *m, int is_default, size_t *len);
 /* Writes v in the fewest digits that read back as exactly v, without
  * locale or format parsing; returns the length (at most 16). */
 int srv_fmt_float(char *p, float v);
 /* The anomaly score of each item: the mean squared error of y against x. */
 void srv_scores(const srv_model *m, const float *x, const float *y, int n, float *scores);
+/* The score asked (-1: the model's default) as the kind the model has, or
+ * -1 with f set (422, naming the scores it has). */
+int srv_score_kind(const srv_model *m, int asked, srv_fail *f);
+/* Whether that kind needs the codes (z) of the images. */
+int srv_score_needs_codes(int kind);
+/* Score `kind` of each item (z: the codes, for latent and combined). */
+void srv_scores_of(const srv_model *m, int kind, const float *x, const float *y, const float *z, int n, float *out);
+/* The score's value at quantile q, and where a value falls (0..100), from
+ * the model's held-out calibration of it. */
+double srv_score_quantile(const srv_model *m, int kind, double q);
+double srv_score_percentile(const srv_model *m, int kind, double v);
 /* Each item's per-pixel error map, (n, H, W): |x - y| averaged over the
  * channels. */
 void srv_error_maps(const srv_model *m, const float *x, const float *y, int n, float *maps);
 /* The anomaly answer with the maps as a tensor [N,H,W] ("maps"). */
-char *srv_json_anomaly_maps(const srv_model *m, const float *scores, const float *maps, int n, double threshold,
-                            double quantile, size_t *len);
+char *srv_json_anomaly_maps(const srv_model *m, int kind, const float *scores, const float *maps, int n,
+                            double threshold, double quantile, size_t *len);
 
 /* ---- heatmap.c ---- */
 /* One image's heatmap as an RGB PNG (malloc'd), scale times its size: the
@@ -500,6 +515,7 @@ typedef struct srv_v2_out {
 	int n;
 	const float *z, *y, *scores, *flags; /* (n, latent), (n, C*H*W), (n), (n): NULL if not asked */
 	double threshold;
+	int score; /* ae_score_kind of scores */
 } srv_v2_out;
 /* The response body: JSON, then the binary outputs; *json_len is the
  * JSON's length (the Inference-Header-Content-Length). */

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ae/scores.h"
 #include "ae/version.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -94,6 +95,9 @@ static int param_text(const json_t *v, char *buf, size_t cap)
 	return -1;
 }
 
+/* The request parameters of an infer, besides binary_data_output. */
+#define SRV_V2_PARAMS (SRV_P_RESIZE | SRV_P_INVERT | SRV_P_THRESHOLD | SRV_P_QUANTILE | SRV_P_SCORE)
+
 static int request_params(json_t *params, srv_v2_req *q, int *bin_all, srv_fail *f)
 {
 	const char *key;
@@ -110,14 +114,17 @@ static int request_params(json_t *params, srv_v2_req *q, int *bin_all, srv_fail 
 			*bin_all = json_is_true(v);
 			continue;
 		}
+		if (strcmp(key, "score") == 0 && json_is_string(v)) {
+			if (srv_params_set(&q->p, SRV_V2_PARAMS, key, json_string_value(v), f)) return -1;
+			continue;
+		}
 		if (param_text(v, text, sizeof text) != 0) {
 			char k[80];
 			srv_text_clean(k, sizeof k, key);
 			return srv_fail_set(f, 400, "invalid_parameter", "parameter '%s' is not a number or boolean",
 			                    k);
 		}
-		if (srv_params_set(&q->p, SRV_P_RESIZE | SRV_P_INVERT | SRV_P_THRESHOLD | SRV_P_QUANTILE, key, text, f))
-			return -1;
+		if (srv_params_set(&q->p, SRV_V2_PARAMS, key, text, f)) return -1;
 	}
 	return srv_params_done(&q->p, f);
 }
@@ -589,7 +596,8 @@ char *srv_v2_response(const srv_v2_out *o, size_t *len, size_t *json_len)
 		free(esc);
 	}
 	t[srv_fmt_float(t, (float)o->threshold)] = '\0';
-	snprintf(head, sizeof head, ",\"parameters\":{\"threshold\":%s},\"outputs\":[", t);
+	snprintf(head, sizeof head, ",\"parameters\":{\"threshold\":%s,\"score\":\"%s\"},\"outputs\":[", t,
+	         ae_score_name((ae_score_kind)o->score));
 	ok = ok && put_str(&b, head) == 0;
 	for (int i = 0; ok && i < q->n_out; i++) {
 		int k = q->order[i];

@@ -95,6 +95,29 @@ check "default scale 4: $(png_size "$TMPD/heat_d.png")" test "$(png_size "$TMPD/
 check "?scale=33 refused" test "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: image/png' --data-binary @"$D0" "$U/v1/models/mnist/anomaly?scale=33")" = 400
 check "?map=maybe refused" test "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: image/png' --data-binary @"$D0" "$U/v1/models/mnist/anomaly?map=maybe")" = 400
 check "?map on encode refused" test "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: image/png' --data-binary @"$D0" "$U/v1/models/mnist/encode?map=true")" = 400
+# ---- the scores ----
+for sc in mse ssim max latent combined; do
+	a=$(curl -s -H 'Content-Type: image/png' --data-binary @"$F0" "$U/v1/models/mnist/anomaly?score=$sc")
+	# shellcheck disable=SC2016 # a jq program
+	check "?score=$sc answers with that metric" jqe --arg s "$sc" '.metric == $s and (.results[0].score | type) == "number"' <<<"$a"
+	check "?score=$sc calls the Fashion image anomalous" jqe '.results[0].anomaly == true or .metric == "latent"' <<<"$a"
+done
+check "?score=bogus refused" test "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: image/png' --data-binary @"$D0" "$U/v1/models/mnist/anomaly?score=bogus")" = 400
+v2=$(jq -c -n --argjson p "$("$BUILD/tests/tools/v2codec" pixels "$F0")" '{inputs: [{name: "input", shape: [1,784], datatype: "FP32", data: $p}], parameters: {score: "ssim"}, outputs: [{name: "score"}]}' |
+	curl -s -H 'Content-Type: application/json' --data-binary @- "$U/v2/models/mnist/infer")
+v1=$(curl -s -H 'Content-Type: image/png' --data-binary @"$F0" "$U/v1/models/mnist/anomaly?score=ssim" | jq -c '[.results[0].score]')
+# shellcheck disable=SC2016 # a jq program
+check "V2 score=ssim: the /v1 score within 1e-6" jq -n -e --argjson a "$(jq -c '.outputs[0].data' <<<"$v2")" --argjson b "$v1" '($a[0] - $b[0] | fabs) < 1e-6' >/dev/null
+check "V2 says which score" jqe '.parameters.score == "ssim"' <<<"$v2"
+
+# ---- aetrain calibrate: the same statistics again, weights untouched ----
+cp "$TMPD/ones.safetensors" "$TMPD/recal.safetensors"
+out=$("$T" calibrate "$TMPD/recal.safetensors" tests/fixtures/digits)
+check "calibrate: weights unchanged ($out)" grep -q "weights unchanged" <<<"$out"
+p99() { "$T" eval "$1" tests/fixtures/digits --split train --normal-class 1 | sed -n 's/^auroc_normal_class_1_ssim: //p'; }
+check "calibrate: the model scores as before" test "$(p99 "$TMPD/recal.safetensors")" = "$(p99 "$TMPD/ones.safetensors")"
+expect_fail "calibrate on other data" "not its data" "$T" calibrate "$TMPD/recal.safetensors" tests/fixtures/fashion --split test
+
 expect_fail "--drift-window 0" "--drift-window" "$BUILD/aeserve" --drift-window 0 models/
 stop_server "${PIDS[-1]}"
 start_server "$PORT" "$TMPD/log2" --log-format none "$TMPD/ones.safetensors" || bad "serve the ones model"

@@ -5,6 +5,9 @@
  */
 #include "test.h"
 
+#include "ae/rng.h"
+#include "ae/scores.h"
+
 #include <dirent.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -206,8 +209,50 @@ static void test_format_1(void)
 	ae_model_free(m);
 }
 
+/* Score calibrations and the latent Gaussian survive a save and a load. */
+static void test_scores(void)
+{
+	ae_model *m = small_model();
+	ae_error err = { 0 };
+	const int L = m->net.spec.latent, n = 200;
+	double v[200];
+	float *z = malloc((size_t)n * L * sizeof *z);
+	ae_rng r;
+	ae_rng_seed(&r, 3);
+	for (int i = 0; i < n; i++)
+		v[i] = 0.01 + 0.001 * ae_rng_uniform(&r);
+	for (int i = 0; i < n * L; i++)
+		z[i] = ae_rng_normal(&r) * (1.0f + (float)(i % L));
+	CHECK(ae_score_calibrate(&m->cal[AE_SCORE_MSE], v, n, &err) == 0);
+	CHECK(ae_score_calibrate(&m->cal[AE_SCORE_SSIM], v, n, &err) == 0);
+	m->latent_mean = malloc((size_t)L * sizeof(double));
+	m->latent_prec = malloc((size_t)L * L * sizeof(double));
+	CHECK(ae_latent_fit(z, n, L, m->latent_mean, m->latent_prec, &err) == 0);
+	CHECK(ae_score_calibrate(&m->cal[AE_SCORE_LATENT], v, n, &err) == 0);
+	m->default_score = AE_SCORE_SSIM;
+	CHECK(ae_model_save(m, PATH, NULL, 0, NULL, NULL, &err) == 0);
+	ae_model *l = ae_model_load(PATH, &err);
+	CHECK_MSG(l != NULL, "%s", err.msg);
+	if (l) {
+		CHECK(l->default_score == AE_SCORE_SSIM && l->cal[AE_SCORE_SSIM].present &&
+		      !l->cal[AE_SCORE_MAX].present);
+		CHECK(fabs(ae_score_quantile(&l->cal[AE_SCORE_SSIM], 0.99) -
+		           ae_score_quantile(&m->cal[AE_SCORE_SSIM], 0.99)) <
+		      1e-9 * ae_score_quantile(&m->cal[AE_SCORE_SSIM], 0.99));
+		CHECK(fabs(l->cal[AE_SCORE_MSE].std - m->cal[AE_SCORE_MSE].std) < 1e-9 * m->cal[AE_SCORE_MSE].std);
+		double d1, d2;
+		ae_latent_distance(m->latent_mean, m->latent_prec, L, z, 1, &d1);
+		ae_latent_distance(l->latent_mean, l->latent_prec, L, z, 1, &d2);
+		CHECK_MSG(fabs(d1 - d2) < 1e-6 * d1, "%g vs %g", d1, d2);
+	}
+	ae_model_free(l);
+	ae_model_free(m);
+	free(z);
+}
+
 int main(void)
 {
+	test_scores();
 	test_format_1();
 	test_roundtrip();
 	test_refusals();

@@ -11,6 +11,7 @@
 
 #include "srv_fixture.h"
 #include "ae/image.h"
+#include "ae/scores.h"
 
 /* ------------------------------------------------------------------ text */
 
@@ -512,6 +513,20 @@ static void test_keys(void)
 	unlink(path);
 }
 
+static void test_scores_offered(void)
+{
+	srv_fail f = { 0 };
+	const srv_model *m = srv_fixture_model(); /* as a model file from before the other scores */
+	CHECK(srv_score_kind(m, -1, &f) == AE_SCORE_MSE && srv_score_kind(m, AE_SCORE_MSE, &f) == AE_SCORE_MSE);
+	CHECK(srv_score_kind(m, AE_SCORE_SSIM, &f) == -1 && f.status == 422 && strstr(f.msg, "no ssim score") &&
+	      strstr(f.msg, "it has mse"));
+	srv_params p;
+	srv_params_init(&p);
+	CHECK(srv_params_set(&p, SRV_P_SCORE, "score", "combined", &f) == 0 && p.score == AE_SCORE_COMBINED);
+	srv_params_init(&p);
+	CHECK(srv_params_set(&p, SRV_P_SCORE, "score", "x", &f) == -1 && strstr(f.msg, "is not one of"));
+}
+
 static void test_model_names(void)
 {
 	CHECK(srv_model_name_ok("mnist") && srv_model_name_ok("mnist-denoise_v2.1"));
@@ -526,6 +541,7 @@ int main(void)
 	test_v2_parse();
 	test_keys();
 	test_model_names();
+	test_scores_offered();
 	test_text();
 	test_media_types();
 	test_params();

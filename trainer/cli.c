@@ -2,6 +2,7 @@
  * Option-value parsing and data loading shared by the aetrain subcommands.
  */
 #include "cli.h"
+#include "ae/rng.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -156,4 +157,18 @@ int cli_select(ae_dataset *ds, const char *classes, const char *contaminate, uin
 		return -1;
 	}
 	return 0;
+}
+
+int *cli_split_indices(int n, double val, uint64_t seed, int *n_val)
+{
+	int *idx = malloc((size_t)(n ? n : 1) * sizeof *idx);
+	if (!idx) return NULL;
+	for (int i = 0; i < n; i++)
+		idx[i] = i;
+	ae_rng r;
+	ae_rng_seed_stream(&r, seed, 0x73706c6974, 0);
+	ae_rng_shuffle(&r, idx, n);
+	*n_val = (int)(n * val + 0.5);
+	if (val > 0 && *n_val < 1) *n_val = 1;
+	return idx;
 }

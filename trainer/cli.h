@@ -30,6 +30,10 @@ int cli_threads(long n);
 /* --classes LIST and --contaminate CLASS:SHARE ("" for none): checks the
  * texts (saying what is wrong), then keeps those classes of ds and mixes
  * in the share of the other class, chosen with the seed. */
+/* Splits 0..n-1 by a seeded shuffle: the first *n_val (val of n, at least
+ * one if val > 0) are held out, the rest train. The one split rule, which
+ * calibration repeats to find a model's held-out images again. */
+int *cli_split_indices(int n, double val, uint64_t seed, int *n_val);
 int cli_check_selection(const char *classes, const char *contaminate);
 int cli_select(ae_dataset *ds, const char *classes, const char *contaminate, uint64_t seed);
 

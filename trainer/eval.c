@@ -15,6 +15,7 @@
 #include "ae/fileio.h"
 #include "ae/infer.h"
 #include "ae/modelfile.h"
+#include "ae/scores.h"
 #include "cli.h"
 
 #define CHUNK 256
@@ -166,6 +167,53 @@ static double mean(const double *v, int n)
 	return n ? s / n : NAN;
 }
 
+/* One-class AUROC of every score the model has, class `normal` against
+ * the rest (scores of the clean images). */
+static int auroc_all(const ae_model *m, ae_infer *w, const ae_dataset *ds, long normal)
+{
+	if (!ds->labels) {
+		fprintf(stderr, "aetrain: --normal-class needs labelled data; %s has none\n", ds->source);
+		return -1;
+	}
+	const size_t per = (size_t)ds->c * ds->h * ds->w;
+	const int L = m->net.spec.latent;
+	float *x = malloc(CHUNK * per * sizeof(float)), *y = malloc(CHUNK * per * sizeof(float));
+	float *z = malloc((size_t)CHUNK * L * sizeof(float));
+	double *s = malloc((size_t)ds->n * AE_SCORE_COUNT * sizeof *s), *col = malloc((size_t)ds->n * sizeof *col);
+	int *pos = malloc((size_t)ds->n * sizeof *pos), *idx = malloc(CHUNK * sizeof *idx), npos = 0, rc = 0;
+	if (!x || !y || !z || !s || !col || !pos || !idx) {
+		fprintf(stderr, "aetrain: out of memory\n");
+		rc = -1;
+	}
+	for (int i = 0; rc == 0 && i < ds->n; i++)
+		npos += pos[i] = ds->labels[i] != normal;
+	if (rc == 0 && (npos == 0 || npos == ds->n)) {
+		fprintf(stderr, "aetrain: --normal-class %ld: the data needs both that class and others\n", normal);
+		rc = -1;
+	}
+	for (int at = 0; rc == 0 && at < ds->n; at += CHUNK) {
+		int b = ds->n - at < CHUNK ? ds->n - at : CHUNK;
+		for (int i = 0; i < b; i++)
+			idx[i] = at + i;
+		ae_dataset_batch(ds, idx, b, x);
+		ae_infer_reconstruct(w, x, b, y, z);
+		ae_model_scores(m, x, y, z, b, s + (size_t)at * AE_SCORE_COUNT);
+	}
+	for (int k = 0; rc == 0 && k < AE_SCORE_COUNT; k++) {
+		int ok = 1;
+		for (int i = 0; i < ds->n; i++)
+			ok &= !isnan(col[i] = s[(size_t)i * AE_SCORE_COUNT + k]);
+		/* The plain name for mse, as before there were other scores. */
+		if (ok && k == AE_SCORE_MSE)
+			printf("auroc_normal_class_%ld: %.4f\n", normal, ae_auroc(col, pos, (size_t)ds->n));
+		if (ok)
+			printf("auroc_normal_class_%ld_%s: %.4f\n", normal, ae_score_name((ae_score_kind)k),
+			       ae_auroc(col, pos, (size_t)ds->n));
+	}
+	free(x), free(y), free(z), free(s), free(col), free(pos), free(idx);
+	return rc;
+}
+
 int cmd_eval(int argc, char **argv)
 {
 	eval_opts o;
@@ -195,24 +243,7 @@ int cmd_eval(int argc, char **argv)
 			if (k) printf("class %d: mse %.6f (%d images)\n", c, s / k, k);
 		}
 	}
-	if (rc == 0 && o.normal >= 0) {
-		if (!ds.labels) {
-			fprintf(stderr, "aetrain: --normal-class needs labelled data; %s has none\n", ds.source);
-			rc = -1;
-		} else {
-			int *pos = malloc((size_t)ds.n * sizeof *pos), npos = 0;
-			for (int i = 0; pos && i < ds.n; i++)
-				npos += pos[i] = ds.labels[i] != o.normal;
-			if (!pos || npos == 0 || npos == ds.n) {
-				fprintf(stderr,
-				        "aetrain: --normal-class %ld: the data needs both that class and others\n",
-				        o.normal);
-				rc = -1;
-			} else
-				printf("auroc_normal_class_%ld: %.4f\n", o.normal, ae_auroc(score, pos, (size_t)ds.n));
-			free(pos);
-		}
-	}
+	if (rc == 0 && o.normal >= 0) rc = auroc_all(m, w, &ds, o.normal);
 	free(mse), free(noisy), free(score);
 	teardown(m, p, w, &ds);
 	return rc ? 1 : 0;

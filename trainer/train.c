@@ -23,6 +23,7 @@
 #include "ae/modelfile.h"
 #include "ae/train.h"
 #include "checkpoint.h"
+#include "calibrate.h"
 #include "cli.h"
 #include "report.h"
 
@@ -297,30 +298,6 @@ static double validate(ae_infer *w, const ae_dataset *ds, const int *idx, int n,
 	return n ? sum / n : NAN;
 }
 
-static int calibrate(ae_model *m, ae_infer *w, const ae_dataset *ds, const int *idx, int n, uint64_t seed)
-{
-	double *scores = malloc((n ? (size_t)n : 1) * sizeof(double));
-	if (!scores) return -1;
-	validate(w, ds, idx, n, &(ae_noise){ 0 }, seed, scores);
-	/* 0 to 0.99 by 0.01, then the tail in finer steps: enough to turn a
-	 * score into a percentile and to read p99.9 directly. */
-	static const double tail[] = { 0.995, 0.998, 0.999, 0.9995, 0.9999, 1.0 };
-	int k = 0;
-	for (int i = 0; i < 100; i++)
-		m->qp[k++] = i / 100.0;
-	for (size_t i = 0; i < sizeof tail / sizeof *tail; i++)
-		m->qp[k++] = tail[i];
-	ae_error err = { 0 };
-	int rc = ae_quantiles(scores, (size_t)n, m->qp, k, m->qv, &err);
-	free(scores);
-	if (rc) {
-		fprintf(stderr, "aetrain: calibration: %s\n", err.msg);
-		return -1;
-	}
-	m->n_quant = k;
-	return 0;
-}
-
 static void fill_info(ae_model *m, const train_opts *o, long n_train, long n_val, const progress *p)
 {
 	ae_train_info *t = &m->train;
@@ -340,14 +317,14 @@ static void fill_info(ae_model *m, const train_opts *o, long n_train, long n_val
 	snprintf(m->task, sizeof m->task, "%s", o->noise.kind == AE_NOISE_NONE ? "reconstruct" : "denoise");
 }
 
-static int write_outputs(ae_model *m, const train_opts *o, const ae_dataset *ds, const int *val_idx, int n_val,
-                         const progress *p)
+static int write_outputs(ae_model *m, const train_opts *o, const ae_dataset *ds, const int *train_idx, int n_train,
+                         const int *val_idx, int n_val, const progress *p)
 {
 	ae_error err = { 0 };
 	ae_plan *plan = ae_plan_new(m, &err);
 	ae_infer *w = plan ? ae_infer_new(plan, 256, (int)o->threads, &err) : NULL;
 	int rc = w ? 0 : -1;
-	if (rc == 0) rc = calibrate(m, w, ds, val_idx, n_val, o->seed);
+	if (rc == 0) rc = calibrate_scores(m, w, ds, train_idx, n_train, val_idx, n_val);
 	if (rc == 0 && (rc = ae_model_save(m, o->out, NULL, 0, NULL, NULL, &err)))
 		fprintf(stderr, "aetrain: %s\n", err.msg);
 	char path[4096];
@@ -367,24 +344,9 @@ static int write_outputs(ae_model *m, const train_opts *o, const ae_dataset *ds,
 	return rc;
 }
 
-/* Splits 0..n-1 into held-out and training indices by a seeded shuffle. */
-static int *split_indices(int n, double val, uint64_t seed, int *n_val)
-{
-	int *idx = malloc((size_t)n * sizeof *idx);
-	if (!idx) return NULL;
-	for (int i = 0; i < n; i++)
-		idx[i] = i;
-	ae_rng r;
-	ae_rng_seed_stream(&r, seed, 0x73706c6974, 0);
-	ae_rng_shuffle(&r, idx, n);
-	*n_val = (int)(n * val + 0.5);
-	if (val > 0 && *n_val < 1) *n_val = 1;
-	return idx;
-}
-
 static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds, progress *p)
 {
-	int n_val = 0, *idx = split_indices(ds->n, o->val, o->seed, &n_val);
+	int n_val = 0, *idx = cli_split_indices(ds->n, o->val, o->seed, &n_val);
 	const int n_train = ds->n - n_val;
 	if (!idx || n_train < 1) {
 		fprintf(stderr, "aetrain: %d images leave none to train on after holding out %d\n", ds->n, n_val);
@@ -471,7 +433,7 @@ static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds,
 		p->epoch = e + 1, p->batch = 0, p->loss_sum = 0, p->loss_n = 0;
 	}
 	fill_info(m, o, n_train, n_val, p);
-	if (rc == 0) rc = write_outputs(m, o, ds, val_idx, n_val, p);
+	if (rc == 0) rc = write_outputs(m, o, ds, train_src, n_train, val_idx, n_val, p);
 	if (rc == 0) {
 		char ck[4096];
 		cli_sibling(ck, sizeof ck, o->out, ".ckpt");

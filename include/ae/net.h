@@ -99,6 +99,16 @@ typedef struct ae_train_info {
 	char date[32];
 } ae_train_info;
 
+/* A score's calibration on held-out images (ae/scores.h). */
+#define AE_N_SCORES         5
+#define AE_LATENT_STATS_MAX 256 /* codes longer than this get no latent score */
+typedef struct ae_score_cal {
+	int present;
+	double mean, std;
+	int n_quant;
+	double qp[AE_MAX_QUANTILES], qv[AE_MAX_QUANTILES];
+} ae_score_cal;
+
 typedef struct ae_model {
 	ae_net net;
 	float *params;      /* n_params, owned */
@@ -109,6 +119,12 @@ typedef struct ae_model {
 	ae_train_info train;
 	int n_quant; /* held-out per-image MSE quantiles */
 	double qp[AE_MAX_QUANTILES], qv[AE_MAX_QUANTILES];
+	/* Every score's calibration (ae/scores.h), and the Gaussian of the
+	 * training codes (latent_mean: latent; latent_prec: latent x latent),
+	 * owned; absent (present 0, NULL) in files from before them. */
+	ae_score_cal cal[AE_N_SCORES];
+	double *latent_mean, *latent_prec;
+	int default_score;
 	char checksum[24]; /* "crc32:xxxxxxxx" of the tensor bytes, set on save/load */
 } ae_model;
 

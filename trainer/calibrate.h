@@ -1,0 +1,15 @@
+/*
+ * After training: the statistics the anomaly scores need (ae/scores.h),
+ * from the model's own data: the Gaussian of the training images' codes,
+ * and every score's held-out mean, deviation and quantiles.
+ */
+#ifndef TRAINER_CALIBRATE_H
+#define TRAINER_CALIBRATE_H
+
+#include "ae/dataset.h"
+#include "ae/infer.h"
+
+int calibrate_scores(ae_model *m, ae_infer *w, const ae_dataset *ds, const int *train_idx, int n_train,
+                     const int *val_idx, int n_val);
+
+#endif
