@@ -25,7 +25,9 @@ echo "bench: engine (ours, then PyTorch)" >&2
 ours=$("$BUILD"/bench/bench_core "$THREADS" "$SECS")
 ref=$(/usr/bin/python3 bench/torch_ref.py "$THREADS" "$SECS")
 http=$(BUILD=$BUILD bash bench/http.sh)
-machine="$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(. /etc/os-release && echo "$PRETTY_NAME"), OpenBLAS $(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || echo '?'), libmicrohttpd $(dpkg-query -W -f='${Version}' libmicrohttpd12 2>/dev/null || echo '?')"
+# The vector units decide which kernels run (and how fast OpenBLAS is).
+isa=$(grep -o -w -e avx512f -e avx2 -e fma /proc/cpuinfo | sort -u | tr '\n' ' ' | sed 's/ $//')
+machine="$(lscpu | sed -n 's/^Model name: *//p' | head -1) (${isa:-no AVX2}), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(. /etc/os-release && echo "$PRETTY_NAME"), OpenBLAS $(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || echo '?'), libmicrohttpd $(dpkg-query -W -f='${Version}' libmicrohttpd12 2>/dev/null || echo '?')"
 out=bench/results/latest.json
 jq -n --argjson ours "$ours" --argjson torch "$ref" --argjson http "$http" --arg machine "$machine" \
 	--arg cores "$(nproc)" --arg date "$(date -u +%FT%TZ)" --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" '
