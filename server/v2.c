@@ -360,18 +360,7 @@ static int raw_body(const uint8_t *body, size_t len, const srv_parse_ctx *x, srv
 {
 	static const uint8_t png_sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
 	request_outputs(NULL, q, 0, f);
-	if (len >= 8 && memcmp(body, png_sig, 8) == 0) {
-		srv_png_budget b = { SRV_MAX_DECODED_BYTES };
-		float *v = malloc(x->m->image_size * sizeof(float));
-		if (!v) return srv_fail_set(f, 500, "internal", "out of memory");
-		if (srv_png_decode_one(body, len, x, &b, v, "the image", f)) {
-			free(v);
-			return -1;
-		}
-		*n = 1;
-		*out = v;
-		return 0;
-	}
+	if (len >= 8 && memcmp(body, png_sig, 8) == 0) return srv_parse_png(body, len, x, n, out, f);
 	const size_t per = x->m->image_size * sizeof(float);
 	if (len == 0 || len % per)
 		return srv_fail_set(f, 400, "shape_mismatch",

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ae/parse.h"
+#include "ae/scores.h"
 
 int cli_int(const char *opt, const char *s, long lo, long hi, long *out)
 {
@@ -171,4 +172,25 @@ int *cli_split_indices(int n, double val, uint64_t seed, int *n_val)
 	*n_val = (int)(n * val + 0.5);
 	if (val > 0 && *n_val < 1) *n_val = 1;
 	return idx;
+}
+
+int cli_score_all(const ae_model *m, ae_infer *w, const ae_dataset *ds, double *out)
+{
+	enum { CHUNK = 256 };
+	const size_t per = (size_t)ds->c * ds->h * ds->w;
+	const int L = m->net.spec.latent;
+	float *x = malloc(CHUNK * per * sizeof(float)), *y = malloc(CHUNK * per * sizeof(float));
+	float *z = malloc((size_t)CHUNK * L * sizeof(float));
+	int *idx = malloc(CHUNK * sizeof *idx), rc = x && y && z && idx ? 0 : -1;
+	for (int at = 0; rc == 0 && at < ds->n; at += CHUNK) {
+		int b = ds->n - at < CHUNK ? ds->n - at : CHUNK;
+		for (int i = 0; i < b; i++)
+			idx[i] = at + i;
+		ae_dataset_batch(ds, idx, b, x);
+		ae_infer_reconstruct(w, x, b, y, z);
+		ae_model_scores(m, x, y, z, b, out + (size_t)at * AE_SCORE_COUNT);
+	}
+	free(x), free(y), free(z), free(idx);
+	if (rc) fprintf(stderr, "aetrain: out of memory scoring %s\n", ds->source);
+	return rc;
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "ae/dataset.h"
+#include "ae/infer.h"
 #include "ae/net.h"
 
 /* Each returns 0, or prints "aetrain: --opt: ..." to stderr and returns -1. */
@@ -34,6 +35,9 @@ int cli_threads(long n);
  * one if val > 0) are held out, the rest train. The one split rule, which
  * calibration repeats to find a model's held-out images again. */
 int *cli_split_indices(int n, double val, uint64_t seed, int *n_val);
+/* Every score (ae/scores.h) of every image of ds, clean: out is (n,
+ * AE_SCORE_COUNT). 0, or -1 (said why). */
+int cli_score_all(const ae_model *m, ae_infer *w, const ae_dataset *ds, double *out);
 int cli_check_selection(const char *classes, const char *contaminate);
 int cli_select(ae_dataset *ds, const char *classes, const char *contaminate, uint64_t seed);
 

@@ -175,13 +175,9 @@ static int auroc_all(const ae_model *m, ae_infer *w, const ae_dataset *ds, long 
 		fprintf(stderr, "aetrain: --normal-class needs labelled data; %s has none\n", ds->source);
 		return -1;
 	}
-	const size_t per = (size_t)ds->c * ds->h * ds->w;
-	const int L = m->net.spec.latent;
-	float *x = malloc(CHUNK * per * sizeof(float)), *y = malloc(CHUNK * per * sizeof(float));
-	float *z = malloc((size_t)CHUNK * L * sizeof(float));
 	double *s = malloc((size_t)ds->n * AE_SCORE_COUNT * sizeof *s), *col = malloc((size_t)ds->n * sizeof *col);
-	int *pos = malloc((size_t)ds->n * sizeof *pos), *idx = malloc(CHUNK * sizeof *idx), npos = 0, rc = 0;
-	if (!x || !y || !z || !s || !col || !pos || !idx) {
+	int *pos = malloc((size_t)ds->n * sizeof *pos), npos = 0, rc = 0;
+	if (!s || !col || !pos) {
 		fprintf(stderr, "aetrain: out of memory\n");
 		rc = -1;
 	}
@@ -191,14 +187,7 @@ static int auroc_all(const ae_model *m, ae_infer *w, const ae_dataset *ds, long 
 		fprintf(stderr, "aetrain: --normal-class %ld: the data needs both that class and others\n", normal);
 		rc = -1;
 	}
-	for (int at = 0; rc == 0 && at < ds->n; at += CHUNK) {
-		int b = ds->n - at < CHUNK ? ds->n - at : CHUNK;
-		for (int i = 0; i < b; i++)
-			idx[i] = at + i;
-		ae_dataset_batch(ds, idx, b, x);
-		ae_infer_reconstruct(w, x, b, y, z);
-		ae_model_scores(m, x, y, z, b, s + (size_t)at * AE_SCORE_COUNT);
-	}
+	if (rc == 0) rc = cli_score_all(m, w, ds, s);
 	for (int k = 0; rc == 0 && k < AE_SCORE_COUNT; k++) {
 		int ok = 1;
 		for (int i = 0; i < ds->n; i++)
@@ -210,7 +199,7 @@ static int auroc_all(const ae_model *m, ae_infer *w, const ae_dataset *ds, long 
 			printf("auroc_normal_class_%ld_%s: %.4f\n", normal, ae_score_name((ae_score_kind)k),
 			       ae_auroc(col, pos, (size_t)ds->n));
 	}
-	free(x), free(y), free(z), free(s), free(col), free(pos), free(idx);
+	free(s), free(col), free(pos);
 	return rc;
 }
 

@@ -18,6 +18,7 @@
 #include "ae/dataset.h"
 #include "ae/infer.h"
 #include "ae/modelfile.h"
+#include "ae/scores.h"
 #include "ae/stats.h"
 
 #define CHUNK    256
@@ -28,6 +29,7 @@ typedef struct flag_opts {
 	char split[8];
 	double quantile;
 	long threads;
+	int score; /* ae_score_kind */
 } flag_opts;
 
 static void flag_usage(FILE *f)
@@ -41,16 +43,22 @@ static void flag_usage(FILE *f)
 	           "\n"
 	           "  --split NAME     train (default) or test, for a folder of IDX files\n"
 	           "  --quantile Q     flag above this quantile of the scores (default 0.999)\n"
+	           "  --score NAME     mse (default), ssim, max, latent or combined\n"
 	           "  --grid FILE.png  the flagged images (top row) over their reconstructions\n"
 	           "  --threads N      threads (default: every core)\n");
 }
 
 static int parse(flag_opts *o, int argc, char **argv)
 {
-	enum { O_SPLIT = 1000, O_QUANTILE, O_GRID, O_THREADS, O_HELP };
+	enum { O_SPLIT = 1000, O_QUANTILE, O_GRID, O_THREADS, O_SCORE, O_HELP };
 	static const struct option lo[] = {
-		{ "split", 1, 0, O_SPLIT },     { "quantile", 1, 0, O_QUANTILE }, { "grid", 1, 0, O_GRID },
-		{ "threads", 1, 0, O_THREADS }, { "help", 0, 0, O_HELP },         { 0, 0, 0, 0 },
+		{ "split", 1, 0, O_SPLIT },
+		{ "quantile", 1, 0, O_QUANTILE },
+		{ "grid", 1, 0, O_GRID },
+		{ "threads", 1, 0, O_THREADS },
+		{ "score", 1, 0, O_SCORE },
+		{ "help", 0, 0, O_HELP },
+		{ 0, 0, 0, 0 },
 	};
 	memset(o, 0, sizeof *o);
 	snprintf(o->split, sizeof o->split, "train");
@@ -67,6 +75,14 @@ static int parse(flag_opts *o, int argc, char **argv)
 			if (cli_float("--quantile", optarg, 0.5, 1.0, &o->quantile)) return -1;
 			break;
 		case O_GRID: o->grid = optarg; break;
+		case O_SCORE:
+			if ((o->score = ae_score_find(optarg)) < 0) {
+				fprintf(stderr,
+				        "aetrain: flag: --score: '%s' is not mse, ssim, max, latent or combined\n",
+				        optarg);
+				return -1;
+			}
+			break;
 		case O_THREADS:
 			if (cli_int("--threads", optarg, 1, AE_MAX_THREADS, &o->threads)) return -1;
 			break;
@@ -102,24 +118,6 @@ static double quantile(const double *v, int n, double q)
 	double r = lo + 1 < n ? s[lo] + (pos - lo) * (s[lo + 1] - s[lo]) : s[n - 1];
 	free(s);
 	return r;
-}
-
-/* Reconstruction MSE of every image. */
-static int score(ae_infer *w, const ae_dataset *ds, double *out)
-{
-	const size_t per = (size_t)ds->c * ds->h * ds->w;
-	float *x = malloc(CHUNK * per * sizeof(float)), *y = malloc(CHUNK * per * sizeof(float));
-	int *idx = malloc(CHUNK * sizeof(int)), rc = x && y && idx ? 0 : -1;
-	for (int at = 0; rc == 0 && at < ds->n; at += CHUNK) {
-		int b = ds->n - at < CHUNK ? ds->n - at : CHUNK;
-		for (int i = 0; i < b; i++)
-			idx[i] = at + i;
-		ae_dataset_batch(ds, idx, b, x);
-		ae_infer_reconstruct(w, x, b, y, NULL);
-		ae_mse_per_image(out + at, y, x, b, per);
-	}
-	free(x), free(y), free(idx);
-	return rc;
 }
 
 /* "1: 5, 3: 2": flagged images per label, most first. */
@@ -163,10 +161,19 @@ int cmd_flag(int argc, char **argv)
 		fprintf(stderr, "aetrain: flag: %s has no labels to report\n", ds.source);
 		goto out;
 	}
-	s = malloc((size_t)ds.n * sizeof *s);
+	s = malloc((size_t)ds.n * AE_SCORE_COUNT * sizeof *s);
 	flagged = malloc((size_t)ds.n * sizeof *flagged);
-	if (!s || !flagged || score(w, &ds, s)) {
+	if (!s || !flagged) {
 		fprintf(stderr, "aetrain: out of memory\n");
+		goto out;
+	}
+	if (cli_score_all(m, w, &ds, s)) goto out;
+	/* The score asked, in place at the front of s. */
+	for (int i = 0; i < ds.n; i++)
+		s[i] = s[(size_t)i * AE_SCORE_COUNT + o.score];
+	if (isnan(s[0])) {
+		fprintf(stderr, "aetrain: flag: %s has no %s score (aetrain calibrate adds it)\n", o.model,
+		        ae_score_name((ae_score_kind)o.score));
 		goto out;
 	}
 	double thr = quantile(s, ds.n, o.quantile);
@@ -176,7 +183,8 @@ int cmd_flag(int argc, char **argv)
 	printf("model: %s (classes %s, contamination %s)\n", o.model, t->classes[0] ? t->classes : "all",
 	       t->contaminate[0] ? t->contaminate : "none");
 	printf("data: %s (%d images)\n", ds.source, ds.n);
-	printf("threshold: %.6g (the %g quantile of the scores)\nflagged: %d\n", thr, o.quantile, nf);
+	printf("threshold: %.6g (the %g quantile of the %s scores)\nflagged: %d\n", thr, o.quantile,
+	       ae_score_name((ae_score_kind)o.score), nf);
 	print_labels(&ds, flagged, nf);
 	rc = 0;
 	if (o.grid && nf) {
