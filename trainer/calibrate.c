@@ -15,6 +15,7 @@
 #include "commands.h"
 #include "ae/modelfile.h"
 #include "ae/scores.h"
+#include "ae/stats.h"
 
 #define CHUNK 256
 /* Training codes the Gaussian is fitted to, at most: a 16-value code's
@@ -31,8 +32,42 @@ static void encode(ae_infer *w, const ae_dataset *ds, const int *idx, int n, flo
 	}
 }
 
+/* Anomalies the default score is chosen on, at most. */
+#define OTHERS_MAX 2000
+
+/* The score that best tells the held-out images (scores s, n_val rows)
+ * from images of other classes, by AUROC; prints each. */
+static int choose_default(const ae_model *m, ae_infer *w, const double *s, int n_val, const ae_dataset *others)
+{
+	const int n_o = others->n < OTHERS_MAX ? others->n : OTHERS_MAX, n = n_val + n_o;
+	ae_dataset sub = *others;
+	sub.n = n_o; /* the first ones: their order is the data set's, not a choice */
+	double *so = malloc((size_t)n_o * AE_SCORE_COUNT * sizeof *so), *col = malloc((size_t)n * sizeof *col);
+	int *pos = malloc((size_t)n * sizeof *pos), best = AE_SCORE_MSE;
+	double best_auc = -1;
+	if (so && col && pos && cli_score_all(m, w, &sub, so) == 0) {
+		printf("held-out AUROC against %d images of other classes:", n_o);
+		for (int k = 0; k < AE_SCORE_COUNT; k++) {
+			int ok = m->cal[k].present;
+			for (int i = 0; ok && i < n; i++) {
+				col[i] = i < n_val ? s[(size_t)i * AE_SCORE_COUNT + k]
+				                   : so[(size_t)(i - n_val) * AE_SCORE_COUNT + k];
+				pos[i] = i >= n_val;
+				ok = !isnan(col[i]);
+			}
+			if (!ok) continue;
+			double auc = ae_auroc(col, pos, (size_t)n);
+			printf(" %s %.4f", ae_score_name((ae_score_kind)k), auc);
+			if (auc > best_auc) best_auc = auc, best = k;
+		}
+		printf("; default %s\n", ae_score_name((ae_score_kind)best));
+	}
+	free(so), free(col), free(pos);
+	return best;
+}
+
 int calibrate_scores(ae_model *m, ae_infer *w, const ae_dataset *ds, const int *train_idx, int n_train,
-                     const int *val_idx, int n_val)
+                     const int *val_idx, int n_val, const ae_dataset *others)
 {
 	const int L = m->net.spec.latent;
 	const size_t per = (size_t)ds->c * ds->h * ds->w;
@@ -90,6 +125,10 @@ int calibrate_scores(ae_model *m, ae_infer *w, const ae_dataset *ds, const int *
 				ok &= !isnan(col[i] = s[(size_t)i * AE_SCORE_COUNT + k]);
 			if (ok) rc = ae_score_calibrate(&m->cal[k], col, n_val, &err);
 		}
+	if (rc == AE_OK && others && others->n > 0 && n_val >= 2) {
+		/* s holds every score of the held-out images by now */
+		m->default_score = choose_default(m, w, s, n_val, others);
+	}
 	if (rc) fprintf(stderr, "aetrain: score calibration: %s\n", err.msg);
 	free(x), free(y), free(z), free(s), free(col);
 	return rc ? -1 : 0;
@@ -166,7 +205,7 @@ int cmd_calibrate(int argc, char **argv)
 		fprintf(stderr, "aetrain: cannot find the model's %ld held-out images again\n", t->val_samples);
 		goto done;
 	}
-	if (calibrate_scores(m, w, &ds, idx + n_val, ds.n - n_val, idx, n_val)) goto done;
+	if (calibrate_scores(m, w, &ds, idx + n_val, ds.n - n_val, idx, n_val, NULL)) goto done;
 	char before[24];
 	snprintf(before, sizeof before, "%s", m->checksum);
 	if (ae_model_save(m, out ? out : path, NULL, 0, NULL, NULL, &err)) {

@@ -194,3 +194,28 @@ int cli_score_all(const ae_model *m, ae_infer *w, const ae_dataset *ds, double *
 	if (rc) fprintf(stderr, "aetrain: out of memory scoring %s\n", ds->source);
 	return rc;
 }
+
+int cli_others(const ae_dataset *ds, const char *classes, ae_dataset *others)
+{
+	memset(others, 0, sizeof *others);
+	uint64_t mask;
+	if (!classes[0] || !ds->labels || parse_classes(classes, &mask)) return 0;
+	const size_t bytes = (size_t)ds->n * ds->c * ds->h * ds->w;
+	*others = *ds;
+	others->pix = malloc(bytes ? bytes : 1);
+	others->labels = malloc((size_t)ds->n * sizeof *others->labels);
+	if (!others->pix || !others->labels) {
+		ae_dataset_free(others);
+		memset(others, 0, sizeof *others);
+		fprintf(stderr, "aetrain: out of memory keeping the other classes\n");
+		return -1;
+	}
+	memcpy(others->pix, ds->pix, bytes);
+	memcpy(others->labels, ds->labels, (size_t)ds->n * sizeof *others->labels);
+	ae_error err = { 0 };
+	if (ae_dataset_select(others, ~mask, -1, 0.0, 0, &err)) { /* no other class: no choice to make */
+		ae_dataset_free(others);
+		memset(others, 0, sizeof *others);
+	}
+	return 0;
+}

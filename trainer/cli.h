@@ -40,6 +40,10 @@ int *cli_split_indices(int n, double val, uint64_t seed, int *n_val);
 int cli_score_all(const ae_model *m, ae_infer *w, const ae_dataset *ds, double *out);
 int cli_check_selection(const char *classes, const char *contaminate);
 int cli_select(ae_dataset *ds, const char *classes, const char *contaminate, uint64_t seed);
+/* The images of ds of every class but `classes` (a copy; empty when there
+ * are none, or no classes were chosen): the anomalies that choose a
+ * one-class model's default score. 0, or -1 (said why). */
+int cli_others(const ae_dataset *ds, const char *classes, ae_dataset *others);
 
 /* "dir/name.safetensors" + ".grid.png" -> "dir/name.grid.png" */
 void cli_sibling(char *out, size_t cap, const char *model_path, const char *suffix);

@@ -317,14 +317,14 @@ static void fill_info(ae_model *m, const train_opts *o, long n_train, long n_val
 	snprintf(m->task, sizeof m->task, "%s", o->noise.kind == AE_NOISE_NONE ? "reconstruct" : "denoise");
 }
 
-static int write_outputs(ae_model *m, const train_opts *o, const ae_dataset *ds, const int *train_idx, int n_train,
-                         const int *val_idx, int n_val, const progress *p)
+static int write_outputs(ae_model *m, const train_opts *o, const ae_dataset *ds, const ae_dataset *others,
+                         const int *train_idx, int n_train, const int *val_idx, int n_val, const progress *p)
 {
 	ae_error err = { 0 };
 	ae_plan *plan = ae_plan_new(m, &err);
 	ae_infer *w = plan ? ae_infer_new(plan, 256, (int)o->threads, &err) : NULL;
 	int rc = w ? 0 : -1;
-	if (rc == 0) rc = calibrate_scores(m, w, ds, train_idx, n_train, val_idx, n_val);
+	if (rc == 0) rc = calibrate_scores(m, w, ds, train_idx, n_train, val_idx, n_val, others);
 	if (rc == 0 && (rc = ae_model_save(m, o->out, NULL, 0, NULL, NULL, &err)))
 		fprintf(stderr, "aetrain: %s\n", err.msg);
 	char path[4096];
@@ -344,7 +344,7 @@ static int write_outputs(ae_model *m, const train_opts *o, const ae_dataset *ds,
 	return rc;
 }
 
-static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds, progress *p)
+static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds, const ae_dataset *others, progress *p)
 {
 	int n_val = 0, *idx = cli_split_indices(ds->n, o->val, o->seed, &n_val);
 	const int n_train = ds->n - n_val;
@@ -433,7 +433,7 @@ static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds,
 		p->epoch = e + 1, p->batch = 0, p->loss_sum = 0, p->loss_n = 0;
 	}
 	fill_info(m, o, n_train, n_val, p);
-	if (rc == 0) rc = write_outputs(m, o, ds, train_src, n_train, val_idx, n_val, p);
+	if (rc == 0) rc = write_outputs(m, o, ds, others, train_src, n_train, val_idx, n_val, p);
 	if (rc == 0) {
 		char ck[4096];
 		cli_sibling(ck, sizeof ck, o->out, ".ckpt");
@@ -480,6 +480,8 @@ int cmd_train(int argc, char **argv)
 	}
 	o.threads = cli_threads(o.threads);
 	if (rc == 0 && cli_load_data(&ds, o.data, o.split, &o.spec, o.limit)) rc = 1;
+	ae_dataset others = { 0 };
+	if (rc == 0 && cli_others(&ds, o.classes, &others)) rc = 1;
 	if (rc == 0 && cli_select(&ds, o.classes, o.contaminate, o.seed)) rc = 1;
 	if (rc == 0 && !m) {
 		o.spec.h = ds.h, o.spec.w = ds.w;
@@ -491,10 +493,11 @@ int cmd_train(int argc, char **argv)
 		}
 	}
 	if (rc == 0) {
-		rc = run(&o, m, tr, &ds, p);
+		rc = run(&o, m, tr, &ds, &others, p);
 		if (rc < 0) rc = 1;
 	}
 	ae_dataset_free(&ds);
+	ae_dataset_free(&others);
 	ae_trainer_free(tr);
 	ae_model_free(m);
 	free(p);
