@@ -123,6 +123,7 @@ stop_server "${PIDS[-1]}"
 start_server "$PORT" "$TMPD/log2" --log-format none "$TMPD/ones.safetensors" || bad "serve the ones model"
 ds=$(curl -s "$U/v1/models/ones" | jq -r .default_score)
 check "the ones model's default score was chosen at training ($ds)" grep -q "default $ds\$" "$TMPD/train.txt"
+# shellcheck disable=SC2016 # a jq program
 check "an anomaly request without ?score= gets it" jqe --arg s "$ds" '.metric == $s' <<<"$(curl -s -H 'Content-Type: image/png' --data-binary @"$TMPD/digits/00000.png" "$U/v1/models/ones/anomaly")"
 check "GET /v1/models/ones says what it was trained on" \
 	jqe '.training.classes == "1" and .training.contaminate == "3:0.1"' <<<"$(curl -s "$U/v1/models/ones")"
