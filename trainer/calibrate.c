@@ -80,6 +80,9 @@ int calibrate_scores(ae_model *m, ae_infer *w, const ae_dataset *ds, const int *
 	int rc = x && y && z && s && col ? AE_OK : ae_fail(&err, AE_ERR_NOMEM, "out of memory");
 	m->default_score = AE_SCORE_MSE;
 	/* the Gaussian of the training codes (the first n_fit of a shuffled order) */
+	/* (a model calibrated again replaces what it had) */
+	free(m->latent_mean), free(m->latent_prec);
+	m->latent_mean = NULL, m->latent_prec = NULL;
 	if (rc == AE_OK && L <= AE_LATENT_STATS_MAX) {
 		m->latent_mean = malloc((size_t)L * sizeof *m->latent_mean);
 		m->latent_prec = malloc((size_t)L * L * sizeof *m->latent_prec);
