@@ -65,6 +65,17 @@ srv_conn *srv_conn_of(struct MHD_Connection *c)
 	return ci ? ci->socket_context : NULL;
 }
 
+int srv_conns_waiting(srv_state *s, int waiting)
+{
+	srv_conns *cs = s->conns;
+	int n = 0;
+	pthread_mutex_lock(&cs->mu);
+	for (srv_conn *sc = cs->head; sc; sc = sc->next)
+		n += atomic_load(&sc->waiting) == waiting && !atomic_load(&sc->reaped);
+	pthread_mutex_unlock(&cs->mu);
+	return n;
+}
+
 long srv_conns_reaped(int waiting)
 {
 	return waiting >= 0 && waiting <= W_IDLE ? atomic_load(&reaped[waiting]) : 0;

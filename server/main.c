@@ -389,6 +389,27 @@ static struct MHD_Daemon *start(srv_state *s, int lfd, const char *cert, const c
 	        cert, MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES, MHD_OPTION_END);
 }
 
+/* Stops listening without losing a client: connections the kernel has
+ * accepted and libmicrohttpd has not yet taken sit in the listen socket's
+ * backlog, and closing the socket would reset them, failing requests
+ * their clients already sent. Each is handed to the daemon (which serves
+ * it like any other, answering with Connection: close), then the socket is
+ * closed; what arrives after that is refused, as it should be. */
+static void adopt_backlog(struct MHD_Daemon *d, MHD_socket lfd)
+{
+	int flags = fcntl(lfd, F_GETFL);
+	if (flags >= 0) fcntl(lfd, F_SETFL, flags | O_NONBLOCK);
+	for (int n = 0; n < SOMAXCONN * 4; n++) {
+		struct sockaddr_storage sa;
+		socklen_t len = sizeof sa;
+		int fd = accept4(lfd, (struct sockaddr *)&sa, &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0) break;
+		/* (on failure libmicrohttpd closes the socket itself) */
+		MHD_add_connection(d, fd, (struct sockaddr *)&sa, len);
+	}
+	close(lfd);
+}
+
 /* Signals arrive through a pipe. Blocking them and calling sigwait is not
  * enough: libraries start threads before main (OpenBLAS's pool, from its
  * constructor) with nothing blocked, and a signal the kernel hands to one
@@ -541,9 +562,11 @@ int main(int argc, char **argv)
 		}
 		fprintf(stderr, "aeserve: %s: draining\n", sig_name(sig));
 		MHD_socket q = MHD_quiesce_daemon(s.daemon);
-		if (q != MHD_INVALID_SOCKET) close(q);
+		if (q != MHD_INVALID_SOCKET) adopt_backlog(s.daemon, q);
 		double until = srv_now() + s.cfg.drain_timeout_s;
-		while (atomic_load(&s.inflight) > 0 && srv_now() < until)
+		/* In flight: requests begun, and connections whose request has not
+		 * begun yet (just accepted, or adopted from the backlog). */
+		while ((atomic_load(&s.inflight) > 0 || srv_conns_waiting(&s, W_HEADERS) > 0) && srv_now() < until)
 			usleep(2000);
 		int left = atomic_load(&s.inflight);
 		if (left > 0)

@@ -265,6 +265,9 @@ srv_conn *srv_conn_of(struct MHD_Connection *c);
 /* Starts the deadline for what the connection waits on next (W_NONE: none). */
 void srv_conn_wait(srv_conn *sc, int waiting);
 long srv_conns_reaped(int waiting);
+/* Connections waiting on `waiting` now (W_HEADERS: open, their next
+ * request not begun). */
+int srv_conns_waiting(srv_state *s, int waiting);
 /* Whether the client connects from this host (127.0.0.0/8 or ::1). */
 int srv_client_is_loopback(struct MHD_Connection *c);
 
