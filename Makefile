@@ -7,6 +7,7 @@
 #   make valgrind   unit tests and a short training run under valgrind
 #   make reload-test  60 s of load with a model reload every 2 s (make test runs 20 s)
 #   make image-test the container image built with podman and run (minutes)
+#   make screenshots  the playground in headless chromium, desktop and phone, into docs/img
 #   make tutorial   the anomaly tutorial: digit 1 with 1% of 3s, flagged (needs make data)
 #   make oneclass   one-class AUROC per class and score, Fashion-MNIST and digits (needs make data)
 #   make fuzz       every libFuzzer target for FUZZ_SECONDS each (clang; default 60)
@@ -55,7 +56,10 @@ TEST_SRC := $(wildcard tests/test_*.c)
 
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 TRAIN_OBJ := $(TRAIN_SRC:%.c=$(BUILD)/%.o)
-SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+# The playground's files are compiled into aeserve (server/web/embed.c).
+WEB_FILES := $(sort $(wildcard server/web/*.html server/web/*.js server/web/*.css server/web/*.svg \
+	server/web/samples/*.png server/web/samples/*.json))
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(if $(SERVER_SRC),$(BUILD)/server/web_assets.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 LIB := $(BUILD)/libae.a
@@ -64,7 +68,7 @@ TOOLS := $(BUILD)/tests/tools/hammer $(BUILD)/tests/tools/hostile $(BUILD)/tests
          $(BUILD)/tests/tools/v2codec
 BENCH_BIN := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_parts $(BUILD)/bench/bare_mhd
 
-.PHONY: all test unit integration sanitize soak valgrind run data models bench clean install fuzz fuzz-bins reload-test image-test tutorial oneclass \
+.PHONY: all test unit integration sanitize soak valgrind run data models bench clean install fuzz fuzz-bins reload-test image-test tutorial oneclass screenshots \
 	format format-check lint compdb
 all: $(BINS)
 
@@ -78,6 +82,17 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# A build tool, run here: plain flags whatever the build's sanitizers.
+$(BUILD)/embed: server/web/embed.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(WARN) -O1 -o $@ $<
+
+$(BUILD)/server/web_assets.c: $(BUILD)/embed $(WEB_FILES)
+	$(Q)$(BUILD)/embed $@ server/web $(WEB_FILES)
+
+$(BUILD)/server/web_assets.o: $(BUILD)/server/web_assets.c
+	$(Q)$(CC) $(ALL_CFLAGS) -Iserver -c $< -o $@
 
 $(LIB): $(CORE_OBJ)
 	@rm -f $@
@@ -127,7 +142,12 @@ tests/manifests/node_modules: tests/manifests/package.json tests/manifests/packa
 	cd tests/manifests && npm ci --silent --no-audit --no-fund
 	@touch $@
 
-integration: $(BINS) $(LIB) $(TOOLS) tests/openapi/node_modules tests/manifests/node_modules
+# The browser driver for the playground's test (puppeteer-core; the browser is Debian's chromium).
+tests/browser/node_modules: tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --silent --no-audit --no-fund
+	@touch $@
+
+integration: $(BINS) $(LIB) $(TOOLS) tests/openapi/node_modules tests/manifests/node_modules tests/browser/node_modules
 	@fail=0; for t in tests/it_*.sh; do [ -e "$$t" ] || continue; echo "== $$t"; \
 		BUILD=$(BUILD) bash $$t || fail=1; done; exit $$fail
 
@@ -171,6 +191,10 @@ tutorial: $(BINS)
 oneclass: $(BINS)
 	BUILD=$(BUILD) bash bench/oneclass.sh
 
+# The playground's screenshots in docs/img, from the browser test's run.
+screenshots: $(BINS) tests/browser/node_modules
+	SHOTS=$(CURDIR)/docs/img BUILD=$(BUILD) bash tests/it_playground.sh
+
 # The container image built with podman on an mmdebstrap'd Debian 12 and run
 # (minutes: it installs packages inside the build).
 image-test: $(BINS)
@@ -200,7 +224,7 @@ fuzz:
 # ---- code health: formatting and static analysis; CI runs format-check and
 # lint, and each fails on any finding. .clang-format and .clang-tidy say
 # what is checked (and why a check is left out).
-C_FILES := $(wildcard core/*.[ch] include/ae/*.h server/*.[ch] trainer/*.[ch] tests/*.[ch] tests/tools/*.[ch] \
+C_FILES := $(wildcard core/*.[ch] include/ae/*.h server/*.[ch] server/web/*.c trainer/*.[ch] tests/*.[ch] tests/tools/*.[ch] \
 	tests/fuzz/*.[ch] bench/*.c)
 SH_FILES := $(wildcard tests/*.sh tests/fuzz/*.sh bench/*.sh deploy/*.sh) .ci/run
 LINT_CFLAGS := -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iinclude -Icore $(PKG_CFLAGS)

@@ -36,10 +36,11 @@ enum { PH_RECEIVING, PH_ANSWERED, PH_SUBMITTED };
 typedef struct srv_req {
 	double t0;
 	int route;
-	int front;           /* srv_front of the path */
-	int bad_version;     /* a /v2 path named a model version other than 1 */
-	char name[80];       /* the model a repository call names (as long as route() reads) */
-	const srv_opdef *op; /* NULL on the other routes */
+	int front;              /* srv_front of the path */
+	int bad_version;        /* a /v2 path named a model version other than 1 */
+	char name[80];          /* the model a repository call names (as long as route() reads) */
+	const srv_opdef *op;    /* NULL on the other routes */
+	const srv_asset *asset; /* R_PAGE: the playground's file */
 	int phase;
 	unsigned media;        /* srv_input bit of the body */
 	const char *ctype_hdr; /* the Content-Type header, owned by MHD for the request */
@@ -112,6 +113,7 @@ static enum MHD_Result get_route(srv_state *s, srv_req *r, struct MHD_Connection
 		         : srv_reply_error(c, 500, "internal", "out of memory");
 	}
 	case R_MODELS: return get_models(s, c);
+	case R_PAGE: return srv_asset_reply(c, r->asset);
 	case R_V2_LIVE: return srv_reply_json(c, 200, strdup("{\"live\":true}"));
 	case R_V2_READY:
 		return atomic_load(&s->loaded) && !atomic_load(&s->draining)
@@ -223,12 +225,13 @@ static int is_repo(int route)
 	return route == R_REPO_INDEX || route == R_REPO_LOAD || route == R_REPO_UNLOAD;
 }
 
-/* Who may ask: with keys, every route but health (and /metrics when
- * public) needs one; without, the repository answers loopback only.
- * Answers 401/403 itself and returns 0 then, else 1. */
+/* Who may ask: with keys, every route but health and the playground's
+ * files (the page must load to ask for a key; it holds no data) needs one,
+ * and /metrics unless public; without keys, the repository answers
+ * loopback only. Answers 401/403 itself and returns 0 then, else 1. */
 static int allowed(srv_state *s, srv_req *r, struct MHD_Connection *c, enum MHD_Result *rc)
 {
-	if (is_health(r->route) || (r->route == R_METRICS && s->cfg.metrics_public)) return 1;
+	if (is_health(r->route) || r->route == R_PAGE || (r->route == R_METRICS && s->cfg.metrics_public)) return 1;
 	if (s->keys) {
 		const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
 		int why = srv_keys_check(s->keys, h);
@@ -258,7 +261,9 @@ static int route(srv_state *s, srv_req *r, struct MHD_Connection *c, const char 
 {
 	char name[80];
 	r->route = R_OTHER;
-	const char *allow = match(r, url, name, sizeof name);
+	r->asset = s->cfg.no_playground ? NULL : srv_asset_find(url);
+	if (r->asset) r->route = R_PAGE;
+	const char *allow = r->asset ? "GET, HEAD" : match(r, url, name, sizeof name);
 	if (!allow) {
 		*rc = srv_reply_error(c, 404, "not_found", "no route %s %.200s", method, url);
 		return 0;
@@ -271,7 +276,7 @@ static int route(srv_state *s, srv_req *r, struct MHD_Connection *c, const char 
 		return 0;
 	}
 	if (!allowed(s, r, c, rc)) return 0;
-	if (is_health(r->route) || r->route == R_METRICS || r->route == R_V2_SERVER) return 1;
+	if (is_health(r->route) || r->route == R_METRICS || r->route == R_V2_SERVER || r->route == R_PAGE) return 1;
 	if (!atomic_load(&s->loaded)) {
 		*rc = srv_reply_error(c, 503, "not_ready", "models are loading");
 		return 0;

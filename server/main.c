@@ -53,7 +53,7 @@ static void usage(FILE *f)
 	           "\n"
 	           "Serves every .safetensors model in the folders (and the files) named, each under\n"
 	           "its file name: /v1/models/NAME/{encode,decode,reconstruct,denoise,anomaly}; /v1/...\n"
-	           "uses the default model. See openapi.yaml for the API.\n"
+	           "uses the default model; the playground page is at /. See openapi.yaml for the API.\n"
 	           "\n"
 	           "  --addr ADDR           address to listen on (default 127.0.0.1; :: or 0.0.0.0 for all)\n"
 	           "  --port N              port (default 8080)\n"
@@ -85,6 +85,8 @@ static void usage(FILE *f)
 	           "                        routes; FILE holds one key per line (16 to 256 characters),\n"
 	           "                        reread on SIGHUP\n"
 	           "  --metrics-public      /metrics without a key even with --api-keys\n"
+	           "  --no-playground       no playground page at / (its requests count in the metrics and\n"
+	           "                        the drift gauge like any client's)\n"
 	           "  --tls-cert FILE       serve HTTPS (TLS 1.2 or newer) with this PEM certificate chain\n"
 	           "  --tls-key FILE        and this PEM private key\n"
 	           "  --version             the version\n"
@@ -124,6 +126,7 @@ static int parse(srv_config *c, int argc, char **argv)
 		O_DRIFT,
 		O_KEYS,
 		O_METRICS_PUBLIC,
+		O_NO_PLAYGROUND,
 		O_TLS_CERT,
 		O_TLS_KEY,
 		O_VERSION,
@@ -152,6 +155,7 @@ static int parse(srv_config *c, int argc, char **argv)
 		{ "drift-window", 1, 0, O_DRIFT },
 		{ "api-keys", 1, 0, O_KEYS },
 		{ "metrics-public", 0, 0, O_METRICS_PUBLIC },
+		{ "no-playground", 0, 0, O_NO_PLAYGROUND },
 		{ "tls-cert", 1, 0, O_TLS_CERT },
 		{ "tls-key", 1, 0, O_TLS_KEY },
 		{ "version", 0, 0, O_VERSION },
@@ -274,6 +278,7 @@ static int parse(srv_config *c, int argc, char **argv)
 			break;
 		case O_KEYS: c->api_keys = optarg; break;
 		case O_METRICS_PUBLIC: c->metrics_public = 1; break;
+		case O_NO_PLAYGROUND: c->no_playground = 1; break;
 		case O_TLS_CERT: c->tls_cert = optarg; break;
 		case O_TLS_KEY: c->tls_key = optarg; break;
 		case O_HELP: usage(stdout); exit(0);

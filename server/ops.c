@@ -47,6 +47,7 @@ const char *srv_route_name(int route)
 		                                      "repository_index",
 		                                      "repository_load",
 		                                      "repository_unload",
+		                                      "page",
 		                                      "other" };
 	if (route >= 0 && route < SRV_N_OPS) return srv_ops[route].name;
 	return route >= SRV_N_OPS && route < R_N ? other[route - SRV_N_OPS] : "other";

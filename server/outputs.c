@@ -261,18 +261,29 @@ char *srv_json_model(const srv_model *m, int is_default, size_t *len)
 	        t->epochs, "batch", t->batch, "lr", t->lr, "seed", (json_int_t)t->seed, "train_loss",
 	        isfinite(t->train_loss) ? t->train_loss : -1.0, "val_loss", isfinite(t->val_loss) ? t->val_loss : -1.0,
 	        "seconds", t->seconds, "date", t->date, "error_quantiles", q);
-	/* The anomaly scores it offers, and the one answered by default. */
-	json_t *sc = json_array();
-	for (int k = 0; k < AE_SCORE_COUNT; k++)
-		if (k == AE_SCORE_MSE || (a->cal[k].present && (k != AE_SCORE_LATENT || a->latent_mean)))
-			json_array_append_new(sc, json_string(ae_score_name((ae_score_kind)k)));
+	/* The anomaly scores it offers, where each falls on held-out normal
+	 * images, and the one answered by default. */
+	json_t *sc = json_array(), *sq = json_object();
+	for (int k = 0; k < AE_SCORE_COUNT; k++) {
+		if (k != AE_SCORE_MSE && !(a->cal[k].present && (k != AE_SCORE_LATENT || a->latent_mean))) continue;
+		json_array_append_new(sc, json_string(ae_score_name((ae_score_kind)k)));
+		json_t *one = json_object();
+		for (int i = 0; i < 5; i++)
+			json_object_set_new(one, keys[i],
+			                    json_real(a->cal[k].present ? ae_score_quantile(&a->cal[k], named[i])
+			                                                : ae_model_quantile(a, named[i])));
+		json_object_set_new(sq, ae_score_name((ae_score_kind)k), one);
+	}
 	srv_fail f = { 0 };
 	if (o) {
 		json_object_set_new(o, "scores", sc);
+		json_object_set_new(o, "score_quantiles", sq);
 		json_object_set_new(o, "default_score",
 		                    json_string(ae_score_name((ae_score_kind)srv_score_kind(m, -1, &f))));
-	} else
+	} else {
 		json_decref(sc);
+		json_decref(sq);
+	}
 	json_t *tr = o ? json_object_get(o, "training") : NULL;
 	if (tr && t->classes[0]) json_object_set_new(tr, "classes", json_string(t->classes));
 	if (tr && t->contaminate[0]) json_object_set_new(tr, "contaminate", json_string(t->contaminate));

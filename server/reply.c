@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,15 @@ enum MHD_Result srv_reply_buf(struct MHD_Connection *conn, unsigned status, cons
 		return queue(conn, 500, "application/json", r, sizeof oom_body - 1, NULL);
 	}
 	return queue(conn, status, ctype, r, len, headers);
+}
+
+enum MHD_Result srv_reply_static(struct MHD_Connection *conn, unsigned status, const char *ctype, const void *buf,
+                                 size_t len, const char **headers)
+{
+	/* libmicrohttpd takes a non-const pointer but never writes a
+	 * persistent buffer. */
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)(uintptr_t)buf, MHD_RESPMEM_PERSISTENT);
+	return r ? queue(conn, status, ctype, r, len, headers) : MHD_NO;
 }
 
 enum MHD_Result srv_reply_json(struct MHD_Connection *conn, unsigned status, char *json)

@@ -42,6 +42,7 @@ typedef struct srv_config {
 	int log_format;
 	int drift_window;               /* scored images the drift gauge looks back over */
 	int metrics_public;             /* /metrics without a key even when keys are set */
+	int no_playground;              /* no page at / */
 	const char *api_keys;           /* file of API keys, or NULL */
 	const char *tls_cert, *tls_key; /* PEM files: serve HTTPS */
 	char default_model[64];
@@ -97,6 +98,7 @@ enum srv_route {
 	R_REPO_INDEX,
 	R_REPO_LOAD,
 	R_REPO_UNLOAD,
+	R_PAGE,
 	R_OTHER,
 	R_N
 };
@@ -307,6 +309,19 @@ int srv_keys_count(srv_keys *k);
 int srv_keys_check(srv_keys *k, const char *authorization);
 void srv_keys_free(srv_keys *k);
 
+/* ---- playground.c: the page at /, its files under /ui/ ---- */
+typedef struct srv_asset {
+	const char *path, *type, *etag;
+	const unsigned char *data;
+	size_t len;
+} srv_asset;
+/* Generated at build time from server/web/ (server/web/embed.c); ends
+ * with a row whose path is NULL. */
+extern const srv_asset srv_assets[];
+const srv_asset *srv_asset_find(const char *path);
+/* 200 with the file, or 304 if If-None-Match names its ETag. */
+enum MHD_Result srv_asset_reply(struct MHD_Connection *conn, const srv_asset *a);
+
 /* ---- http.c ---- */
 enum MHD_Result srv_handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                            const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls);
@@ -316,6 +331,9 @@ void srv_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum 
  * and size on the connection for the log and metrics ---- */
 enum MHD_Result srv_reply_buf(struct MHD_Connection *conn, unsigned status, const char *ctype, void *buf, size_t len,
                               const char **headers);
+/* A buffer that outlives the server (the embedded playground's files). */
+enum MHD_Result srv_reply_static(struct MHD_Connection *conn, unsigned status, const char *ctype, const void *buf,
+                                 size_t len, const char **headers);
 enum MHD_Result srv_reply_json(struct MHD_Connection *conn, unsigned status, char *json);
 /* {"error": {"code", "message"}}; a 503 also says Retry-After: 1. The
  * message may quote the client's bytes: it is made valid UTF-8 first. */
