@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -415,6 +416,36 @@ static void adopt_backlog(struct MHD_Daemon *d, MHD_socket lfd)
 	close(lfd);
 }
 
+/* How long the gate below stays up before the socket closes: handshakes
+ * under way when it went up finish in a round trip; this is many. */
+#define GATE_MS 200
+
+/* Lets no new connection start, so that none can be caught half-made when
+ * the socket closes (the kernel completes handshakes on its own and would
+ * reset those still in its backlog): a classic BPF filter on the listen
+ * socket drops every packet that opens a connection (SYN without ACK),
+ * while the ACKs of handshakes under way pass and complete them, to be
+ * accepted as usual. A client whose SYN was dropped sends it again a second
+ * later and is then refused (or, under SO_REUSEPORT, taken by another
+ * server of the group): refused, never accepted and dropped. The filter
+ * sees the TCP header at offset 0; byte 13 holds its flags. */
+static void gate_new_connections(int lfd)
+{
+	struct sock_filter code[] = {
+		BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13), BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12), /* SYN | ACK */
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1), BPF_STMT(BPF_RET | BPF_K, 0),     /* SYN alone: drop */
+		BPF_STMT(BPF_RET | BPF_K, 0xffffffffu) /* anything else: keep */
+	};
+	struct sock_fprog prog = { (unsigned short)(sizeof code / sizeof *code), code };
+	if (setsockopt(lfd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) != 0) {
+		fprintf(stderr, "aeserve: cannot hold new connections off while draining (%s)\n", strerror(errno));
+		return;
+	}
+	struct timespec t = { 0, GATE_MS * 1000000L };
+	while (nanosleep(&t, &t) != 0 && errno == EINTR) {
+	}
+}
+
 /* Signals arrive through a pipe. Blocking them and calling sigwait is not
  * enough: libraries start threads before main (OpenBLAS's pool, from its
  * constructor) with nothing blocked, and a signal the kernel hands to one
@@ -566,6 +597,7 @@ int main(int argc, char **argv)
 			pre_stop_delay(s.cfg.drain_delay_s);
 		}
 		fprintf(stderr, "aeserve: %s: draining\n", sig_name(sig));
+		gate_new_connections(lfd);
 		MHD_socket q = MHD_quiesce_daemon(s.daemon);
 		if (q != MHD_INVALID_SOCKET) adopt_backlog(s.daemon, q);
 		double until = srv_now() + s.cfg.drain_timeout_s;
