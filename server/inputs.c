@@ -28,28 +28,6 @@ int srv_fail_set(srv_fail *f, unsigned status, const char *code, const char *fmt
 	return -1;
 }
 
-/* Bilinear resampling of planar 8-bit (c, h, w) to (c, oh, ow) floats. */
-static void resize_to(float *dst, const uint8_t *src, int c, int h, int w, int oh, int ow)
-{
-	for (int ch = 0; ch < c; ch++)
-		for (int y = 0; y < oh; y++) {
-			float fy = ((float)y + 0.5f) * (float)h / (float)oh - 0.5f;
-			int y0 = fy < 0 ? 0 : (int)fy, y1 = y0 + 1 < h ? y0 + 1 : h - 1;
-			float ty = fy - (float)y0;
-			if (ty < 0) ty = 0;
-			for (int x = 0; x < ow; x++) {
-				float fx = ((float)x + 0.5f) * (float)w / (float)ow - 0.5f;
-				int x0 = fx < 0 ? 0 : (int)fx, x1 = x0 + 1 < w ? x0 + 1 : w - 1;
-				float tx = fx - (float)x0;
-				if (tx < 0) tx = 0;
-				const uint8_t *p = src + (size_t)ch * h * w;
-				float a = p[y0 * w + x0] + tx * (p[y0 * w + x1] - p[y0 * w + x0]);
-				float b = p[y1 * w + x0] + tx * (p[y1 * w + x1] - p[y1 * w + x0]);
-				dst[((size_t)ch * oh + y) * ow + x] = (a + ty * (b - a)) / 255.0f;
-			}
-		}
-}
-
 unsigned srv_media_type(const char *ctype)
 {
 	static const struct {
@@ -89,16 +67,18 @@ int srv_png_decode_one(const uint8_t *buf, size_t len, const srv_parse_ctx *x, s
 		return srv_fail_set(f, 400, "invalid_png", "%s: %s", which, err.msg);
 	if ((img.w != m->w || img.h != m->h) && !x->p->resize) {
 		ae_image_free(&img);
-		return srv_fail_set(f, 422, "wrong_size",
-		                    "%s is %dx%d; model '%s' takes %dx%d images (ask for resize=true to resample)",
-		                    which, img.w, img.h, m->name, m->w, m->h);
+		return srv_fail_set(
+		        f, 422, "wrong_size",
+		        "%s is %dx%d (height x width); model '%s' takes %dx%d images (ask for resize=true to "
+		        "resample)",
+		        which, img.h, img.w, m->name, m->h, m->w);
 	}
 	const size_t per = m->image_size;
 	if (img.w == m->w && img.h == m->h)
 		for (size_t i = 0; i < per; i++)
 			dst[i] = img.pix[i] * (1.0f / 255.0f);
 	else
-		resize_to(dst, img.pix, m->c, img.h, img.w, m->h, m->w);
+		ae_resample_bilinear(img.pix, m->c, img.h, img.w, dst, m->h, m->w);
 	if (x->p->invert)
 		for (size_t i = 0; i < per; i++)
 			dst[i] = 1.0f - dst[i];

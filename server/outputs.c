@@ -287,6 +287,7 @@ char *srv_json_model(const srv_model *m, int is_default, size_t *len)
 	json_t *tr = o ? json_object_get(o, "training") : NULL;
 	if (tr && t->classes[0]) json_object_set_new(tr, "classes", json_string(t->classes));
 	if (tr && t->contaminate[0]) json_object_set_new(tr, "contaminate", json_string(t->contaminate));
+	if (tr && t->resize[0]) json_object_set_new(tr, "resize", json_string(t->resize));
 	/* What the model can be asked, from the operations table. */
 	json_t *ops = json_array();
 	for (int k = 0; k < SRV_N_OPS; k++)

@@ -56,7 +56,7 @@ expect_fail "eval model missing" "nope.safetensors: cannot open" "$T" eval "$TMP
 expect_fail "eval normal class absent" "needs both that class and others" "$T" eval "$TMPD/m.safetensors" $D --normal-class 42
 mkdir -p "$TMPD/png9"
 cp tests/fixtures/pngsuite/s09n3p02.png "$TMPD/png9/a.png"
-expect_fail "eval wrong image size" "images are 9x9, the model takes 28x28" "$T" eval "$TMPD/m.safetensors" "$TMPD/png9"
+expect_fail "eval wrong image size" "images are 9x9 (height x width), the model takes 28x28" "$T" eval "$TMPD/m.safetensors" "$TMPD/png9"
 
 # ---- denoising model ----
 check "train denoise" "$T" train --data $D --out "$TMPD/d.safetensors" --epochs 1 --noise gaussian:0.5:0.5 "${FAST[@]}"

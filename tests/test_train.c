@@ -161,7 +161,7 @@ static void test_arch_errors(void)
 	ae_net net;
 	ae_arch_defaults(&s, "conv", NULL);
 	s.h = 30;
-	CHECK_ERR(ae_net_build(&net, &s, &err), err, "divisible by 4");
+	CHECK_ERR(ae_net_build(&net, &s, &err), err, "the nearest sizes that work are 28x28 and 32x28");
 	s.h = 28, s.c = 2;
 	CHECK_ERR(ae_net_build(&net, &s, &err), err, "channels must be 1 or 3");
 	s.c = 1, s.latent = 0;

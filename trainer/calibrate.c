@@ -195,7 +195,9 @@ int cmd_calibrate(int argc, char **argv)
 		goto done;
 	}
 	const ae_train_info *t = &m->train;
-	if (cli_load_data(&ds, argv[2], split, &m->net.spec, 0) || cli_select(&ds, t->classes, t->contaminate, t->seed))
+	int rs[2];
+	if (cli_load_data(&ds, argv[2], split, &m->net.spec, cli_model_resize(m, rs), 0) ||
+	    cli_select(&ds, t->classes, t->contaminate, t->seed))
 		goto done;
 	if (ds.n != t->samples + t->val_samples) {
 		fprintf(stderr,

@@ -53,20 +53,67 @@ int cli_split(const char *v, char *out, size_t cap)
 	return 0;
 }
 
-int cli_load_data(ae_dataset *ds, const char *path, const char *split, const ae_arch_spec *spec, long limit)
+int cli_size(const char *opt, const char *s, int size[2])
+{
+	char *end;
+	long h = strtol(s, &end, 10), w = 0;
+	if (end != s && (*end == 'x' || *end == 'X')) {
+		const char *p = end + 1;
+		w = strtol(p, &end, 10);
+		if (end == p) w = 0;
+	}
+	if (*end || h < 1 || w < 1 || h > AE_MAX_SIDE || w > AE_MAX_SIDE) {
+		fprintf(stderr, "aetrain: %s: '%s' is not HEIGHTxWIDTH, each 1..%d (e.g. 32x32)\n", opt, s,
+		        AE_MAX_SIDE);
+		return -1;
+	}
+	size[0] = (int)h, size[1] = (int)w;
+	return 0;
+}
+
+const int *cli_model_resize(const ae_model *m, int size[2])
+{
+	return m->train.resize[0] && sscanf(m->train.resize, "%dx%d", &size[0], &size[1]) == 2 ? size : NULL;
+}
+
+static int load(ae_dataset *ds, const char *path, const char *split, int c, const int resize[2], long limit)
 {
 	ae_error err = { 0 };
-	if (ae_dataset_load(ds, path, split, spec->c, &err)) {
+	if (ae_dataset_load_sized(ds, path, split, c, resize ? resize[0] : 0, resize ? resize[1] : 0, &err)) {
 		fprintf(stderr, "aetrain: %s\n", err.msg);
 		return -1;
 	}
+	if (limit > 0 && limit < ds->n) ds->n = (int)limit;
+	return 0;
+}
+
+int cli_load_data(ae_dataset *ds, const char *path, const char *split, const ae_arch_spec *spec, const int resize[2],
+                  long limit)
+{
+	if (load(ds, path, split, spec->c, resize, limit)) return -1;
 	if (ds->h != spec->h || ds->w != spec->w) {
-		fprintf(stderr, "aetrain: %s: images are %dx%d, the model takes %dx%d\n", ds->source, ds->w, ds->h,
-		        spec->w, spec->h);
+		fprintf(stderr,
+		        "aetrain: %s: images are %dx%d (height x width), the model takes %dx%d: --resize %dx%d "
+		        "resamples them\n",
+		        ds->source, ds->h, ds->w, spec->h, spec->w, spec->h, spec->w);
 		ae_dataset_free(ds);
 		return -1;
 	}
-	if (limit > 0 && limit < ds->n) ds->n = (int)limit;
+	return 0;
+}
+
+int cli_load_train_data(ae_dataset *ds, const char *path, const char *split, ae_arch_spec *spec, const int resize[2],
+                        long limit)
+{
+	if (load(ds, path, split, spec->c, resize, limit)) return -1;
+	spec->h = ds->h, spec->w = ds->w;
+	ae_error err = { 0 };
+	if (ae_arch_validate(spec, &err)) {
+		fprintf(stderr, "aetrain: %s: %s%s\n", ds->source, err.msg,
+		        resize ? "" : " (--resize HxW resamples the images)");
+		ae_dataset_free(ds);
+		return -1;
+	}
 	return 0;
 }
 

@@ -20,10 +20,22 @@ int cli_u64(const char *opt, const char *s, uint64_t *out);
 /* Accepts "train" or "test" for --split into out; prints and returns -1 otherwise. */
 int cli_split(const char *v, char *out, size_t cap);
 
-/* Loads path (split "train"/"test") for the model's channels and checks the
- * images have the model's size. Prints the error and returns -1 on failure.
- * limit > 0 keeps only the first limit images. */
-int cli_load_data(ae_dataset *ds, const char *path, const char *split, const ae_arch_spec *spec, long limit);
+/* "HEIGHTxWIDTH" (--resize) into size; prints and returns -1 otherwise. */
+int cli_size(const char *opt, const char *s, int size[2]);
+
+/* Loads path (split "train"/"test") for the model's channels, resampled to
+ * resize (HxW; NULL: as they are), and checks the images have the model's
+ * size, saying how to resample them if not. Prints the error and returns
+ * -1 on failure. limit > 0 keeps only the first limit images. */
+int cli_load_data(ae_dataset *ds, const char *path, const char *split, const ae_arch_spec *spec, const int resize[2],
+                  long limit);
+/* The resampling a model was trained with (into size), or NULL. */
+const int *cli_model_resize(const ae_model *m, int size[2]);
+/* The same for a new model: its size is taken from the data (spec->h, w),
+ * and a size the architecture cannot take is refused naming those that
+ * work. */
+int cli_load_train_data(ae_dataset *ds, const char *path, const char *split, ae_arch_spec *spec, const int resize[2],
+                        long limit);
 
 /* The thread count to train and infer with (0: every core); sets OpenBLAS
  * to one thread per caller. */

@@ -26,6 +26,7 @@ typedef struct eval_opts {
 	long limit, normal, threads;
 	int noise_set;
 	ae_noise noise;
+	int resize[2]; /* --resize; 0x0: the model's own (if it was trained with one) */
 } eval_opts;
 
 static void eval_usage(FILE *f)
@@ -44,18 +45,19 @@ static void eval_usage(FILE *f)
 	           "                      trained with, so a denoising model is scored on denoising)\n"
 	           "  --normal-class K    eval: the class taken as normal for AUROC\n"
 	           "  --limit N           use only the first N images\n"
+	           "  --resize HxW        resample the images to the model's size (default: as the model\n"
+	           "                      was trained, if it was trained with --resize)\n"
 	           "  --threads N         threads (default: every core)\n"
 	           "  --out FILE          encode: output file, .npy or .csv\n");
 }
 
 static int parse(eval_opts *o, int argc, char **argv, const char *cmd)
 {
-	enum { O_SPLIT = 1000, O_NOISE, O_NORMAL, O_LIMIT, O_THREADS, O_OUT, O_HELP };
+	enum { O_SPLIT = 1000, O_NOISE, O_NORMAL, O_LIMIT, O_THREADS, O_OUT, O_RESIZE, O_HELP };
 	static const struct option lo[] = {
-		{ "split", 1, 0, O_SPLIT },         { "noise", 1, 0, O_NOISE },
-		{ "normal-class", 1, 0, O_NORMAL }, { "limit", 1, 0, O_LIMIT },
-		{ "threads", 1, 0, O_THREADS },     { "out", 1, 0, O_OUT },
-		{ "help", 0, 0, O_HELP },           { 0, 0, 0, 0 },
+		{ "split", 1, 0, O_SPLIT },   { "noise", 1, 0, O_NOISE },     { "normal-class", 1, 0, O_NORMAL },
+		{ "limit", 1, 0, O_LIMIT },   { "threads", 1, 0, O_THREADS }, { "out", 1, 0, O_OUT },
+		{ "resize", 1, 0, O_RESIZE }, { "help", 0, 0, O_HELP },       { 0, 0, 0, 0 },
 	};
 	memset(o, 0, sizeof *o);
 	snprintf(o->split, sizeof o->split, "test");
@@ -86,6 +88,9 @@ static int parse(eval_opts *o, int argc, char **argv, const char *cmd)
 			if (cli_int("--threads", optarg, 1, AE_MAX_THREADS, &o->threads)) return -1;
 			break;
 		case O_OUT: o->out = optarg; break;
+		case O_RESIZE:
+			if (cli_size("--resize", optarg, o->resize)) return -1;
+			break;
 		case O_HELP: eval_usage(stdout); exit(0);
 		default:
 			fprintf(stderr, "aetrain: %s: unknown option or missing value: %s\n", cmd, argv[optind - 1]);
@@ -118,7 +123,9 @@ static int setup(const eval_opts *o, ae_model **m, ae_plan **p, ae_infer **w, ae
 		teardown(*m, *p, *w, ds);
 		return -1;
 	}
-	if (cli_load_data(ds, o->data, o->split, &(*m)->net.spec, o->limit)) {
+	int rs[2];
+	const int *resize = o->resize[0] ? o->resize : cli_model_resize(*m, rs);
+	if (cli_load_data(ds, o->data, o->split, &(*m)->net.spec, resize, o->limit)) {
 		teardown(*m, *p, *w, ds);
 		return -1;
 	}

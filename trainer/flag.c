@@ -154,7 +154,8 @@ int cmd_flag(int argc, char **argv)
 		goto out;
 	}
 	const ae_train_info *t = &m->train;
-	if (cli_load_data(&ds, o.data, o.split, &m->net.spec, 0) ||
+	int rs[2];
+	if (cli_load_data(&ds, o.data, o.split, &m->net.spec, cli_model_resize(m, rs), 0) ||
 	    cli_select(&ds, t->classes, t->contaminate, t->seed))
 		goto out;
 	if (!ds.labels) {

@@ -51,6 +51,10 @@ static void train_usage(FILE *f)
 	           "corrupted inputs, reconstructions) and MODEL.losses.csv.\n"
 	           "\n"
 	           "  --data PATH        IDX images file, folder with train-/t10k- IDX files, or PNG folder\n"
+	           "                     (gray, gray+alpha, RGB or RGBA, of any size: the model takes the\n"
+	           "                     data's size; the conv preset needs sides that are multiples of 4)\n"
+	           "  --resize HxW       resample every image to H rows by W columns (bilinear) as it is\n"
+	           "                     read; then the images may have different sizes\n"
 	           "  --split NAME       train (default) or test, for a folder of IDX files\n"
 	           "  --out PATH         model file to write (required)\n"
 	           "  --arch NAME        conv (default) or dense\n"
@@ -104,6 +108,7 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 		O_THREADS,
 		O_LIMIT,
 		O_CLASSES,
+		O_RESIZE,
 		O_CONTAMINATE,
 		O_RESUME,
 		O_CKPT_EVERY,
@@ -129,6 +134,7 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 		{ "threads", 1, 0, O_THREADS },
 		{ "limit", 1, 0, O_LIMIT },
 		{ "classes", 1, 0, O_CLASSES },
+		{ "resize", 1, 0, O_RESIZE },
 		{ "contaminate", 1, 0, O_CONTAMINATE },
 		{ "resume", 1, 0, O_RESUME },
 		{ "checkpoint-every", 1, 0, O_CKPT_EVERY },
@@ -220,6 +226,9 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 		case O_LIMIT:
 			if (cli_int("--limit", optarg, 1, 100000000, &o->limit)) return -1;
 			break;
+		case O_RESIZE:
+			if (cli_size("--resize", optarg, o->resize)) return -1;
+			break;
 		case O_CLASSES:
 			if (strlen(optarg) >= sizeof o->classes) {
 				fprintf(stderr, "aetrain: --classes: longer than %zu characters\n",
@@ -304,6 +313,7 @@ static void fill_info(ae_model *m, const train_opts *o, long n_train, long n_val
 	snprintf(t->dataset, sizeof t->dataset, "%s", o->data);
 	snprintf(t->classes, sizeof t->classes, "%s", o->classes);
 	snprintf(t->contaminate, sizeof t->contaminate, "%s", o->contaminate);
+	if (o->resize[0]) snprintf(t->resize, sizeof t->resize, "%dx%d", o->resize[0], o->resize[1]);
 	snprintf(t->loss, sizeof t->loss, "%s", o->loss == AE_LOSS_BCE ? "bce" : "mse");
 	t->samples = n_train, t->val_samples = n_val;
 	t->epochs = (int)o->epochs, t->batch = (int)o->batch, t->threads = (int)o->threads;
@@ -479,12 +489,14 @@ int cmd_train(int argc, char **argv)
 		rc = tr ? 0 : 1;
 	}
 	o.threads = cli_threads(o.threads);
-	if (rc == 0 && cli_load_data(&ds, o.data, o.split, &o.spec, o.limit)) rc = 1;
+	const int *resize = o.resize[0] ? o.resize : NULL;
+	if (rc == 0 && (m ? cli_load_data(&ds, o.data, o.split, &m->net.spec, resize, o.limit)
+	                  : cli_load_train_data(&ds, o.data, o.split, &o.spec, resize, o.limit)))
+		rc = 1;
 	ae_dataset others = { 0 };
 	if (rc == 0 && cli_others(&ds, o.classes, &others)) rc = 1;
 	if (rc == 0 && cli_select(&ds, o.classes, o.contaminate, o.seed)) rc = 1;
 	if (rc == 0 && !m) {
-		o.spec.h = ds.h, o.spec.w = ds.w;
 		m = ae_model_new(&o.spec, o.seed, &err);
 		tr = m ? ae_trainer_new(m, (int)o.batch, (int)o.threads, o.loss, &err) : NULL;
 		if (!tr) {

@@ -29,6 +29,9 @@ typedef struct ae_dataset {
  * Every image must have the same size. Errors name the file and the problem.
  */
 int ae_dataset_load(ae_dataset *ds, const char *path, const char *split, int want_c, ae_error *err);
+/* The same, every image resampled (bilinear) to h x w as it is read; h = w
+ * = 0 keeps the size (and then every image must have the same). */
+int ae_dataset_load_sized(ae_dataset *ds, const char *path, const char *split, int want_c, int h, int w, ae_error *err);
 void ae_dataset_free(ae_dataset *ds);
 
 /* Keeps the images whose label is a class of `keep` (bit c for class c,

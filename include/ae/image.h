@@ -50,6 +50,10 @@ int ae_png_encode(const uint8_t *pix, int c, int h, int w, uint8_t **out, size_t
 /* Encodes and writes atomically. */
 int ae_png_write_file(const char *path, const uint8_t *pix, int c, int h, int w, ae_error *err);
 
+/* Bilinear resampling of planar 8-bit (c, h, w) to (c, oh, ow) floats in
+ * [0, 1], pixel centres to pixel centres. */
+void ae_resample_bilinear(const uint8_t *src, int c, int h, int w, float *dst, int oh, int ow);
+
 /* [0,1] floats to 8-bit with rounding and clamping. */
 void ae_float_to_u8(uint8_t *dst, const float *src, size_t n);
 

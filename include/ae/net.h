@@ -69,6 +69,9 @@ typedef struct ae_net {
 
 /* Fills spec with the defaults of a preset ("conv" or "dense"). */
 int ae_arch_defaults(ae_arch_spec *spec, const char *preset, ae_error *err);
+/* Whether spec can be built: sizes, channels, widths; the error says what
+ * is wrong and, for a size, which sizes work. */
+int ae_arch_validate(const ae_arch_spec *spec, ae_error *err);
 /* Validates spec and expands it into net. */
 int ae_net_build(ae_net *net, const ae_arch_spec *spec, ae_error *err);
 
@@ -89,6 +92,7 @@ typedef struct ae_train_info {
 	char dataset[2048];
 	char classes[256];    /* the classes trained on ("1", "0,2"); "" for all */
 	char contaminate[32]; /* another class mixed in, "CLASS:SHARE"; "" for none */
+	char resize[24];      /* the images resampled to "HxW" (aetrain --resize); "" for none */
 	char loss[8];
 	long samples, val_samples;
 	int epochs, batch, threads;

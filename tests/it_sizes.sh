@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Models of any size and channel count, end to end: aetrain takes the
+# input's size from the data (28x28 gray digits, 64x64 RGB patches of
+# photographs, 48x64 ones), evaluates, and aeserve serves each, PNG in and
+# PNG out of the model's size and channels. A size the conv preset cannot
+# take is refused naming the sizes that work; --resize resamples (and the
+# model remembers it); photographs of mixed sizes and every PNG colour type
+# make one set.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+. tests/lib.sh
+T=$BUILD/aetrain
+PH=tests/fixtures/photos
+
+"$T" patches "$PH"/*.png --size 64x64 --stride 16 --out "$TMPD/p64" >/dev/null
+"$T" patches "$PH"/*.png --size 48x64 --stride 16 --out "$TMPD/p48x64" >/dev/null
+"$T" patches "$PH"/*.png --size 30x30 --stride 20 --out "$TMPD/p30" >/dev/null
+check "patches: 112 of 64x64 from the three photographs" test "$(ls "$TMPD/p64" | wc -l)" = 112
+check "patches are what they say" bash -c "file '$TMPD/p48x64/coffee-0016-0032.png' | grep -q '64 x 48, 8-bit/color RGB'"
+
+# train DIR NAME CHANNELS [options]: a model of the data's size.
+train() {
+	local data=$1 name=$2 c=$3; shift 3
+	"$T" train --data "$data" --channels "$c" --epochs 4 --quiet --out "$TMPD/$name.safetensors" "$@" >/dev/null
+}
+check "28x28 gray digits train" train tests/fixtures/digits d28 1 --limit 200
+check "64x64 RGB photographs train" train "$TMPD/p64" rgb64 3
+check "48x64 RGB photographs train" train "$TMPD/p48x64" rgb48x64 3
+
+# eval: the model's MSE and PSNR on its data, better than the untrained model's.
+for m in rgb64:p64 rgb48x64:p48x64; do
+	"$T" train --data "$TMPD/${m#*:}" --channels 3 --epochs 1 --limit 32 --quiet --out "$TMPD/${m%%:*}-1.safetensors" >/dev/null
+	a=$("$T" eval "$TMPD/${m%%:*}.safetensors" "$TMPD/${m#*:}" | sed -n 's/^mse: //p')
+	b=$("$T" eval "$TMPD/${m%%:*}-1.safetensors" "$TMPD/${m#*:}" | sed -n 's/^mse: //p')
+	check "${m%%:*}: eval after 4 epochs ($a) beats 1 epoch on 32 images ($b)" awk -v a="$a" -v b="$b" 'BEGIN { exit !(a > 0 && a < b) }'
+done
+check "eval says so when the sizes differ" bash -c "'$T' eval '$TMPD/rgb64.safetensors' '$TMPD/p48x64' 2>&1 >/dev/null | grep -q 'images are 48x64 (height x width), the model takes 64x64: --resize 64x64'"
+
+# A size the conv preset cannot take: refused, naming the sizes that work.
+expect_fail "30x30 refused with the nearest sizes" "the nearest sizes that work are 28x28 and 32x32 (--resize HxW" \
+	"$T" train --data "$TMPD/p30" --channels 3 --epochs 1 --out "$TMPD/no.safetensors"
+check "and no model file written" test ! -e "$TMPD/no.safetensors"
+expect_fail "--resize takes HxW" "--resize: 'big' is not HEIGHTxWIDTH" "$T" train --data "$TMPD/p30" --resize big --out "$TMPD/no.safetensors"
+check "--resize 32x32 trains it" train "$TMPD/p30" r32 3 --resize 32x32
+check "the model remembers the resize" bash -c "'$T' eval '$TMPD/r32.safetensors' '$TMPD/p30' | grep -q '^mse: '"
+
+# Photographs of different sizes and every PNG colour type (gray, gray+alpha,
+# RGB, RGBA): one set with --resize, converted to the channels asked.
+mkdir -p "$TMPD/mixed"
+cp "$PH"/*.png tests/fixtures/pngsuite/basn0g08.png tests/fixtures/pngsuite/basn4a08.png \
+	tests/fixtures/pngsuite/basn2c08.png tests/fixtures/pngsuite/basn6a08.png "$TMPD/mixed/"
+expect_fail "mixed sizes without --resize" "--resize HxW resamples them all" \
+	"$T" train --data "$TMPD/mixed" --channels 3 --out "$TMPD/no.safetensors"
+check "mixed sizes and colour types with --resize 32x32, RGB" train "$TMPD/mixed" mixed3 3 --resize 32x32 --val 0.3
+check "the same, gray" train "$TMPD/mixed" mixed1 1 --resize 32x32 --val 0.3
+
+# Served: PNG in, PNG out, of each model's size and channels.
+PORT=$((20000 + ($$ * 29) % 12000))
+U=http://127.0.0.1:$PORT
+start_server "$PORT" "$TMPD/log" --log-format none "$TMPD/d28.safetensors" "$TMPD/rgb64.safetensors" \
+	"$TMPD/rgb48x64.safetensors" "$TMPD/r32.safetensors" || exit 1
+shape() { curl -s "$U/v1/models/$1" | jq -c .input_shape; }
+check "d28 takes [1,28,28]" test "$(shape d28)" = "[1,28,28]"
+check "rgb64 takes [3,64,64]" test "$(shape rgb64)" = "[3,64,64]"
+check "rgb48x64 takes [3,48,64]" test "$(shape rgb48x64)" = "[3,48,64]"
+check "r32 says it was trained resized" test "$(curl -s "$U/v1/models/r32" | jq -r .training.resize)" = 32x32
+"$T" export tests/fixtures/digits --limit 1 --out "$TMPD/dg" >/dev/null
+for m in d28:"$TMPD/dg/00000.png":"28 x 28, 8-bit grayscale" rgb64:"$TMPD/p64/chelsea-0016-0048.png":"64 x 64, 8-bit/color RGB" \
+	rgb48x64:"$TMPD/p48x64/coffee-0016-0032.png":"64 x 48, 8-bit/color RGB"; do
+	IFS=: read -r name png want <<<"$m"
+	code=$(curl -s -o "$TMPD/out-$name.png" -w '%{http_code}' -H 'Content-Type: image/png' -H 'Accept: image/png' \
+		--data-binary @"$png" "$U/v1/models/$name/reconstruct")
+	check "$name: PNG in, 200" test "$code" = 200
+	check "$name: PNG out, $want" bash -c "file '$TMPD/out-$name.png' | grep -q '$want'"
+done
+b=$(curl -s -H 'Content-Type: image/png' --data-binary @"$TMPD/p48x64/coffee-0016-0032.png" "$U/v1/models/rgb64/encode")
+check "a 48x64 image to the 64x64 model: 422 naming both sizes" \
+	grep -q 'is 48x64 (height x width); model .rgb64. takes 64x64 images' <<<"$b"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: image/png' --data-binary @"$TMPD/p48x64/coffee-0016-0032.png" "$U/v1/models/rgb64/encode?resize=true")
+check "with ?resize=true it is resampled" test "$code" = 200
+done_tests
