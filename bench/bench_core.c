@@ -3,15 +3,22 @@
  * JSON: cblas_sgemm's peak GFLOP/s (1024^3), the conv preset's inference
  * images/s for encode and reconstruct at batch 1, 32 and 256, and training
  * images/s at batch 32, with the FLOPs each implies. bench/run.sh runs it
- * beside bench/torch_ref.py and writes the ratios.
+ * beside bench/torch_ref.py and writes the ratios. With "size", the same
+ * preset built for C x H x W images: training and reconstruct images/s at
+ * batch 32 and the process's peak RSS (bench/sizes.sh, one process per
+ * size, so each peak is that size's own).
  *
  *   bench_core THREADS SECONDS_PER_CASE
+ *   bench_core size C H W THREADS SECONDS_PER_CASE
  */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
+#include "ae/blas.h"
 #include "ae/infer.h"
 #include "ae/train.h"
 
@@ -63,6 +70,8 @@ typedef struct job {
 	const float *x;
 	float *y, *z;
 	long cursor;
+	size_t per;   /* floats per image */
+	int n_images; /* in x; training walks batches over them */
 } job;
 
 static void run_once(job *j, int b)
@@ -72,7 +81,7 @@ static void run_once(job *j, int b)
 	} else if (j->op == 1) {
 		ae_infer_reconstruct(j->w, j->x, b, j->y, NULL);
 	} else {
-		const float *xb = j->x + (j->cursor % 224) * 784;
+		const float *xb = j->x + (size_t)(j->cursor % (j->n_images - b + 1)) * j->per;
 		ae_trainer_step(j->tr, xb, xb, b, 1e-3f);
 	}
 	j->cursor += b;
@@ -106,8 +115,49 @@ static double rate(job *j, int b, double secs)
 	return r[SLICES / 2];
 }
 
+/* The preset at c x h x w: training and reconstruct at batch 32, peak RSS. */
+static int size_case(int c, int h, int w, int threads, double secs)
+{
+	ae_arch_spec s;
+	ae_arch_defaults(&s, "conv", NULL);
+	s.c = c, s.h = h, s.w = w;
+	ae_error err = { 0 };
+	ae_model *m = ae_model_new(&s, 1, &err);
+	ae_plan *p = m ? ae_plan_new(m, &err) : NULL;
+	ae_infer *wk = p ? ae_infer_new(p, 32, threads, &err) : NULL;
+	ae_trainer *tr = wk ? ae_trainer_new(m, 32, threads, AE_LOSS_MSE, &err) : NULL;
+	const int n = 64;
+	const size_t per = (size_t)c * h * w;
+	float *x = malloc(n * per * sizeof(float)), *y = malloc(32 * per * sizeof(float));
+	if (!tr || !x || !y) {
+		fprintf(stderr, "bench_core: %s\n", err.msg[0] ? err.msg : "out of memory");
+		return 1;
+	}
+	for (size_t i = 0; i < n * per; i++)
+		x[i] = (float)((i * 7919) % 256) / 255.0f;
+	openblas_set_num_threads(1);
+	job j = { .w = wk, .tr = tr, .x = x, .y = y, .per = per, .n_images = n, .op = 1 };
+	double rec = rate(&j, 32, secs);
+	j.op = 2;
+	double train = rate(&j, 32, 2 * secs);
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	printf("{\"c\": %d, \"h\": %d, \"w\": %d, \"threads\": %d, \"reconstruct_b32_img_s\": %.2f, "
+	       "\"train_b32_img_s\": %.2f, \"peak_rss_kb\": %ld}\n",
+	       c, h, w, threads, rec, train, ru.ru_maxrss);
+	free(x), free(y);
+	ae_trainer_free(tr);
+	ae_infer_free(wk);
+	ae_plan_free(p);
+	ae_model_free(m);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	ae_blas_tune(argv); /* measure what aetrain and aeserve run */
+	if (argc == 7 && strcmp(argv[1], "size") == 0)
+		return size_case(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atof(argv[6]));
 	int threads = argc > 1 ? atoi(argv[1]) : 2;
 	double secs = argc > 2 ? atof(argv[2]) : 2.0;
 	ae_arch_spec s;
@@ -130,7 +180,7 @@ int main(int argc, char **argv)
 	       threads, peak, f_enc, f_rec);
 	static const int batches[] = { 1, 32, 256 };
 	const char *ops[] = { "encode", "reconstruct" };
-	job j = { .w = w, .x = x, .y = y, .z = z };
+	job j = { .w = w, .x = x, .y = y, .z = z, .per = 784, .n_images = 256 };
 	for (j.op = 0; j.op < 2; j.op++)
 		for (int k = 0; k < 3; k++)
 			printf(" \"%s_b%d_img_s\": %.1f,\n", ops[j.op], batches[k], rate(&j, batches[k], secs));

@@ -8,7 +8,9 @@
 #      images/s (encode, reconstruct; batch 1, 32, 256), training images/s,
 #      each the median of 9 slices of its window on both sides;
 #   2. http.sh: wrk against a bare libmicrohttpd responder, aeserve and a
-#      FastAPI/PyTorch service; aeserve's readiness time and peak RSS.
+#      FastAPI/PyTorch service; aeserve's readiness time and peak RSS;
+#   3. sizes.sh: the preset at 28x28x1, 64x64x3 and 128x128x3, training and
+#      reconstruct images/s at batch 32 and peak RSS, both sides.
 #
 # SECS (per engine case, default 3), WRK_SECS (default 20), THREADS (nproc).
 set -euo pipefail
@@ -17,6 +19,11 @@ BUILD=${BUILD:-build}
 THREADS=${THREADS:-$(nproc)}
 SECS=${SECS:-3}
 mkdir -p bench/results
+# Both sides run on the OpenBLAS kernels our programs choose (ae/blas.h:
+# they replace a core OpenBLAS picked too old for the CPU); PyTorch's
+# matrix products go through the same library.
+OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-$("$BUILD"/aetrain --version | sed -n 's/.*OpenBLAS core \(.*\))$/\1/p')}
+export OPENBLAS_CORETYPE
 if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
 	echo "bench: PyTorch is missing; install Debian's python3-torch to compare against it" >&2
 	exit 1
@@ -25,15 +32,17 @@ echo "bench: engine (ours, then PyTorch)" >&2
 ours=$("$BUILD"/bench/bench_core "$THREADS" "$SECS")
 ref=$(/usr/bin/python3 bench/torch_ref.py "$THREADS" "$SECS")
 http=$(BUILD=$BUILD bash bench/http.sh)
+sizes=$(BUILD=$BUILD THREADS=$THREADS SECS=$SECS bash bench/sizes.sh)
 # The vector units decide which kernels run (and how fast OpenBLAS is).
 isa=$(grep -o -w -e avx512f -e avx2 -e fma /proc/cpuinfo | sort -u | tr '\n' ' ' | sed 's/ $//')
-machine="$(lscpu | sed -n 's/^Model name: *//p' | head -1) (${isa:-no AVX2}), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(. /etc/os-release && echo "$PRETTY_NAME"), OpenBLAS $(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || echo '?'), libmicrohttpd $(dpkg-query -W -f='${Version}' libmicrohttpd12 2>/dev/null || echo '?')"
+machine="$(lscpu | sed -n 's/^Model name: *//p' | head -1) (${isa:-no AVX2}), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(. /etc/os-release && echo "$PRETTY_NAME"), OpenBLAS $(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || echo '?') (core $OPENBLAS_CORETYPE), libmicrohttpd $(dpkg-query -W -f='${Version}' libmicrohttpd12 2>/dev/null || echo '?')"
 out=bench/results/latest.json
-jq -n --argjson ours "$ours" --argjson torch "$ref" --argjson http "$http" --arg machine "$machine" \
+jq -n --argjson ours "$ours" --argjson torch "$ref" --argjson http "$http" --argjson sizes "$sizes" --arg machine "$machine" \
 	--arg cores "$(nproc)" --arg date "$(date -u +%FT%TZ)" --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" '
 	def r(k): ($ours[k] / $torch[k]);
 	def peak(k; f): ($ours[k] * f / 1e9 / $ours.sgemm_peak_gflops);
 	{date: $date, commit: $commit, machine: $machine, cores: ($cores | tonumber), ours: $ours, torch: $torch, http: $http,
+	 sizes: $sizes,
 	 ratios: ([ "encode_b1_img_s", "encode_b32_img_s", "encode_b256_img_s", "reconstruct_b1_img_s",
 	            "reconstruct_b32_img_s", "reconstruct_b256_img_s", "train_b32_img_s" ]
 	          | map({key: ., value: r(.)}) | from_entries),
@@ -76,7 +85,9 @@ jq -r '
 	"| reconstruct p99 ≤ 10 ms | \(.http.aeserve.reconstruct_png.p99_ms) ms | \(ok(.http.aeserve.reconstruct_png.p99_ms <= 10)) |",
 	"| zero errors (aeserve) | \(errs(.http.aeserve.encode) + errs(.http.aeserve.reconstruct_png)) | \(ok(errs(.http.aeserve.encode) + errs(.http.aeserve.reconstruct_png) == 0)) |",
 	"| peak RSS ≤ 100 MB (3 models, after both loads) | \(.http.aeserve.peak_rss_kb / 1024 | floor) MB (FastAPI: \(if .http.fastapi.peak_rss_kb then (.http.fastapi.peak_rss_kb / 1024 | floor | tostring) + " MB" else "n/a" end)) | \(ok(.http.aeserve.peak_rss_kb <= 102400)) |",
-	"| /readyz 200 ≤ 200 ms after launch | \(.http.aeserve.ready_ms) ms | \(ok(.http.aeserve.ready_ms <= 200)) |"
+	"| /readyz 200 ≤ 200 ms after launch | \(.http.aeserve.ready_ms) ms | \(ok(.http.aeserve.ready_ms <= 200)) |",
+	"\n## Image size (batch 32, images/s; peak RSS of the process, MB)\n\n| size | train ours | train PyTorch | ratio | reconstruct ours | reconstruct PyTorch | ratio | ≥ 5× both | RSS ours | RSS PyTorch |\n|---|---|---|---|---|---|---|---|---|---|",
+	(.sizes[] | "| \(.size) | \(.ours.train_b32_img_s | floor) | \(.torch.train_b32_img_s | floor) | \(f(.train_ratio)) | \(.ours.reconstruct_b32_img_s | floor) | \(.torch.reconstruct_b32_img_s | floor) | \(f(.reconstruct_ratio)) | \(ok(.train_ratio >= 5 and .reconstruct_ratio >= 5)) | \(.ours.peak_rss_kb / 1024 | floor) | \(.torch.peak_rss_kb / 1024 | floor) |")
 ' "$out" > "$md"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 cp "$out" "bench/results/$stamp.json"

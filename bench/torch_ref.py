@@ -3,8 +3,9 @@
 measured the way bench_core measures ours. Prints JSON.
 
     /usr/bin/python3 bench/torch_ref.py THREADS SECONDS_PER_CASE
+    /usr/bin/python3 bench/torch_ref.py size C H W THREADS SECONDS_PER_CASE
 """
-import json, os, sys, time
+import json, os, resource, sys, time
 
 try:
     import torch
@@ -34,7 +35,41 @@ def rate(fn, b, secs):
     return sorted(rates)[SLICES // 2]
 
 
+def train_step(m, x):
+    """One Adam step of the MSE reconstruction loss on the first n images."""
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+
+    def step(n):
+        opt.zero_grad()
+        xb = x[:n]
+        loss = nn.functional.mse_loss(m.decoder(m.encoder(xb)), xb)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def size_case(c, h, w, threads, secs):
+    """The preset at c x h x w, as bench_core size: reconstruct and training
+    images/s at batch 32, and this process's peak RSS."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(1)
+    m = conv_preset(c=c, h=h, w=w)
+    x = torch.rand(32, c, h, w)
+    out = {"c": c, "h": h, "w": w, "threads": threads, "torch_version": torch.__version__}
+    m.eval()
+    with torch.no_grad():
+        out["reconstruct_b32_img_s"] = rate(lambda n: m.decoder(m.encoder(x[:n])), 32, secs)
+    m.train()
+    out["train_b32_img_s"] = rate(train_step(m, x), 32, 2 * secs)
+    out["peak_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps(out))
+
+
 def main():
+    if len(sys.argv) == 7 and sys.argv[1] == "size":
+        c, h, w, threads = (int(a) for a in sys.argv[2:6])
+        return size_case(c, h, w, threads, float(sys.argv[6]))
     threads = int(sys.argv[1]) if len(sys.argv) > 1 else os.cpu_count()
     secs = float(sys.argv[2]) if len(sys.argv) > 2 else 2.0
     torch.set_num_threads(threads)
@@ -48,16 +83,7 @@ def main():
             out[f"encode_b{b}_img_s"] = rate(lambda n: m.encoder(x[:n]), b, secs)
             out[f"reconstruct_b{b}_img_s"] = rate(lambda n: m.decoder(m.encoder(x[:n])), b, secs)
     m.train()
-    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
-
-    def step(n):
-        opt.zero_grad()
-        xb = x[:n]
-        loss = nn.functional.mse_loss(m.decoder(m.encoder(xb)), xb)
-        loss.backward()
-        opt.step()
-
-    out["train_b32_img_s"] = rate(step, 32, 2 * secs)
+    out["train_b32_img_s"] = rate(train_step(m, x), 32, 2 * secs)
     print(json.dumps(out, indent=1))
 
 

@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ae/blas.h"
 #include "ae/parse.h"
 #include "ae/version.h"
 
@@ -283,7 +284,7 @@ static int parse(srv_config *c, int argc, char **argv)
 		case O_TLS_CERT: c->tls_cert = optarg; break;
 		case O_TLS_KEY: c->tls_key = optarg; break;
 		case O_HELP: usage(stdout); exit(0);
-		case O_VERSION: printf("aeserve %s\n", AE_VERSION); exit(0);
+		case O_VERSION: printf("aeserve %s (OpenBLAS core %s)\n", AE_VERSION, ae_blas_core()); exit(0);
 		default:
 			fprintf(stderr, "aeserve: unknown option or missing value: %s (see aeserve --help)\n",
 			        argv[optind - 1]);
@@ -539,6 +540,7 @@ static void pre_stop_delay(int seconds)
 
 int main(int argc, char **argv)
 {
+	ae_blas_tune(argv);
 	static srv_state s;
 	if (parse(&s.cfg, argc, argv)) return 2;
 	srv_registry_init(&s);

@@ -15,7 +15,7 @@ PH=tests/fixtures/photos
 "$T" patches "$PH"/*.png --size 64x64 --stride 16 --out "$TMPD/p64" >/dev/null
 "$T" patches "$PH"/*.png --size 48x64 --stride 16 --out "$TMPD/p48x64" >/dev/null
 "$T" patches "$PH"/*.png --size 30x30 --stride 20 --out "$TMPD/p30" >/dev/null
-check "patches: 112 of 64x64 from the three photographs" test "$(ls "$TMPD/p64" | wc -l)" = 112
+check "patches: 112 of 64x64 from the three photographs" test "$(find "$TMPD/p64" -name "*.png" | wc -l)" = 112
 check "patches are what they say" bash -c "file '$TMPD/p48x64/coffee-0016-0032.png' | grep -q '64 x 48, 8-bit/color RGB'"
 
 # train DIR NAME CHANNELS [options]: a model of the data's size.

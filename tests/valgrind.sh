@@ -3,6 +3,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
+# aetrain executes itself again when OpenBLAS picked kernels too old for the
+# CPU (ae/blas.h), and valgrind lets an exec'd program run natively: a core
+# named here is kept, so every line below stays under valgrind.
+export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Prescott}
 VG=(valgrind --error-exitcode=99 --leak-check=full "--errors-for-leak-kinds=definite,indirect" --quiet)
 fail=0
 for t in "$BUILD"/tests/test_*; do

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ae/blas.h"
 #include "ae/version.h"
 #include "commands.h"
 
@@ -28,6 +29,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	ae_blas_tune(argv);
 	/* A write past a file-size limit then fails with EFBIG, which the
 	 * atomic writers report (the previous file stays), instead of killing
 	 * the process and leaving its temporary file behind. */
@@ -38,7 +40,7 @@ int main(int argc, char **argv)
 	}
 	const char *cmd = argv[1];
 	if (strcmp(cmd, "--version") == 0) {
-		printf("aetrain %s\n", AE_VERSION);
+		printf("aetrain %s (OpenBLAS core %s)\n", AE_VERSION, ae_blas_core());
 		return 0;
 	}
 	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
