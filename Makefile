@@ -19,6 +19,7 @@
 #   make models     retrain the shipped models from data/
 #   make bench      side-by-side benchmarks (needs python3-torch, wrk)
 #   make bench-sizes  the image-size sweep of make bench alone (minutes)
+#   make compression  codes as f32/f16/int8 beside PNG and JPEG (needs make data)
 #   make install    programs, man pages, models, libae.a, headers, ae.pc (PREFIX=/usr/local DESTDIR=)
 
 PREFIX ?= /usr/local
@@ -69,7 +70,7 @@ TOOLS := $(BUILD)/tests/tools/hammer $(BUILD)/tests/tools/hostile $(BUILD)/tests
          $(BUILD)/tests/tools/v2codec
 BENCH_BIN := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_parts $(BUILD)/bench/bare_mhd
 
-.PHONY: all test unit integration sanitize soak valgrind run data models bench clean install fuzz fuzz-bins reload-test image-test tutorial oneclass screenshots bench-sizes \
+.PHONY: all test unit integration sanitize soak valgrind run data models bench clean install fuzz fuzz-bins reload-test image-test tutorial oneclass screenshots bench-sizes compression \
 	format format-check lint compdb
 all: $(BINS)
 
@@ -266,6 +267,10 @@ models: $(BUILD)/aetrain data
 
 bench: $(BINS) $(BENCH_BIN)
 	BUILD=$(BUILD) bash bench/run.sh
+
+# The code as a compressor beside PNG and JPEG (needs make data, python3-pil).
+compression: $(BINS)
+	BUILD=$(BUILD) bash bench/compression.sh
 
 # The size sweep alone (make bench runs it too): 28x28x1, 64x64x3, 128x128x3.
 bench-sizes: $(BENCH_BIN)

@@ -164,7 +164,14 @@ static char *scores_json(const ae_model *m)
 			json_array_append_new(mean, json_real(m->latent_mean[i]));
 		for (size_t i = 0; i < d * d; i++)
 			json_array_append_new(prec, json_real(m->latent_prec[i]));
-		json_object_set_new(o, "latent", json_pack("{s:o, s:o}", "mean", mean, "precision", prec));
+		json_t *lat = json_pack("{s:o, s:o}", "mean", mean, "precision", prec);
+		if (lat && m->code_scale) {
+			json_t *sc8 = json_array();
+			for (size_t i = 0; i < d; i++)
+				json_array_append_new(sc8, json_real(m->code_scale[i]));
+			json_object_set_new(lat, "int8_scale", sc8);
+		}
+		json_object_set_new(o, "latent", lat);
 	}
 	char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
 	json_decref(o);
@@ -441,6 +448,24 @@ static int parse_scores(ae_model *m, const char *txt, ae_error *err)
 		                    parse_vector(json_object_get(lat, "precision"), m->latent_prec, d * d)))
 			rc = ae_fail(err, AE_ERR_FORMAT,
 			             "ae.scores: latent needs 'mean' (%zu) and 'precision' (%zu x %zu)", d, d, d);
+		json_t *sc8 = json_object_get(lat, "int8_scale");
+		double *tmp = rc == AE_OK && sc8 ? malloc(d * sizeof *tmp) : NULL;
+		m->code_scale = tmp ? malloc(d * sizeof *m->code_scale) : NULL;
+		if (sc8 && rc == AE_OK && (!tmp || !m->code_scale))
+			rc = ae_fail(err, AE_ERR_NOMEM, "out of memory");
+		else if (sc8 && rc == AE_OK && parse_vector(sc8, tmp, d))
+			rc = ae_fail(err, AE_ERR_FORMAT, "ae.scores: latent int8_scale needs %zu numbers", d);
+		for (size_t i = 0; rc == AE_OK && m->code_scale && i < d; i++) {
+			if (!(tmp[i] > 0.0 && tmp[i] < 1e30))
+				rc = ae_fail(err, AE_ERR_FORMAT, "ae.scores: latent int8_scale %zu is %g, not positive",
+				             i, tmp[i]);
+			m->code_scale[i] = (float)tmp[i];
+		}
+		free(tmp);
+		if (rc) {
+			free(m->code_scale);
+			m->code_scale = NULL;
+		}
 	}
 	if (rc == AE_OK && m->cal[AE_SCORE_LATENT].present && !m->latent_mean)
 		rc = ae_fail(err, AE_ERR_FORMAT, "ae.scores: a latent calibration without the latent Gaussian");

@@ -318,6 +318,7 @@ void ae_model_free(ae_model *m)
 	free(m->state);
 	free(m->latent_mean);
 	free(m->latent_prec);
+	free(m->code_scale);
 	free(m);
 }
 

@@ -396,7 +396,9 @@ static int parse_body(srv_req *r, int *n, ae_op *op, srv_fail *f)
 	*op = r->op->engine;
 	int codes = 0;
 	if (r->op->output == SRV_OUT_V2) {
-		if (srv_v2_parse(r->body, r->len, r->header_len, &x, &r->v2, n, &r->in, f)) return -1;
+		if (srv_v2_parse(r->body, r->len, r->header_len, &x, &r->v2, n, &r->in, f) ||
+		    srv_check_format(r->model, r->v2.latent_format, f))
+			return -1;
 		/* The latent alone is an encode; anything else reconstructs, with
 		 * the codes too if the latent is asked (or the score needs them). */
 		for (int i = 0; i < r->v2.n_out; i++)
@@ -409,6 +411,7 @@ static int parse_body(srv_req *r, int *n, ae_op *op, srv_fail *f)
 		                 ? srv_parse_multipart(r->body, r->len, r->ctype_hdr, &x, n, &r->in, f)
 		                 : srv_parse_json(r->body, r->len, &x, n, &r->in, f);
 		if (rc) return rc;
+		if (r->op->output == SRV_OUT_CODES) return srv_check_format(r->model, r->params.format, f);
 		if (r->op->output != SRV_OUT_SCORES) return 0;
 		if ((r->score_kind = srv_score_kind(r->model, r->params.score, f)) < 0) return -1;
 	}
@@ -584,7 +587,7 @@ static enum MHD_Result respond(srv_state *s, srv_req *r, struct MHD_Connection *
 	case SRV_OUT_SCORES: return respond_anomaly(r, c);
 	case SRV_OUT_CODES: {
 		int dim = (int)ae_plan_out_size(m->plan, r->op->engine);
-		body = srv_json_tensor(m, r->op->name, r->out, n, &dim, 1, &len);
+		body = srv_json_codes(m, r->out, n, dim, r->params.format, &len);
 		break;
 	}
 	default: {

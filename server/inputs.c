@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ae/codes.h"
 #include "ae/image.h"
 
 int srv_fail_set(srv_fail *f, unsigned status, const char *code, const char *fmt, ...)
@@ -246,11 +247,44 @@ int srv_tensor_check(const srv_tensor_in *t, const srv_parse_ctx *x, srv_fail *f
 	return 0;
 }
 
+int srv_check_format(const srv_model *m, int format, srv_fail *f)
+{
+	if (format == AE_CODE_INT8 && !m->m->code_scale)
+		return srv_fail_set(f, 422, "format_unavailable",
+		                    "model '%s' has no int8 scale for its codes (aetrain calibrate adds one)", m->name);
+	return 0;
+}
+
+/* Codes sent in a compact format, checked and read back as the floats the
+ * model decodes: int8 values must be integers in [-127, 127] (times the
+ * model's scale); f16 values finite halves (rounded to the nearest). */
+static int codes_in(const srv_parse_ctx *x, float *v, size_t n, srv_fail *f)
+{
+	const int format = x->p->format, dim = x->m->latent;
+	if (format == AE_CODE_F32) return 0;
+	if (srv_check_format(x->m, format, f)) return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (format == AE_CODE_INT8 && !(v[i] == rintf(v[i]) && fabsf(v[i]) <= 127.0f))
+			return srv_fail_set(f, 422, "value_out_of_range",
+			                    "data[%zu] = %g is not an int8 code (-127 to 127)", i, (double)v[i]);
+		if (format == AE_CODE_F16 && !(fabsf(v[i]) <= 65504.0f))
+			return srv_fail_set(f, 422, "value_out_of_range", "data[%zu] = %g is not a half float", i,
+			                    (double)v[i]);
+	}
+	if (format == AE_CODE_INT8)
+		for (size_t i = 0; i < n; i++)
+			v[i] *= x->m->m->code_scale[i % (size_t)dim];
+	else
+		ae_codes_round_trip(AE_CODE_F16, v, (int)(n / (size_t)dim), dim, NULL);
+	return 0;
+}
+
 int srv_parse_json(const uint8_t *body, size_t len, const srv_parse_ctx *x, int *n, float **out, srv_fail *f)
 {
 	const int codes = x->op->items == SRV_ITEMS_CODES;
 	srv_tensor_in t;
-	if (srv_tensor_parse(body, len, !codes, &t, f) || srv_tensor_check(&t, x, f)) {
+	if (srv_tensor_parse(body, len, !codes, &t, f) || srv_tensor_check(&t, x, f) ||
+	    (codes && codes_in(x, t.v, t.n, f))) {
 		srv_tensor_free(&t);
 		return -1;
 	}

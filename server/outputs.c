@@ -5,6 +5,8 @@
  */
 #include "server.h"
 
+#include "ae/codes.h"
+
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -75,6 +77,50 @@ int srv_fmt_float(char *p, float v)
 		len += fl;
 	}
 	return len;
+}
+
+/* A half in the fewest significant digits (1 to 5) that read back as it. */
+int srv_fmt_half(char *p, uint16_t h)
+{
+	float v = ae_f16_to_f32(h);
+	int n = 1;
+	for (int d = 1; d <= 5; d++) {
+		n = snprintf(p, 16, "%.*g", d, (double)v);
+		if (ae_f32_to_f16(strtof(p, NULL)) == h) break;
+	}
+	return n;
+}
+
+char *srv_json_codes(const srv_model *m, const float *v, int n, int dim, int format, size_t *len)
+{
+	if (format == AE_CODE_F32) return srv_json_tensor(m, "encode", v, n, &dim, 1, len);
+	const size_t count = (size_t)n * dim;
+	const float *scale = m->m->code_scale;
+	char *buf = malloc(256 + count * 18 + (size_t)dim * 18), *p = buf;
+	if (!buf) return NULL;
+	p += sprintf(p, "{\"model\":\"%s\",\"op\":\"encode\",\"format\":\"%s\",", m->name,
+	             ae_code_format_name((ae_code_format)format));
+	if (format == AE_CODE_INT8) {
+		p += sprintf(p, "\"scale\":[");
+		for (int d = 0; d < dim; d++) {
+			if (d) *p++ = ',';
+			p += srv_fmt_float(p, scale[d]);
+		}
+		p += sprintf(p, "],");
+	}
+	p += sprintf(p, "\"shape\":[%d,%d],\"data\":[", n, dim);
+	for (size_t i = 0; i < count; i++) {
+		if (i) *p++ = ',';
+		if (format == AE_CODE_INT8) {
+			int8_t q;
+			ae_codes_to_int8(v + i, 1, 1, scale + i % (size_t)dim, &q);
+			p += sprintf(p, "%d", q);
+		} else
+			p += srv_fmt_half(p, ae_f32_to_f16(v[i]));
+	}
+	p += sprintf(p, "]}");
+	*len = (size_t)(p - buf);
+	return buf;
 }
 
 char *srv_json_tensor(const srv_model *m, const char *op, const float *v, int n, const int *dims, int ndims,

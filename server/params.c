@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "ae/parse.h"
+#include "ae/codes.h"
 #include "ae/scores.h"
 
 static const struct {
@@ -21,7 +22,7 @@ static const struct {
 } known[] = {
 	{ "resize", SRV_P_RESIZE },     { "invert", SRV_P_INVERT }, { "threshold", SRV_P_THRESHOLD },
 	{ "quantile", SRV_P_QUANTILE }, { "map", SRV_P_MAP },       { "scale", SRV_P_SCALE },
-	{ "score", SRV_P_SCORE },
+	{ "score", SRV_P_SCORE },       { "format", SRV_P_FORMAT },
 };
 #define N_KNOWN (sizeof known / sizeof *known)
 
@@ -82,6 +83,10 @@ int srv_params_set(srv_params *p, unsigned accepted, const char *key, const char
 		if ((p->score = ae_score_find(value)) < 0)
 			return srv_fail_set(f, 400, "invalid_parameter",
 			                    "score '%s' is not one of mse, ssim, max, latent, combined", v);
+		return 0;
+	case SRV_P_FORMAT:
+		if ((p->format = ae_code_format_find(value)) < 0)
+			return srv_fail_set(f, 400, "invalid_parameter", "format '%s' is not one of f32, f16, int8", v);
 		return 0;
 	case SRV_P_MAP:
 		if (flag(value, &p->map))

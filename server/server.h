@@ -63,9 +63,10 @@ enum srv_param {
 	SRV_P_INVERT = 2,
 	SRV_P_THRESHOLD = 4,
 	SRV_P_QUANTILE = 8,
-	SRV_P_MAP = 16,   /* anomaly: the per-pixel error maps in the JSON answer */
-	SRV_P_SCALE = 32, /* anomaly: a heatmap PNG's size, times the input's */
-	SRV_P_SCORE = 64  /* anomaly: which score (ae/scores.h) */
+	SRV_P_MAP = 16,    /* anomaly: the per-pixel error maps in the JSON answer */
+	SRV_P_SCALE = 32,  /* anomaly: a heatmap PNG's size, times the input's */
+	SRV_P_SCORE = 64,  /* anomaly: which score (ae/scores.h) */
+	SRV_P_FORMAT = 128 /* encode, decode: the codes' form (ae/codes.h) */
 };
 
 typedef struct srv_opdef {
@@ -370,6 +371,7 @@ void srv_access_log(int format, struct MHD_Connection *conn, const char *method,
 typedef struct srv_params {
 	int resize, invert, map, scale;
 	int score;                  /* ae_score_kind, or -1: the model's default */
+	int format;                 /* ae_code_format of codes out (encode) or in (decode) */
 	double quantile, threshold; /* threshold NAN: the quantile's */
 	unsigned seen;              /* srv_param bits given */
 } srv_params;
@@ -412,6 +414,9 @@ int srv_parse_png(const uint8_t *body, size_t len, const srv_parse_ctx *x, int *
 int srv_parse_multipart(const uint8_t *body, size_t len, const char *ctype, const srv_parse_ctx *x, int *n, float **out,
                         srv_fail *f);
 int srv_parse_json(const uint8_t *body, size_t len, const srv_parse_ctx *x, int *n, float **out, srv_fail *f);
+/* Whether model m can give or take codes in format (int8 needs the
+ * model's scale): 0, or -1 with f set (422). */
+int srv_check_format(const srv_model *m, int format, srv_fail *f);
 /* A request's PNG decoding, all images counted against one budget. */
 typedef struct srv_png_budget {
 	uint64_t left; /* inflated bytes still allowed */
@@ -475,6 +480,11 @@ typedef struct srv_v2_split {
 int srv_json_split_v2(const uint8_t *body, size_t len, srv_v2_split *sp, srv_fail *f);
 
 /* ---- outputs.c: results to response bodies (malloc'd) ---- */
+/* A half float (ae/codes.h) in the fewest digits that read back as it. */
+int srv_fmt_half(char *p, uint16_t h);
+/* encode's answer: n codes of dim values in format (ae/codes.h); int8
+ * codes carry the model's scale. */
+char *srv_json_codes(const srv_model *m, const float *v, int n, int dim, int format, size_t *len);
 char *srv_json_tensor(const srv_model *m, const char *op, const float *v, int n, const int *dims, int ndims,
                       size_t *len);
 char *srv_json_anomaly(const srv_model *m, int kind, const float *scores, int n, double threshold, double quantile,
@@ -519,8 +529,9 @@ typedef struct srv_v2_req {
 	char *id;                /* echoed; NULL when the request had none */
 	int order[SRV_V2_N_OUT]; /* the outputs asked, in the order asked */
 	int n_out;
-	unsigned binary; /* bit k: output k answered as binary data */
-	srv_params p;    /* threshold, quantile, resize, invert */
+	unsigned binary;   /* bit k: output k answered as binary data */
+	int latent_format; /* ae_code_format of the latent output (its "datatype" parameter) */
+	srv_params p;      /* threshold, quantile, resize, invert */
 } srv_v2_req;
 
 /* header_len: Inference-Header-Content-Length, or -1 when absent. Fills q

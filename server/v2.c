@@ -19,6 +19,8 @@
  */
 #include "server.h"
 
+#include "ae/codes.h"
+
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -173,10 +175,25 @@ static int request_outputs(json_t *outs, srv_v2_req *q, int bin_all, srv_fail *f
 				                    "output '%s': parameters is not an object", nm);
 			json_object_foreach(v, pk, pv)
 			{
+				/* the latent's compact forms (ae/codes.h), as the
+				 * output's datatype */
+				if (k == SRV_V2_LATENT && strcmp(pk, "datatype") == 0) {
+					static const char *types[] = { "FP32", "FP16", "INT8" };
+					const char *t = json_string_value(pv);
+					int fm = -1;
+					for (int ti = 0; t && ti < 3; ti++)
+						if (strcmp(t, types[ti]) == 0) fm = ti;
+					if (fm < 0)
+						return srv_fail_set(f, 400, "invalid_parameter",
+						                    "output 'latent': datatype is FP32, FP16 or INT8");
+					q->latent_format = fm;
+					continue;
+				}
 				if (strcmp(pk, "binary_data") != 0 || !json_is_boolean(pv))
 					return srv_fail_set(
 					        f, 400, "invalid_parameter",
-					        "output '%s': the only parameter is binary_data, true or false", nm);
+					        "output '%s': the parameters are binary_data (true or false)%s", nm,
+					        k == SRV_V2_LATENT ? " and datatype" : "");
 				bin = json_is_true(pv);
 			}
 		}
@@ -519,9 +536,16 @@ static const float *values(int k, const srv_v2_out *o, size_t *count)
 	return v[k];
 }
 
+/* Bytes per value of output k as sent. */
+static size_t value_bytes(int k, const srv_v2_out *o)
+{
+	static const size_t code[] = { 4, 2, 1 };
+	return k == SRV_V2_LATENT ? code[o->q->latent_format] : k == SRV_V2_ANOMALY ? 1 : sizeof(float);
+}
+
 static int put_output_head(obuf *b, int k, const srv_v2_out *o)
 {
-	static const char *types[] = { "FP32", "FP32", "FP32", "BOOL" };
+	static const char *types[] = { "FP32", "FP32", "FP32", "BOOL" }, *codes[] = { "FP32", "FP16", "INT8" };
 	char head[160];
 	const srv_model *m = o->m;
 	int n = o->n;
@@ -529,7 +553,34 @@ static int put_output_head(obuf *b, int k, const srv_v2_out *o)
 	if (k == 1) snprintf(head, sizeof head, "[%d,%d,%d,%d]", n, m->c, m->h, m->w);
 	if (k >= 2) snprintf(head, sizeof head, "[%d]", n);
 	return put_str(b, "{\"name\":\"") || put_str(b, out_names[k]) || put_str(b, "\",\"datatype\":\"") ||
-	       put_str(b, types[k]) || put_str(b, "\",\"shape\":") || put_str(b, head);
+	       put_str(b, k == SRV_V2_LATENT ? codes[o->q->latent_format] : types[k]) || put_str(b, "\",\"shape\":") ||
+	       put_str(b, head);
+}
+
+/* An INT8 latent's scale (values are q * scale[d]), as output parameters. */
+static int put_scale(obuf *b, const srv_v2_out *o)
+{
+	const float *s = o->m->m->code_scale;
+	if (grow(b, 16 + (size_t)o->m->latent * 18)) return -1;
+	b->len += (size_t)sprintf(b->p + b->len, "\"scale\":[");
+	for (int d = 0; d < o->m->latent; d++) {
+		if (d) b->p[b->len++] = ',';
+		b->len += (size_t)srv_fmt_float(b->p + b->len, s[d]);
+	}
+	return put_str(b, "]");
+}
+
+/* Value i of output k as JSON. */
+static int put_value(char *p, int k, const srv_v2_out *o, const float *v, size_t i)
+{
+	if (k == SRV_V2_ANOMALY) return sprintf(p, "%s", v[i] != 0.0f ? "true" : "false");
+	if (k == SRV_V2_LATENT && o->q->latent_format == AE_CODE_F16) return srv_fmt_half(p, ae_f32_to_f16(v[i]));
+	if (k == SRV_V2_LATENT && o->q->latent_format == AE_CODE_INT8) {
+		int8_t q;
+		ae_codes_to_int8(v + i, 1, 1, o->m->m->code_scale + i % (size_t)o->m->latent, &q);
+		return sprintf(p, "%d", q);
+	}
+	return srv_fmt_float(p, v[i]);
 }
 
 static int put_output(obuf *b, int k, const srv_v2_out *o, int binary)
@@ -537,20 +588,20 @@ static int put_output(obuf *b, int k, const srv_v2_out *o, int binary)
 	size_t count;
 	const float *v = values(k, o, &count);
 	if (put_output_head(b, k, o)) return -1;
-	if (binary) {
+	const int int8 = k == SRV_V2_LATENT && o->q->latent_format == AE_CODE_INT8;
+	if (binary || int8) {
 		char p[80];
-		snprintf(p, sizeof p, ",\"parameters\":{\"binary_data_size\":%zu}}",
-		         count * (k == 3 ? 1 : sizeof(float)));
-		return put_str(b, p);
+		if (put_str(b, ",\"parameters\":{")) return -1;
+		if (binary)
+			snprintf(p, sizeof p, "\"binary_data_size\":%zu%s", count * value_bytes(k, o), int8 ? "," : "");
+		if ((binary && put_str(b, p)) || (int8 && put_scale(b, o)) || put_str(b, "}")) return -1;
+		if (binary) return put_str(b, "}");
 	}
 	if (grow(b, 16 + count * 18)) return -1;
 	b->len += (size_t)sprintf(b->p + b->len, ",\"data\":[");
 	for (size_t i = 0; i < count; i++) {
 		if (i) b->p[b->len++] = ',';
-		if (k == 3)
-			b->len += (size_t)sprintf(b->p + b->len, "%s", v[i] != 0.0f ? "true" : "false");
-		else
-			b->len += (size_t)srv_fmt_float(b->p + b->len, v[i]);
+		b->len += (size_t)put_value(b->p + b->len, k, o, v, i);
 	}
 	return put_str(b, "]}");
 }
@@ -559,13 +610,21 @@ static int put_binary(obuf *b, int k, const srv_v2_out *o)
 {
 	size_t count;
 	const float *v = values(k, o, &count);
-	size_t bytes = count * (k == 3 ? 1 : sizeof(float));
+	size_t bytes = count * value_bytes(k, o);
 	if (grow(b, bytes)) return -1;
-	if (k == 3)
+	uint8_t *at = (uint8_t *)b->p + b->len;
+	if (k == SRV_V2_ANOMALY)
 		for (size_t i = 0; i < count; i++)
-			b->p[b->len + i] = v[i] != 0.0f;
+			at[i] = v[i] != 0.0f;
+	else if (k == SRV_V2_LATENT && o->q->latent_format == AE_CODE_F16)
+		for (size_t i = 0; i < count; i++) { /* little-endian, as the protocol's binary data is */
+			uint16_t h = ae_f32_to_f16(v[i]);
+			at[2 * i] = (uint8_t)h, at[2 * i + 1] = (uint8_t)(h >> 8);
+		}
+	else if (k == SRV_V2_LATENT && o->q->latent_format == AE_CODE_INT8)
+		ae_codes_to_int8(v, o->n, o->m->latent, o->m->m->code_scale, (int8_t *)at);
 	else
-		memcpy(b->p + b->len, v, bytes);
+		memcpy(at, v, bytes);
 	b->len += bytes;
 	return 0;
 }

@@ -6,6 +6,7 @@
 #include "test.h"
 
 #include "ae/rng.h"
+#include "ae/codes.h"
 #include "ae/scores.h"
 
 #include <dirent.h>
@@ -229,6 +230,8 @@ static void test_scores(void)
 	m->latent_prec = malloc((size_t)L * L * sizeof(double));
 	CHECK(ae_latent_fit(z, n, L, m->latent_mean, m->latent_prec, &err) == 0);
 	CHECK(ae_score_calibrate(&m->cal[AE_SCORE_LATENT], v, n, &err) == 0);
+	m->code_scale = malloc((size_t)L * sizeof(float));
+	ae_codes_int8_scale(z, n, L, m->code_scale);
 	m->default_score = AE_SCORE_SSIM;
 	CHECK(ae_model_save(m, PATH, NULL, 0, NULL, NULL, &err) == 0);
 	ae_model *l = ae_model_load(PATH, &err);
@@ -244,6 +247,11 @@ static void test_scores(void)
 		ae_latent_distance(m->latent_mean, m->latent_prec, L, z, 1, &d1);
 		ae_latent_distance(l->latent_mean, l->latent_prec, L, z, 1, &d2);
 		CHECK_MSG(fabs(d1 - d2) < 1e-6 * d1, "%g vs %g", d1, d2);
+		/* the int8 codes' scale, exactly (it is written with 10 digits) */
+		int same = l->code_scale != NULL;
+		for (int i = 0; same && i < L; i++)
+			same = l->code_scale[i] == m->code_scale[i];
+		CHECK(same);
 	}
 	ae_model_free(l);
 	ae_model_free(m);

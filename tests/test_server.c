@@ -100,7 +100,14 @@ static void test_params(void)
 	      strcmp(f.code, "invalid_parameter") == 0 && strstr(f.msg, "resize 'maybe'"));
 	CHECK(set(&p, pix, "quantile", "0.5", &f) == -1 && strstr(f.msg, "unknown parameter 'quantile'") &&
 	      strstr(f.msg, "resize, invert"));
-	CHECK(set(&p, srv_op_find(SRV_V1, "decode")->params, "resize", "1", &f) == -1 && strstr(f.msg, "takes none"));
+	CHECK(set(&p, srv_op_find(SRV_V1, "decode")->params, "resize", "1", &f) == -1 &&
+	      strstr(f.msg, "this route takes format"));
+	srv_params_init(&p);
+	CHECK(set(&p, srv_op_find(SRV_V1, "encode")->params, "format", "int8", &f) == 0 && p.format == 2);
+	srv_params_init(&p);
+	CHECK(set(&p, srv_op_find(SRV_V1, "decode")->params, "format", "fp16", &f) == -1 &&
+	      strstr(f.msg, "format 'fp16' is not one of f32, f16, int8"));
+	srv_params_init(&p);
 	CHECK(set(&p, pix, "\xff", "1", &f) == -1 && strstr(f.msg, "'\xef\xbf\xbd'"));
 
 	srv_params_init(&p);

@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "ae/modelfile.h"
+#include "ae/codes.h"
 #include "ae/scores.h"
 #include "ae/stats.h"
 
@@ -81,8 +82,8 @@ int calibrate_scores(ae_model *m, ae_infer *w, const ae_dataset *ds, const int *
 	m->default_score = AE_SCORE_MSE;
 	/* the Gaussian of the training codes (the first n_fit of a shuffled order) */
 	/* (a model calibrated again replaces what it had) */
-	free(m->latent_mean), free(m->latent_prec);
-	m->latent_mean = NULL, m->latent_prec = NULL;
+	free(m->latent_mean), free(m->latent_prec), free(m->code_scale);
+	m->latent_mean = NULL, m->latent_prec = NULL, m->code_scale = NULL;
 	if (rc == AE_OK && L <= AE_LATENT_STATS_MAX) {
 		m->latent_mean = malloc((size_t)L * sizeof *m->latent_mean);
 		m->latent_prec = malloc((size_t)L * L * sizeof *m->latent_prec);
@@ -94,6 +95,9 @@ int calibrate_scores(ae_model *m, ae_infer *w, const ae_dataset *ds, const int *
 			free(m->latent_mean), free(m->latent_prec);
 			m->latent_mean = NULL, m->latent_prec = NULL;
 		}
+		/* the int8 codes' scale, from the same training codes */
+		if (m->latent_mean && (m->code_scale = malloc((size_t)L * sizeof *m->code_scale)))
+			ae_codes_int8_scale(z, n_fit, L, m->code_scale);
 	}
 	/* every score of the held-out images, each calibrated; combined last,
 	 * since it standardizes the others by their calibration */

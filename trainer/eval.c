@@ -16,6 +16,8 @@
 #include "ae/infer.h"
 #include "ae/modelfile.h"
 #include "ae/scores.h"
+#include "ae/codes.h"
+#include "ae/image.h"
 #include "cli.h"
 
 #define CHUNK 256
@@ -27,6 +29,7 @@ typedef struct eval_opts {
 	int noise_set;
 	ae_noise noise;
 	int resize[2]; /* --resize; 0x0: the model's own (if it was trained with one) */
+	int codes;     /* --codes: the compression report */
 } eval_opts;
 
 static void eval_usage(FILE *f)
@@ -47,17 +50,22 @@ static void eval_usage(FILE *f)
 	           "  --limit N           use only the first N images\n"
 	           "  --resize HxW        resample the images to the model's size (default: as the model\n"
 	           "                      was trained, if it was trained with --resize)\n"
+	           "  --codes             eval: also the model as a compressor: for its code as f32, f16 and\n"
+	           "                      int8, bytes per image and the MSE and PSNR of what decodes from\n"
+	           "                      it; and the bytes of each image as PNG (lossless)\n"
 	           "  --threads N         threads (default: every core)\n"
 	           "  --out FILE          encode: output file, .npy or .csv\n");
 }
 
 static int parse(eval_opts *o, int argc, char **argv, const char *cmd)
 {
-	enum { O_SPLIT = 1000, O_NOISE, O_NORMAL, O_LIMIT, O_THREADS, O_OUT, O_RESIZE, O_HELP };
+	enum { O_SPLIT = 1000, O_NOISE, O_NORMAL, O_LIMIT, O_THREADS, O_OUT, O_RESIZE, O_CODES, O_HELP };
 	static const struct option lo[] = {
-		{ "split", 1, 0, O_SPLIT },   { "noise", 1, 0, O_NOISE },     { "normal-class", 1, 0, O_NORMAL },
-		{ "limit", 1, 0, O_LIMIT },   { "threads", 1, 0, O_THREADS }, { "out", 1, 0, O_OUT },
-		{ "resize", 1, 0, O_RESIZE }, { "help", 0, 0, O_HELP },       { 0, 0, 0, 0 },
+		{ "split", 1, 0, O_SPLIT },         { "noise", 1, 0, O_NOISE },
+		{ "normal-class", 1, 0, O_NORMAL }, { "limit", 1, 0, O_LIMIT },
+		{ "threads", 1, 0, O_THREADS },     { "out", 1, 0, O_OUT },
+		{ "resize", 1, 0, O_RESIZE },       { "codes", 0, 0, O_CODES },
+		{ "help", 0, 0, O_HELP },           { 0, 0, 0, 0 },
 	};
 	memset(o, 0, sizeof *o);
 	snprintf(o->split, sizeof o->split, "test");
@@ -88,6 +96,7 @@ static int parse(eval_opts *o, int argc, char **argv, const char *cmd)
 			if (cli_int("--threads", optarg, 1, AE_MAX_THREADS, &o->threads)) return -1;
 			break;
 		case O_OUT: o->out = optarg; break;
+		case O_CODES: o->codes = 1; break;
 		case O_RESIZE:
 			if (cli_size("--resize", optarg, o->resize)) return -1;
 			break;
@@ -166,6 +175,58 @@ static int score_all(ae_infer *w, const ae_dataset *ds, const ae_noise *nz, doub
 	return rc;
 }
 
+/* The model as a compressor: each code format's bytes and the error of
+ * what decodes from it (PSNR of the mean MSE, as above), and each image's
+ * size as PNG (lossless), over the whole data set. */
+static int codes_report(const ae_model *m, ae_infer *w, const ae_dataset *ds)
+{
+	const size_t per = (size_t)ds->c * ds->h * ds->w;
+	const int L = m->net.spec.latent;
+	float *x = malloc(CHUNK * per * sizeof(float)), *y = malloc(CHUNK * per * sizeof(float));
+	float *z = malloc((size_t)CHUNK * L * sizeof(float));
+	int *idx = malloc(CHUNK * sizeof(int));
+	double sq[AE_CODE_FORMATS] = { 0 }, png_bytes = 0;
+	int rc = x && y && z && idx ? 0 : -1;
+	if (rc) fprintf(stderr, "aetrain: out of memory\n");
+	for (int at = 0; rc == 0 && at < ds->n; at += CHUNK) {
+		int b = ds->n - at < CHUNK ? ds->n - at : CHUNK;
+		for (int i = 0; i < b; i++)
+			idx[i] = at + i;
+		ae_dataset_batch(ds, idx, b, x);
+		for (int f = 0; f < AE_CODE_FORMATS; f++) {
+			if (f == AE_CODE_INT8 && !m->code_scale) continue;
+			ae_infer_encode(w, x, b, z);
+			ae_codes_round_trip((ae_code_format)f, z, b, L, m->code_scale);
+			ae_infer_decode(w, z, b, y);
+			for (size_t i = 0; i < (size_t)b * per; i++)
+				sq[f] += ((double)y[i] - x[i]) * ((double)y[i] - x[i]);
+		}
+		for (int i = 0; rc == 0 && i < b; i++) {
+			uint8_t *png = NULL;
+			size_t len = 0;
+			ae_error err = { 0 };
+			if (ae_png_encode(ds->pix + (size_t)(at + i) * per, ds->c, ds->h, ds->w, &png, &len, &err)) {
+				fprintf(stderr, "aetrain: %s\n", err.msg);
+				rc = -1;
+			}
+			png_bytes += (double)len;
+			free(png);
+		}
+	}
+	for (int f = 0; rc == 0 && f < AE_CODE_FORMATS; f++) {
+		if (f == AE_CODE_INT8 && !m->code_scale) {
+			printf("code_int8: none (the model has no int8 scale; aetrain calibrate adds one)\n");
+			continue;
+		}
+		double mse = sq[f] / ((double)ds->n * (double)per);
+		printf("code_%s: bytes %zu, mse %.6f, psnr_db %.3f\n", ae_code_format_name((ae_code_format)f),
+		       ae_code_bytes((ae_code_format)f, L), mse, 10.0 * log10(1.0 / mse));
+	}
+	if (rc == 0) printf("png: bytes %.1f (mean of %d images; lossless)\n", png_bytes / ds->n, ds->n);
+	free(x), free(y), free(z), free(idx);
+	return rc;
+}
+
 static double mean(const double *v, int n)
 {
 	double s = 0;
@@ -240,6 +301,7 @@ int cmd_eval(int argc, char **argv)
 		}
 	}
 	if (rc == 0 && o.normal >= 0) rc = auroc_all(m, w, &ds, o.normal);
+	if (rc == 0 && o.codes) rc = codes_report(m, w, &ds);
 	free(mse), free(noisy), free(score);
 	teardown(m, p, w, &ds);
 	return rc ? 1 : 0;

@@ -128,6 +128,9 @@ typedef struct ae_model {
 	 * owned; absent (present 0, NULL) in files from before them. */
 	ae_score_cal cal[AE_N_SCORES];
 	double *latent_mean, *latent_prec;
+	/* int8 codes' scale per dimension (ae/codes.h), from the training codes;
+	 * owned, NULL in files from before it. */
+	float *code_scale;
 	int default_score;
 	char checksum[24]; /* "crc32:xxxxxxxx" of the tensor bytes, set on save/load */
 } ae_model;
