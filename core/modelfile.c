@@ -234,17 +234,20 @@ int ae_model_save(ae_model *m, const char *path, const ae_extra_tensor *extra, i
 	for (int i = 0; rc == AE_OK && i < n_extra; i++)
 		rc = ae_st_writer_add(w, extra[i].name, extra[i].dtype, extra[i].ndim, extra[i].shape, extra[i].data,
 		                      err);
-	char input[64], latent[64], noise[64], mcrc[32];
+	char input[64], latent[64], noise[64], mcrc[32], tf[32];
 	const ae_arch_spec *s = &m->net.spec;
 	ae_noise_format(&m->noise, noise, sizeof noise);
+	ae_transform_format(&m->transform, tf, sizeof tf);
 	snprintf(input, sizeof input, "[%d,%d,%d]", s->c, s->h, s->w);
 	snprintf(latent, sizeof latent, "%d", s->latent);
 	snprintf(m->checksum, sizeof m->checksum, "crc32:%08x", w ? ae_st_writer_crc(w) : 0u);
-	const char *keys[11] = { "ae.format", "ae.arch",  "ae.input",  "ae.latent",  "ae.task",
+	const char *keys[12] = { "ae.format", "ae.arch",  "ae.input",  "ae.latent",  "ae.task",
 		                 "ae.noise",  "ae.train", "ae.errors", "ae.checksum" };
-	const char *values[11] = { AE_FORMAT_VERSION, arch, input, latent, m->task, noise, train, errs, m->checksum };
+	const char *values[12] = { AE_FORMAT_VERSION, arch, input, latent, m->task, noise, train, errs, m->checksum };
 	int n_meta = 9;
 	if (scores) keys[n_meta] = "ae.scores", values[n_meta++] = scores;
+	/* Written only for an image-to-image model, so others stay as they were. */
+	if (m->transform.kind != AE_TF_NONE) keys[n_meta] = "ae.transform", values[n_meta++] = tf;
 	if (extra_key) keys[n_meta] = extra_key, values[n_meta++] = extra_value;
 	for (int i = 0; rc == AE_OK && i < n_meta; i++)
 		rc = ae_st_writer_meta(w, keys[i], values[i], err);
@@ -530,14 +533,24 @@ static int check_meta(ae_model *m, const ae_st *st, ae_error *err)
 		return ae_fail(err, AE_ERR_FORMAT, "ae.latent %s disagrees with the architecture's %s",
 		               ae_st_meta_get(st, "ae.latent"), buf);
 	const char *task = ae_st_meta_get(st, "ae.task");
-	if (strcmp(task, "reconstruct") != 0 && strcmp(task, "denoise") != 0)
-		return ae_fail(err, AE_ERR_FORMAT, "ae.task '%s' is neither reconstruct nor denoise", task);
+	if (strcmp(task, "reconstruct") != 0 && strcmp(task, "denoise") != 0 && strcmp(task, "transform") != 0)
+		return ae_fail(err, AE_ERR_FORMAT, "ae.task '%s' is not reconstruct, denoise or transform", task);
 	snprintf(m->task, sizeof m->task, "%s", task);
 	int rc = ae_noise_parse(&m->noise, ae_st_meta_get(st, "ae.noise"), err);
 	if (rc) {
 		ae_error_prefix(err, "ae.noise");
 		return AE_ERR_FORMAT;
 	}
+	/* ae.transform: absent in files from before it (and in every model
+	 * that is not image-to-image) */
+	const char *tf = ae_st_meta_get(st, "ae.transform");
+	if (ae_transform_parse(&m->transform, tf, err) || ae_transform_check(&m->transform, s->c, s->h, s->w, err)) {
+		ae_error_prefix(err, "ae.transform");
+		return AE_ERR_FORMAT;
+	}
+	if ((m->transform.kind != AE_TF_NONE) != (strcmp(task, "transform") == 0))
+		return ae_fail(err, AE_ERR_FORMAT, "ae.task '%s' disagrees with ae.transform '%s'", task,
+		               tf ? tf : "none");
 	parse_train(&m->train, ae_st_meta_get(st, "ae.train"));
 	rc = parse_errors(m, ae_st_meta_get(st, "ae.errors"), err);
 	return rc ? rc : parse_scores(m, ae_st_meta_get(st, "ae.scores"), err);

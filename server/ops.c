@@ -17,6 +17,10 @@ const srv_opdef srv_ops[SRV_N_OPS] = {
 	{ "decode", SRV_V1, AE_OP_DECODE, SRV_ITEMS_CODES, SRV_IN_JSON, SRV_P_FORMAT, SRV_OUT_IMAGES },
 	{ "reconstruct", SRV_V1, AE_OP_RECONSTRUCT, SRV_ITEMS_IMAGES, IMAGES, PIXELS, SRV_OUT_IMAGES },
 	{ "denoise", SRV_V1, AE_OP_RECONSTRUCT, SRV_ITEMS_IMAGES, IMAGES, PIXELS, SRV_OUT_IMAGES },
+	/* An image-to-image model applied to what the client sends (a gray
+	 * image to colour, a small one to sharp, a masked one filled in):
+	 * the same pass, named for what such a model is for. */
+	{ "transform", SRV_V1, AE_OP_RECONSTRUCT, SRV_ITEMS_IMAGES, IMAGES, PIXELS, SRV_OUT_IMAGES },
 	{ "anomaly", SRV_V1, AE_OP_RECONSTRUCT, SRV_ITEMS_IMAGES, IMAGES,
 	  PIXELS | SRV_P_THRESHOLD | SRV_P_QUANTILE | SRV_P_MAP | SRV_P_SCALE | SRV_P_SCORE, SRV_OUT_SCORES },
 	/* The Open Inference Protocol's infer: the request's "outputs" pick

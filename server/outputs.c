@@ -334,6 +334,11 @@ char *srv_json_model(const srv_model *m, int is_default, size_t *len)
 	if (tr && t->classes[0]) json_object_set_new(tr, "classes", json_string(t->classes));
 	if (tr && t->contaminate[0]) json_object_set_new(tr, "contaminate", json_string(t->contaminate));
 	if (tr && t->resize[0]) json_object_set_new(tr, "resize", json_string(t->resize));
+	/* What it must be sent: an image-to-image model's transform, in words too. */
+	char tf[32];
+	ae_transform_format(&a->transform, tf, sizeof tf);
+	if (o) json_object_set_new(o, "input", json_string(tf));
+	if (o) json_object_set_new(o, "expects", json_string(ae_transform_expects(&a->transform)));
 	/* What the model can be asked, from the operations table. */
 	json_t *ops = json_array();
 	for (int k = 0; k < SRV_N_OPS; k++)

@@ -79,7 +79,7 @@ typedef struct srv_opdef {
 	int output;       /* srv_output */
 } srv_opdef;
 
-#define SRV_N_OPS 6
+#define SRV_N_OPS 7
 extern const srv_opdef srv_ops[SRV_N_OPS];
 const srv_opdef *srv_op_find(int front, const char *name);
 

@@ -54,11 +54,22 @@ expect_fail "mixed sizes without --resize" "--resize HxW resamples them all" \
 check "mixed sizes and colour types with --resize 32x32, RGB" train "$TMPD/mixed" mixed3 3 --resize 32x32 --val 0.3
 check "the same, gray" train "$TMPD/mixed" mixed1 1 --resize 32x32 --val 0.3
 
+# Image-to-image: the model is given a transform of each image (ae/transform.h).
+check "gray -> colour trains" train "$TMPD/p64" col 3 --input gray
+ev=$("$T" eval "$TMPD/col.safetensors" "$TMPD/p64")
+check "eval gives the gray input's own error beside the model's" bash -c "grep -q '^input: gray' <<<\"\$1\" && grep -q '^psnr_input_db: ' <<<\"\$1\"" _ "$ev"
+check "downscale:4 (super-resolution) trains" train "$TMPD/p64" sr 3 --input downscale:4
+check "mask:16 (inpainting) trains" train "$TMPD/p64" inpaint 3 --input mask:16
+expect_fail "gray needs colour" "gray input needs colour images" "$T" train --data "$TMPD/p64" --input gray --out "$TMPD/no.safetensors"
+expect_fail "downscale must divide the sides" "downscale:5 needs sides divisible by 5" \
+	"$T" train --data "$TMPD/p64" --channels 3 --input downscale:5 --out "$TMPD/no.safetensors"
+expect_fail "an unknown transform" "'sepia' is not none, gray" "$T" train --data "$TMPD/p64" --input sepia --out "$TMPD/no.safetensors"
+
 # Served: PNG in, PNG out, of each model's size and channels.
 PORT=$((20000 + ($$ * 29) % 12000))
 U=http://127.0.0.1:$PORT
 start_server "$PORT" "$TMPD/log" --log-format none "$TMPD/d28.safetensors" "$TMPD/rgb64.safetensors" \
-	"$TMPD/rgb48x64.safetensors" "$TMPD/r32.safetensors" || exit 1
+	"$TMPD/rgb48x64.safetensors" "$TMPD/r32.safetensors" "$TMPD/col.safetensors" || exit 1
 shape() { curl -s "$U/v1/models/$1" | jq -c .input_shape; }
 check "d28 takes [1,28,28]" test "$(shape d28)" = "[1,28,28]"
 check "rgb64 takes [3,64,64]" test "$(shape rgb64)" = "[3,64,64]"
@@ -78,4 +89,15 @@ check "a 48x64 image to the 64x64 model: 422 naming both sizes" \
 	grep -q 'is 48x64 (height x width); model .rgb64. takes 64x64 images' <<<"$b"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: image/png' --data-binary @"$TMPD/p48x64/coffee-0016-0032.png" "$U/v1/models/rgb64/encode?resize=true")
 check "with ?resize=true it is resampled" test "$code" = 200
+m=$(curl -s "$U/v1/models/col")
+check "the colorization model says what it expects" jq -e >/dev/null '.task == "transform" and .input == "gray" and (.expects | test("gray image")) and (.operations | index("transform"))' <<<"$m"
+"$T" patches "$PH/chelsea.png" --size 64x64 --stride 64 --channels 1 --out "$TMPD/gray" >/dev/null
+code=$(curl -s -o "$TMPD/colour.png" -w '%{http_code}' -H 'Content-Type: image/png' -H 'Accept: image/png' \
+	--data-binary @"$TMPD/gray/chelsea-0000-0000.png" "$U/v1/models/col/transform")
+check "a gray PNG to the transform route: 200" test "$code" = 200
+v=$(curl -s -H 'Inference-Header-Content-Length: 0' -H 'Content-Type: application/octet-stream' \
+	--data-binary @"$TMPD/gray/chelsea-0000-0000.png" "$U/v2/models/col/infer")
+check "V2: the gray PNG's reconstruction is the colour image, [1,3,64,64]" \
+	jq -e >/dev/null '[.outputs[] | select(.name == "reconstruction") | .shape] == [[1,3,64,64]]' <<<"$v"
+check "and a colour PNG back" bash -c "file '$TMPD/gray/chelsea-0000-0000.png' | grep -q grayscale && file '$TMPD/colour.png' | grep -q '64 x 64, 8-bit/color RGB'"
 done_tests

@@ -13,14 +13,15 @@
 
 static json_t *opts_json(const train_opts *o)
 {
-	char noise[64];
+	char noise[64], tf[32];
 	ae_noise_format(&o->noise, noise, sizeof noise);
-	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:s, s:s, s:I, s:s, s:s, s:[i,i]}", "data",
-	                 o->data, "split", o->split, "out", o->out, "epochs", (json_int_t)o->epochs, "batch",
+	ae_transform_format(&o->transform, tf, sizeof tf);
+	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:s, s:s, s:I, s:s, s:s, s:[i,i], s:s}",
+	                 "data", o->data, "split", o->split, "out", o->out, "epochs", (json_int_t)o->epochs, "batch",
 	                 (json_int_t)o->batch, "threads", (json_int_t)o->threads, "limit", (json_int_t)o->limit,
 	                 "checkpoint_every", (json_int_t)o->checkpoint_every, "lr", o->lr, "val", o->val, "loss",
 	                 o->loss == AE_LOSS_BCE ? "bce" : "mse", "noise", noise, "seed", (json_int_t)o->seed, "classes",
-	                 o->classes, "contaminate", o->contaminate, "resize", o->resize[0], o->resize[1]);
+	                 o->classes, "contaminate", o->contaminate, "resize", o->resize[0], o->resize[1], "input", tf);
 }
 
 int ckpt_save(const char *path, const train_opts *o, ae_model *m, ae_trainer *tr, const progress *p)
@@ -58,15 +59,16 @@ static int opts_from_json(train_opts *o, json_t *v)
 {
 	json_t *own = json_is_string(v) ? json_loads(json_string_value(v), 0, NULL) : json_incref(v);
 	const char *data = NULL, *split = NULL, *out = NULL, *loss = NULL, *noise = NULL, *classes = "",
-	           *contaminate = "";
+	           *contaminate = "", *input = "none";
 	json_int_t epochs, batch, threads, limit, seed, every = 0, rh = 0, rw = 0;
 	int bad = !json_is_object(own) ||
-	          json_unpack(own,
-	                      "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s?I, s:F, s:F, s:s, s:s, s:I, s?s, s?s, s?[I,I]}",
-	                      "data", &data, "split", &split, "out", &out, "epochs", &epochs, "batch", &batch,
-	                      "threads", &threads, "limit", &limit, "checkpoint_every", &every, "lr", &o->lr, "val",
-	                      &o->val, "loss", &loss, "noise", &noise, "seed", &seed, "classes", &classes,
-	                      "contaminate", &contaminate, "resize", &rh, &rw) != 0;
+	          json_unpack(
+	                  own,
+	                  "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s?I, s:F, s:F, s:s, s:s, s:I, s?s, s?s, s?[I,I], s?s}",
+	                  "data", &data, "split", &split, "out", &out, "epochs", &epochs, "batch", &batch, "threads",
+	                  &threads, "limit", &limit, "checkpoint_every", &every, "lr", &o->lr, "val", &o->val, "loss",
+	                  &loss, "noise", &noise, "seed", &seed, "classes", &classes, "contaminate", &contaminate,
+	                  "resize", &rh, &rw, "input", &input) != 0;
 	/* The same bounds as the command line's. */
 	bad = bad || epochs < 1 || epochs > MAX_EPOCHS || batch < 1 || batch > 4096 || threads < 0 ||
 	      threads > AE_MAX_THREADS || limit < 0 || every < 0 || !(o->lr >= 1e-8 && o->lr <= 1.0) ||
@@ -86,7 +88,8 @@ static int opts_from_json(train_opts *o, json_t *v)
 		o->resize[0] = (int)rh, o->resize[1] = (int)rw;
 		o->seed = (uint64_t)seed;
 		o->loss = strcmp(loss, "bce") == 0 ? AE_LOSS_BCE : AE_LOSS_MSE;
-		bad = ae_noise_parse(&o->noise, noise, NULL) != AE_OK;
+		bad = ae_noise_parse(&o->noise, noise, NULL) != AE_OK ||
+		      ae_transform_parse(&o->transform, input, NULL) != AE_OK;
 	}
 	json_decref(own);
 	return bad ? -1 : 0;

@@ -21,6 +21,7 @@ typedef struct train_opts {
 	char data[2048], split[8], out[2048], resume[2048];
 	char classes[256], contaminate[32]; /* --classes, --contaminate; "" for none */
 	int resize[2];                      /* --resize HxW; 0x0 for none */
+	ae_transform transform;             /* --input; AE_TF_NONE for none */
 	ae_arch_spec spec;
 	long epochs, batch, threads, limit;
 	long checkpoint_every; /* batches between checkpoints; 0: only when stopped */

@@ -117,6 +117,13 @@ int cli_load_train_data(ae_dataset *ds, const char *path, const char *split, ae_
 	return 0;
 }
 
+void cli_corrupt(const ae_noise *nz, const ae_transform *tf, float *dst, const float *src, int n, int c, int h, int w,
+                 uint64_t seed, uint64_t tag, uint64_t index)
+{
+	ae_transform_apply(tf, dst, src, n, c, h, w, seed, tag ^ 0x7472616e73666fULL, index);
+	ae_noise_corrupt(nz, dst, dst, (size_t)n * c * h * w, seed, tag, index);
+}
+
 int cli_threads(long n)
 {
 	if (n <= 0) n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -19,11 +19,12 @@
 #include "ae/codes.h"
 #include "ae/image.h"
 #include "cli.h"
+#include "report.h"
 
 #define CHUNK 256
 
 typedef struct eval_opts {
-	const char *model, *data, *out;
+	const char *model, *data, *out, *grid;
 	char split[8];
 	long limit, normal, threads;
 	int noise_set;
@@ -53,19 +54,27 @@ static void eval_usage(FILE *f)
 	           "  --codes             eval: also the model as a compressor: for its code as f32, f16 and\n"
 	           "                      int8, bytes per image and the MSE and PSNR of what decodes from\n"
 	           "                      it; and the bytes of each image as PNG (lossless)\n"
+	           "  --grid FILE.png     eval: the first 16 images (top), what the model was given (if it\n"
+	           "                      was not the image itself) and its output, as one PNG\n"
 	           "  --threads N         threads (default: every core)\n"
 	           "  --out FILE          encode: output file, .npy or .csv\n");
 }
 
 static int parse(eval_opts *o, int argc, char **argv, const char *cmd)
 {
-	enum { O_SPLIT = 1000, O_NOISE, O_NORMAL, O_LIMIT, O_THREADS, O_OUT, O_RESIZE, O_CODES, O_HELP };
+	enum { O_SPLIT = 1000, O_NOISE, O_NORMAL, O_LIMIT, O_THREADS, O_OUT, O_RESIZE, O_CODES, O_GRID, O_HELP };
 	static const struct option lo[] = {
-		{ "split", 1, 0, O_SPLIT },         { "noise", 1, 0, O_NOISE },
-		{ "normal-class", 1, 0, O_NORMAL }, { "limit", 1, 0, O_LIMIT },
-		{ "threads", 1, 0, O_THREADS },     { "out", 1, 0, O_OUT },
-		{ "resize", 1, 0, O_RESIZE },       { "codes", 0, 0, O_CODES },
-		{ "help", 0, 0, O_HELP },           { 0, 0, 0, 0 },
+		{ "split", 1, 0, O_SPLIT },
+		{ "noise", 1, 0, O_NOISE },
+		{ "normal-class", 1, 0, O_NORMAL },
+		{ "limit", 1, 0, O_LIMIT },
+		{ "threads", 1, 0, O_THREADS },
+		{ "out", 1, 0, O_OUT },
+		{ "resize", 1, 0, O_RESIZE },
+		{ "codes", 0, 0, O_CODES },
+		{ "grid", 1, 0, O_GRID },
+		{ "help", 0, 0, O_HELP },
+		{ 0, 0, 0, 0 },
 	};
 	memset(o, 0, sizeof *o);
 	snprintf(o->split, sizeof o->split, "test");
@@ -97,6 +106,7 @@ static int parse(eval_opts *o, int argc, char **argv, const char *cmd)
 			break;
 		case O_OUT: o->out = optarg; break;
 		case O_CODES: o->codes = 1; break;
+		case O_GRID: o->grid = optarg; break;
 		case O_RESIZE:
 			if (cli_size("--resize", optarg, o->resize)) return -1;
 			break;
@@ -152,7 +162,8 @@ static void teardown(ae_model *m, ae_plan *p, ae_infer *w, ae_dataset *ds)
 /* Per-image MSE of the model's output on corrupted inputs against the clean
  * images (mse), of the corrupted inputs themselves (noisy), and the anomaly
  * score MSE(recon(x), x) of the clean images (score). */
-static int score_all(ae_infer *w, const ae_dataset *ds, const ae_noise *nz, double *mse, double *noisy, double *score)
+static int score_all(ae_infer *w, const ae_dataset *ds, const ae_noise *nz, const ae_transform *tf, double *mse,
+                     double *noisy, double *score)
 {
 	const size_t per = (size_t)ds->c * ds->h * ds->w;
 	float *x = malloc(CHUNK * per * sizeof(float)), *in = malloc(CHUNK * per * sizeof(float));
@@ -164,11 +175,11 @@ static int score_all(ae_infer *w, const ae_dataset *ds, const ae_noise *nz, doub
 		for (int i = 0; i < b; i++)
 			idx[i] = at + i;
 		ae_dataset_batch(ds, idx, b, x);
-		ae_noise_corrupt(nz, in, x, (size_t)b * per, 12345, 0x6576616c, (uint64_t)at);
+		cli_corrupt(nz, tf, in, x, b, ds->c, ds->h, ds->w, 12345, 0x6576616c, (uint64_t)at);
 		ae_infer_reconstruct(w, in, b, y, NULL);
 		ae_mse_per_image(mse + at, y, x, b, per);
 		ae_mse_per_image(noisy + at, in, x, b, per);
-		if (nz->kind != AE_NOISE_NONE) ae_infer_reconstruct(w, x, b, y, NULL);
+		if (nz->kind != AE_NOISE_NONE || tf->kind != AE_TF_NONE) ae_infer_reconstruct(w, x, b, y, NULL);
 		ae_mse_per_image(score + at, y, x, b, per);
 	}
 	free(x), free(in), free(y), free(idx);
@@ -283,7 +294,7 @@ int cmd_eval(int argc, char **argv)
 	const ae_noise nz = o.noise_set ? o.noise : m->noise;
 	double *mse = malloc((size_t)ds.n * sizeof *mse), *noisy = malloc((size_t)ds.n * sizeof *noisy);
 	double *score = malloc((size_t)ds.n * sizeof *score);
-	int rc = mse && noisy && score ? score_all(w, &ds, &nz, mse, noisy, score) : -1;
+	int rc = mse && noisy && score ? score_all(w, &ds, &nz, &m->transform, mse, noisy, score) : -1;
 	if (rc == 0) {
 		char ns[64];
 		ae_noise_format(&nz, ns, sizeof ns);
@@ -292,6 +303,13 @@ int cmd_eval(int argc, char **argv)
 		       ds.source, ds.n, ns);
 		printf("mse: %.6f\npsnr_db: %.3f\n", mm, 10.0 * log10(1.0 / mm));
 		if (nz.kind != AE_NOISE_NONE) printf("mse_noisy_input: %.6f\n", mean(noisy, ds.n));
+		if (m->transform.kind != AE_TF_NONE) {
+			/* what the model is given, as an answer itself: the bar it must clear */
+			char ts[32];
+			ae_transform_format(&m->transform, ts, sizeof ts);
+			double mi = mean(noisy, ds.n);
+			printf("input: %s\nmse_input: %.6f\npsnr_input_db: %.3f\n", ts, mi, 10.0 * log10(1.0 / mi));
+		}
 		for (int c = 0; ds.labels && c < ds.n_classes; c++) {
 			double s = 0;
 			int k = 0;
@@ -302,6 +320,13 @@ int cmd_eval(int argc, char **argv)
 	}
 	if (rc == 0 && o.normal >= 0) rc = auroc_all(m, w, &ds, o.normal);
 	if (rc == 0 && o.codes) rc = codes_report(m, w, &ds);
+	if (rc == 0 && o.grid) {
+		int idx[16], n = ds.n < 16 ? ds.n : 16;
+		for (int i = 0; i < n; i++)
+			idx[i] = i;
+		rc = report_grid(o.grid, w, &ds, idx, n, &nz, &m->transform, 12345);
+		if (rc == 0) printf("grid: %s\n", o.grid);
+	}
 	free(mse), free(noisy), free(score);
 	teardown(m, p, w, &ds);
 	return rc ? 1 : 0;

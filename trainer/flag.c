@@ -189,7 +189,10 @@ int cmd_flag(int argc, char **argv)
 	print_labels(&ds, flagged, nf);
 	rc = 0;
 	if (o.grid && nf) {
-		rc = report_grid(o.grid, w, &ds, flagged, nf < GRID_MAX ? nf : GRID_MAX, &(ae_noise){ 0 }, 0) ? 1 : 0;
+		rc = report_grid(o.grid, w, &ds, flagged, nf < GRID_MAX ? nf : GRID_MAX, &(ae_noise){ 0 },
+		                 &(ae_transform){ 0 }, 0)
+		             ? 1
+		             : 0;
 		if (rc == 0) printf("grid: %s\n", o.grid);
 	}
 out:

@@ -2,6 +2,7 @@
  * Progress display, loss CSV and reconstruction grid.
  */
 #include "report.h"
+#include "cli.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -59,11 +60,11 @@ int report_csv(const char *path, const epoch_row *rows, int n)
 }
 
 int report_grid(const char *path, ae_infer *w, const ae_dataset *ds, const int *idx, int n, const ae_noise *noise,
-                uint64_t seed)
+                const ae_transform *tf, uint64_t seed)
 {
 	const int c = ds->c, h = ds->h, wd = ds->w, gap = 2;
 	const size_t per = (size_t)c * h * wd;
-	const int rows = noise->kind != AE_NOISE_NONE ? 3 : 2;
+	const int rows = noise->kind != AE_NOISE_NONE || tf->kind != AE_TF_NONE ? 3 : 2;
 	const int H = rows * h + (rows - 1) * gap, W = n * wd + (n - 1) * gap;
 	float *clean = malloc((size_t)n * per * sizeof(float));
 	float *in = malloc((size_t)n * per * sizeof(float));
@@ -72,7 +73,7 @@ int report_grid(const char *path, ae_infer *w, const ae_dataset *ds, const int *
 	int rc = -1;
 	if (clean && in && out && img && u8) {
 		ae_dataset_batch(ds, idx, n, clean);
-		ae_noise_corrupt(noise, in, clean, (size_t)n * per, seed, 0x67726964, 0);
+		cli_corrupt(noise, tf, in, clean, n, c, h, wd, seed, 0x67726964, 0);
 		ae_infer_reconstruct(w, in, n, out, NULL);
 		memset(img, 128, (size_t)c * H * W);
 		const float *src[3] = { clean, in, out };

@@ -24,6 +24,6 @@ int report_csv(const char *path, const epoch_row *rows, int n);
 
 /* Rows: held-out inputs, their corrupted versions (if noise), reconstructions. */
 int report_grid(const char *path, ae_infer *w, const ae_dataset *ds, const int *idx, int n, const ae_noise *noise,
-                uint64_t seed);
+                const ae_transform *tf, uint64_t seed);
 
 #endif

@@ -68,6 +68,10 @@ static void train_usage(FILE *f)
 	           "  --loss NAME        mse (default) or bce\n"
 	           "  --noise SPEC       none (default), gaussian:MEAN:STD or saltpepper:P; inputs are\n"
 	           "                     corrupted, targets stay clean (a denoising autoencoder)\n"
+	           "  --input WHAT       image-to-image: the model is given a transform of each image and\n"
+	           "                     learns to give back the image: gray (colorization, needs\n"
+	           "                     --channels 3), downscale:K (super-resolution), mask:S (inpainting\n"
+	           "                     of an SxS square); with --noise, noise is added after it\n"
 	           "  --val X            fraction held out for validation and calibration (default 0.1)\n"
 	           "  --seed N           random seed (default 1); same seed and threads, same model\n"
 	           "  --threads N        threads (default: every core)\n"
@@ -109,6 +113,7 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 		O_LIMIT,
 		O_CLASSES,
 		O_RESIZE,
+		O_INPUT,
 		O_CONTAMINATE,
 		O_RESUME,
 		O_CKPT_EVERY,
@@ -135,6 +140,7 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 		{ "limit", 1, 0, O_LIMIT },
 		{ "classes", 1, 0, O_CLASSES },
 		{ "resize", 1, 0, O_RESIZE },
+		{ "input", 1, 0, O_INPUT },
 		{ "contaminate", 1, 0, O_CONTAMINATE },
 		{ "resume", 1, 0, O_RESUME },
 		{ "checkpoint-every", 1, 0, O_CKPT_EVERY },
@@ -229,6 +235,12 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 		case O_RESIZE:
 			if (cli_size("--resize", optarg, o->resize)) return -1;
 			break;
+		case O_INPUT:
+			if (ae_transform_parse(&o->transform, optarg, &err)) {
+				fprintf(stderr, "aetrain: --input: %s\n", err.msg);
+				return -1;
+			}
+			break;
 		case O_CLASSES:
 			if (strlen(optarg) >= sizeof o->classes) {
 				fprintf(stderr, "aetrain: --classes: longer than %zu characters\n",
@@ -278,8 +290,8 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 
 /* Mean per-image MSE of reconstructions of (corrupted) held-out images
  * against the clean ones; fills scores with MSE(recon(clean), clean). */
-static double validate(ae_infer *w, const ae_dataset *ds, const int *idx, int n, const ae_noise *nz, uint64_t seed,
-                       double *scores)
+static double validate(ae_infer *w, const ae_dataset *ds, const int *idx, int n, const ae_noise *nz,
+                       const ae_transform *tf, uint64_t seed, double *scores)
 {
 	const size_t per = (size_t)ds->c * ds->h * ds->w;
 	enum { CHUNK = 256 };
@@ -293,7 +305,7 @@ static double validate(ae_infer *w, const ae_dataset *ds, const int *idx, int n,
 	for (int at = 0; at < n; at += CHUNK) {
 		int b = n - at < CHUNK ? n - at : CHUNK;
 		ae_dataset_batch(ds, idx + at, b, x);
-		ae_noise_corrupt(nz, in, x, (size_t)b * per, seed, 0x76616c, (uint64_t)at);
+		cli_corrupt(nz, tf, in, x, b, ds->c, ds->h, ds->w, seed, 0x76616c, (uint64_t)at);
 		ae_infer_reconstruct(w, in, b, y, NULL);
 		ae_mse_per_image(mse, y, x, b, per);
 		for (int i = 0; i < b; i++)
@@ -324,7 +336,11 @@ static void fill_info(ae_model *m, const train_opts *o, long n_train, long n_val
 	time_t now = time(NULL);
 	strftime(t->date, sizeof t->date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
 	m->noise = o->noise;
-	snprintf(m->task, sizeof m->task, "%s", o->noise.kind == AE_NOISE_NONE ? "reconstruct" : "denoise");
+	m->transform = o->transform;
+	snprintf(m->task, sizeof m->task, "%s",
+	         o->transform.kind != AE_TF_NONE  ? "transform"
+	         : o->noise.kind == AE_NOISE_NONE ? "reconstruct"
+	                                          : "denoise");
 }
 
 static int write_outputs(ae_model *m, const train_opts *o, const ae_dataset *ds, const ae_dataset *others,
@@ -340,7 +356,7 @@ static int write_outputs(ae_model *m, const train_opts *o, const ae_dataset *ds,
 	char path[4096];
 	if (rc == 0) {
 		cli_sibling(path, sizeof path, o->out, ".grid.png");
-		rc = report_grid(path, w, ds, val_idx, n_val < 16 ? n_val : 16, &o->noise, o->seed);
+		rc = report_grid(path, w, ds, val_idx, n_val < 16 ? n_val : 16, &o->noise, &o->transform, o->seed);
 	}
 	if (rc == 0) {
 		cli_sibling(path, sizeof path, o->out, ".losses.csv");
@@ -385,9 +401,9 @@ static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds,
 			int n = n_train - b * B < B ? n_train - b * B : B;
 			ae_dataset_batch(ds, order + b * B, n, x);
 			const float *input = x;
-			if (o->noise.kind != AE_NOISE_NONE) {
-				ae_noise_corrupt(&o->noise, in, x, (size_t)n * per, o->seed, 1 + (uint64_t)e,
-				                 1 + (uint64_t)b);
+			if (o->noise.kind != AE_NOISE_NONE || o->transform.kind != AE_TF_NONE) {
+				cli_corrupt(&o->noise, &o->transform, in, x, n, ds->c, ds->h, ds->w, o->seed,
+				            1 + (uint64_t)e, 1 + (uint64_t)b);
 				input = in;
 			}
 			double loss = ae_trainer_step(tr, input, x, n, (float)o->lr);
@@ -431,7 +447,7 @@ static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds,
 		}
 		ae_plan *plan = ae_plan_new(m, &err);
 		ae_infer *w = plan ? ae_infer_new(plan, 256, (int)o->threads, &err) : NULL;
-		double vl = w && n_val ? validate(w, ds, val_idx, n_val, &o->noise, o->seed, NULL) : NAN;
+		double vl = w && n_val ? validate(w, ds, val_idx, n_val, &o->noise, &o->transform, o->seed, NULL) : NAN;
 		ae_infer_free(w);
 		ae_plan_free(plan);
 		epoch_row *row = &p->rows[p->n_rows++];
@@ -493,6 +509,10 @@ int cmd_train(int argc, char **argv)
 	if (rc == 0 && (m ? cli_load_data(&ds, o.data, o.split, &m->net.spec, resize, o.limit)
 	                  : cli_load_train_data(&ds, o.data, o.split, &o.spec, resize, o.limit)))
 		rc = 1;
+	if (rc == 0 && ae_transform_check(&o.transform, ds.c, ds.h, ds.w, &err)) {
+		fprintf(stderr, "aetrain: --input: %s\n", err.msg);
+		rc = 1;
+	}
 	ae_dataset others = { 0 };
 	if (rc == 0 && cli_others(&ds, o.classes, &others)) rc = 1;
 	if (rc == 0 && cli_select(&ds, o.classes, o.contaminate, o.seed)) rc = 1;

@@ -14,6 +14,7 @@
 
 #include "ae/error.h"
 #include "ae/noise.h"
+#include "ae/transform.h"
 
 #define AE_MAX_LAYERS 24
 /* What an architecture may ask for, checked by ae_net_build (the one
@@ -115,11 +116,12 @@ typedef struct ae_score_cal {
 
 typedef struct ae_model {
 	ae_net net;
-	float *params;      /* n_params, owned */
-	float *state;       /* n_state, owned */
-	int64_t bn_batches; /* PyTorch's num_batches_tracked */
-	char task[16];      /* "reconstruct" or "denoise" */
-	ae_noise noise;     /* corruption used in training */
+	float *params;          /* n_params, owned */
+	float *state;           /* n_state, owned */
+	int64_t bn_batches;     /* PyTorch's num_batches_tracked */
+	char task[16];          /* "reconstruct" or "denoise" */
+	ae_noise noise;         /* corruption used in training */
+	ae_transform transform; /* what the model is given, of what it must produce (ae/transform.h) */
 	ae_train_info train;
 	int n_quant; /* held-out per-image MSE quantiles */
 	double qp[AE_MAX_QUANTILES], qv[AE_MAX_QUANTILES];
