@@ -21,8 +21,14 @@ void ae_dataset_free(ae_dataset *ds)
 	if (!ds) return;
 	free(ds->pix);
 	free(ds->labels);
+	free(ds->input);
+	for (int i = 0; ds->names && i < ds->n_names; i++)
+		free(ds->names[i]);
+	free(ds->names);
 	ds->pix = NULL;
 	ds->labels = NULL;
+	ds->input = NULL;
+	ds->names = NULL;
 }
 
 static int exists(const char *p)
@@ -240,6 +246,16 @@ static int load_png_dir(ae_dataset *ds, const char *dir, int want_c, int oh, int
 		ds->n_classes = fl.n_classes;
 		fl.label = NULL;
 	}
+	/* The names, relative to the folder: what pairs one folder's files with another's. */
+	if (rc == AE_OK) {
+		const size_t skip = strlen(dir) + 1;
+		ds->names = fl.path;
+		ds->n_names = fl.n;
+		for (int i = 0; i < fl.n; i++)
+			memmove(fl.path[i], fl.path[i] + skip, strlen(fl.path[i] + skip) + 1);
+		fl.path = NULL;
+		fl.n = 0;
+	}
 	list_free(&fl);
 	return rc;
 }
@@ -274,6 +290,44 @@ int ae_dataset_load_sized(ae_dataset *ds, const char *path, const char *split, i
 	if (rc == AE_OK && h > 0 && (ds->h != h || ds->w != w)) rc = resample_set(ds, h, w, err);
 	if (rc) ae_dataset_free(ds);
 	return rc;
+}
+
+int ae_dataset_pair(ae_dataset *targets, ae_dataset *inputs, ae_error *err)
+{
+	if (!targets->names || !inputs->names)
+		return ae_fail(err, AE_ERR_INVAL, "pairs are two folders of PNG files paired by name; %s is not one",
+		               targets->names ? inputs->source : targets->source);
+	if (targets->c != inputs->c || targets->h != inputs->h || targets->w != inputs->w)
+		return ae_fail(err, AE_ERR_INVAL,
+		               "%s holds %dx%d images, %s %dx%d (height x width): pairs are one size", inputs->source,
+		               inputs->h, inputs->w, targets->source, targets->h, targets->w);
+	for (int i = 0; i < targets->n || i < inputs->n; i++) {
+		const char *a = i < inputs->n ? inputs->names[i] : NULL, *b = i < targets->n ? targets->names[i] : NULL;
+		if (!a || !b || strcmp(a, b) != 0) {
+			/* both lists are sorted: the smaller name is the one alone */
+			int in_only = a && (!b || strcmp(a, b) < 0);
+			return ae_fail(err, AE_ERR_INVAL, "%s/%s has no partner in %s",
+			               in_only ? inputs->source : targets->source, in_only ? a : b,
+			               in_only ? targets->source : inputs->source);
+		}
+	}
+	free(targets->input);
+	targets->input = inputs->pix;
+	inputs->pix = NULL;
+	ae_dataset_free(inputs);
+	return AE_OK;
+}
+
+void ae_dataset_batch_inputs(const ae_dataset *ds, const int *idx, int n, float *out)
+{
+	const size_t per = (size_t)ds->c * ds->h * ds->w;
+	const uint8_t *pix = ds->input ? ds->input : ds->pix;
+	for (int i = 0; i < n; i++) {
+		const uint8_t *src = pix + (size_t)idx[i] * per;
+		float *dst = out + (size_t)i * per;
+		for (size_t j = 0; j < per; j++)
+			dst[j] = src[j] * (1.0f / 255.0f);
+	}
 }
 
 void ae_dataset_batch(const ae_dataset *ds, const int *idx, int n, float *out)
@@ -330,6 +384,7 @@ int ae_dataset_select(ae_dataset *ds, uint64_t keep, int extra, double fraction,
 		if (!(take[i] || (c >= 0 && c < 64 && (keep >> c & 1)))) continue;
 		if (out != i) {
 			memmove(ds->pix + (size_t)out * per, ds->pix + (size_t)i * per, per);
+			if (ds->input) memmove(ds->input + (size_t)out * per, ds->input + (size_t)i * per, per);
 			ds->labels[out] = ds->labels[i];
 		}
 		out++;

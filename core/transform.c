@@ -14,6 +14,7 @@ int ae_transform_parse(ae_transform *t, const char *s, ae_error *err)
 	*t = (ae_transform){ AE_TF_NONE, 0 };
 	if (!s || strcmp(s, "none") == 0 || !*s) return AE_OK;
 	if (strcmp(s, "gray") == 0) return t->kind = AE_TF_GRAY, AE_OK;
+	if (strcmp(s, "pairs") == 0) return t->kind = AE_TF_PAIRS, AE_OK;
 	const char *colon = strchr(s, ':');
 	long k;
 	int down = colon && (size_t)(colon - s) == 9 && strncmp(s, "downscale", 9) == 0;
@@ -23,7 +24,8 @@ int ae_transform_parse(ae_transform *t, const char *s, ae_error *err)
 		t->k = (int)k;
 		return AE_OK;
 	}
-	return ae_fail(err, AE_ERR_INVAL, "'%s' is not none, gray, downscale:K (2..1024) or mask:S (1..1024)", s);
+	return ae_fail(err, AE_ERR_INVAL, "'%s' is not none, gray, downscale:K (2..1024), mask:S (1..1024) or pairs",
+	               s);
 }
 
 void ae_transform_format(const ae_transform *t, char *buf, size_t cap)
@@ -34,6 +36,8 @@ void ae_transform_format(const ae_transform *t, char *buf, size_t cap)
 		snprintf(buf, cap, "downscale:%d", t->k);
 	else if (t->kind == AE_TF_MASK)
 		snprintf(buf, cap, "mask:%d", t->k);
+	else if (t->kind == AE_TF_PAIRS)
+		snprintf(buf, cap, "pairs");
 	else
 		snprintf(buf, cap, "none");
 }
@@ -55,7 +59,8 @@ const char *ae_transform_expects(const ae_transform *t)
 	static const char *const what[] = { "an image like its training images",
 		                            "a gray image (as RGB, or gray, which is replicated); answers it in colour",
 		                            "an image shown at full size from one K times smaller; answers it sharp",
-		                            "an image with a part blacked out; answers it filled in" };
+		                            "an image with a part blacked out; answers it filled in",
+		                            "an image like its training inputs; answers what their pairs were like" };
 	return what[t->kind];
 }
 

@@ -65,6 +65,20 @@ expect_fail "downscale must divide the sides" "downscale:5 needs sides divisible
 	"$T" train --data "$TMPD/p64" --channels 3 --input downscale:5 --out "$TMPD/no.safetensors"
 expect_fail "an unknown transform" "'sepia' is not none, gray" "$T" train --data "$TMPD/p64" --input sepia --out "$TMPD/no.safetensors"
 
+# Explicit pairs: gray patches given, the colour ones of the same names given back.
+"$T" patches "$PH"/*.png --size 32x32 --stride 16 --channels 1 --out "$TMPD/pin" >/dev/null
+"$T" patches "$PH"/*.png --size 32x32 --stride 16 --out "$TMPD/pout" >/dev/null
+check "pairs (--targets) train" train "$TMPD/pin" pairs 3 --targets "$TMPD/pout"
+ev=$("$T" eval "$TMPD/pairs.safetensors" "$TMPD/pin" --targets "$TMPD/pout")
+check "eval of a pairs model against its targets" bash -c "grep -q '^input: pairs' <<<\"\$1\" && grep -q '^psnr_db: ' <<<\"\$1\"" _ "$ev"
+expect_fail "eval of a pairs model needs the targets" "was trained on pairs: --targets DIR" \
+	"$T" eval "$TMPD/pairs.safetensors" "$TMPD/pin"
+rm "$TMPD/pout/coffee-0016-0016.png"
+expect_fail "a file without a partner is named" "pin/coffee-0016-0016.png has no partner in" \
+	"$T" train --data "$TMPD/pin" --targets "$TMPD/pout" --channels 3 --out "$TMPD/no.safetensors"
+expect_fail "--targets with --input" "either given or made" \
+	"$T" train --data "$TMPD/pin" --targets "$TMPD/pout" --input gray --out "$TMPD/no.safetensors"
+
 # Served: PNG in, PNG out, of each model's size and channels.
 PORT=$((20000 + ($$ * 29) % 12000))
 U=http://127.0.0.1:$PORT

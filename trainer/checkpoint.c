@@ -16,12 +16,14 @@ static json_t *opts_json(const train_opts *o)
 	char noise[64], tf[32];
 	ae_noise_format(&o->noise, noise, sizeof noise);
 	ae_transform_format(&o->transform, tf, sizeof tf);
-	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:s, s:s, s:I, s:s, s:s, s:[i,i], s:s}",
-	                 "data", o->data, "split", o->split, "out", o->out, "epochs", (json_int_t)o->epochs, "batch",
-	                 (json_int_t)o->batch, "threads", (json_int_t)o->threads, "limit", (json_int_t)o->limit,
-	                 "checkpoint_every", (json_int_t)o->checkpoint_every, "lr", o->lr, "val", o->val, "loss",
-	                 o->loss == AE_LOSS_BCE ? "bce" : "mse", "noise", noise, "seed", (json_int_t)o->seed, "classes",
-	                 o->classes, "contaminate", o->contaminate, "resize", o->resize[0], o->resize[1], "input", tf);
+	return json_pack(
+	        "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:s, s:s, s:I, s:s, s:s, s:[i,i], s:s, s:s}",
+	        "data", o->data, "split", o->split, "out", o->out, "epochs", (json_int_t)o->epochs, "batch",
+	        (json_int_t)o->batch, "threads", (json_int_t)o->threads, "limit", (json_int_t)o->limit,
+	        "checkpoint_every", (json_int_t)o->checkpoint_every, "lr", o->lr, "val", o->val, "loss",
+	        o->loss == AE_LOSS_BCE ? "bce" : "mse", "noise", noise, "seed", (json_int_t)o->seed, "classes",
+	        o->classes, "contaminate", o->contaminate, "resize", o->resize[0], o->resize[1], "input", tf, "targets",
+	        o->targets);
 }
 
 int ckpt_save(const char *path, const train_opts *o, ae_model *m, ae_trainer *tr, const progress *p)
@@ -59,30 +61,32 @@ static int opts_from_json(train_opts *o, json_t *v)
 {
 	json_t *own = json_is_string(v) ? json_loads(json_string_value(v), 0, NULL) : json_incref(v);
 	const char *data = NULL, *split = NULL, *out = NULL, *loss = NULL, *noise = NULL, *classes = "",
-	           *contaminate = "", *input = "none";
+	           *contaminate = "", *input = "none", *targets = "";
 	json_int_t epochs, batch, threads, limit, seed, every = 0, rh = 0, rw = 0;
-	int bad = !json_is_object(own) ||
-	          json_unpack(
-	                  own,
-	                  "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s?I, s:F, s:F, s:s, s:s, s:I, s?s, s?s, s?[I,I], s?s}",
-	                  "data", &data, "split", &split, "out", &out, "epochs", &epochs, "batch", &batch, "threads",
-	                  &threads, "limit", &limit, "checkpoint_every", &every, "lr", &o->lr, "val", &o->val, "loss",
-	                  &loss, "noise", &noise, "seed", &seed, "classes", &classes, "contaminate", &contaminate,
-	                  "resize", &rh, &rw, "input", &input) != 0;
+	int bad =
+	        !json_is_object(own) ||
+	        json_unpack(
+	                own,
+	                "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s?I, s:F, s:F, s:s, s:s, s:I, s?s, s?s, s?[I,I], s?s, s?s}",
+	                "data", &data, "split", &split, "out", &out, "epochs", &epochs, "batch", &batch, "threads",
+	                &threads, "limit", &limit, "checkpoint_every", &every, "lr", &o->lr, "val", &o->val, "loss",
+	                &loss, "noise", &noise, "seed", &seed, "classes", &classes, "contaminate", &contaminate,
+	                "resize", &rh, &rw, "input", &input, "targets", &targets) != 0;
 	/* The same bounds as the command line's. */
 	bad = bad || epochs < 1 || epochs > MAX_EPOCHS || batch < 1 || batch > 4096 || threads < 0 ||
 	      threads > AE_MAX_THREADS || limit < 0 || every < 0 || !(o->lr >= 1e-8 && o->lr <= 1.0) ||
 	      !(o->val >= 0.0 && o->val <= 0.9) || (strcmp(split, "train") != 0 && strcmp(split, "test") != 0) ||
 	      (strcmp(loss, "mse") != 0 && strcmp(loss, "bce") != 0) || strlen(data) >= sizeof o->data ||
 	      strlen(out) >= sizeof o->out || strlen(classes) >= sizeof o->classes ||
-	      strlen(contaminate) >= sizeof o->contaminate || rh < 0 || rw < 0 || rh > AE_MAX_SIDE ||
-	      rw > AE_MAX_SIDE || (rh > 0) != (rw > 0);
+	      strlen(contaminate) >= sizeof o->contaminate || strlen(targets) >= sizeof o->targets || rh < 0 ||
+	      rw < 0 || rh > AE_MAX_SIDE || rw > AE_MAX_SIDE || (rh > 0) != (rw > 0);
 	if (!bad) {
 		snprintf(o->data, sizeof o->data, "%s", data);
 		snprintf(o->split, sizeof o->split, "%s", split);
 		snprintf(o->out, sizeof o->out, "%s", out);
 		snprintf(o->classes, sizeof o->classes, "%s", classes);
 		snprintf(o->contaminate, sizeof o->contaminate, "%s", contaminate);
+		snprintf(o->targets, sizeof o->targets, "%s", targets);
 		o->epochs = epochs, o->batch = batch, o->threads = threads, o->limit = limit;
 		o->checkpoint_every = every;
 		o->resize[0] = (int)rh, o->resize[1] = (int)rw;

@@ -19,6 +19,7 @@
 
 typedef struct train_opts {
 	char data[2048], split[8], out[2048], resume[2048];
+	char targets[2048];                 /* --targets DIR: the images --data's are paired with; "" for none */
 	char classes[256], contaminate[32]; /* --classes, --contaminate; "" for none */
 	int resize[2];                      /* --resize HxW; 0x0 for none */
 	ae_transform transform;             /* --input; AE_TF_NONE for none */

@@ -71,6 +71,25 @@ int cli_size(const char *opt, const char *s, int size[2])
 	return 0;
 }
 
+int cli_pair(ae_dataset *ds, const char *targets, const char *split, const ae_arch_spec *spec, const int resize[2],
+             long limit)
+{
+	ae_dataset t;
+	ae_error err = { 0 };
+	if (cli_load_data(&t, targets, split, spec, resize, limit)) {
+		ae_dataset_free(ds);
+		return -1;
+	}
+	if (ae_dataset_pair(&t, ds, &err)) {
+		fprintf(stderr, "aetrain: --targets: %s\n", err.msg);
+		ae_dataset_free(&t);
+		ae_dataset_free(ds);
+		return -1;
+	}
+	*ds = t;
+	return 0;
+}
+
 const int *cli_model_resize(const ae_model *m, int size[2])
 {
 	return m->train.resize[0] && sscanf(m->train.resize, "%dx%d", &size[0], &size[1]) == 2 ? size : NULL;
@@ -122,6 +141,14 @@ void cli_corrupt(const ae_noise *nz, const ae_transform *tf, float *dst, const f
 {
 	ae_transform_apply(tf, dst, src, n, c, h, w, seed, tag ^ 0x7472616e73666fULL, index);
 	ae_noise_corrupt(nz, dst, dst, (size_t)n * c * h * w, seed, tag, index);
+}
+
+void cli_batch(const ae_dataset *ds, const int *idx, int n, float *x, float *in, const ae_noise *nz,
+               const ae_transform *tf, uint64_t seed, uint64_t tag, uint64_t index)
+{
+	ae_dataset_batch(ds, idx, n, x);
+	if (ds->input) ae_dataset_batch_inputs(ds, idx, n, in);
+	cli_corrupt(nz, tf, in, ds->input ? in : x, n, ds->c, ds->h, ds->w, seed, tag, index);
 }
 
 int cli_threads(long n)

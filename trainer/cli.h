@@ -29,6 +29,11 @@ int cli_size(const char *opt, const char *s, int size[2]);
  * -1 on failure. limit > 0 keeps only the first limit images. */
 int cli_load_data(ae_dataset *ds, const char *path, const char *split, const ae_arch_spec *spec, const int resize[2],
                   long limit);
+/* Replaces ds (the inputs) by the PNG folder `targets`, its images paired
+ * with ds's by name (ae_dataset_pair), loaded the same way (model size,
+ * resize, limit). Prints the error and returns -1 on failure (ds freed). */
+int cli_pair(ae_dataset *ds, const char *targets, const char *split, const ae_arch_spec *spec, const int resize[2],
+             long limit);
 /* The resampling a model was trained with (into size), or NULL. */
 const int *cli_model_resize(const ae_model *m, int size[2]);
 /* The same for a new model: its size is taken from the data (spec->h, w),
@@ -62,6 +67,12 @@ int cli_others(const ae_dataset *ds, const char *classes, ae_dataset *others);
  * drawing from the stream (seed, tag, index). dst may be src. */
 void cli_corrupt(const ae_noise *nz, const ae_transform *tf, float *dst, const float *src, int n, int c, int h, int w,
                  uint64_t seed, uint64_t tag, uint64_t index);
+
+/* Images idx of ds into x (what the model must produce) and what it is
+ * given into in: the paired inputs if ds has them, else the images, then
+ * cli_corrupt. */
+void cli_batch(const ae_dataset *ds, const int *idx, int n, float *x, float *in, const ae_noise *nz,
+               const ae_transform *tf, uint64_t seed, uint64_t tag, uint64_t index);
 
 /* "dir/name.safetensors" + ".grid.png" -> "dir/name.grid.png" */
 void cli_sibling(char *out, size_t cap, const char *model_path, const char *suffix);

@@ -29,8 +29,9 @@ typedef struct eval_opts {
 	long limit, normal, threads;
 	int noise_set;
 	ae_noise noise;
-	int resize[2]; /* --resize; 0x0: the model's own (if it was trained with one) */
-	int codes;     /* --codes: the compression report */
+	int resize[2];       /* --resize; 0x0: the model's own (if it was trained with one) */
+	int codes;           /* --codes: the compression report */
+	const char *targets; /* --targets DIR: DATA's pairs (a model trained on pairs) */
 } eval_opts;
 
 static void eval_usage(FILE *f)
@@ -56,25 +57,32 @@ static void eval_usage(FILE *f)
 	           "                      it; and the bytes of each image as PNG (lossless)\n"
 	           "  --grid FILE.png     eval: the first 16 images (top), what the model was given (if it\n"
 	           "                      was not the image itself) and its output, as one PNG\n"
+	           "  --targets DIR       a model trained on pairs: DATA's images are its inputs, the PNGs\n"
+	           "                      of the same names in DIR what it should give back\n"
 	           "  --threads N         threads (default: every core)\n"
 	           "  --out FILE          encode: output file, .npy or .csv\n");
 }
 
 static int parse(eval_opts *o, int argc, char **argv, const char *cmd)
 {
-	enum { O_SPLIT = 1000, O_NOISE, O_NORMAL, O_LIMIT, O_THREADS, O_OUT, O_RESIZE, O_CODES, O_GRID, O_HELP };
+	enum {
+		O_SPLIT = 1000,
+		O_NOISE,
+		O_NORMAL,
+		O_LIMIT,
+		O_THREADS,
+		O_OUT,
+		O_RESIZE,
+		O_CODES,
+		O_GRID,
+		O_TARGETS,
+		O_HELP
+	};
 	static const struct option lo[] = {
-		{ "split", 1, 0, O_SPLIT },
-		{ "noise", 1, 0, O_NOISE },
-		{ "normal-class", 1, 0, O_NORMAL },
-		{ "limit", 1, 0, O_LIMIT },
-		{ "threads", 1, 0, O_THREADS },
-		{ "out", 1, 0, O_OUT },
-		{ "resize", 1, 0, O_RESIZE },
-		{ "codes", 0, 0, O_CODES },
-		{ "grid", 1, 0, O_GRID },
-		{ "help", 0, 0, O_HELP },
-		{ 0, 0, 0, 0 },
+		{ "split", 1, 0, O_SPLIT },     { "noise", 1, 0, O_NOISE },     { "normal-class", 1, 0, O_NORMAL },
+		{ "limit", 1, 0, O_LIMIT },     { "threads", 1, 0, O_THREADS }, { "out", 1, 0, O_OUT },
+		{ "resize", 1, 0, O_RESIZE },   { "codes", 0, 0, O_CODES },     { "grid", 1, 0, O_GRID },
+		{ "targets", 1, 0, O_TARGETS }, { "help", 0, 0, O_HELP },       { 0, 0, 0, 0 },
 	};
 	memset(o, 0, sizeof *o);
 	snprintf(o->split, sizeof o->split, "test");
@@ -107,6 +115,7 @@ static int parse(eval_opts *o, int argc, char **argv, const char *cmd)
 		case O_OUT: o->out = optarg; break;
 		case O_CODES: o->codes = 1; break;
 		case O_GRID: o->grid = optarg; break;
+		case O_TARGETS: o->targets = optarg; break;
 		case O_RESIZE:
 			if (cli_size("--resize", optarg, o->resize)) return -1;
 			break;
@@ -144,7 +153,13 @@ static int setup(const eval_opts *o, ae_model **m, ae_plan **p, ae_infer **w, ae
 	}
 	int rs[2];
 	const int *resize = o->resize[0] ? o->resize : cli_model_resize(*m, rs);
-	if (cli_load_data(ds, o->data, o->split, &(*m)->net.spec, resize, o->limit)) {
+	if ((*m)->transform.kind == AE_TF_PAIRS && !o->targets) {
+		fprintf(stderr, "aetrain: %s was trained on pairs: --targets DIR gives DATA's\n", o->model);
+		teardown(*m, *p, *w, ds);
+		return -1;
+	}
+	if (cli_load_data(ds, o->data, o->split, &(*m)->net.spec, resize, o->limit) ||
+	    (o->targets && cli_pair(ds, o->targets, o->split, &(*m)->net.spec, resize, o->limit))) {
 		teardown(*m, *p, *w, ds);
 		return -1;
 	}
@@ -174,8 +189,7 @@ static int score_all(ae_infer *w, const ae_dataset *ds, const ae_noise *nz, cons
 		int b = ds->n - at < CHUNK ? ds->n - at : CHUNK;
 		for (int i = 0; i < b; i++)
 			idx[i] = at + i;
-		ae_dataset_batch(ds, idx, b, x);
-		cli_corrupt(nz, tf, in, x, b, ds->c, ds->h, ds->w, 12345, 0x6576616c, (uint64_t)at);
+		cli_batch(ds, idx, b, x, in, nz, tf, 12345, 0x6576616c, (uint64_t)at);
 		ae_infer_reconstruct(w, in, b, y, NULL);
 		ae_mse_per_image(mse + at, y, x, b, per);
 		ae_mse_per_image(noisy + at, in, x, b, per);

@@ -72,8 +72,7 @@ int report_grid(const char *path, ae_infer *w, const ae_dataset *ds, const int *
 	uint8_t *img = malloc((size_t)c * H * W), *u8 = malloc(per);
 	int rc = -1;
 	if (clean && in && out && img && u8) {
-		ae_dataset_batch(ds, idx, n, clean);
-		cli_corrupt(noise, tf, in, clean, n, c, h, wd, seed, 0x67726964, 0);
+		cli_batch(ds, idx, n, clean, in, noise, tf, seed, 0x67726964, 0);
 		ae_infer_reconstruct(w, in, n, out, NULL);
 		memset(img, 128, (size_t)c * H * W);
 		const float *src[3] = { clean, in, out };

@@ -72,6 +72,8 @@ static void train_usage(FILE *f)
 	           "                     learns to give back the image: gray (colorization, needs\n"
 	           "                     --channels 3), downscale:K (super-resolution), mask:S (inpainting\n"
 	           "                     of an SxS square); with --noise, noise is added after it\n"
+	           "  --targets DIR      image-to-image from pairs: the model is given each PNG of --data and\n"
+	           "                     learns to give back the PNG of the same name in DIR\n"
 	           "  --val X            fraction held out for validation and calibration (default 0.1)\n"
 	           "  --seed N           random seed (default 1); same seed and threads, same model\n"
 	           "  --threads N        threads (default: every core)\n"
@@ -114,6 +116,7 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 		O_CLASSES,
 		O_RESIZE,
 		O_INPUT,
+		O_TARGETS,
 		O_CONTAMINATE,
 		O_RESUME,
 		O_CKPT_EVERY,
@@ -141,6 +144,7 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 		{ "classes", 1, 0, O_CLASSES },
 		{ "resize", 1, 0, O_RESIZE },
 		{ "input", 1, 0, O_INPUT },
+		{ "targets", 1, 0, O_TARGETS },
 		{ "contaminate", 1, 0, O_CONTAMINATE },
 		{ "resume", 1, 0, O_RESUME },
 		{ "checkpoint-every", 1, 0, O_CKPT_EVERY },
@@ -235,6 +239,14 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 		case O_RESIZE:
 			if (cli_size("--resize", optarg, o->resize)) return -1;
 			break;
+		case O_TARGETS:
+			if (strlen(optarg) >= sizeof o->targets) {
+				fprintf(stderr, "aetrain: --targets: longer than %zu characters\n",
+				        sizeof o->targets - 1);
+				return -1;
+			}
+			snprintf(o->targets, sizeof o->targets, "%s", optarg);
+			break;
 		case O_INPUT:
 			if (ae_transform_parse(&o->transform, optarg, &err)) {
 				fprintf(stderr, "aetrain: --input: %s\n", err.msg);
@@ -278,6 +290,11 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 		return -1;
 	}
 	if (cli_check_selection(o->classes, o->contaminate)) return -1;
+	if (o->targets[0] && o->transform.kind != AE_TF_NONE) {
+		fprintf(stderr, "aetrain: --targets and --input: the inputs are either given or made, not both\n");
+		return -1;
+	}
+	if (o->targets[0]) o->transform.kind = AE_TF_PAIRS;
 	ae_arch_defaults(&o->spec, arch, NULL);
 	o->spec.c = channels;
 	if (latent > 0) o->spec.latent = latent;
@@ -304,8 +321,7 @@ static double validate(ae_infer *w, const ae_dataset *ds, const int *idx, int n,
 	}
 	for (int at = 0; at < n; at += CHUNK) {
 		int b = n - at < CHUNK ? n - at : CHUNK;
-		ae_dataset_batch(ds, idx + at, b, x);
-		cli_corrupt(nz, tf, in, x, b, ds->c, ds->h, ds->w, seed, 0x76616c, (uint64_t)at);
+		cli_batch(ds, idx + at, b, x, in, nz, tf, seed, 0x76616c, (uint64_t)at);
 		ae_infer_reconstruct(w, in, b, y, NULL);
 		ae_mse_per_image(mse, y, x, b, per);
 		for (int i = 0; i < b; i++)
@@ -399,13 +415,16 @@ static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds,
 		const int start = p->batch;
 		for (int b = p->batch; b < batches; b++) {
 			int n = n_train - b * B < B ? n_train - b * B : B;
-			ae_dataset_batch(ds, order + b * B, n, x);
-			const float *input = x;
-			if (o->noise.kind != AE_NOISE_NONE || o->transform.kind != AE_TF_NONE) {
-				cli_corrupt(&o->noise, &o->transform, in, x, n, ds->c, ds->h, ds->w, o->seed,
-				            1 + (uint64_t)e, 1 + (uint64_t)b);
-				input = in;
-			}
+			/* the model is given the images themselves, or (an image-to-image
+			 * model, a denoiser) something made from them */
+			const int same = !ds->input && o->noise.kind == AE_NOISE_NONE &&
+			                 o->transform.kind == AE_TF_NONE;
+			if (same)
+				ae_dataset_batch(ds, order + b * B, n, x);
+			else
+				cli_batch(ds, order + b * B, n, x, in, &o->noise, &o->transform, o->seed,
+				          1 + (uint64_t)e, 1 + (uint64_t)b);
+			const float *input = same ? x : in;
 			double loss = ae_trainer_step(tr, input, x, n, (float)o->lr);
 			if (!isfinite(loss)) {
 				fprintf(stderr, "\naetrain: loss became %g at epoch %d batch %d; try a lower --lr\n",
@@ -508,6 +527,8 @@ int cmd_train(int argc, char **argv)
 	const int *resize = o.resize[0] ? o.resize : NULL;
 	if (rc == 0 && (m ? cli_load_data(&ds, o.data, o.split, &m->net.spec, resize, o.limit)
 	                  : cli_load_train_data(&ds, o.data, o.split, &o.spec, resize, o.limit)))
+		rc = 1;
+	if (rc == 0 && o.targets[0] && cli_pair(&ds, o.targets, o.split, m ? &m->net.spec : &o.spec, resize, o.limit))
 		rc = 1;
 	if (rc == 0 && ae_transform_check(&o.transform, ds.c, ds.h, ds.w, &err)) {
 		fprintf(stderr, "aetrain: --input: %s\n", err.msg);

@@ -16,6 +16,9 @@ typedef struct ae_dataset {
 	uint8_t *pix;    /* (n, c, h, w), owned */
 	int16_t *labels; /* n class labels, or NULL; owned */
 	int n_classes;   /* 1 + largest label, 0 without labels */
+	char **names;    /* a PNG folder's files, relative to it, or NULL; owned */
+	int n_names;     /* how many names (n may be cut below it by a limit) */
+	uint8_t *input;  /* paired inputs (ae_dataset_pair), as pix; NULL: the model is given pix */
 	char source[4096];
 } ae_dataset;
 
@@ -29,6 +32,14 @@ typedef struct ae_dataset {
  * Every image must have the same size. Errors name the file and the problem.
  */
 int ae_dataset_load(ae_dataset *ds, const char *path, const char *split, int want_c, ae_error *err);
+/* Makes inputs the images targets' are paired with (an image-to-image model
+ * learns to give targets' image for inputs' one): both PNG folders of the
+ * same size holding the same file names; inputs' pixels move to
+ * targets->input and inputs is freed. The error names the first file
+ * without a partner. */
+int ae_dataset_pair(ae_dataset *targets, ae_dataset *inputs, ae_error *err);
+/* The model's inputs for images idx: the paired ones if any, else the images. */
+void ae_dataset_batch_inputs(const ae_dataset *ds, const int *idx, int n, float *out);
 /* The same, every image resampled (bilinear) to h x w as it is read; h = w
  * = 0 keeps the size (and then every image must have the same). */
 int ae_dataset_load_sized(ae_dataset *ds, const char *path, const char *split, int want_c, int h, int w, ae_error *err);

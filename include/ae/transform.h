@@ -6,6 +6,7 @@
  *   gray          colour to gray, replicated over the three channels: colorization
  *   downscale:K   each KxK block averaged, shown at full size: super-resolution
  *   mask:S        an SxS square of each image blacked out, placed at random: inpainting
+ *   pairs         another image, given with each (aetrain --targets): anything to anything
  *
  * Applied to batches of floats in [0, 1]; mask places its squares from a
  * named random stream, so the same (seed, tag, index) masks the same way.
@@ -17,7 +18,7 @@
 
 #include "ae/error.h"
 
-enum { AE_TF_NONE, AE_TF_GRAY, AE_TF_DOWNSCALE, AE_TF_MASK };
+enum { AE_TF_NONE, AE_TF_GRAY, AE_TF_DOWNSCALE, AE_TF_MASK, AE_TF_PAIRS };
 
 typedef struct ae_transform {
 	int kind;
