@@ -53,6 +53,18 @@ int cli_split(const char *v, char *out, size_t cap)
 	return 0;
 }
 
+int cli_channels(const char *s, long *out)
+{
+	long v;
+	if (cli_int("--channels", s, 1, 3, &v)) return -1;
+	if (v == 2) {
+		fprintf(stderr, "aetrain: --channels: must be 1 or 3\n");
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
 int cli_size(const char *opt, const char *s, int size[2])
 {
 	char *end;

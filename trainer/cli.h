@@ -17,6 +17,9 @@ int cli_int(const char *opt, const char *s, long lo, long hi, long *out);
 int cli_float(const char *opt, const char *s, double lo, double hi, double *out);
 int cli_u64(const char *opt, const char *s, uint64_t *out);
 
+/* --channels: 1 (gray) or 3 (RGB), the two an image is read as. */
+int cli_channels(const char *s, long *out);
+
 /* Accepts "train" or "test" for --split into out; prints and returns -1 otherwise. */
 int cli_split(const char *v, char *out, size_t cap);
 

@@ -132,10 +132,7 @@ int cmd_export(int argc, char **argv)
 			if (cli_int("--limit", optarg, 1, 100000, &limit)) return 2;
 			break;
 		case O_CHANNELS:
-			if (cli_int("--channels", optarg, 1, 3, &channels) || channels == 2) {
-				if (channels == 2) fprintf(stderr, "aetrain: --channels: must be 1 or 3\n");
-				return 2;
-			}
+			if (cli_channels(optarg, &channels)) return 2;
 			break;
 		case O_NOISE:
 			if (ae_noise_parse(&nz, optarg, &err)) {

@@ -118,10 +118,7 @@ int cmd_patches(int argc, char **argv)
 			if (cli_int("--scale", optarg, 1, 64, &o.scale)) return 2;
 			break;
 		case O_CHANNELS:
-			if (cli_int("--channels", optarg, 1, 3, &o.channels) || o.channels == 2) {
-				if (o.channels == 2) fprintf(stderr, "aetrain: --channels: must be 1 or 3\n");
-				return 2;
-			}
+			if (cli_channels(optarg, &o.channels)) return 2;
 			break;
 		case O_HELP: patches_usage(stdout); return 0;
 		default:

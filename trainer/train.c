@@ -194,11 +194,7 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 			}
 			break;
 		case O_CHANNELS:
-			if (cli_int("--channels", optarg, 1, 3, &v)) return -1;
-			if (v == 2) {
-				fprintf(stderr, "aetrain: --channels: must be 1 or 3\n");
-				return -1;
-			}
+			if (cli_channels(optarg, &v)) return -1;
 			channels = (int)v;
 			break;
 		case O_EPOCHS:
