@@ -616,6 +616,7 @@ document.addEventListener('DOMContentLoaded', () => {
     state.key = $('key').value.trim();
     sessionStorage.setItem('aeserve-key', state.key);
     $('key-form').hidden = true;
+    showError(null); // the 401's message is answered; a new failure will say so
     run(state.model ? chooseModel(state.model.name) : start());
   });
   run(start());

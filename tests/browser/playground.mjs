@@ -182,7 +182,7 @@ async function withKey(url, key) {
   await page.keyboard.press('Enter');
   await page.waitForFunction(() => performance.getEntriesByName('first-reconstruction').length > 0, { timeout: 20000 });
   check('with the key, the page reconstructs', true);
-  check('the error is gone', await page.$eval('#error', (e) => e.hidden));
+  check('the error is gone', await page.waitForFunction(() => document.getElementById('error').hidden, { timeout: 5000 }).then(() => true, () => false));
   check('no other console errors', page.errors.length === 0, page.errors.join(' | '));
 }
 
