@@ -53,6 +53,16 @@ int cli_split(const char *v, char *out, size_t cap)
 	return 0;
 }
 
+int cli_text(const char *opt, const char *s, char *buf, size_t cap)
+{
+	if (strlen(s) >= cap) {
+		fprintf(stderr, "aetrain: %s: longer than %zu characters\n", opt, cap - 1);
+		return -1;
+	}
+	memcpy(buf, s, strlen(s) + 1);
+	return 0;
+}
+
 int cli_channels(const char *s, long *out)
 {
 	long v;

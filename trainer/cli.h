@@ -17,6 +17,9 @@ int cli_int(const char *opt, const char *s, long lo, long hi, long *out);
 int cli_float(const char *opt, const char *s, double lo, double hi, double *out);
 int cli_u64(const char *opt, const char *s, uint64_t *out);
 
+/* A text option (a path, a list) into buf of cap bytes; one that does not
+ * fit is refused, never cut short. */
+int cli_text(const char *opt, const char *s, char *buf, size_t cap);
 /* --channels: 1 (gray) or 3 (RGB), the two an image is read as. */
 int cli_channels(const char *s, long *out);
 

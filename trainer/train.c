@@ -165,11 +165,15 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
-		case O_DATA: snprintf(o->data, sizeof o->data, "%s", optarg); break;
+		case O_DATA:
+			if (cli_text("--data", optarg, o->data, sizeof o->data)) return -1;
+			break;
 		case O_SPLIT:
 			if (cli_split(optarg, o->split, sizeof o->split)) return -1;
 			break;
-		case O_OUT: snprintf(o->out, sizeof o->out, "%s", optarg); break;
+		case O_OUT:
+			if (cli_text("--out", optarg, o->out, sizeof o->out)) return -1;
+			break;
 		case O_ARCH:
 			if (strcmp(optarg, "conv") != 0 && strcmp(optarg, "dense") != 0) {
 				fprintf(stderr, "aetrain: --arch: '%s' is neither conv nor dense\n", optarg);
@@ -236,12 +240,7 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 			if (cli_size("--resize", optarg, o->resize)) return -1;
 			break;
 		case O_TARGETS:
-			if (strlen(optarg) >= sizeof o->targets) {
-				fprintf(stderr, "aetrain: --targets: longer than %zu characters\n",
-				        sizeof o->targets - 1);
-				return -1;
-			}
-			snprintf(o->targets, sizeof o->targets, "%s", optarg);
+			if (cli_text("--targets", optarg, o->targets, sizeof o->targets)) return -1;
 			break;
 		case O_INPUT:
 			if (ae_transform_parse(&o->transform, optarg, &err)) {
@@ -250,22 +249,14 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 			}
 			break;
 		case O_CLASSES:
-			if (strlen(optarg) >= sizeof o->classes) {
-				fprintf(stderr, "aetrain: --classes: longer than %zu characters\n",
-				        sizeof o->classes - 1);
-				return -1;
-			}
-			snprintf(o->classes, sizeof o->classes, "%s", optarg);
+			if (cli_text("--classes", optarg, o->classes, sizeof o->classes)) return -1;
 			break;
 		case O_CONTAMINATE:
-			if (strlen(optarg) >= sizeof o->contaminate) {
-				fprintf(stderr, "aetrain: --contaminate: longer than %zu characters\n",
-				        sizeof o->contaminate - 1);
-				return -1;
-			}
-			snprintf(o->contaminate, sizeof o->contaminate, "%s", optarg);
+			if (cli_text("--contaminate", optarg, o->contaminate, sizeof o->contaminate)) return -1;
 			break;
-		case O_RESUME: snprintf(o->resume, sizeof o->resume, "%s", optarg); break;
+		case O_RESUME:
+			if (cli_text("--resume", optarg, o->resume, sizeof o->resume)) return -1;
+			break;
 		case O_CKPT_EVERY:
 			if (cli_int("--checkpoint-every", optarg, 1, 100000000, &o->checkpoint_every)) return -1;
 			break;
