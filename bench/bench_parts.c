@@ -2,7 +2,9 @@
  * bench_parts: the engine's parts, for comparing two builds of a change
  * (run each build's binary in turn, several times: the host is noisy).
  *
- *   bench_parts layers [IMAGES]   each conv preset layer as a direct
+ *   bench_parts layers [IMAGES [C H W]]
+ *                                 each conv preset layer (at C x H x W,
+ *                                 default 1x28x28) as a direct
  *                                 convolution, one thread: us per image
  *                                 and GFLOP/s, then the five together
  *   bench_parts train LANES STEPS training steps of batch 32 on the conv
@@ -29,19 +31,20 @@ static double clock_s(clockid_t id)
 
 static float *rand_buf(ae_rng *r, size_t n, float scale)
 {
-	float *p = malloc(n * sizeof(float));
+	float *p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
 	for (size_t i = 0; p && i < n; i++)
 		p[i] = (2.0f * ae_rng_uniform(r) - 1.0f) * scale;
 	return p;
 }
 
-static int layers(int n)
+static int layers(int n, int c, int h, int width)
 {
-	/* conv preset, 28x28: transposed, ic, ih, iw, oc, oh, ow, k, stride, pad */
+	/* conv preset at c x h x w: transposed, ic, ih, iw, oc, oh, ow, k, stride, pad */
+	const int h2 = h / 2, w2 = width / 2, h4 = h / 4, w4 = width / 4;
 	const ae_dconv_shape sh[5] = {
-		{ 0, 1, 28, 28, 32, 14, 14, 3, 2, 1 }, { 0, 32, 14, 14, 64, 7, 7, 3, 2, 1 },
-		{ 1, 64, 7, 7, 64, 14, 14, 3, 2, 1 },  { 1, 64, 14, 14, 32, 28, 28, 3, 2, 1 },
-		{ 1, 32, 28, 28, 1, 28, 28, 3, 1, 1 },
+		{ 0, c, h, width, 32, h2, w2, 3, 2, 1 },   { 0, 32, h2, w2, 64, h4, w4, 3, 2, 1 },
+		{ 1, 64, h4, w4, 64, h2, w2, 3, 2, 1 },    { 1, 64, h2, w2, 32, h, width, 3, 2, 1 },
+		{ 1, 32, h, width, c, h, width, 3, 1, 1 },
 	};
 	ae_rng r;
 	ae_rng_seed(&r, 1);
@@ -50,7 +53,7 @@ static int layers(int n)
 		const ae_dconv_shape *s = &sh[i];
 		size_t xs = (size_t)n * s->ic * s->ih * s->iw, ys = (size_t)n * s->oc * s->oh * s->ow;
 		float *w = rand_buf(&r, (size_t)s->ic * s->oc * 9, 0.1f), *b = rand_buf(&r, (size_t)s->oc, 0.1f);
-		float *x = rand_buf(&r, xs, 1.0f), *y = malloc(ys * sizeof(float));
+		float *x = rand_buf(&r, xs, 1.0f), *y = aligned_alloc(64, (ys * sizeof(float) + 63) / 64 * 64);
 		ae_epilogue ep = { .bias = b, .act = i == 4 ? AE_ACT_SIGMOID : AE_ACT_LRELU, .slope = 0.2f };
 		ae_dconv d;
 		if (!w || !b || !x || !y || ae_dconv_init(&d, s, w, &ep) != 0) {
@@ -109,9 +112,17 @@ static int train(int lanes, int steps)
 
 int main(int argc, char **argv)
 {
-	if (argc >= 2 && strcmp(argv[1], "layers") == 0) return layers(argc > 2 ? atoi(argv[2]) : 8);
+	if (argc >= 2 && strcmp(argv[1], "layers") == 0) {
+		int n = argc > 2 ? atoi(argv[2]) : 8, c = argc > 5 ? atoi(argv[3]) : 1;
+		int h = argc > 5 ? atoi(argv[4]) : 28, w = argc > 5 ? atoi(argv[5]) : 28;
+		if (n < 1 || c < 1 || h < 4 || w < 4 || h % 4 || w % 4) {
+			fprintf(stderr, "bench_parts layers: IMAGES >= 1, C >= 1, H and W multiples of 4\n");
+			return 2;
+		}
+		return layers(n, c, h, w);
+	}
 	if (argc == 4 && strcmp(argv[1], "train") == 0 && atoi(argv[2]) >= 1 && atoi(argv[3]) >= 1)
 		return train(atoi(argv[2]), atoi(argv[3]));
-	fprintf(stderr, "usage: bench_parts layers [IMAGES] | bench_parts train LANES STEPS\n");
+	fprintf(stderr, "usage: bench_parts layers [IMAGES [C H W]] | bench_parts train LANES STEPS\n");
 	return 2;
 }

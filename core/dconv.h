@@ -14,8 +14,11 @@
  * Kernels: 6 output pixels x 16 (or 8) output channels per tile with FMA
  * vectors along the channels, for layers with at least 8 output channels;
  * a dot product along the input channels for narrower ones (the decoder's
- * 1-channel output layer). AVX2+FMA versions run when the CPU has them
- * (checked at run time); portable C versions otherwise.
+ * 1-channel output layer). AVX-512 versions (6 pixels x up to 64 channels
+ * per tile) or AVX2+FMA ones run when the CPU has them (checked at run
+ * time); portable C versions otherwise. Every output is one FMA chain in
+ * the same order in the wide kernels of each set, so the AVX2 and AVX-512
+ * wide kernels give the same bits.
  */
 #ifndef AE_DCONV_H
 #define AE_DCONV_H
@@ -35,6 +38,9 @@ typedef struct ae_dconv_shape {
 
 #define AE_DCONV_MAX_K 11
 
+/* Kernel sets, each the one below it plus wider vectors. */
+enum { AE_SIMD_NONE, AE_SIMD_AVX2, AE_SIMD_AVX512 };
+
 typedef struct ae_dconv_group {
 	int ntaps, npix;
 	size_t pix_at; /* into pix: npix output pixel indices */
@@ -51,7 +57,8 @@ typedef struct ae_dconv {
 	ae_dconv_shape s;
 	int ocp;     /* oc rounded up to 8: the packed weight rows */
 	int narrow;  /* oc < 8: dot-product kernel */
-	int simd;    /* AVX2+FMA kernels; tests clear it to check the portable ones */
+	int simd;    /* the widest kernels the CPU runs (AE_SIMD_*); tests lower it
+	                         * to check the narrower ones */
 	int per_tap; /* wide kernels: 0 sums all taps and input channels in one
 	                         * chain; 1 rounds each tap's sum over the input channels on
 	                         * its own and adds the taps in order, as an im2col or col2im

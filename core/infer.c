@@ -28,6 +28,13 @@
  * other (one thread, batch 32 and 256); 8 keeps a chunk's activations near
  * L2 and gives a batch of 32 four chunks to share between lanes. */
 #define CHUNK 8
+/* Within a chunk, a run of convolutions goes through as few images at a
+ * time as keep each stage's input and output under SUB_BYTES, so that
+ * they stay in a core's L2 (2 MB on the hosts measured) from one stage to
+ * the next; the dense layers between runs still take the whole chunk, so
+ * their weights are read once per chunk. At 128x128x3 (3 MB per image in
+ * the widest stage) one image at a time measured 15-20% faster than 8. */
+#define SUB_BYTES (1536 * 1024)
 
 typedef struct stage {
 	int kind;
@@ -48,6 +55,7 @@ struct ae_plan {
 /* One thread's scratch, sized for a chunk of images. */
 typedef struct lane {
 	float *buf[3]; /* activations; buf[2] for NCHW <-> NHWC at the ends */
+	float *sub[2]; /* inside a run of convolutions, for a sub-chunk */
 	float *code;   /* (chunk, latent) for reconstruct */
 } lane;
 
@@ -280,21 +288,39 @@ static void lane_free(lane *l)
 {
 	for (int k = 0; k < 3; k++)
 		free(l->buf[k]);
+	free(l->sub[0]);
+	free(l->sub[1]);
 	free(l->code);
+}
+
+/* Images of a sub-chunk for the run of convolutions [from, to), at most n. */
+static int sub_images(const ae_plan *p, int from, int to, int n)
+{
+	size_t widest = 1;
+	for (int i = from; i < to; i++) {
+		size_t bytes = (p->st[i].in_size + p->st[i].out_size) * sizeof(float);
+		if (bytes > widest) widest = bytes;
+	}
+	size_t fit = SUB_BYTES / widest;
+	return fit < 1 ? 1 : fit < (size_t)n ? (int)fit : n;
 }
 
 static int lane_alloc(lane *l, const ae_plan *p, int b)
 {
-	size_t act = 1;
+	size_t act = 1, sub = 1;
 	for (int i = 0; i < p->n_stages; i++) {
 		const stage *s = &p->st[i];
+		size_t k = (size_t)sub_images(p, i, i + 1, b);
 		if (s->in_size * b > act) act = s->in_size * b;
 		if (s->out_size * b > act) act = s->out_size * b;
+		if (s->out_size * k > sub) sub = s->out_size * k;
 	}
 	for (int k = 0; k < 3; k++)
-		l->buf[k] = malloc(act * sizeof(float));
-	l->code = malloc((size_t)b * p->st[p->n_enc - 1].out_size * sizeof(float));
-	return l->buf[0] && l->buf[1] && l->buf[2] && l->code ? 0 : -1;
+		l->buf[k] = ae_floats(act);
+	for (int k = 0; k < 2; k++)
+		l->sub[k] = ae_floats(sub);
+	l->code = ae_floats((size_t)b * p->st[p->n_enc - 1].out_size);
+	return l->buf[0] && l->buf[1] && l->buf[2] && l->sub[0] && l->sub[1] && l->code ? 0 : -1;
 }
 
 static void run_stage(const stage *s, const float *in, float *out, int n)
@@ -303,6 +329,33 @@ static void run_stage(const stage *s, const float *in, float *out, int n)
 		ae_dconv_forward(out, in, n, &s->dc);
 	else
 		ae_dconv_forward_rows(out, in, n, &s->dc);
+}
+
+/* The convolutions [from, to) on n images, in sub-chunks: each sub-chunk
+ * through every stage of the run (between stages in ln->sub) before the
+ * next starts. */
+static void run_convs(lane *ln, const ae_plan *p, int from, int to, const float *in, float *out, int n)
+{
+	const int sub = sub_images(p, from, to, n);
+	const size_t isz = p->st[from].in_size, osz = p->st[to - 1].out_size;
+	for (int i0 = 0; i0 < n; i0 += sub) {
+		int b = n - i0 < sub ? n - i0 : sub;
+		const float *cur = in + (size_t)i0 * isz;
+		for (int i = from; i < to; i++) {
+			float *dst = i == to - 1 ? out + (size_t)i0 * osz : ln->sub[(i - from) & 1];
+			run_stage(&p->st[i], cur, dst, b);
+			cur = dst;
+		}
+	}
+}
+
+/* The end of the run of convolutions that starts at from. */
+static int convs_end(const ae_plan *p, int from, int to)
+{
+	int end = from + 1;
+	while (end < to && is_spatial(&p->st[end]))
+		end++;
+	return end;
 }
 
 /* Runs stages [from, to) on n <= chunk images; the last writes to out.
@@ -316,10 +369,15 @@ static void run_range(lane *ln, const ae_plan *p, int from, int to, const float 
 		cur = ln->buf[2];
 	}
 	int out_nhwc = is_spatial(last) && last->l->oc > 1;
-	for (int i = from; i < to; i++) {
-		float *dst = i == to - 1 && !out_nhwc ? out : ln->buf[(i - from) & 1];
-		run_stage(&p->st[i], cur, dst, n);
+	for (int i = from, k = 0; i < to; k ^= 1) {
+		int end = is_spatial(&p->st[i]) ? convs_end(p, i, to) : i + 1;
+		float *dst = end == to && !out_nhwc ? out : ln->buf[k];
+		if (end > i + 1)
+			run_convs(ln, p, i, end, cur, dst, n);
+		else
+			run_stage(&p->st[i], cur, dst, n);
 		cur = dst;
+		i = end;
 	}
 	if (out_nhwc) ae_nhwc_to_nchw(out, cur, n, last->l->oc, last->l->oh * last->l->ow);
 }

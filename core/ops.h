@@ -14,6 +14,11 @@
 
 #include <stddef.h>
 
+/* n floats (at least one) aligned to 64 bytes, for activations and
+ * scratch the vector kernels read; free() releases them. NULL when out of
+ * memory or n is too large. */
+float *ae_floats(size_t n);
+
 /* Geometry of a 2-D convolution from (c, h, w) to (oh, ow). */
 typedef struct ae_conv_geom {
 	int c, h, w; /* input channels and size */

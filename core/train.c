@@ -95,10 +95,10 @@ static int lane_alloc(tlane *ln, const ae_net *net, int b, int own_grads)
 	size_t ncol, nt, nact;
 	int c = widest_bn(net);
 	scratch_sizes(net, b, &ncol, &nt, &nact);
-	ln->col = malloc(ncol * sizeof(float));
-	ln->t = malloc(nt * sizeof(float));
-	ln->dbuf[0] = malloc(nact * sizeof(float));
-	ln->dbuf[1] = malloc(nact * sizeof(float));
+	ln->col = ae_floats(ncol);
+	ln->t = ae_floats(nt);
+	ln->dbuf[0] = ae_floats(nact);
+	ln->dbuf[1] = ae_floats(nact);
 	ln->mean = malloc(2 * (size_t)c * sizeof(float));
 	ln->invstd = ln->mean ? ln->mean + c : NULL;
 	if (own_grads) ln->grads = malloc(net->n_params * sizeof(float));
@@ -162,7 +162,7 @@ ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int threads, int loss, ae
 	t->grads = calloc(np, sizeof(float));
 	t->adam_m = calloc(np, sizeof(float));
 	t->adam_v = calloc(np, sizeof(float));
-	t->acts = malloc(acts * sizeof(float));
+	t->acts = ae_floats(acts);
 	t->bn_stats = malloc((stats ? stats : 1) * sizeof(float));
 	t->bn_part = malloc((stats ? stats : 1) * 2 * (size_t)t->threads * sizeof(double));
 	t->lanes = calloc((size_t)t->threads, sizeof *t->lanes);

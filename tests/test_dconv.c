@@ -1,8 +1,8 @@
 /*
  * Direct (channels-last) convolution against the NCHW reference loops, for
  * convolutions and transposed convolutions of many shapes, through every
- * epilogue, with both the AVX2 kernels (where the CPU has them) and the
- * portable ones; the vector sigmoid; the per-tap mode training uses, against a loop that
+ * epilogue, with the AVX-512 and AVX2 kernels (where the CPU has them) and
+ * the portable ones, the wide vector kernels bit for bit alike; the vector sigmoid; the per-tap mode training uses, against a loop that
  * rounds the same way; repacking; dense layers run as rows, each row
  * independent of the batch it came in; and the layout transposes.
  */
@@ -62,6 +62,7 @@ static void check_shape(int n, ae_dconv_shape s, int act)
 	ae_dconv d;
 	CHECK(ae_dconv_init(&d, &s, w, &ep) == 0);
 	int have_simd = d.simd;
+	float *wide = NULL; /* the widest vector kernels' output */
 	for (int simd = have_simd; simd >= 0; simd--) {
 		d.simd = simd;
 		float *y = test_rand_buf(&rng, ys, 100); /* garbage: every output must be written */
@@ -69,8 +70,16 @@ static void check_shape(int n, ae_dconv_shape s, int act)
 		double e = test_rel_err(y, want, ys);
 		CHECK_MSG(e < 1e-5, "%s ic%d oc%d %dx%d k%d s%d p%d act%d simd%d: err %g",
 		          s.transposed ? "convt" : "conv", s.ic, s.oc, s.ih, s.iw, s.k, s.stride, s.pad, act, simd, e);
-		free(y);
+		/* the AVX-512 and AVX2 wide kernels run the same FMA chains */
+		if (simd && !d.narrow && wide)
+			CHECK_MSG(memcmp(y, wide, ys * sizeof(float)) == 0, "%s ic%d oc%d: simd%d differs from simd%d",
+			          s.transposed ? "convt" : "conv", s.ic, s.oc, simd, have_simd);
+		if (simd == have_simd)
+			wide = y;
+		else
+			free(y);
 	}
+	free(wide);
 	ae_dconv_deinit(&d);
 	free(x);
 	free(w);
@@ -146,7 +155,8 @@ static void check_per_tap(int n, int ic, int ih, int oc)
 		ae_dconv_forward(y, xh, n, &d);
 		if (simd)
 			CHECK_MSG(memcmp(y, want, ys * sizeof(float)) == 0,
-			          "per-tap ic%d oc%d %dx%d: AVX2 rounds unlike the per-tap loop", ic, oc, ih, ih);
+			          "per-tap ic%d oc%d %dx%d simd%d: rounds unlike the per-tap loop", ic, oc, ih, ih,
+			          simd);
 		CHECK_MSG(test_rel_err(y, ref, ys) < 1e-5, "per-tap ic%d oc%d simd%d: err %g", ic, oc, simd,
 		          test_rel_err(y, ref, ys));
 		ae_dconv_forward(want, xh, n, &fresh);
@@ -305,6 +315,13 @@ int main(void)
 	check_shape(2, conv(4, 7, 9, 1, 5, 1, 2), AE_ACT_SIGMOID);
 	check_shape(2, convt(3, 5, 6, 2, 3, 1, 0), AE_ACT_RELU);
 	check_shape(1, conv(16, 4, 4, 7, 3, 1, 0), AE_ACT_NONE);
+	/* the AVX-512 tiles: 48 channels (a two-block and a one-block pass),
+	 * pixel counts off 12 and 8, narrow layers with 3+3+1 output channels
+	 * and input channels off 16 (a masked last chunk) */
+	check_shape(2, conv(8, 9, 11, 48, 3, 1, 1), AE_ACT_LRELU);
+	check_shape(1, convt(40, 5, 5, 3, 3, 1, 1), AE_ACT_SIGMOID);
+	check_shape(1, conv(17, 6, 7, 4, 3, 1, 1), AE_ACT_NONE);
+	check_shape(2, conv(32, 6, 6, 7, 3, 1, 1), AE_ACT_LRELU);
 	check_rows(7, 3136, 16, AE_ACT_NONE);
 	check_rows(9, 16, 3136, AE_ACT_NONE);
 	check_rows(5, 33, 20, AE_ACT_LRELU);
@@ -312,6 +329,7 @@ int main(void)
 	check_per_tap(3, 64, 7, 64);
 	check_per_tap(2, 64, 14, 32);
 	check_per_tap(2, 5, 3, 12);
+	check_per_tap(2, 16, 5, 48);
 	check_sigmoid();
 	check_layout(2, 3, 5);
 	check_layout(2, 64, 49);
