@@ -129,23 +129,67 @@ void ae_bn_backward_sums(double *sdy, double *sdyx, const float *dy, const float
 	}
 }
 
-void ae_bn_backward_dx(float *dx, const float *dy, const float *x, const float *mean, const float *invstd,
-                       const float *gamma, const double *sdy, const double *sdyx, size_t m, int n, int c, int p)
+/* One channel's p values of dx; with lrelu, times the LeakyReLU's slope
+ * where its output x is not positive (as ae_lrelu_backward does), and the
+ * values' sum returned. */
+static double row_dx(float *o, const float *d, const float *r, float mu, float is, float k, float m, float a, float b,
+                     int lrelu, float slope, int p)
+{
+	if (!lrelu) {
+		for (int j = 0; j < p; j++) {
+			float xh = (r[j] - mu) * is;
+			o[j] = k * (m * d[j] - a - xh * b);
+		}
+		return 0.0;
+	}
+	double s[4] = { 0 }; /* interleaved, as row_dsums */
+	int j = 0;
+	for (; j + 4 <= p; j += 4)
+		for (int u = 0; u < 4; u++) {
+			float xh = (r[j + u] - mu) * is;
+			float v = k * (m * d[j + u] - a - xh * b);
+			v = v * (r[j + u] > 0.0f ? 1.0f : slope);
+			o[j + u] = v;
+			s[u] += v;
+		}
+	for (; j < p; j++) {
+		float xh = (r[j] - mu) * is;
+		float v = k * (m * d[j] - a - xh * b);
+		v = v * (r[j] > 0.0f ? 1.0f : slope);
+		o[j] = v;
+		s[0] += v;
+	}
+	return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+static void backward_dx(float *dx, double *db, const float *dy, const float *x, const float *mean, const float *invstd,
+                        const float *gamma, const double *sdy, const double *sdyx, size_t m, int n, int c, int p,
+                        int lrelu, float slope)
 {
 	for (int ch = 0; ch < c; ch++) {
 		const float mu = mean[ch], is = invstd[ch];
 		const float k = gamma[ch] * is / (float)m;
 		const float a = (float)sdy[ch], b = (float)sdyx[ch];
+		double sum = 0.0;
 		for (int i = 0; i < n; i++) {
-			const float *r = x + ((size_t)i * c + ch) * p;
-			const float *d = dy + ((size_t)i * c + ch) * p;
-			float *o = dx + ((size_t)i * c + ch) * p;
-			for (int j = 0; j < p; j++) {
-				float xh = (r[j] - mu) * is;
-				o[j] = k * ((float)m * d[j] - a - xh * b);
-			}
+			size_t at = ((size_t)i * c + ch) * p;
+			sum += row_dx(dx + at, dy + at, x + at, mu, is, k, (float)m, a, b, lrelu, slope, p);
 		}
+		if (db) db[ch] = sum;
 	}
+}
+
+void ae_bn_backward_dx(float *dx, const float *dy, const float *x, const float *mean, const float *invstd,
+                       const float *gamma, const double *sdy, const double *sdyx, size_t m, int n, int c, int p)
+{
+	backward_dx(dx, NULL, dy, x, mean, invstd, gamma, sdy, sdyx, m, n, c, p, 0, 0.0f);
+}
+
+void ae_bn_lrelu_backward_dx(float *dx, double *db, const float *dy, const float *x, const float *mean,
+                             const float *invstd, const float *gamma, const double *sdy, const double *sdyx, size_t m,
+                             int n, int c, int p, float slope)
+{
+	backward_dx(dx, db, dy, x, mean, invstd, gamma, sdy, sdyx, m, n, c, p, 1, slope);
 }
 
 void ae_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x, const float *mean,

@@ -128,6 +128,14 @@ void ae_bn_backward_sums(double *sdy, double *sdyx, const float *dy, const float
                          const float *invstd, int n, int c, int p);
 void ae_bn_backward_dx(float *dx, const float *dy, const float *x, const float *mean, const float *invstd,
                        const float *gamma, const double *sdy, const double *sdyx, size_t m, int n, int c, int p);
+/* ae_bn_backward_dx for a batch norm whose input x is a LeakyReLU's
+ * output, with that LeakyReLU's backward in the same pass (dx is then
+ * the gradient at the LeakyReLU's input, as ae_lrelu_backward would make
+ * it, bit for bit), and db[ch] = the sum of dx over channel ch: the
+ * bias gradient of the layer before the LeakyReLU. */
+void ae_bn_lrelu_backward_dx(float *dx, double *db, const float *dy, const float *x, const float *mean,
+                             const float *invstd, const float *gamma, const double *sdy, const double *sdyx, size_t m,
+                             int n, int c, int p, float slope);
 /* Inference form: y = x*scale + shift with scale/shift from running stats. */
 void ae_bn_fold(float *scale, float *shift, const float *gamma, const float *beta, const float *run_mean,
                 const float *run_var, int c, float eps);

@@ -56,6 +56,7 @@ struct ae_trainer {
 	double lane_loss[AE_MAX_THREADS];
 	ae_dconv dconv[AE_MAX_LAYERS]; /* the direct transposed convolutions */
 	unsigned char direct[AE_MAX_LAYERS];
+	unsigned char fused[AE_MAX_LAYERS]; /* see fuse_init */
 };
 
 /* A convolution's lowering (im2col, GEMM, col2im) goes through the lane's
@@ -159,6 +160,36 @@ static int direct_init(ae_trainer *t)
 	return 0;
 }
 
+/* A convolution (or transposed one) with a bias, then a LeakyReLU, then a
+ * batch norm, runs as two passes fewer each way: forward, the LeakyReLU
+ * in the convolution's epilogue (its output goes where the LeakyReLU's
+ * would, the convolution's own is never written); backward, the
+ * LeakyReLU's backward and the convolution's bias gradient in the batch
+ * norm's dx pass (ae_bn_lrelu_backward_dx). Every value is computed by the
+ * same operations as unfused, so the results are the same bits. */
+static void fuse_init(ae_trainer *t)
+{
+	const ae_net *net = &t->m->net;
+	for (int i = 0; i + 2 < net->n_layers; i++) {
+		const ae_layer *l = &net->layers[i];
+		t->fused[i] = (l->kind == AE_L_CONV || l->kind == AE_L_CONVT) && l->b != AE_NONE &&
+		              net->layers[i + 1].kind == AE_L_LRELU && net->layers[i + 2].kind == AE_L_BN;
+	}
+}
+
+/* The epilogue of layer i's forward pass: its bias, and the LeakyReLU
+ * after it when fused. */
+static ae_epilogue forward_epilogue(const ae_trainer *t, int i)
+{
+	const ae_layer *l = &t->m->net.layers[i];
+	ae_epilogue ep = { .bias = l->b != AE_NONE ? t->m->params + l->b : NULL };
+	if (t->fused[i]) {
+		ep.act = AE_ACT_LRELU;
+		ep.slope = t->m->net.layers[i + 1].slope;
+	}
+	return ep;
+}
+
 ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int threads, int loss, ae_error *err)
 {
 	if (max_batch < 1 || max_batch > 65536) {
@@ -206,6 +237,7 @@ ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int threads, int loss, ae
 		return NULL;
 	}
 	t->lanes[0].grads = t->grads;
+	fuse_init(t);
 	if (direct_init(t) != 0) {
 		ae_trainer_free(t);
 		ae_fail(err, AE_ERR_NOMEM, "out of memory compiling the transposed convolutions");
@@ -322,7 +354,7 @@ static void conv_forward(ae_trainer *t, tlane *ln, int i, float *y, const float 
 	const float *P = t->m->params;
 	const size_t isz = (size_t)l->ic * l->ih * l->iw, osz = ae_layer_out_size(l);
 	const int sub = lower_images(l, n);
-	ae_epilogue ep = { .bias = l->b != AE_NONE ? P + l->b : NULL };
+	ae_epilogue ep = forward_epilogue(t, i);
 	ae_conv_geom g;
 	ae_layer_geom(l, &g);
 	for (int i0 = 0; i0 < n; i0 += sub) {
@@ -358,7 +390,14 @@ static void forward_lane(void *arg, int k)
 		ae_epilogue ep = { .bias = l->b != AE_NONE ? P + l->b : NULL };
 		switch (l->kind) {
 		case AE_L_CONV:
-		case AE_L_CONVT: conv_forward(t, ln, i, y, in, n); break;
+		case AE_L_CONVT:
+			if (!t->fused[i]) {
+				conv_forward(t, ln, i, y, in, n);
+				break;
+			}
+			conv_forward(t, ln, i, t->out[i + 1] + (size_t)lo * osz, in, n);
+			i++; /* the LeakyReLU ran in the epilogue */
+			break;
 		case AE_L_DENSE: ae_dense_forward(y, in, P + l->w, &ep, n, l->ic, l->oc); break;
 		case AE_L_RELU: ae_relu_forward(y, in, sz); break;
 		case AE_L_LRELU: ae_lrelu_forward(y, in, l->slope, sz); break;
@@ -389,9 +428,8 @@ const float *ae_trainer_forward(ae_trainer *t, const float *x, int n)
 			t->act[i] = i ? t->act[i - 1] : x;
 	for (int i = 0; i < net->n_layers; i++)
 		if (t->direct[i]) {
-			const ae_layer *l = &net->layers[i];
-			ae_epilogue ep = { .bias = l->b != AE_NONE ? t->m->params + l->b : NULL };
-			ae_dconv_pack(&t->dconv[i], t->m->params + l->w, &ep);
+			ae_epilogue ep = forward_epilogue(t, i);
+			ae_dconv_pack(&t->dconv[i], t->m->params + net->layers[i].w, &ep);
 		}
 	begin_call(t, x, NULL, n);
 	ae_team_run(t->team, t->n_lanes, forward_lane, t);
@@ -417,9 +455,18 @@ static void bn_backward_lane(ae_trainer *t, int k, int i, float *dx, const float
 			ln->grads[l->w + ch] += (float)sdyx[ch];
 			ln->grads[l->b + ch] += (float)sdy[ch];
 		}
-	if (dx)
-		ae_bn_backward_dx(dx, d, in, t->bn_mean[i], t->bn_invstd[i], m->params + l->w, sdy, sdyx,
-		                  (size_t)t->n * p, n, c, p);
+	const size_t total = (size_t)t->n * p;
+	if (dx && i >= 2 && t->fused[i - 2]) {
+		double db[AE_MAX_FILTERS];
+		ae_bn_lrelu_backward_dx(dx, db, d, in, t->bn_mean[i], t->bn_invstd[i], m->params + l->w, sdy, sdyx,
+		                        total, n, c, p, m->net.layers[i - 1].slope);
+		float *gb = ln->grads + m->net.layers[i - 2].b;
+		for (int ch = 0; ch < c; ch++)
+			gb[ch] += (float)db[ch];
+	} else if (dx) {
+		ae_bn_backward_dx(dx, d, in, t->bn_mean[i], t->bn_invstd[i], m->params + l->w, sdy, sdyx, total, n, c,
+		                  p);
+	}
 }
 
 /* The bias gradient of a layer with output gradient dy (n, c, p): each
@@ -445,7 +492,7 @@ static void conv_backward(ae_trainer *t, tlane *ln, int i, float *dx, const floa
 	const int sub = lower_images(l, n);
 	ae_conv_geom g;
 	ae_layer_geom(l, &g);
-	if (l->b != AE_NONE) bias_grad(G + l->b, dy, n, l->oc, l->oh * l->ow);
+	if (l->b != AE_NONE && !t->fused[i]) bias_grad(G + l->b, dy, n, l->oc, l->oh * l->ow);
 	for (int i0 = 0; i0 < n; i0 += sub) {
 		int b = n - i0 < sub ? n - i0 : sub;
 		float *dxs = dx ? dx + (size_t)i0 * isz : NULL;
@@ -488,7 +535,10 @@ static void backward_lane(void *arg, int k)
 		case AE_L_BN: bn_backward_lane(t, k, i, dx, d, in, n); break;
 		/* Elementwise layers work in place on d. */
 		case AE_L_RELU: ae_relu_backward(d, d, yi, sz); continue;
-		case AE_L_LRELU: ae_lrelu_backward(d, d, yi, l->slope, sz); continue;
+		case AE_L_LRELU:
+			if (i == 0 || !t->fused[i - 1])
+				ae_lrelu_backward(d, d, yi, l->slope, sz); /* else done with the BN's dx */
+			continue;
 		case AE_L_SIGMOID: ae_sigmoid_backward(d, d, yi, sz); continue;
 		default: continue;
 		}
