@@ -455,18 +455,19 @@ static void bn_backward_lane(ae_trainer *t, int k, int i, float *dx, const float
 			ln->grads[l->w + ch] += (float)sdyx[ch];
 			ln->grads[l->b + ch] += (float)sdy[ch];
 		}
+	if (!dx) return;
 	const size_t total = (size_t)t->n * p;
-	if (dx && i >= 2 && t->fused[i - 2]) {
-		double db[AE_MAX_FILTERS];
-		ae_bn_lrelu_backward_dx(dx, db, d, in, t->bn_mean[i], t->bn_invstd[i], m->params + l->w, sdy, sdyx,
-		                        total, n, c, p, m->net.layers[i - 1].slope);
-		float *gb = ln->grads + m->net.layers[i - 2].b;
-		for (int ch = 0; ch < c; ch++)
-			gb[ch] += (float)db[ch];
-	} else if (dx) {
-		ae_bn_backward_dx(dx, d, in, t->bn_mean[i], t->bn_invstd[i], m->params + l->w, sdy, sdyx, total, n, c,
-		                  p);
+	const float *mean = t->bn_mean[i], *invstd = t->bn_invstd[i];
+	const ae_layer *conv = i >= 2 && t->fused[i - 2] ? l - 2 : NULL; /* fuse_init */
+	if (!conv) {
+		ae_bn_backward_dx(dx, d, in, mean, invstd, m->params + l->w, sdy, sdyx, total, n, c, p);
+		return;
 	}
+	double db[AE_MAX_FILTERS];
+	ae_bn_lrelu_backward_dx(dx, db, d, in, mean, invstd, m->params + l->w, sdy, sdyx, total, n, c, p,
+	                        (l - 1)->slope);
+	for (int ch = 0; ch < c; ch++)
+		ln->grads[conv->b + ch] += (float)db[ch];
 }
 
 /* The bias gradient of a layer with output gradient dy (n, c, p): each
