@@ -13,8 +13,13 @@ void ae_conv2d_forward(float *y, float *col, float *t, const float *x, const flo
 	const int kk = g->c * g->k * g->k;
 	const int p = g->oh * g->ow, np = n * p;
 	ae_im2col(col, x, n, g);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, oc, np, kk, 1.0f, w, kk, col, np, 0.0f, t, np);
-	ae_scatter_channels(y, t, n, oc, p, ep);
+	/* one image: channel-major is NCHW already, so no scatter copy */
+	float *out = n == 1 ? y : t;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, oc, np, kk, 1.0f, w, kk, col, np, 0.0f, out, np);
+	if (n == 1)
+		ae_epilogue_apply(y, 1, oc, p, ep);
+	else
+		ae_scatter_channels(y, t, n, oc, p, ep);
 }
 
 void ae_conv2d_backward(float *dx, float *dw, float *db, float *col, float *t, const float *dy, const float *x,
@@ -22,15 +27,19 @@ void ae_conv2d_backward(float *dx, float *dw, float *db, float *col, float *t, c
 {
 	const int kk = g->c * g->k * g->k;
 	const int p = g->oh * g->ow, np = n * p;
-	ae_gather_channels(t, dy, n, oc, p);
+	const float *dyc = dy; /* dy channel-major: as it is for one image */
+	if (n > 1) {
+		ae_gather_channels(t, dy, n, oc, p);
+		dyc = t;
+	}
 	if (db)
 		for (int o = 0; o < oc; o++) {
-			db[o] += (float)ae_sum_f32(t + (size_t)o * np, (size_t)np);
+			db[o] += (float)ae_sum_f32(dyc + (size_t)o * np, (size_t)np);
 		}
 	ae_im2col(col, x, n, g);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, oc, kk, np, 1.0f, t, np, col, np, 1.0f, dw, kk);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, oc, kk, np, 1.0f, dyc, np, col, np, 1.0f, dw, kk);
 	if (dx) {
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kk, np, oc, 1.0f, w, kk, t, np, 0.0f, col, np);
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kk, np, oc, 1.0f, w, kk, dyc, np, 0.0f, col, np);
 		ae_col2im(dx, col, n, g);
 	}
 }
