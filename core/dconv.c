@@ -122,9 +122,8 @@ static int cpu_has_avx2(void)
 #endif
 }
 
-/* The widest kernel set this CPU (and its OS, which must save the zmm
- * registers: the compiler's check asks it) runs. */
-static int cpu_simd(void)
+/* The compiler's check asks the OS too (XGETBV) before it says AVX-512. */
+int ae_cpu_simd(void)
 {
 	if (!cpu_has_avx2()) return AE_SIMD_NONE;
 #if defined(AE_X86) && (defined(__GNUC__) || defined(__clang__))
@@ -188,7 +187,7 @@ int ae_dconv_init(ae_dconv *d, const ae_dconv_shape *s, const float *w, const ae
 	d->s = *s;
 	d->ocp = (s->oc + 7) / 8 * 8;
 	d->narrow = s->oc < 8;
-	d->simd = cpu_simd();
+	d->simd = ae_cpu_simd();
 	d->n_grp = s->transposed ? s->stride * s->stride : 1;
 	int ty[MAX_K * MAX_K], tx[MAX_K * MAX_K];
 	size_t n_off = 0, n_w = 0;

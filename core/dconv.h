@@ -38,9 +38,6 @@ typedef struct ae_dconv_shape {
 
 #define AE_DCONV_MAX_K 11
 
-/* Kernel sets, each the one below it plus wider vectors. */
-enum { AE_SIMD_NONE, AE_SIMD_AVX2, AE_SIMD_AVX512 };
-
 typedef struct ae_dconv_group {
 	int ntaps, npix;
 	size_t pix_at; /* into pix: npix output pixel indices */

@@ -14,6 +14,11 @@
 
 #include <stddef.h>
 
+/* Vector kernel sets, each the one below it plus wider vectors, and the
+ * widest this CPU (and its OS, which must save the registers) runs. */
+enum { AE_SIMD_NONE, AE_SIMD_AVX2, AE_SIMD_AVX512 };
+int ae_cpu_simd(void);
+
 /* n floats (at least one) aligned to 64 bytes, for activations and
  * scratch the vector kernels read; free() releases them. NULL when out of
  * memory or n is too large. */

@@ -340,6 +340,10 @@ int main(void)
 	test_conv2d(2, 3, 7, 5, 5, 3, 1, 1);
 	test_conv2d(1, 1, 28, 28, 8, 3, 2, 1);
 	test_conv2d(2, 2, 6, 6, 3, 1, 1, 0);
+	/* rows wide enough for the AVX-512 stride-2 column gather, with its
+	 * scalar tail; one image (no gather/scatter copies) and two */
+	test_conv2d(1, 2, 6, 70, 3, 3, 2, 1);
+	test_conv2d(2, 1, 5, 67, 4, 3, 2, 1);
 	test_convt2d(3, 4, 4, 4, 2, 3, 2, 1, 1);
 	test_convt2d(2, 3, 5, 6, 4, 3, 1, 1, 0);
 	test_convt2d(2, 2, 7, 7, 3, 3, 2, 1, 1);
@@ -347,6 +351,7 @@ int main(void)
 	test_convt2d(2, 2, 3, 4, 3, 5, 3, 2, 2);
 	test_convt2d(1, 2, 3, 3, 2, 2, 2, 0, 0);
 	test_convt2d(1, 2, 3, 3, 2, 1, 3, 0, 0);
+	test_convt2d(1, 3, 4, 36, 2, 3, 2, 1, 1);
 	test_dense(5, 17, 9);
 	test_dense(1, 3136, 16);
 	test_activations();
