@@ -6,18 +6,21 @@
 #
 #   1. bench_core (ours) and torch_ref.py (PyTorch): sgemm peak, inference
 #      images/s (encode, reconstruct; batch 1, 32, 256), training images/s,
-#      each the median of 9 slices of its window on both sides;
+#      each the median of 9 slices of its window on both sides, the sides
+#      taking turns ROUNDS times;
 #   2. http.sh: wrk against a bare libmicrohttpd responder, aeserve and a
 #      FastAPI/PyTorch service; aeserve's readiness time and peak RSS;
 #   3. sizes.sh: the preset at 28x28x1, 64x64x3 and 128x128x3, training and
 #      reconstruct images/s at batch 32 and peak RSS, both sides.
 #
-# SECS (per engine case, default 3), WRK_SECS (default 20), THREADS (nproc).
+# SECS (per engine case, default 3), WRK_SECS (default 20), THREADS (nproc),
+# ROUNDS (turns each side takes in 1 and 3, default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 THREADS=${THREADS:-$(nproc)}
 SECS=${SECS:-3}
+ROUNDS=${ROUNDS:-3}
 mkdir -p bench/results
 # Both sides run on the OpenBLAS kernels our programs choose (ae/blas.h:
 # they replace a core OpenBLAS picked too old for the CPU); PyTorch's
@@ -28,20 +31,36 @@ if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
 	echo "bench: PyTorch is missing; install Debian's python3-torch to compare against it" >&2
 	exit 1
 fi
-echo "bench: engine (ours, then PyTorch)" >&2
-ours=$("$BUILD"/bench/bench_core "$THREADS" "$SECS")
-ref=$(/usr/bin/python3 bench/torch_ref.py "$THREADS" "$SECS")
+# The two sides take turns, ROUNDS times (as sizes.sh does): the host's
+# load moves over minutes, so each side's figure is its median over the
+# rounds and each ratio the median of the rounds' ratios.
+runs=()
+for r in $(seq "$ROUNDS"); do
+	echo "bench: engine, round $r of $ROUNDS (ours, then PyTorch)" >&2
+	o=$("$BUILD"/bench/bench_core "$THREADS" "$SECS")
+	t=$(/usr/bin/python3 bench/torch_ref.py "$THREADS" "$SECS")
+	runs+=("$(jq -n -c --argjson o "$o" --argjson t "$t" '{ours: $o, torch: $t}')")
+done
+engine=$(printf '%s\n' "${runs[@]}" | jq -s -c .)
+# shellcheck disable=SC2016 # a jq program: its $ are jq's
+median_side='def median: sort | .[(length - 1) / 2 | floor];
+	. as $r | $r[0][$side] + ($r[0][$side] | to_entries | map(select(.value | type == "number") | .key)
+	| map({key: ., value: ([$r[][$side][.]] | median)}) | from_entries)'
+ours=$(jq -c --arg side ours "$median_side" <<<"$engine")
+ref=$(jq -c --arg side torch "$median_side" <<<"$engine")
 http=$(BUILD=$BUILD bash bench/http.sh)
 sizes=$(BUILD=$BUILD THREADS=$THREADS SECS=$SECS bash bench/sizes.sh)
 # The vector units decide which kernels run (and how fast OpenBLAS is).
 isa=$(grep -o -w -e avx512f -e avx2 -e fma /proc/cpuinfo | sort -u | tr '\n' ' ' | sed 's/ $//')
 machine="$(lscpu | sed -n 's/^Model name: *//p' | head -1) (${isa:-no AVX2}), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(. /etc/os-release && echo "$PRETTY_NAME"), OpenBLAS $(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || echo '?') (core $OPENBLAS_CORETYPE), libmicrohttpd $(dpkg-query -W -f='${Version}' libmicrohttpd12 2>/dev/null || echo '?')"
 out=bench/results/latest.json
-jq -n --argjson ours "$ours" --argjson torch "$ref" --argjson http "$http" --argjson sizes "$sizes" --arg machine "$machine" \
+jq -n --argjson ours "$ours" --argjson torch "$ref" --argjson engine "$engine" --argjson http "$http" --argjson sizes "$sizes" --arg machine "$machine" \
 	--arg cores "$(nproc)" --arg date "$(date -u +%FT%TZ)" --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" '
-	def r(k): ($ours[k] / $torch[k]);
+	def median: sort | .[(length - 1) / 2 | floor];
+	def r($k): ([$engine[] | .ours[$k] / .torch[$k]] | median);
 	def peak(k; f): ($ours[k] * f / 1e9 / $ours.sgemm_peak_gflops);
-	{date: $date, commit: $commit, machine: $machine, cores: ($cores | tonumber), ours: $ours, torch: $torch, http: $http,
+	{date: $date, commit: $commit, machine: $machine, cores: ($cores | tonumber), ours: $ours, torch: $torch,
+	 engine_rounds: $engine, http: $http,
 	 sizes: $sizes,
 	 ratios: ([ "encode_b1_img_s", "encode_b32_img_s", "encode_b256_img_s", "reconstruct_b1_img_s",
 	            "reconstruct_b32_img_s", "reconstruct_b256_img_s", "train_b32_img_s" ]
@@ -65,7 +84,7 @@ jq -r '
 	def row(name; w): "| \(name) | \(w.req_s | floor) | \(w.p50_ms) | \(w.p99_ms) | \(errs(w)) |";
 	. as $d |
 	"# make bench, \(.date) (commit \(.commit))\n\n\(.machine)\n\nOpenBLAS sgemm peak \(.ours.sgemm_peak_gflops) GFLOP/s (1024^3, \(.ours.threads) threads); PyTorch \(.torch.torch_version), \(.torch.threads) threads.\n",
-	"## Engine (images/s)\n\n| case | ours | PyTorch | ours / PyTorch | target | met |\n|---|---|---|---|---|---|",
+	"## Engine (images/s)\n\nThe two sides took turns \(.engine_rounds | length) times: each figure is the median of its side, each ratio the median of the ratios of the turns.\n\n| case | ours | PyTorch | ours / PyTorch | target | met |\n|---|---|---|---|---|---|",
 	(.ratios | to_entries[] | .key as $k |
 	 ({"reconstruct_b1_img_s": 8, "reconstruct_b32_img_s": 5, "reconstruct_b256_img_s": 5,
 	   "encode_b1_img_s": 3, "train_b32_img_s": 6}[$k]) as $t |
@@ -86,7 +105,7 @@ jq -r '
 	"| zero errors (aeserve) | \(errs(.http.aeserve.encode) + errs(.http.aeserve.reconstruct_png)) | \(ok(errs(.http.aeserve.encode) + errs(.http.aeserve.reconstruct_png) == 0)) |",
 	"| peak RSS ≤ 100 MB (3 models, after both loads) | \(.http.aeserve.peak_rss_kb / 1024 | floor) MB (FastAPI: \(if .http.fastapi.peak_rss_kb then (.http.fastapi.peak_rss_kb / 1024 | floor | tostring) + " MB" else "n/a" end)) | \(ok(.http.aeserve.peak_rss_kb <= 102400)) |",
 	"| /readyz 200 ≤ 200 ms after launch | \(.http.aeserve.ready_ms) ms | \(ok(.http.aeserve.ready_ms <= 200)) |",
-	"\n## Image size (batch 32, images/s; peak RSS of the process, MB)\n\n| size | train ours | train PyTorch | ratio | reconstruct ours | reconstruct PyTorch | ratio | ≥ 5× both | RSS ours | RSS PyTorch |\n|---|---|---|---|---|---|---|---|---|---|",
+	"\n## Image size (batch 32, images/s; peak RSS of the process, MB)\n\nAs the engine: medians of \(.sizes[0].rounds | length) turns each.\n\n| size | train ours | train PyTorch | ratio | reconstruct ours | reconstruct PyTorch | ratio | ≥ 5× both | RSS ours | RSS PyTorch |\n|---|---|---|---|---|---|---|---|---|---|",
 	(.sizes[] | "| \(.size) | \(.ours.train_b32_img_s | floor) | \(.torch.train_b32_img_s | floor) | \(f(.train_ratio)) | \(.ours.reconstruct_b32_img_s | floor) | \(.torch.reconstruct_b32_img_s | floor) | \(f(.reconstruct_ratio)) | \(ok(.train_ratio >= 5 and .reconstruct_ratio >= 5)) | \(.ours.peak_rss_kb / 1024 | floor) | \(.torch.peak_rss_kb / 1024 | floor) |")
 ' "$out" > "$md"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
