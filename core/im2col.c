@@ -1,7 +1,8 @@
 /*
- * Lowering of convolutions to matrix products, batched: the whole mini-batch
- * becomes one (c*k*k, n*oh*ow) column matrix, so a layer is ONE sgemm rather
- * than n small ones. The GEMM result comes out channel-major (ch, n*p); the
+ * Lowering of convolutions to matrix products, batched: n images become one
+ * (c*k*k, n*oh*ow) column matrix, so they take ONE sgemm rather than n small
+ * ones (core/train.c picks n: as many as keep the matrix under 1 MB). The
+ * GEMM result comes out channel-major (ch, n*p); the
  * scatter/gather helpers move between that and NCHW, applying the fused
  * epilogue (bias, activation, folded batch norm) in the same pass.
  */

@@ -5,9 +5,10 @@
  * input gradients. No kernel allocates: scratch comes from the caller.
  *
  * Every convolution has two paths: the training one (im2col/col2im +
- * cblas_sgemm, batched over the whole mini-batch as one GEMM) and a plain
- * reference loop (`_ref`) that the tests compare it against. Inference runs
- * convolutions direct on channels-last images instead (dconv.h).
+ * cblas_sgemm, the n images of a call as one GEMM; the trainer picks n so
+ * the column matrix stays in cache) and a plain reference loop (`_ref`)
+ * that the tests compare it against. Inference runs convolutions direct on
+ * channels-last images instead (dconv.h).
  */
 #ifndef AE_OPS_H
 #define AE_OPS_H
