@@ -13,13 +13,9 @@ void ae_conv2d_forward(float *y, float *col, float *t, const float *x, const flo
 	const int kk = g->c * g->k * g->k;
 	const int p = g->oh * g->ow, np = n * p;
 	ae_im2col(col, x, n, g);
-	/* one image: channel-major is NCHW already, so no scatter copy */
-	float *out = n == 1 ? y : t;
+	float *out = ae_channel_major_dst(t, y, n);
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, oc, np, kk, 1.0f, w, kk, col, np, 0.0f, out, np);
-	if (n == 1)
-		ae_epilogue_apply(y, 1, oc, p, ep);
-	else
-		ae_scatter_channels(y, t, n, oc, p, ep);
+	ae_scatter_channels(y, out, n, oc, p, ep);
 }
 
 void ae_conv2d_backward(float *dx, float *dw, float *db, float *col, float *t, const float *dy, const float *x,
@@ -27,11 +23,7 @@ void ae_conv2d_backward(float *dx, float *dw, float *db, float *col, float *t, c
 {
 	const int kk = g->c * g->k * g->k;
 	const int p = g->oh * g->ow, np = n * p;
-	const float *dyc = dy; /* dy channel-major: as it is for one image */
-	if (n > 1) {
-		ae_gather_channels(t, dy, n, oc, p);
-		dyc = t;
-	}
+	const float *dyc = ae_gather_channels(t, dy, n, oc, p);
 	if (db)
 		for (int o = 0; o < oc; o++) {
 			db[o] += (float)ae_sum_f32(dyc + (size_t)o * np, (size_t)np);

@@ -14,11 +14,7 @@ void ae_convt2d_forward(float *y, float *col, float *t, const float *x, const fl
 {
 	const int oc = g->c, okk = oc * g->k * g->k;
 	const int p = g->oh * g->ow, np = n * p;
-	const float *xc = x; /* x channel-major: as it is for one image */
-	if (n > 1) {
-		ae_gather_channels(t, x, n, ic, p);
-		xc = t;
-	}
+	const float *xc = ae_gather_channels(t, x, n, ic, p);
 	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, okk, np, ic, 1.0f, w, okk, xc, np, 0.0f, col, np);
 	ae_col2im(y, col, n, g);
 	ae_epilogue_apply(y, n, oc, g->h * g->w, ep);
@@ -36,18 +32,13 @@ void ae_convt2d_backward(float *dx, float *dw, float *db, float *col, float *t, 
 				db[o] += (float)ae_sum_f32(dy + ((size_t)i * oc + o) * po, (size_t)po);
 			}
 	ae_im2col(col, dy, n, g);
-	/* channel-major is NCHW for one image: no gather or scatter copies */
-	const float *xc = x;
-	if (n > 1) {
-		ae_gather_channels(t, x, n, ic, p);
-		xc = t;
-	}
+	const float *xc = ae_gather_channels(t, x, n, ic, p);
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ic, okk, np, 1.0f, xc, np, col, np, 1.0f, dw, okk);
 	if (dx) {
-		float *out = n == 1 ? dx : t;
+		float *out = ae_channel_major_dst(t, dx, n);
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ic, np, okk, 1.0f, w, okk, col, np, 0.0f, out,
 		            np);
-		if (n > 1) ae_scatter_channels(dx, t, n, ic, p, NULL);
+		ae_scatter_channels(dx, out, n, ic, p, NULL);
 	}
 }
 

@@ -177,18 +177,21 @@ void ae_epilogue_units(float *y, int units, const ae_epilogue *ep)
 
 void ae_scatter_channels(float *y, const float *t, int n, int ch, int p, const ae_epilogue *ep)
 {
+	if (t == y && !ep) return; /* in place with nothing to apply */
 	const size_t np = (size_t)n * p;
 	for (int c = 0; c < ch; c++)
 		for (int img = 0; img < n; img++)
 			ae_epilogue_row(y + ((size_t)img * ch + c) * p, t + c * np + (size_t)img * p, (size_t)p, c, ep);
 }
 
-void ae_gather_channels(float *t, const float *y, int n, int ch, int p)
+const float *ae_gather_channels(float *t, const float *y, int n, int ch, int p)
 {
+	if (n == 1) return y;
 	const size_t np = (size_t)n * p;
 	for (int img = 0; img < n; img++)
 		for (int c = 0; c < ch; c++)
 			memcpy(t + c * np + (size_t)img * p, y + ((size_t)img * ch + c) * p, sizeof(float) * (size_t)p);
+	return t;
 }
 
 void ae_epilogue_apply(float *y, int n, int ch, int p, const ae_epilogue *ep)

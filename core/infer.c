@@ -301,8 +301,7 @@ static int sub_images(const ae_plan *p, int from, int to, int n)
 		size_t bytes = (p->st[i].in_size + p->st[i].out_size) * sizeof(float);
 		if (bytes > widest) widest = bytes;
 	}
-	size_t fit = SUB_BYTES / widest;
-	return fit < 1 ? 1 : fit < (size_t)n ? (int)fit : n;
+	return ae_images_within(SUB_BYTES, widest, n);
 }
 
 static int lane_alloc(lane *l, const ae_plan *p, int b)

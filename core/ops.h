@@ -20,6 +20,14 @@
 enum { AE_SIMD_NONE, AE_SIMD_AVX2, AE_SIMD_AVX512 };
 int ae_cpu_simd(void);
 
+/* How many of n images a pass over them takes so that per_image bytes
+ * each stay within budget: at least 1, at most n. */
+static inline int ae_images_within(size_t budget, size_t per_image, int n)
+{
+	size_t fit = per_image ? budget / per_image : (size_t)n;
+	return fit < 1 ? 1 : fit < (size_t)n ? (int)fit : n;
+}
+
 /* n floats (at least one) aligned to 64 bytes, for activations and
  * scratch the vector kernels read; free() releases them. NULL when out of
  * memory or n is too large. */
@@ -56,10 +64,20 @@ void ae_im2col(float *col, const float *x, int n, const ae_conv_geom *g);
 /* x (n, c, h, w) is overwritten with the sum of col's contributions. */
 void ae_col2im(float *x, const float *col, int n, const ae_conv_geom *g);
 
-/* Writes y (n, ch, p) from t (ch, n*p), applying ep per channel. */
+/* For one image, NCHW (1, ch, p) is the channel-major (ch, p) a GEMM
+ * takes and gives, so the helpers below copy nothing: */
+/* where a GEMM's channel-major result for y (n, ch, p) goes: y itself for
+ * one image, else the scratch t that ae_scatter_channels then reads. */
+static inline float *ae_channel_major_dst(float *t, float *y, int n)
+{
+	return n == 1 ? y : t;
+}
+/* Writes y (n, ch, p) from t (ch, n*p), applying ep per channel; t == y
+ * (one image, from ae_channel_major_dst) applies ep in place. */
 void ae_scatter_channels(float *y, const float *t, int n, int ch, int p, const ae_epilogue *ep);
-/* Writes t (ch, n*p) from y (n, ch, p). */
-void ae_gather_channels(float *t, const float *y, int n, int ch, int p);
+/* y (n, ch, p) as channel-major (ch, n*p): y itself for one image, else
+ * written into t, which is returned. */
+const float *ae_gather_channels(float *t, const float *y, int n, int ch, int p);
 /* Runs p values of channel c through ep, src -> dst (may be equal). */
 void ae_epilogue_row(float *dst, const float *src, size_t p, int c, const ae_epilogue *ep);
 /* Applies ep in place to one row of a dense layer's output: unit u is

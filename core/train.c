@@ -91,8 +91,7 @@ static int lower_images(const ae_layer *l, int n)
 {
 	size_t col, t;
 	lower_sizes(l, &col, &t);
-	size_t fit = col ? LOWER_BYTES / (col * sizeof(float)) : (size_t)n;
-	return fit < 1 ? 1 : fit < (size_t)n ? (int)fit : n;
+	return ae_images_within(LOWER_BYTES, col * sizeof(float), n);
 }
 
 static void scratch_sizes(const ae_net *net, int b, size_t *col, size_t *t, size_t *act)
