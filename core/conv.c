@@ -1,40 +1,11 @@
 /*
- * Conv2D forward and backward: im2col + one batched cblas_sgemm, and the
- * plain reference loops the tests hold it to.
+ * Conv2D's plain reference loops, NCHW: what the tests hold the trainer's
+ * and inference's direct convolutions (dconv.h) and weight gradients
+ * (convgrad.c) to.
  */
 #include "ops.h"
 
-#include <cblas.h>
 #include <string.h>
-
-void ae_conv2d_forward(float *y, float *col, float *t, const float *x, const float *w, const ae_epilogue *ep, int n,
-                       int oc, const ae_conv_geom *g)
-{
-	const int kk = g->c * g->k * g->k;
-	const int p = g->oh * g->ow, np = n * p;
-	ae_im2col(col, x, n, g);
-	float *out = ae_channel_major_dst(t, y, n);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, oc, np, kk, 1.0f, w, kk, col, np, 0.0f, out, np);
-	ae_scatter_channels(y, out, n, oc, p, ep);
-}
-
-void ae_conv2d_backward(float *dx, float *dw, float *db, float *col, float *t, const float *dy, const float *x,
-                        const float *w, int n, int oc, const ae_conv_geom *g)
-{
-	const int kk = g->c * g->k * g->k;
-	const int p = g->oh * g->ow, np = n * p;
-	const float *dyc = ae_gather_channels(t, dy, n, oc, p);
-	if (db)
-		for (int o = 0; o < oc; o++) {
-			db[o] += (float)ae_sum_f32(dyc + (size_t)o * np, (size_t)np);
-		}
-	ae_im2col(col, x, n, g);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, oc, kk, np, 1.0f, dyc, np, col, np, 1.0f, dw, kk);
-	if (dx) {
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kk, np, oc, 1.0f, w, kk, dyc, np, 0.0f, col, np);
-		ae_col2im(dx, col, n, g);
-	}
-}
 
 void ae_conv2d_forward_ref(float *y, const float *x, const float *w, const float *b, int n, int oc,
                            const ae_conv_geom *g)

@@ -236,6 +236,20 @@ int ae_dconv_init(ae_dconv *d, const ae_dconv_shape *s, const float *w, const ae
 	return 0;
 }
 
+void ae_dconv_adjoint(ae_dconv_shape *adj, const ae_dconv_shape *s)
+{
+	*adj = (ae_dconv_shape){ .transposed = !s->transposed,
+		                 .ic = s->oc,
+		                 .ih = s->oh,
+		                 .iw = s->ow,
+		                 .oc = s->ic,
+		                 .oh = s->ih,
+		                 .ow = s->iw,
+		                 .k = s->k,
+		                 .stride = s->stride,
+		                 .pad = s->pad };
+}
+
 void ae_dconv_pack(ae_dconv *d, const float *w, const ae_epilogue *ep)
 {
 	int ty[MAX_K * MAX_K], tx[MAX_K * MAX_K];

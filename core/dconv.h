@@ -77,6 +77,12 @@ typedef struct ae_dconv {
 int ae_dconv_init(ae_dconv *d, const ae_dconv_shape *s, const float *w, const ae_epilogue *ep);
 void ae_dconv_deinit(ae_dconv *d);
 
+/* The adjoint of s, from its output back to its input: the input gradient
+ * of a layer as a direct convolution with the layer's own weights, read in
+ * the other kind's layout (a convolution's (oc, ic, k, k) are a transposed
+ * one's with in = oc and out = ic, and the other way round). */
+void ae_dconv_adjoint(ae_dconv_shape *adj, const ae_dconv_shape *s);
+
 /* Packs new weights and epilogue (same shape) into d's storage, as init
  * did: for a layer whose weights change, once per training step. Allocates
  * nothing. */

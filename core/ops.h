@@ -1,14 +1,14 @@
 /*
- * Layer kernels over flat float32 NCHW arrays, in the llm.c manner: outputs
+ * Layer kernels over flat float32 arrays, in the llm.c manner: outputs
  * first, then inputs, then shapes; gradient arguments start with `d`;
  * backward passes ACCUMULATE (+=) into parameter gradients and OVERWRITE
  * input gradients. No kernel allocates: scratch comes from the caller.
  *
- * Every convolution has two paths: the training one (im2col/col2im +
- * cblas_sgemm, the n images of a call as one GEMM; the trainer picks n so
- * the column matrix stays in cache) and a plain reference loop (`_ref`)
- * that the tests compare it against. Inference runs convolutions direct on
- * channels-last images instead (dconv.h).
+ * Convolutions run direct on channels-last (NHWC) images, in training and
+ * inference alike (dconv.h; their weight gradients below); each has a
+ * plain NCHW reference loop (`_ref`) that the tests compare against.
+ * Batch norm in training works on channels-last images too; dense layers
+ * and the elementwise ones do not care.
  */
 #ifndef AE_OPS_H
 #define AE_OPS_H
@@ -59,52 +59,22 @@ typedef struct ae_epilogue {
 	const float *scale, *shift;
 } ae_epilogue;
 
-/* ---- im2col / col2im over a batch: col is (c*k*k, n*oh*ow) ---- */
-void ae_im2col(float *col, const float *x, int n, const ae_conv_geom *g);
-/* x (n, c, h, w) is overwritten with the sum of col's contributions. */
-void ae_col2im(float *x, const float *col, int n, const ae_conv_geom *g);
-
-/* For one image, NCHW (1, ch, p) is the channel-major (ch, p) a GEMM
- * takes and gives, so the helpers below copy nothing: */
-/* where a GEMM's channel-major result for y (n, ch, p) goes: y itself for
- * one image, else the scratch t that ae_scatter_channels then reads. */
-static inline float *ae_channel_major_dst(float *t, float *y, int n)
-{
-	return n == 1 ? y : t;
-}
-/* Writes y (n, ch, p) from t (ch, n*p), applying ep per channel; t == y
- * (one image, from ae_channel_major_dst) applies ep in place. */
-void ae_scatter_channels(float *y, const float *t, int n, int ch, int p, const ae_epilogue *ep);
-/* y (n, ch, p) as channel-major (ch, n*p): y itself for one image, else
- * written into t, which is returned. */
-const float *ae_gather_channels(float *t, const float *y, int n, int ch, int p);
-/* Runs p values of channel c through ep, src -> dst (may be equal). */
-void ae_epilogue_row(float *dst, const float *src, size_t p, int c, const ae_epilogue *ep);
 /* Applies ep in place to one row of a dense layer's output: unit u is
  * channel u. */
 void ae_epilogue_units(float *y, int units, const ae_epilogue *ep);
-/* Applies ep in place to y (n, ch, p). */
+/* Applies ep in place to y (n, ch, p), NCHW: the references' epilogue. */
 void ae_epilogue_apply(float *y, int n, int ch, int p, const ae_epilogue *ep);
 
-/* ---- Conv2D, weight (oc, c, k, k), bias (oc) ----
- * col: (c*k*k, n*oh*ow) scratch, t: (oc, n*oh*ow) scratch. */
-void ae_conv2d_forward(float *y, float *col, float *t, const float *x, const float *w, const ae_epilogue *ep, int n,
-                       int oc, const ae_conv_geom *g);
-void ae_conv2d_backward(float *dx, float *dw, float *db, float *col, float *t, const float *dy, const float *x,
-                        const float *w, int n, int oc, const ae_conv_geom *g);
+/* ---- Conv2D, weight (oc, c, k, k), bias (oc): reference loops ---- */
 void ae_conv2d_forward_ref(float *y, const float *x, const float *w, const float *b, int n, int oc,
                            const ae_conv_geom *g);
 void ae_conv2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int n,
                             int oc, const ae_conv_geom *g);
 
-/* ---- ConvTranspose2D, weight (ic, oc, k, k), bias (oc) ----
+/* ---- ConvTranspose2D, weight (ic, oc, k, k), bias (oc): reference loops ----
  * g is the geometry of the *adjoint* convolution: from the output
- * (oc, H_out, W_out) down to the input (ic = g->oh.., i.e. g->c = oc,
- * g->h = H_out, g->oh = H_in). col: (oc*k*k, n*H_in*W_in), t: (ic, n*H_in*W_in). */
-void ae_convt2d_forward(float *y, float *col, float *t, const float *x, const float *w, const ae_epilogue *ep, int n,
-                        int ic, const ae_conv_geom *g);
-void ae_convt2d_backward(float *dx, float *dw, float *db, float *col, float *t, const float *dy, const float *x,
-                         const float *w, int n, int ic, const ae_conv_geom *g);
+ * (oc, H_out, W_out) down to the input (g->c = oc, g->h = H_out,
+ * g->oh = H_in). */
 void ae_convt2d_forward_ref(float *y, const float *x, const float *w, const float *b, int n, int ic,
                             const ae_conv_geom *g);
 void ae_convt2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int n,
@@ -127,7 +97,8 @@ void ae_lrelu_backward(float *dx, const float *dy, const float *y, float slope, 
 void ae_sigmoid_forward(float *y, const float *x, size_t n);
 void ae_sigmoid_backward(float *dx, const float *dy, const float *y, size_t n);
 
-/* ---- BatchNorm over (n, c, p): p = h*w (BatchNorm2d) or 1 (BatchNorm1d) ----
+/* ---- BatchNorm over channels-last (n, p, c): p = h*w (BatchNorm2d) or 1
+ * (BatchNorm1d) ----
  * Training: normalises with batch statistics, saves mean and invstd (c each)
  * for backward, and updates running stats as PyTorch does (momentum,
  * unbiased variance). */
@@ -164,9 +135,26 @@ void ae_bn_lrelu_backward_dx(float *dx, double *db, const float *dy, const float
 void ae_bn_fold(float *scale, float *shift, const float *gamma, const float *beta, const float *run_mean,
                 const float *run_var, int c, float eps);
 
-/* ---- Reductions ---- */
-/* The sum of n floats, accumulated in double. */
-double ae_sum_f32(const float *x, size_t n);
+/* ---- gradients of convolutions on channels-last images ---- */
+/* col (n*oh*ow, k*k*c): per output pixel of g, its k*k taps of c channels
+ * from x (n, h, w, c), zeros where a tap falls on padding. */
+void ae_im2col_nhwc(float *col, const float *x, int n, const ae_conv_geom *g);
+/* Adds to dw (a, g->c, k, k) the sum over n images' pixels of the patches
+ * of src under g times rows (n*oh*ow, a). For a convolution, g is its own
+ * geometry, src its input and rows its output gradient (a = out channels);
+ * for a transposed one, g is its adjoint's (ae_layer_geom), src its output
+ * gradient and rows its input (a = in channels). Scratch: wt (a, k*k*c),
+ * col as ae_im2col_nhwc fills it. */
+void ae_conv_weight_grad(float *dw, float *wt, float *col, const float *src, const float *rows, int n, int a,
+                         const ae_conv_geom *g);
+/* The same with the kernels of at most simd (AE_SIMD_*): with AVX-512, a
+ * direct kernel reading src in place; below, ae_im2col_nhwc and a GEMM.
+ * Tests lower simd to check both. */
+void ae_conv_weight_grad_simd(float *dw, float *wt, float *col, const float *src, const float *rows, int n, int a,
+                              const ae_conv_geom *g, int simd);
+/* Adds to db (c) the sums of dy (rows, c) over its rows, accumulated in
+ * acc (c doubles, scratch). */
+void ae_bias_grad_nhwc(float *db, const float *dy, size_t rows, int c, double *acc);
 
 /* ---- Losses: mean over n values; write d(loss)/d(y) into dy (may be NULL) ---- */
 double ae_mse_loss(float *dy, const float *y, const float *target, size_t n);

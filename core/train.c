@@ -2,14 +2,22 @@
  * Forward with batch statistics, backward and Adam over the layer list.
  * Memory is carved from a handful of blocks sized once in ae_trainer_new.
  *
- * Transposed convolutions with 8 or more output channels run forward as
- * direct convolutions (dconv.h) in per-tap mode instead of GEMM + col2im,
- * without writing, zeroing and scattering a column matrix nine times the
- * input. Per-tap mode rounds each tap's sum on its own as that lowering
- * does (98% of outputs bit-identical, the rest 1 ulp apart). One chain
- * through all taps is not enough alike: batch norm magnifies rounding in
- * low-variance channels, and the PyTorch parity test then fails at step 1
- * (1.6e-3 against 1e-4).
+ * Images between a convolution and a flatten are channels-last (NHWC), as
+ * in inference: every convolution and transposed convolution runs forward
+ * as a direct convolution (dconv.h), and so does its input gradient, which
+ * is the adjoint convolution with the same weights (a transposed one for a
+ * convolution, a plain one for a transposed one); weight gradients are one
+ * GEMM over NHWC patches (convgrad.c), batch norm works on NHWC rows. No
+ * column matrix is written for a forward pass or an input gradient, and no
+ * layer is transposed between layouts: only the input, the output (when
+ * it has more than one channel) and the dense layers' ends are.
+ *
+ * Transposed convolutions' forward and convolutions' input gradients (both
+ * transposed direct convolutions) run in per-tap mode: each tap's sum is
+ * rounded on its own, as a GEMM + col2im lowering (and PyTorch) does. One
+ * chain through all taps is not enough alike there: batch norm magnifies
+ * rounding in low-variance channels, and the PyTorch parity test then
+ * fails at step 1 (1.6e-3 against 1e-4).
  */
 #include "ae/train.h"
 #include "dconv.h"
@@ -25,7 +33,7 @@
 /* One lane's share of a step: its own lowering scratch and, past lane 0,
  * its own gradient block, added into the trainer's after backward. */
 typedef struct tlane {
-	float *col, *t;
+	float *col, *wt;      /* patches and one weight gradient (convgrad.c) */
 	float *dbuf[2];       /* ping-pong gradients of its images: lanes run
 	                               * apart between batch norms, so a shared buffer
 	                               * would hold two layers' slices at once */
@@ -41,7 +49,7 @@ struct ae_trainer {
 	float *acts;                     /* block holding every layer's output */
 	float *out[AE_MAX_LAYERS];       /* (max_batch, out) each, written by its layer */
 	const float *act[AE_MAX_LAYERS]; /* each layer's output as read: out[i], or for a
-	                                  * flatten layer its input (the batch, at layer 0) */
+	                                  * flatten layer that keeps the layout its input */
 	float *bn_stats;                 /* mean, invstd per BN layer */
 	float *bn_mean[AE_MAX_LAYERS], *bn_invstd[AE_MAX_LAYERS];
 	double *bn_part; /* per BN layer: 4 sums x lanes x channels */
@@ -54,58 +62,83 @@ struct ae_trainer {
 	int n, n_lanes;
 	float lr;
 	double lane_loss[AE_MAX_THREADS];
-	ae_dconv dconv[AE_MAX_LAYERS]; /* the direct transposed convolutions */
-	unsigned char direct[AE_MAX_LAYERS];
+	/* layouts (see layout_init) */
+	unsigned char nhwc[AE_MAX_LAYERS];     /* layer i's output is channels-last */
+	unsigned char relayout[AE_MAX_LAYERS]; /* a flatten/unflatten that transposes */
+	float *in;                             /* the input channels-last, or NULL: x as given */
+	const float *in0;                      /* what layer 0 reads */
+	float *y;                              /* the output back in NCHW, or NULL */
+	ae_dconv fwd[AE_MAX_LAYERS];           /* convolutions forward */
+	ae_dconv dx[AE_MAX_LAYERS];            /* and their input gradients */
+	unsigned char has_fwd[AE_MAX_LAYERS], has_dx[AE_MAX_LAYERS];
 	unsigned char fused[AE_MAX_LAYERS]; /* see fuse_init */
 };
 
-/* A convolution's lowering (im2col, GEMM, col2im) goes through the lane's
- * images a few at a time: as many as keep the column matrix under
- * LOWER_BYTES, so that it is written and read back while still in cache
- * instead of from memory (at 128x128 the decoder's last strided layer has
- * 4.7 MB of columns per image: 75 MB for a lane's 16 at once). The direct
- * transposed convolutions' NHWC copies are bounded the same way. 1 MB
- * measured best of 1, 4 and 16 MB at 28x28, 64x64x3 and 128x128x3; two
- * lanes at 128x128x3 train 61 -> 77 img/s, at 64x64x3 225 -> 267. */
-#define LOWER_BYTES (1u << 20)
-
-/* Column-matrix and channel-major floats per image of a lowering, and
- * the direct path's NHWC output and input per image. */
-static void lower_sizes(const ae_layer *l, size_t *col, size_t *t)
+static int is_conv(const ae_layer *l)
 {
-	*col = *t = 0;
-	if (l->kind == AE_L_CONV) {
-		size_t p = (size_t)l->oh * l->ow;
-		*col = (size_t)l->ic * l->k * l->k * p;
-		*t = (size_t)l->oc * p;
-	} else if (l->kind == AE_L_CONVT) {
-		size_t p = (size_t)l->ih * l->iw;
-		*col = (size_t)l->oc * l->k * l->k * p;
-		if (ae_layer_out_size(l) > *col) *col = ae_layer_out_size(l); /* the direct path's output */
-		*t = (size_t)l->ic * p;
+	return l->kind == AE_L_CONV || l->kind == AE_L_CONVT;
+}
+
+/* Which outputs are channels-last: a convolution's, and what follows it
+ * elementwise or through a batch norm, up to a flatten, which hands the
+ * dense layer PyTorch's (C, H, W) order; an unflatten's when a
+ * convolution reads it. A flatten or unflatten whose two sides differ
+ * transposes (relayout); the input is transposed when layer 0 is a
+ * convolution. One channel is the same in both layouts. */
+static void layout_init(ae_trainer *t)
+{
+	const ae_net *net = &t->m->net;
+	int prev = net->n_layers > 0 && is_conv(&net->layers[0]);
+	for (int i = 0; i < net->n_layers; i++) {
+		const ae_layer *l = &net->layers[i];
+		int v = prev;
+		if (is_conv(l))
+			v = 1;
+		else if (l->kind == AE_L_FLATTEN || l->kind == AE_L_DENSE)
+			v = 0;
+		else if (l->kind == AE_L_UNFLATTEN)
+			v = i + 1 < net->n_layers && is_conv(&net->layers[i + 1]);
+		t->nhwc[i] = (unsigned char)v;
+		if (l->kind == AE_L_FLATTEN) t->relayout[i] = prev && l->ic > 1;
+		if (l->kind == AE_L_UNFLATTEN) t->relayout[i] = v && l->oc > 1;
+		prev = v;
 	}
 }
 
-/* Images per lowering pass of layer l, out of n. */
-static int lower_images(const ae_layer *l, int n)
+/* A convolution's weight gradient goes through the lane's images a few at
+ * a time: as many as keep the patch matrix under LOWER_BYTES, so that it
+ * is written and read back while still in cache instead of from memory (at
+ * 128x128 the decoder's last strided layer has 4.7 MB of patches per
+ * image: 75 MB for a lane's 16 at once). 1 MB measured best of 1, 4 and 16
+ * MB at 28x28, 64x64x3 and 128x128x3. */
+#define LOWER_BYTES (1u << 20)
+
+/* Patch-matrix floats per image of layer l's weight gradient. */
+static size_t patch_floats(const ae_layer *l)
 {
-	size_t col, t;
-	lower_sizes(l, &col, &t);
-	return ae_images_within(LOWER_BYTES, col * sizeof(float), n);
+	if (!is_conv(l)) return 0;
+	ae_conv_geom g;
+	ae_layer_geom(l, &g);
+	return (size_t)g.c * g.k * g.k * g.oh * g.ow;
 }
 
-static void scratch_sizes(const ae_net *net, int b, size_t *col, size_t *t, size_t *act)
+/* Images per weight-gradient pass of layer l, out of n. */
+static int lower_images(const ae_layer *l, int n)
 {
-	*col = *t = *act = 1;
+	return ae_images_within(LOWER_BYTES, patch_floats(l) * sizeof(float), n);
+}
+
+static void scratch_sizes(const ae_net *net, int b, size_t *col, size_t *wt, size_t *act)
+{
+	*col = *wt = *act = 1;
 	for (int i = 0; i < net->n_layers; i++) {
 		const ae_layer *l = &net->layers[i];
 		size_t in = (size_t)l->ic * l->ih * l->iw * b, out = ae_layer_out_size(l) * b;
 		if (in > *act) *act = in;
 		if (out > *act) *act = out;
-		size_t c, tt, k = (size_t)lower_images(l, b);
-		lower_sizes(l, &c, &tt);
-		if (c * k > *col) *col = c * k;
-		if (tt * k > *t) *t = tt * k;
+		size_t c = patch_floats(l) * (size_t)lower_images(l, b);
+		if (c > *col) *col = c;
+		if (is_conv(l) && (size_t)l->ic * l->oc * l->k * l->k > *wt) *wt = (size_t)l->ic * l->oc * l->k * l->k;
 	}
 }
 
@@ -119,42 +152,49 @@ static int widest_bn(const ae_net *net)
 
 static int lane_alloc(tlane *ln, const ae_net *net, int b, int own_grads)
 {
-	size_t ncol, nt, nact;
+	size_t ncol, nwt, nact;
 	int c = widest_bn(net);
-	scratch_sizes(net, b, &ncol, &nt, &nact);
+	scratch_sizes(net, b, &ncol, &nwt, &nact);
 	ln->col = ae_floats(ncol);
-	ln->t = ae_floats(nt);
+	ln->wt = ae_floats(nwt);
 	ln->dbuf[0] = ae_floats(nact);
 	ln->dbuf[1] = ae_floats(nact);
 	ln->mean = malloc(2 * (size_t)c * sizeof(float));
 	ln->invstd = ln->mean ? ln->mean + c : NULL;
 	if (own_grads) ln->grads = malloc(net->n_params * sizeof(float));
-	return ln->col && ln->t && ln->dbuf[0] && ln->dbuf[1] && ln->mean && (!own_grads || ln->grads) ? 0 : -1;
+	return ln->col && ln->wt && ln->dbuf[0] && ln->dbuf[1] && ln->mean && (!own_grads || ln->grads) ? 0 : -1;
 }
 
 static void lane_free(tlane *ln, int own_grads)
 {
 	free(ln->col);
-	free(ln->t);
+	free(ln->wt);
 	free(ln->dbuf[0]);
 	free(ln->dbuf[1]);
 	free(ln->mean);
 	if (own_grads) free(ln->grads);
 }
 
-/* Compiles the transposed convolutions that run direct; their weights are
- * packed again before each forward. */
-static int direct_init(ae_trainer *t)
+/* Compiles each convolution's forward pass and, past layer 0, its input
+ * gradient (ae_dconv_adjoint). Weights are packed again each step. */
+static int dconv_init(ae_trainer *t)
 {
 	const ae_net *net = &t->m->net;
 	for (int i = 0; i < net->n_layers; i++) {
 		const ae_layer *l = &net->layers[i];
-		if (l->kind != AE_L_CONVT || l->oc < 8) continue;
+		if (!is_conv(l)) continue;
+		const float *w = t->m->params + l->w;
 		ae_dconv_shape sh;
 		ae_layer_dconv_shape(l, &sh);
-		if (ae_dconv_init(&t->dconv[i], &sh, t->m->params + l->w, NULL) != 0) return -1;
-		t->dconv[i].per_tap = 1;
-		t->direct[i] = 1;
+		if (ae_dconv_init(&t->fwd[i], &sh, w, NULL) != 0) return -1;
+		t->has_fwd[i] = 1;
+		t->fwd[i].per_tap = sh.transposed;
+		if (i == 0) continue;
+		ae_dconv_shape adj;
+		ae_dconv_adjoint(&adj, &sh);
+		if (ae_dconv_init(&t->dx[i], &adj, w, NULL) != 0) return -1;
+		t->has_dx[i] = 1;
+		t->dx[i].per_tap = adj.transposed;
 	}
 	return 0;
 }
@@ -171,8 +211,8 @@ static void fuse_init(ae_trainer *t)
 	const ae_net *net = &t->m->net;
 	for (int i = 0; i + 2 < net->n_layers; i++) {
 		const ae_layer *l = &net->layers[i];
-		t->fused[i] = (l->kind == AE_L_CONV || l->kind == AE_L_CONVT) && l->b != AE_NONE &&
-		              net->layers[i + 1].kind == AE_L_LRELU && net->layers[i + 2].kind == AE_L_BN;
+		t->fused[i] = is_conv(l) && l->b != AE_NONE && net->layers[i + 1].kind == AE_L_LRELU &&
+		              net->layers[i + 2].kind == AE_L_BN;
 	}
 }
 
@@ -187,6 +227,15 @@ static ae_epilogue forward_epilogue(const ae_trainer *t, int i)
 		ep.slope = t->m->net.layers[i + 1].slope;
 	}
 	return ep;
+}
+
+/* A layer whose output is stored: not a flatten or unflatten that only
+ * renames its input, nor a convolution fused with its LeakyReLU. */
+static int has_output(const ae_trainer *t, int i)
+{
+	int k = t->m->net.layers[i].kind;
+	if (t->fused[i]) return 0; /* its LeakyReLU's output is written instead */
+	return (k != AE_L_FLATTEN && k != AE_L_UNFLATTEN) || t->relayout[i];
 }
 
 ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int threads, int loss, ae_error *err)
@@ -208,14 +257,17 @@ ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int threads, int loss, ae
 	t->m = m;
 	t->loss = loss;
 	t->threads = threads < max_batch ? threads : max_batch;
+	layout_init(t);
+	fuse_init(t);
 	size_t np = net->n_params;
 	size_t acts = 0, stats = 0;
 	for (int i = 0; i < net->n_layers; i++) {
 		const ae_layer *l = &net->layers[i];
-		if (l->kind != AE_L_FLATTEN && l->kind != AE_L_UNFLATTEN)
-			acts += ae_layer_out_size(l) * (size_t)max_batch;
+		if (has_output(t, i)) acts += ae_layer_out_size(l) * (size_t)max_batch;
 		if (l->kind == AE_L_BN) stats += 2 * (size_t)l->oc;
 	}
+	const ae_layer *first = &net->layers[0], *last = &net->layers[net->n_layers - 1];
+	size_t in_size = (size_t)first->ic * first->ih * first->iw * max_batch;
 	t->grads = calloc(np, sizeof(float));
 	t->adam_m = calloc(np, sizeof(float));
 	t->adam_v = calloc(np, sizeof(float));
@@ -225,6 +277,9 @@ ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int threads, int loss, ae
 	t->lanes = calloc((size_t)t->threads, sizeof *t->lanes);
 	t->team = ae_team_new(t->threads);
 	int ok = t->grads && t->adam_m && t->adam_v && t->acts && t->bn_stats && t->bn_part && t->lanes && t->team;
+	if (ok && t->nhwc[0] && first->ic > 1) ok = (t->in = ae_floats(in_size)) != NULL;
+	if (ok && t->nhwc[net->n_layers - 1] && last->oc > 1)
+		ok = (t->y = ae_floats(ae_layer_out_size(last) * (size_t)max_batch)) != NULL;
 	/* each lane's scratch for its largest share of a batch */
 	int share = (max_batch + t->threads - 1) / t->threads;
 	for (int k = 0; ok && k < t->threads; k++)
@@ -236,17 +291,16 @@ ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int threads, int loss, ae
 		return NULL;
 	}
 	t->lanes[0].grads = t->grads;
-	fuse_init(t);
-	if (direct_init(t) != 0) {
+	if (dconv_init(t) != 0) {
 		ae_trainer_free(t);
-		ae_fail(err, AE_ERR_NOMEM, "out of memory compiling the transposed convolutions");
+		ae_fail(err, AE_ERR_NOMEM, "out of memory compiling the convolutions");
 		return NULL;
 	}
 	float *a = t->acts, *s = t->bn_stats;
 	double *d = t->bn_part;
 	for (int i = 0; i < net->n_layers; i++) {
 		const ae_layer *l = &net->layers[i];
-		if (l->kind != AE_L_FLATTEN && l->kind != AE_L_UNFLATTEN) {
+		if (has_output(t, i)) {
 			t->act[i] = t->out[i] = a;
 			a += ae_layer_out_size(l) * (size_t)max_batch;
 		}
@@ -265,8 +319,10 @@ void ae_trainer_free(ae_trainer *t)
 {
 	if (!t) return;
 	ae_team_free(t->team);
-	for (int i = 0; i < AE_MAX_LAYERS; i++)
-		if (t->direct[i]) ae_dconv_deinit(&t->dconv[i]);
+	for (int i = 0; i < AE_MAX_LAYERS; i++) {
+		if (t->has_fwd[i]) ae_dconv_deinit(&t->fwd[i]);
+		if (t->has_dx[i]) ae_dconv_deinit(&t->dx[i]);
+	}
 	for (int k = 0; t->lanes && k < t->threads; k++)
 		lane_free(&t->lanes[k], k > 0);
 	free(t->lanes);
@@ -274,6 +330,8 @@ void ae_trainer_free(ae_trainer *t)
 	free(t->adam_m);
 	free(t->adam_v);
 	free(t->acts);
+	free(t->in);
+	free(t->y);
 	free(t->bn_stats);
 	free(t->bn_part);
 	free(t);
@@ -345,57 +403,32 @@ static void bn_forward_lane(ae_trainer *t, int k, int i, float *y, const float *
 	ae_bn_normalize(y, in, mean, invstd, m->params + l->w, m->params + l->b, n, c, p);
 }
 
-/* Layer i, a convolution or transposed convolution, on n images x -> y,
- * lower_images at a time. */
-static void conv_forward(ae_trainer *t, tlane *ln, int i, float *y, const float *x, int n)
-{
-	const ae_layer *l = &t->m->net.layers[i];
-	const float *P = t->m->params;
-	const size_t isz = (size_t)l->ic * l->ih * l->iw, osz = ae_layer_out_size(l);
-	const int sub = lower_images(l, n);
-	ae_epilogue ep = forward_epilogue(t, i);
-	ae_conv_geom g;
-	ae_layer_geom(l, &g);
-	for (int i0 = 0; i0 < n; i0 += sub) {
-		int b = n - i0 < sub ? n - i0 : sub;
-		const float *xs = x + (size_t)i0 * isz;
-		float *ys = y + (size_t)i0 * osz;
-		if (l->kind == AE_L_CONV) {
-			ae_conv2d_forward(ys, ln->col, ln->t, xs, P + l->w, &ep, b, l->oc, &g);
-		} else if (t->direct[i]) {
-			ae_nchw_to_nhwc(ln->t, xs, b, l->ic, l->ih * l->iw);
-			ae_dconv_forward(ln->col, ln->t, b, &t->dconv[i]);
-			ae_nhwc_to_nchw(ys, ln->col, b, l->oc, l->oh * l->ow);
-		} else {
-			ae_convt2d_forward(ys, ln->col, ln->t, xs, P + l->w, &ep, b, l->ic, &g);
-		}
-	}
-}
-
 static void forward_lane(void *arg, int k)
 {
 	ae_trainer *t = arg;
 	ae_model *m = t->m;
 	const ae_net *net = &m->net;
-	tlane *ln = &t->lanes[k];
 	int lo, n = lane_range(t, k, &lo);
 	const float *P = m->params;
+	const ae_layer *first = &net->layers[0], *last = &net->layers[net->n_layers - 1];
+	if (t->in) {
+		size_t isz = (size_t)first->ic * first->ih * first->iw;
+		ae_nchw_to_nhwc(t->in + lo * isz, t->x + lo * isz, n, first->ic, first->ih * first->iw);
+	}
 	for (int i = 0; i < net->n_layers; i++) {
 		const ae_layer *l = &net->layers[i];
-		if (l->kind == AE_L_FLATTEN || l->kind == AE_L_UNFLATTEN) continue;
-		const float *in = (i ? t->act[i - 1] : t->x) + (size_t)lo * l->ic * l->ih * l->iw;
+		if (!has_output(t, i) && !t->fused[i]) continue;
+		const float *in = (i ? t->act[i - 1] : t->in0) + (size_t)lo * l->ic * l->ih * l->iw;
 		size_t osz = ae_layer_out_size(l), sz = osz * (size_t)n;
-		float *y = t->out[i] + (size_t)lo * osz;
+		float *y = t->out[t->fused[i] ? i + 1 : i] + (size_t)lo * osz;
 		ae_epilogue ep = { .bias = l->b != AE_NONE ? P + l->b : NULL };
 		switch (l->kind) {
+		case AE_L_FLATTEN: ae_nhwc_to_nchw(y, in, n, l->ic, l->ih * l->iw); break;
+		case AE_L_UNFLATTEN: ae_nchw_to_nhwc(y, in, n, l->oc, l->oh * l->ow); break;
 		case AE_L_CONV:
 		case AE_L_CONVT:
-			if (!t->fused[i]) {
-				conv_forward(t, ln, i, y, in, n);
-				break;
-			}
-			conv_forward(t, ln, i, t->out[i + 1] + (size_t)lo * osz, in, n);
-			i++; /* the LeakyReLU ran in the epilogue */
+			ae_dconv_forward(y, in, n, &t->fwd[i]);
+			i += t->fused[i]; /* the LeakyReLU ran in the epilogue */
 			break;
 		case AE_L_DENSE: ae_dense_forward(y, in, P + l->w, &ep, n, l->ic, l->oc); break;
 		case AE_L_RELU: ae_relu_forward(y, in, sz); break;
@@ -404,6 +437,11 @@ static void forward_lane(void *arg, int k)
 		case AE_L_BN: bn_forward_lane(t, k, i, y, in, n); break;
 		default: break;
 		}
+	}
+	if (t->y) {
+		size_t osz = ae_layer_out_size(last);
+		ae_nhwc_to_nchw(t->y + lo * osz, t->act[net->n_layers - 1] + lo * osz, n, last->oc,
+		                last->oh * last->ow);
 	}
 }
 
@@ -421,19 +459,20 @@ static void begin_call(ae_trainer *t, const float *x, const float *target, int n
 const float *ae_trainer_forward(ae_trainer *t, const float *x, int n)
 {
 	const ae_net *net = &t->m->net;
-	/* flatten/unflatten alias their input: set before the lanes read them */
+	t->in0 = t->in ? t->in : x;
+	/* a flatten or unflatten that keeps the layout aliases its input: set
+	 * before the lanes read them */
 	for (int i = 0; i < net->n_layers; i++)
-		if (net->layers[i].kind == AE_L_FLATTEN || net->layers[i].kind == AE_L_UNFLATTEN)
-			t->act[i] = i ? t->act[i - 1] : x;
+		if (!has_output(t, i) && !t->fused[i]) t->act[i] = i ? t->act[i - 1] : t->in0;
 	for (int i = 0; i < net->n_layers; i++)
-		if (t->direct[i]) {
+		if (t->has_fwd[i]) {
 			ae_epilogue ep = forward_epilogue(t, i);
-			ae_dconv_pack(&t->dconv[i], t->m->params + net->layers[i].w, &ep);
+			ae_dconv_pack(&t->fwd[i], t->m->params + net->layers[i].w, &ep);
 		}
 	begin_call(t, x, NULL, n);
 	ae_team_run(t->team, t->n_lanes, forward_lane, t);
 	t->m->bn_batches++;
-	return t->act[net->n_layers - 1];
+	return t->y ? t->y : t->act[net->n_layers - 1];
 }
 
 /* dgamma and dbeta sum over every lane's images before dx can be formed. */
@@ -469,39 +508,30 @@ static void bn_backward_lane(ae_trainer *t, int k, int i, float *dx, const float
 		ln->grads[conv->b + ch] += (float)db[ch];
 }
 
-/* The bias gradient of a layer with output gradient dy (n, c, p): each
- * channel summed in double over all n images, then added once. */
-static void bias_grad(float *db, const float *dy, int n, int c, int p)
-{
-	for (int o = 0; o < c; o++) {
-		double s = 0.0;
-		for (int i = 0; i < n; i++)
-			s += ae_sum_f32(dy + ((size_t)i * c + o) * p, (size_t)p);
-		db[o] += (float)s;
-	}
-}
-
-/* Layer i's backward, lower_images at a time: weight and bias gradients
- * added into the lane's, dx (if not NULL) written. */
+/* Layer i's backward: weight and bias gradients added into the lane's
+ * (the weights' lower_images at a time), dx (if not NULL) written by the
+ * adjoint convolution. */
 static void conv_backward(ae_trainer *t, tlane *ln, int i, float *dx, const float *dy, const float *x, int n)
 {
 	const ae_layer *l = &t->m->net.layers[i];
-	const float *P = t->m->params;
 	float *G = ln->grads;
 	const size_t isz = (size_t)l->ic * l->ih * l->iw, osz = ae_layer_out_size(l);
 	const int sub = lower_images(l, n);
 	ae_conv_geom g;
 	ae_layer_geom(l, &g);
-	if (l->b != AE_NONE && !t->fused[i]) bias_grad(G + l->b, dy, n, l->oc, l->oh * l->ow);
+	if (l->b != AE_NONE && !t->fused[i]) {
+		double acc[AE_MAX_FILTERS];
+		ae_bias_grad_nhwc(G + l->b, dy, (size_t)n * l->oh * l->ow, l->oc, acc);
+	}
 	for (int i0 = 0; i0 < n; i0 += sub) {
 		int b = n - i0 < sub ? n - i0 : sub;
-		float *dxs = dx ? dx + (size_t)i0 * isz : NULL;
 		const float *dys = dy + (size_t)i0 * osz, *xs = x + (size_t)i0 * isz;
 		if (l->kind == AE_L_CONV)
-			ae_conv2d_backward(dxs, G + l->w, NULL, ln->col, ln->t, dys, xs, P + l->w, b, l->oc, &g);
+			ae_conv_weight_grad(G + l->w, ln->wt, ln->col, xs, dys, b, l->oc, &g);
 		else
-			ae_convt2d_backward(dxs, G + l->w, NULL, ln->col, ln->t, dys, xs, P + l->w, b, l->ic, &g);
+			ae_conv_weight_grad(G + l->w, ln->wt, ln->col, dys, xs, b, l->ic, &g);
 	}
+	if (dx) ae_dconv_forward(dx, dy, n, &t->dx[i]);
 }
 
 static void backward_lane(void *arg, int k)
@@ -512,20 +542,26 @@ static void backward_lane(void *arg, int k)
 	tlane *ln = &t->lanes[k];
 	int lo, n = lane_range(t, k, &lo);
 	const int last = net->n_layers - 1;
-	const size_t osz = ae_layer_out_size(&net->layers[last]);
+	const ae_layer *ll = &net->layers[last];
+	const size_t osz = ae_layer_out_size(ll);
 	float *d = ln->dbuf[0], *other = ln->dbuf[1];
-	const float *y = t->act[last] + (size_t)lo * osz, *tg = t->target + (size_t)lo * osz;
+	const float *y = (t->y ? t->y : t->act[last]) + (size_t)lo * osz, *tg = t->target + (size_t)lo * osz;
 	size_t cnt = osz * (size_t)n, total = osz * (size_t)t->n;
 	t->lane_loss[k] = t->loss == AE_LOSS_BCE ? ae_bce_loss_part(d, y, tg, cnt, total)
 	                                         : ae_mse_loss_part(d, y, tg, cnt, total);
+	if (t->y) {
+		ae_nchw_to_nhwc(other, d, n, ll->oc, ll->oh * ll->ow);
+		float *s = d;
+		d = other;
+		other = s;
+	}
 	if (k) memset(ln->grads, 0, net->n_params * sizeof(float));
 	const float *P = m->params;
 	float *G = ln->grads;
 	for (int i = last; i >= 0; i--) {
 		const ae_layer *l = &net->layers[i];
 		size_t isz = (size_t)l->ic * l->ih * l->iw, out = ae_layer_out_size(l);
-		const float *in = (i ? t->act[i - 1] : t->x) + (size_t)lo * isz;
-		const float *yi = t->act[i] + (size_t)lo * out; /* this layer's output */
+		const float *in = (i ? t->act[i - 1] : t->in0) + (size_t)lo * isz;
 		float *dx = i ? other : NULL;
 		size_t sz = out * (size_t)n;
 		switch (l->kind) {
@@ -533,13 +569,21 @@ static void backward_lane(void *arg, int k)
 		case AE_L_CONVT: conv_backward(t, ln, i, dx, d, in, n); break;
 		case AE_L_DENSE: ae_dense_backward(dx, G + l->w, G + l->b, d, in, P + l->w, n, l->ic, l->oc); break;
 		case AE_L_BN: bn_backward_lane(t, k, i, dx, d, in, n); break;
-		/* Elementwise layers work in place on d. */
-		case AE_L_RELU: ae_relu_backward(d, d, yi, sz); continue;
+		case AE_L_FLATTEN:
+			if (!t->relayout[i] || !dx) continue;
+			ae_nchw_to_nhwc(dx, d, n, l->ic, l->ih * l->iw);
+			break;
+		case AE_L_UNFLATTEN:
+			if (!t->relayout[i] || !dx) continue;
+			ae_nhwc_to_nchw(dx, d, n, l->oc, l->oh * l->ow);
+			break;
+		/* Elementwise layers work in place on d, from their output. */
+		case AE_L_RELU: ae_relu_backward(d, d, t->act[i] + (size_t)lo * out, sz); continue;
 		case AE_L_LRELU:
-			if (i == 0 || !t->fused[i - 1])
-				ae_lrelu_backward(d, d, yi, l->slope, sz); /* else done with the BN's dx */
+			if (i == 0 || !t->fused[i - 1]) /* else done with the BN's dx */
+				ae_lrelu_backward(d, d, t->act[i] + (size_t)lo * out, l->slope, sz);
 			continue;
-		case AE_L_SIGMOID: ae_sigmoid_backward(d, d, yi, sz); continue;
+		case AE_L_SIGMOID: ae_sigmoid_backward(d, d, t->act[i] + (size_t)lo * out, sz); continue;
 		default: continue;
 		}
 		if (dx) {
@@ -572,6 +616,10 @@ static void reduce_lane(void *arg, int k)
 
 double ae_trainer_backward(ae_trainer *t, const float *x, const float *target, int n)
 {
+	const ae_net *net = &t->m->net;
+	if (!t->in) t->in0 = x; /* else the copy the forward pass made of x */
+	for (int i = 0; i < net->n_layers; i++)
+		if (t->has_dx[i]) ae_dconv_pack(&t->dx[i], t->m->params + net->layers[i].w, NULL);
 	begin_call(t, x, target, n);
 	ae_team_run(t->team, t->n_lanes, backward_lane, t);
 	double loss = 0.0;
