@@ -18,27 +18,55 @@
 /* ---- training mode, in steps that lanes holding parts of a batch can
  * each run on their images, adding their sums between steps ---- */
 
-void ae_bn_sum(double *s, const float *x, int n, int c, int p)
+/* Each pass below goes through the channels CB at a time, over all rows
+ * for one block, so that a block's sums and constants stay in registers
+ * (16 doubles are two AVX-512 vectors) instead of going through memory
+ * once per row. Every block runs as one function instance for CB and one
+ * for the rest of a row. The passes are built for each vector width
+ * (GCC picks one at load time); each value is the same chain of
+ * operations in every build, so they agree to the bit. */
+#define CB 16
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define WIDE __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define WIDE
+#endif
+#define BLOCK static inline __attribute__((always_inline))
+
+BLOCK void shifted_block(double *s1, double *s2, const float *x, const float *shift, size_t rows, int c, int w)
 {
-	const size_t rows = (size_t)n * p;
-	memset(s, 0, (size_t)c * sizeof *s);
-	for (size_t r = 0; r < rows; r++) {
-		const float *xr = x + r * c;
-		for (int ch = 0; ch < c; ch++)
-			s[ch] += xr[ch];
+	double a[CB] = { 0 }, b[CB] = { 0 }, sh[CB] = { 0 };
+	for (int j = 0; j < w; j++)
+		sh[j] = shift[j];
+	for (size_t r = 0; r < rows; r++, x += c)
+		for (int j = 0; j < w; j++) {
+			double d = (double)x[j] - sh[j];
+			a[j] += d;
+			b[j] += d * d;
+		}
+	for (int j = 0; j < w; j++) {
+		s1[j] += a[j];
+		s2[j] += b[j];
 	}
 }
 
-void ae_bn_sqdev(double *ss, const float *x, const double *mu, int n, int c, int p)
+WIDE void ae_bn_shifted_sums(double *s1, double *s2, const float *x, const float *shift, int n, int c, int p)
 {
 	const size_t rows = (size_t)n * p;
-	memset(ss, 0, (size_t)c * sizeof *ss);
-	for (size_t r = 0; r < rows; r++) {
-		const float *xr = x + r * c;
-		for (int ch = 0; ch < c; ch++) {
-			double d = xr[ch] - mu[ch];
-			ss[ch] += d * d;
-		}
+	for (int c0 = 0; c0 < c; c0 += CB) {
+		if (c - c0 >= CB)
+			shifted_block(s1 + c0, s2 + c0, x + c0, shift + c0, rows, c, CB);
+		else
+			shifted_block(s1 + c0, s2 + c0, x + c0, shift + c0, rows, c, c - c0);
+	}
+}
+
+void ae_bn_moments(double *mu, double *ss, const double *s1, const double *s2, const float *shift, size_t m, int c)
+{
+	for (int ch = 0; ch < c; ch++) {
+		double d = s1[ch] / (double)m, v = s2[ch] - s1[ch] * d;
+		mu[ch] = shift[ch] + d;
+		ss[ch] = v > 0.0 ? v : 0.0;
 	}
 }
 
@@ -57,16 +85,15 @@ void ae_bn_stats(float *mean, float *invstd, float *run_mean, float *run_var, co
 	}
 }
 
-void ae_bn_normalize(float *y, const float *x, const float *mean, const float *invstd, const float *gamma,
-                     const float *beta, int n, int c, int p)
+/* One pass along whole rows: it writes, and a block at a time would
+ * write each cache line of a row in parts. */
+WIDE void ae_bn_normalize(float *y, const float *x, const float *mean, const float *invstd, const float *gamma,
+                          const float *beta, int n, int c, int p)
 {
 	const size_t rows = (size_t)n * p;
-	for (size_t r = 0; r < rows; r++) {
-		const float *xr = x + r * c;
-		float *o = y + r * c;
+	for (size_t r = 0; r < rows; r++, x += c, y += c)
 		for (int ch = 0; ch < c; ch++)
-			o[ch] = (xr[ch] - mean[ch]) * invstd[ch] * gamma[ch] + beta[ch];
-	}
+			y[ch] = (x[ch] - mean[ch]) * invstd[ch] * gamma[ch] + beta[ch];
 }
 
 void ae_bn_forward_train(float *y, float *mean, float *invstd, float *run_mean, float *run_var, const float *x,
@@ -74,37 +101,52 @@ void ae_bn_forward_train(float *y, float *mean, float *invstd, float *run_mean, 
 {
 	/* c is a layer's channel count, which ae_net_build bounds. */
 	assert(c <= AE_MAX_FILTERS);
-	double s[AE_MAX_FILTERS], ss[AE_MAX_FILTERS];
+	double s1[AE_MAX_FILTERS] = { 0 }, s2[AE_MAX_FILTERS] = { 0 }, mu[AE_MAX_FILTERS], ss[AE_MAX_FILTERS];
 	const size_t m = (size_t)n * p;
-	ae_bn_sum(s, x, n, c, p);
-	for (int ch = 0; ch < c; ch++)
-		s[ch] /= (double)m;
-	ae_bn_sqdev(ss, x, s, n, c, p);
-	ae_bn_stats(mean, invstd, run_mean, run_var, s, ss, m, c, momentum, eps);
+	const float *shift = x; /* the first pixel's values: near the data */
+	ae_bn_shifted_sums(s1, s2, x, shift, n, c, p);
+	ae_bn_moments(mu, ss, s1, s2, shift, m, c);
+	ae_bn_stats(mean, invstd, run_mean, run_var, mu, ss, m, c, momentum, eps);
 	ae_bn_normalize(y, x, mean, invstd, gamma, beta, n, c, p);
 }
 
-void ae_bn_backward_sums(double *sdy, double *sdyx, const float *dy, const float *x, const float *mean,
-                         const float *invstd, int n, int c, int p)
+BLOCK void dsums_block(double *sdy, double *sdyx, const float *dy, const float *x, const float *mean,
+                       const float *invstd, size_t rows, int c, int w)
+{
+	double a[CB] = { 0 }, b[CB] = { 0 };
+	float mu[CB] = { 0 }, is[CB] = { 0 };
+	for (int j = 0; j < w; j++)
+		mu[j] = mean[j], is[j] = invstd[j];
+	for (size_t r = 0; r < rows; r++, dy += c, x += c)
+		for (int j = 0; j < w; j++) {
+			a[j] += dy[j];
+			b[j] += dy[j] * (x[j] - mu[j]) * is[j];
+		}
+	for (int j = 0; j < w; j++) {
+		sdy[j] += a[j];
+		sdyx[j] += b[j];
+	}
+}
+
+WIDE void ae_bn_backward_sums(double *sdy, double *sdyx, const float *dy, const float *x, const float *mean,
+                              const float *invstd, int n, int c, int p)
 {
 	const size_t rows = (size_t)n * p;
-	memset(sdy, 0, (size_t)c * sizeof *sdy);
-	memset(sdyx, 0, (size_t)c * sizeof *sdyx);
-	for (size_t r = 0; r < rows; r++) {
-		const float *d = dy + r * c, *xr = x + r * c;
-		for (int ch = 0; ch < c; ch++) {
-			sdy[ch] += d[ch];
-			sdyx[ch] += d[ch] * (xr[ch] - mean[ch]) * invstd[ch];
-		}
+	for (int c0 = 0; c0 < c; c0 += CB) {
+		if (c - c0 >= CB)
+			dsums_block(sdy + c0, sdyx + c0, dy + c0, x + c0, mean + c0, invstd + c0, rows, c, CB);
+		else
+			dsums_block(sdy + c0, sdyx + c0, dy + c0, x + c0, mean + c0, invstd + c0, rows, c, c - c0);
 	}
 }
 
 /* dx = k * (m * dy - sdy - xhat * sdyx) with k = gamma * invstd / m; with
  * lrelu, times the LeakyReLU's slope where its output x is not positive
- * (as ae_lrelu_backward does), and db[ch] = the sum of channel ch's dx. */
-static void backward_dx(float *dx, double *db, const float *dy, const float *x, const float *mean, const float *invstd,
-                        const float *gamma, const double *sdy, const double *sdyx, size_t m, int n, int c, int p,
-                        int lrelu, float slope)
+ * (as ae_lrelu_backward does), and db[ch] = the sum of channel ch's dx.
+ * One pass along whole rows, as ae_bn_normalize. */
+WIDE static void backward_dx(float *dx, double *db, const float *dy, const float *x, const float *mean,
+                             const float *invstd, const float *gamma, const double *sdy, const double *sdyx, size_t m,
+                             int n, int c, int p, int lrelu, float slope)
 {
 	float k[AE_MAX_FILTERS], a[AE_MAX_FILTERS], b[AE_MAX_FILTERS];
 	const float fm = (float)m;
@@ -115,28 +157,22 @@ static void backward_dx(float *dx, double *db, const float *dy, const float *x, 
 	}
 	const size_t rows = (size_t)n * p;
 	if (!lrelu) {
-		for (size_t r = 0; r < rows; r++) {
-			const float *d = dy + r * c, *xr = x + r * c;
-			float *o = dx + r * c;
+		for (size_t r = 0; r < rows; r++, dy += c, x += c, dx += c)
 			for (int ch = 0; ch < c; ch++) {
-				float xh = (xr[ch] - mean[ch]) * invstd[ch];
-				o[ch] = k[ch] * (fm * d[ch] - a[ch] - xh * b[ch]);
+				float xh = (x[ch] - mean[ch]) * invstd[ch];
+				dx[ch] = k[ch] * (fm * dy[ch] - a[ch] - xh * b[ch]);
 			}
-		}
 		return;
 	}
 	memset(db, 0, (size_t)c * sizeof *db);
-	for (size_t r = 0; r < rows; r++) {
-		const float *d = dy + r * c, *xr = x + r * c;
-		float *o = dx + r * c;
+	for (size_t r = 0; r < rows; r++, dy += c, x += c, dx += c)
 		for (int ch = 0; ch < c; ch++) {
-			float xh = (xr[ch] - mean[ch]) * invstd[ch];
-			float v = k[ch] * (fm * d[ch] - a[ch] - xh * b[ch]);
-			v = v * (xr[ch] > 0.0f ? 1.0f : slope);
-			o[ch] = v;
+			float xh = (x[ch] - mean[ch]) * invstd[ch];
+			float v = k[ch] * (fm * dy[ch] - a[ch] - xh * b[ch]);
+			v = v * (x[ch] > 0.0f ? 1.0f : slope);
+			dx[ch] = v;
 			db[ch] += v;
 		}
-	}
 }
 
 void ae_bn_backward_dx(float *dx, const float *dy, const float *x, const float *mean, const float *invstd,
@@ -156,7 +192,7 @@ void ae_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, con
                     const float *invstd, const float *gamma, int n, int c, int p)
 {
 	assert(c <= AE_MAX_FILTERS);
-	double sdy[AE_MAX_FILTERS], sdyx[AE_MAX_FILTERS];
+	double sdy[AE_MAX_FILTERS] = { 0 }, sdyx[AE_MAX_FILTERS] = { 0 };
 	ae_bn_backward_sums(sdy, sdyx, dy, x, mean, invstd, n, c, p);
 	for (int ch = 0; ch < c; ch++) {
 		dgamma[ch] += (float)sdyx[ch];

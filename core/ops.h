@@ -106,19 +106,26 @@ void ae_bn_forward_train(float *y, float *mean, float *invstd, float *run_mean, 
                          const float *gamma, const float *beta, int n, int c, int p, float momentum, float eps);
 void ae_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x, const float *mean,
                     const float *invstd, const float *gamma, int n, int c, int p);
-/* The same in steps, for lanes that each hold part of the batch: each lane
- * sums over its images, the lanes' sums are added, and each lane finishes
- * its own images with the totals (m = values per channel in the batch). */
-void ae_bn_sum(double *s, const float *x, int n, int c, int p);
-/* Sum of squared deviations from the batch mean mu. */
-void ae_bn_sqdev(double *ss, const float *x, const double *mu, int n, int c, int p);
+/* The same in steps, for lanes that each hold part of the batch and go
+ * through it a few images at a time: each adds its images' sums, the
+ * lanes' sums are added, and each lane finishes its own images with the
+ * totals (m = values per channel in the batch). */
+/* Adds to s1 and s2 (c each) the sums of x - shift and of its square, in
+ * double: one pass for mean and variance. The shift (any values near the
+ * channels' means: the running means) keeps the variance's two terms from
+ * cancelling. */
+void ae_bn_shifted_sums(double *s1, double *s2, const float *x, const float *shift, int n, int c, int p);
+/* The batch mean mu and the sum of squared deviations ss from the totals
+ * of ae_bn_shifted_sums over m values per channel. */
+void ae_bn_moments(double *mu, double *ss, const double *s1, const double *s2, const float *shift, size_t m, int c);
 /* mean and invstd from the batch mean and total ss; updates the running
  * statistics too when run_mean is not NULL. */
 void ae_bn_stats(float *mean, float *invstd, float *run_mean, float *run_var, const double *mu, const double *ss,
                  size_t m, int c, float momentum, float eps);
 void ae_bn_normalize(float *y, const float *x, const float *mean, const float *invstd, const float *gamma,
                      const float *beta, int n, int c, int p);
-/* sdy = sum of dy, sdyx = sum of dy * xhat: dbeta and dgamma. */
+/* Adds to sdy the sum of dy and to sdyx that of dy * xhat: dbeta and
+ * dgamma. */
 void ae_bn_backward_sums(double *sdy, double *sdyx, const float *dy, const float *x, const float *mean,
                          const float *invstd, int n, int c, int p);
 void ae_bn_backward_dx(float *dx, const float *dy, const float *x, const float *mean, const float *invstd,

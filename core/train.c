@@ -12,12 +12,12 @@
  * layer is transposed between layouts: only the input, the output (when
  * it has more than one channel) and the dense layers' ends are.
  *
- * Transposed convolutions' forward and convolutions' input gradients (both
- * transposed direct convolutions) run in per-tap mode: each tap's sum is
+ * Transposed convolutions run forward in per-tap mode: each tap's sum is
  * rounded on its own, as a GEMM + col2im lowering (and PyTorch) does. One
  * chain through all taps is not enough alike there: batch norm magnifies
  * rounding in low-variance channels, and the PyTorch parity test then
- * fails at step 1 (1.6e-3 against 1e-4).
+ * fails at step 1 (1.6e-3 against 1e-4). Input gradients take one chain:
+ * the parity test's gradients and updates hold with it.
  */
 #include "ae/train.h"
 #include "dconv.h"
@@ -39,6 +39,7 @@ typedef struct tlane {
 	                               * would hold two layers' slices at once */
 	float *grads;         /* lane 0: the trainer's */
 	float *mean, *invstd; /* batch-norm statistics, widest layer */
+	double *sdy, *sdyx;   /* a batch norm's gradient sums over the batch */
 } tlane;
 
 struct ae_trainer {
@@ -105,12 +106,13 @@ static void layout_init(ae_trainer *t)
 	}
 }
 
-/* A convolution's weight gradient goes through the lane's images a few at
- * a time: as many as keep the patch matrix under LOWER_BYTES, so that it
- * is written and read back while still in cache instead of from memory (at
+/* Where a weight gradient goes through a patch matrix and a GEMM (CPUs
+ * without AVX-512: ae_conv_weight_grad), it takes a pass's images a few
+ * at a time: as many as keep the matrix under LOWER_BYTES, so that it is
+ * written and read back while still in cache instead of from memory (at
  * 128x128 the decoder's last strided layer has 4.7 MB of patches per
- * image: 75 MB for a lane's 16 at once). 1 MB measured best of 1, 4 and 16
- * MB at 28x28, 64x64x3 and 128x128x3. */
+ * image). 1 MB measured best of 1, 4 and 16 MB at 28x28, 64x64x3 and
+ * 128x128x3. */
 #define LOWER_BYTES (1u << 20)
 
 /* Patch-matrix floats per image of layer l's weight gradient. */
@@ -161,8 +163,11 @@ static int lane_alloc(tlane *ln, const ae_net *net, int b, int own_grads)
 	ln->dbuf[1] = ae_floats(nact);
 	ln->mean = malloc(2 * (size_t)c * sizeof(float));
 	ln->invstd = ln->mean ? ln->mean + c : NULL;
+	ln->sdy = malloc(2 * (size_t)c * sizeof(double));
+	ln->sdyx = ln->sdy ? ln->sdy + c : NULL;
 	if (own_grads) ln->grads = malloc(net->n_params * sizeof(float));
-	return ln->col && ln->wt && ln->dbuf[0] && ln->dbuf[1] && ln->mean && (!own_grads || ln->grads) ? 0 : -1;
+	return ln->col && ln->wt && ln->dbuf[0] && ln->dbuf[1] && ln->mean && ln->sdy && (!own_grads || ln->grads) ? 0
+	                                                                                                           : -1;
 }
 
 static void lane_free(tlane *ln, int own_grads)
@@ -172,6 +177,7 @@ static void lane_free(tlane *ln, int own_grads)
 	free(ln->dbuf[0]);
 	free(ln->dbuf[1]);
 	free(ln->mean);
+	free(ln->sdy);
 	if (own_grads) free(ln->grads);
 }
 
@@ -194,7 +200,7 @@ static int dconv_init(ae_trainer *t)
 		ae_dconv_adjoint(&adj, &sh);
 		if (ae_dconv_init(&t->dx[i], &adj, w, NULL) != 0) return -1;
 		t->has_dx[i] = 1;
-		t->dx[i].per_tap = adj.transposed;
+		t->dx[i].per_tap = 0; /* see the top of this file */
 	}
 	return 0;
 }
@@ -377,66 +383,149 @@ static void add_lanes(double *out, const double *part, int lanes, int c)
 	}
 }
 
-/* Batch statistics over every lane's images: each lane sums its own,
- * meets the others, and reads the totals. Lane 0 keeps the statistics
- * for backward and updates the running ones. */
-static void bn_forward_lane(ae_trainer *t, int k, int i, float *y, const float *in, int n)
+/* A step goes through the layers in runs: between two batch norms, whose
+ * statistics need every lane's images, each lane takes its images a few
+ * at a time through all the layers of a run, so that what one layer
+ * writes is still in the core's L2 when the next reads it, instead of
+ * each layer streaming the lane's whole share through memory. A dense
+ * layer runs alone on all of them, reading its weights once. RUN_BYTES
+ * bounds a layer's input plus output for the images of one pass. */
+#define RUN_BYTES (1536 * 1024)
+
+/* The forward run from layer i: up to (not including) the next dense
+ * layer or batch norm; a batch norm that starts a run has its statistics. */
+static int run_end(const ae_net *net, int i)
+{
+	if (net->layers[i].kind == AE_L_DENSE) return i + 1;
+	int j = i + 1;
+	while (j < net->n_layers && net->layers[j].kind != AE_L_DENSE && net->layers[j].kind != AE_L_BN)
+		j++;
+	return j;
+}
+
+/* The backward run from layer i down to (not including) the returned
+ * layer, the next dense layer or batch norm below it, or -1. */
+static int run_stop(const ae_net *net, int i)
+{
+	if (net->layers[i].kind == AE_L_DENSE) return i - 1;
+	int j = i - 1;
+	while (j >= 0 && net->layers[j].kind != AE_L_DENSE && net->layers[j].kind != AE_L_BN)
+		j--;
+	return j;
+}
+
+/* Images per pass through layers [lo, hi] (a dense layer: all n). */
+static int run_images(const ae_net *net, int lo, int hi, int n)
+{
+	size_t per = 0;
+	for (int j = lo; j <= hi; j++) {
+		const ae_layer *l = &net->layers[j];
+		if (l->kind == AE_L_DENSE) return n;
+		size_t bytes = ((size_t)l->ic * l->ih * l->iw + ae_layer_out_size(l)) * sizeof(float);
+		if (bytes > per) per = bytes;
+	}
+	return ae_images_within(RUN_BYTES, per, n);
+}
+
+/* Lane k's batch-norm statistics of layer i: lane 0 keeps the trainer's,
+ * for backward; the others their own copy. */
+static float *lane_mean(ae_trainer *t, int k, int i)
+{
+	return k ? t->lanes[k].mean : t->bn_mean[i];
+}
+static float *lane_invstd(ae_trainer *t, int k, int i)
+{
+	return k ? t->lanes[k].invstd : t->bn_invstd[i];
+}
+
+/* Layer i forward on batch images [g, g + b); returns the last layer it
+ * ran (a convolution fused with its LeakyReLU runs both). */
+static int forward_layer(ae_trainer *t, int k, int i, int g, int b)
+{
+	const ae_net *net = &t->m->net;
+	const ae_layer *l = &net->layers[i];
+	const float *P = t->m->params;
+	if (!has_output(t, i) && !t->fused[i]) return i;
+	const float *in = (i ? t->act[i - 1] : t->in0) + (size_t)g * l->ic * l->ih * l->iw;
+	size_t osz = ae_layer_out_size(l), sz = osz * (size_t)b;
+	float *y = t->out[t->fused[i] ? i + 1 : i] + (size_t)g * osz;
+	ae_epilogue ep = { .bias = l->b != AE_NONE ? P + l->b : NULL };
+	switch (l->kind) {
+	case AE_L_FLATTEN: ae_nhwc_to_nchw(y, in, b, l->ic, l->ih * l->iw); break;
+	case AE_L_UNFLATTEN: ae_nchw_to_nhwc(y, in, b, l->oc, l->oh * l->ow); break;
+	case AE_L_CONV:
+	case AE_L_CONVT: ae_dconv_forward(y, in, b, &t->fwd[i]); return i + t->fused[i]; /* LeakyReLU in the epilogue */
+	case AE_L_DENSE: ae_dense_forward(y, in, P + l->w, &ep, b, l->ic, l->oc); break;
+	case AE_L_RELU: ae_relu_forward(y, in, sz); break;
+	case AE_L_LRELU: ae_lrelu_forward(y, in, l->slope, sz); break;
+	case AE_L_SIGMOID: ae_sigmoid_forward(y, in, sz); break;
+	case AE_L_BN:
+		ae_bn_normalize(y, in, lane_mean(t, k, i), lane_invstd(t, k, i), P + l->w, P + l->b, b, l->oc,
+		                l->oh * l->ow);
+		break;
+	default: break;
+	}
+	return i;
+}
+
+/* The sums for batch norm i's statistics, of batch images [g, g + b) of
+ * its input, added into lane k's, shifted by the running means (which
+ * lane 0 changes only after every lane's sums are in: bn_stats). */
+static void bn_sums_add(ae_trainer *t, int k, int i, int g, int b)
+{
+	const ae_layer *l = &t->m->net.layers[i];
+	const int c = l->oc, L = t->n_lanes;
+	double *s1 = t->bn_sums[i] + (size_t)k * c, *s2 = s1 + (size_t)L * c;
+	const float *in = t->act[i - 1] + (size_t)g * c * l->oh * l->ow;
+	ae_bn_shifted_sums(s1, s2, in, t->m->state + l->rm, b, c, l->oh * l->ow);
+}
+
+/* Batch norm i's statistics from every lane's sums; lane 0 also updates
+ * the running ones. */
+static void bn_stats(ae_trainer *t, int k, int i)
 {
 	ae_model *m = t->m;
 	const ae_layer *l = &m->net.layers[i];
-	tlane *ln = &t->lanes[k];
-	const int c = l->oc, p = l->oh * l->ow, L = t->n_lanes;
-	const size_t total = (size_t)t->n * p;
-	double *sum = t->bn_sums[i], *sq = sum + (size_t)L * c;
-	ae_bn_sum(sum + (size_t)k * c, in, n, c, p);
+	const int c = l->oc, L = t->n_lanes;
+	const size_t total = (size_t)t->n * l->oh * l->ow;
+	float shift[AE_MAX_FILTERS]; /* c <= AE_MAX_FILTERS: ae_net_build */
+	memcpy(shift, m->state + l->rm, (size_t)c * sizeof *shift);
 	ae_team_barrier(t->team);
-	double mu[AE_MAX_FILTERS], ss[AE_MAX_FILTERS]; /* c <= AE_MAX_FILTERS: ae_net_build */
-	add_lanes(mu, sum, L, c);
-	for (int ch = 0; ch < c; ch++)
-		mu[ch] /= (double)total;
-	ae_bn_sqdev(sq + (size_t)k * c, in, mu, n, c, p);
-	ae_team_barrier(t->team);
-	add_lanes(ss, sq, L, c);
-	float *mean = k ? ln->mean : t->bn_mean[i], *invstd = k ? ln->invstd : t->bn_invstd[i];
-	ae_bn_stats(mean, invstd, k ? NULL : m->state + l->rm, k ? NULL : m->state + l->rv, mu, ss, total, c,
-	            BN_MOMENTUM, BN_EPS);
-	ae_bn_normalize(y, in, mean, invstd, m->params + l->w, m->params + l->b, n, c, p);
+	double s1[AE_MAX_FILTERS], s2[AE_MAX_FILTERS], mu[AE_MAX_FILTERS], ss[AE_MAX_FILTERS];
+	add_lanes(s1, t->bn_sums[i], L, c);
+	add_lanes(s2, t->bn_sums[i] + (size_t)L * c, L, c);
+	ae_bn_moments(mu, ss, s1, s2, shift, total, c);
+	ae_bn_stats(lane_mean(t, k, i), lane_invstd(t, k, i), k ? NULL : m->state + l->rm, k ? NULL : m->state + l->rv,
+	            mu, ss, total, c, BN_MOMENTUM, BN_EPS);
 }
 
 static void forward_lane(void *arg, int k)
 {
 	ae_trainer *t = arg;
-	ae_model *m = t->m;
-	const ae_net *net = &m->net;
+	const ae_net *net = &t->m->net;
 	int lo, n = lane_range(t, k, &lo);
-	const float *P = m->params;
 	const ae_layer *first = &net->layers[0], *last = &net->layers[net->n_layers - 1];
 	if (t->in) {
 		size_t isz = (size_t)first->ic * first->ih * first->iw;
 		ae_nchw_to_nhwc(t->in + lo * isz, t->x + lo * isz, n, first->ic, first->ih * first->iw);
 	}
-	for (int i = 0; i < net->n_layers; i++) {
-		const ae_layer *l = &net->layers[i];
-		if (!has_output(t, i) && !t->fused[i]) continue;
-		const float *in = (i ? t->act[i - 1] : t->in0) + (size_t)lo * l->ic * l->ih * l->iw;
-		size_t osz = ae_layer_out_size(l), sz = osz * (size_t)n;
-		float *y = t->out[t->fused[i] ? i + 1 : i] + (size_t)lo * osz;
-		ae_epilogue ep = { .bias = l->b != AE_NONE ? P + l->b : NULL };
-		switch (l->kind) {
-		case AE_L_FLATTEN: ae_nhwc_to_nchw(y, in, n, l->ic, l->ih * l->iw); break;
-		case AE_L_UNFLATTEN: ae_nchw_to_nhwc(y, in, n, l->oc, l->oh * l->ow); break;
-		case AE_L_CONV:
-		case AE_L_CONVT:
-			ae_dconv_forward(y, in, n, &t->fwd[i]);
-			i += t->fused[i]; /* the LeakyReLU ran in the epilogue */
-			break;
-		case AE_L_DENSE: ae_dense_forward(y, in, P + l->w, &ep, n, l->ic, l->oc); break;
-		case AE_L_RELU: ae_relu_forward(y, in, sz); break;
-		case AE_L_LRELU: ae_lrelu_forward(y, in, l->slope, sz); break;
-		case AE_L_SIGMOID: ae_sigmoid_forward(y, in, sz); break;
-		case AE_L_BN: bn_forward_lane(t, k, i, y, in, n); break;
-		default: break;
+	for (int i = 0; i < net->n_layers;) {
+		const int end = run_end(net, i), sub = run_images(net, i, end - 1, n);
+		const int bn = end < net->n_layers && net->layers[end].kind == AE_L_BN ? end : -1;
+		if (bn >= 0) {
+			const int c = net->layers[bn].oc, L = t->n_lanes;
+			double *s1 = t->bn_sums[bn] + (size_t)k * c;
+			memset(s1, 0, (size_t)c * sizeof *s1);
+			memset(s1 + (size_t)L * c, 0, (size_t)c * sizeof *s1);
 		}
+		for (int i0 = 0; i0 < n; i0 += sub) {
+			int b = n - i0 < sub ? n - i0 : sub;
+			for (int j = i; j < end; j++)
+				j = forward_layer(t, k, j, lo + i0, b);
+			if (bn >= 0) bn_sums_add(t, k, bn, lo + i0, b);
+		}
+		if (bn >= 0) bn_stats(t, k, bn);
+		i = end;
 	}
 	if (t->y) {
 		size_t osz = ae_layer_out_size(last);
@@ -475,34 +564,41 @@ const float *ae_trainer_forward(ae_trainer *t, const float *x, int n)
 	return t->y ? t->y : t->act[net->n_layers - 1];
 }
 
-/* dgamma and dbeta sum over every lane's images before dx can be formed. */
-static void bn_backward_lane(ae_trainer *t, int k, int i, float *dx, const float *d, const float *in, int n)
+/* Batch norm i's gradient sums (dbeta, dgamma) from every lane's, into
+ * lane k's totals for its dx; lane 0 adds them to the gradients. */
+static void bn_grad_sums(ae_trainer *t, int k, int i)
+{
+	const ae_layer *l = &t->m->net.layers[i];
+	tlane *ln = &t->lanes[k];
+	const int c = l->oc, L = t->n_lanes;
+	double *a = t->bn_sums[i] + 2 * (size_t)L * c;
+	ae_team_barrier(t->team);
+	add_lanes(ln->sdy, a, L, c);
+	add_lanes(ln->sdyx, a + (size_t)L * c, L, c);
+	if (k == 0)
+		for (int ch = 0; ch < c; ch++) {
+			ln->grads[l->w + ch] += (float)ln->sdyx[ch];
+			ln->grads[l->b + ch] += (float)ln->sdy[ch];
+		}
+}
+
+/* Batch norm i's dx for b images, from the totals bn_grad_sums left; with
+ * the LeakyReLU and the bias gradient of a fused convolution below it. */
+static void bn_backward_dx_lane(ae_trainer *t, int k, int i, float *dx, const float *d, const float *in, int b)
 {
 	const ae_model *m = t->m;
 	const ae_layer *l = &m->net.layers[i];
 	tlane *ln = &t->lanes[k];
-	const int c = l->oc, p = l->oh * l->ow, L = t->n_lanes;
-	double *a = t->bn_sums[i] + 2 * (size_t)L * c, *b = a + (size_t)L * c;
-	ae_bn_backward_sums(a + (size_t)k * c, b + (size_t)k * c, d, in, t->bn_mean[i], t->bn_invstd[i], n, c, p);
-	ae_team_barrier(t->team);
-	double sdy[AE_MAX_FILTERS], sdyx[AE_MAX_FILTERS];
-	add_lanes(sdy, a, L, c);
-	add_lanes(sdyx, b, L, c);
-	if (k == 0)
-		for (int ch = 0; ch < c; ch++) {
-			ln->grads[l->w + ch] += (float)sdyx[ch];
-			ln->grads[l->b + ch] += (float)sdy[ch];
-		}
-	if (!dx) return;
+	const int c = l->oc, p = l->oh * l->ow;
 	const size_t total = (size_t)t->n * p;
 	const float *mean = t->bn_mean[i], *invstd = t->bn_invstd[i];
 	const ae_layer *conv = i >= 2 && t->fused[i - 2] ? l - 2 : NULL; /* fuse_init */
 	if (!conv) {
-		ae_bn_backward_dx(dx, d, in, mean, invstd, m->params + l->w, sdy, sdyx, total, n, c, p);
+		ae_bn_backward_dx(dx, d, in, mean, invstd, m->params + l->w, ln->sdy, ln->sdyx, total, b, c, p);
 		return;
 	}
 	double db[AE_MAX_FILTERS];
-	ae_bn_lrelu_backward_dx(dx, db, d, in, mean, invstd, m->params + l->w, sdy, sdyx, total, n, c, p,
+	ae_bn_lrelu_backward_dx(dx, db, d, in, mean, invstd, m->params + l->w, ln->sdy, ln->sdyx, total, b, c, p,
 	                        (l - 1)->slope);
 	for (int ch = 0; ch < c; ch++)
 		ln->grads[conv->b + ch] += (float)db[ch];
@@ -534,6 +630,47 @@ static void conv_backward(ae_trainer *t, tlane *ln, int i, float *dx, const floa
 	if (dx) ae_dconv_forward(dx, dy, n, &t->dx[i]);
 }
 
+/* Layer i backward on batch images [g, g + b), which are the lane's from
+ * its image l0: d holds their gradient at the layer's output (lane
+ * layout), dx gets it at its input. Returns whether it wrote dx (else d
+ * was updated in place, or passes through unchanged). */
+static int backward_layer(ae_trainer *t, int k, int i, int g, int l0, int b, float *d, float *dxb)
+{
+	const ae_net *net = &t->m->net;
+	const ae_layer *l = &net->layers[i];
+	tlane *ln = &t->lanes[k];
+	const float *P = t->m->params;
+	float *G = ln->grads;
+	const size_t isz = (size_t)l->ic * l->ih * l->iw, out = ae_layer_out_size(l), sz = out * (size_t)b;
+	const float *in = (i ? t->act[i - 1] : t->in0) + (size_t)g * isz;
+	float *dy = d + (size_t)l0 * out, *dx = i ? dxb + (size_t)l0 * isz : NULL;
+	switch (l->kind) {
+	case AE_L_CONV:
+	case AE_L_CONVT: conv_backward(t, ln, i, dx, dy, in, b); break;
+	case AE_L_DENSE: ae_dense_backward(dx, G + l->w, G + l->b, dy, in, P + l->w, b, l->ic, l->oc); break;
+	case AE_L_BN:
+		if (dx) bn_backward_dx_lane(t, k, i, dx, dy, in, b);
+		break;
+	case AE_L_FLATTEN:
+		if (!t->relayout[i] || !dx) return 0;
+		ae_nchw_to_nhwc(dx, dy, b, l->ic, l->ih * l->iw);
+		break;
+	case AE_L_UNFLATTEN:
+		if (!t->relayout[i] || !dx) return 0;
+		ae_nhwc_to_nchw(dx, dy, b, l->oc, l->oh * l->ow);
+		break;
+	/* Elementwise layers work in place on d, from their output. */
+	case AE_L_RELU: ae_relu_backward(dy, dy, t->act[i] + (size_t)g * out, sz); return 0;
+	case AE_L_LRELU:
+		if (i == 0 || !t->fused[i - 1]) /* else done with the BN's dx */
+			ae_lrelu_backward(dy, dy, t->act[i] + (size_t)g * out, l->slope, sz);
+		return 0;
+	case AE_L_SIGMOID: ae_sigmoid_backward(dy, dy, t->act[i] + (size_t)g * out, sz); return 0;
+	default: return 0;
+	}
+	return dx != NULL;
+}
+
 static void backward_lane(void *arg, int k)
 {
 	ae_trainer *t = arg;
@@ -556,40 +693,39 @@ static void backward_lane(void *arg, int k)
 		other = s;
 	}
 	if (k) memset(ln->grads, 0, net->n_params * sizeof(float));
-	const float *P = m->params;
-	float *G = ln->grads;
-	for (int i = last; i >= 0; i--) {
-		const ae_layer *l = &net->layers[i];
-		size_t isz = (size_t)l->ic * l->ih * l->iw, out = ae_layer_out_size(l);
-		const float *in = (i ? t->act[i - 1] : t->in0) + (size_t)lo * isz;
-		float *dx = i ? other : NULL;
-		size_t sz = out * (size_t)n;
-		switch (l->kind) {
-		case AE_L_CONV:
-		case AE_L_CONVT: conv_backward(t, ln, i, dx, d, in, n); break;
-		case AE_L_DENSE: ae_dense_backward(dx, G + l->w, G + l->b, d, in, P + l->w, n, l->ic, l->oc); break;
-		case AE_L_BN: bn_backward_lane(t, k, i, dx, d, in, n); break;
-		case AE_L_FLATTEN:
-			if (!t->relayout[i] || !dx) continue;
-			ae_nchw_to_nhwc(dx, d, n, l->ic, l->ih * l->iw);
-			break;
-		case AE_L_UNFLATTEN:
-			if (!t->relayout[i] || !dx) continue;
-			ae_nhwc_to_nchw(dx, d, n, l->oc, l->oh * l->ow);
-			break;
-		/* Elementwise layers work in place on d, from their output. */
-		case AE_L_RELU: ae_relu_backward(d, d, t->act[i] + (size_t)lo * out, sz); continue;
-		case AE_L_LRELU:
-			if (i == 0 || !t->fused[i - 1]) /* else done with the BN's dx */
-				ae_lrelu_backward(d, d, t->act[i] + (size_t)lo * out, l->slope, sz);
-			continue;
-		case AE_L_SIGMOID: ae_sigmoid_backward(d, d, t->act[i] + (size_t)lo * out, sz); continue;
-		default: continue;
+	for (int i = last; i >= 0;) {
+		const int stop = run_stop(net, i), sub = run_images(net, stop + 1, i, n);
+		const int bn = stop >= 0 && net->layers[stop].kind == AE_L_BN ? stop : -1;
+		const ae_layer *bl = bn >= 0 ? &net->layers[bn] : NULL;
+		double *sa = NULL, *sb = NULL;
+		if (bl) {
+			const int c = bl->oc, L = t->n_lanes;
+			sa = t->bn_sums[bn] + (2 * (size_t)L + k) * c;
+			sb = sa + (size_t)L * c;
+			memset(sa, 0, (size_t)c * sizeof *sa);
+			memset(sb, 0, (size_t)c * sizeof *sb);
 		}
-		if (dx) {
-			other = d;
-			d = dx;
+		float *d_end = d, *other_end = other;
+		for (int i0 = 0; i0 < n; i0 += sub) {
+			int b = n - i0 < sub ? n - i0 : sub;
+			float *dd = d, *oo = other;
+			for (int j = i; j > stop; j--)
+				if (backward_layer(t, k, j, lo + i0, i0, b, dd, oo)) {
+					float *s = dd;
+					dd = oo;
+					oo = s;
+				}
+			if (bl) {
+				size_t bsz = ae_layer_out_size(bl);
+				ae_bn_backward_sums(sa, sb, dd + (size_t)i0 * bsz,
+				                    t->act[bn - 1] + (size_t)(lo + i0) * bsz, t->bn_mean[bn],
+				                    t->bn_invstd[bn], b, bl->oc, bl->oh * bl->ow);
+			}
+			d_end = dd, other_end = oo;
 		}
+		d = d_end, other = other_end;
+		if (bl) bn_grad_sums(t, k, bn);
+		i = stop;
 	}
 }
 
