@@ -61,16 +61,36 @@ static void inside(const ae_conv_geom *g, int kx, int *x0, int *x1)
 
 /* acc (ct columns of 16 a-values, at wt + c * a_stride) += sum over npx
  * pixels of r[px] (16 of a, masked) times q[px][0..ct). ct is a constant
- * where this is inlined, so acc lives in registers. */
+ * where this is inlined, so acc lives in registers. Each accumulator is a
+ * chain of FMAs 4 cycles deep; below 8 columns, too few chains keep both
+ * FMA units busy, so even and odd pixels go to two sets, added at the end
+ * (the decoder's 3-channel output layer: 0.46 -> 0.32 ms an image). */
 AVX512 static inline __attribute__((always_inline)) void dw_tile(float *wt, size_t a_stride, const float *r,
                                                                  size_t r_step, const float *q, size_t q_step, int npx,
                                                                  __mmask16 m, const int ct)
 {
-	__m512 acc[16];
+	__m512 acc[16], odd[8];
+	int px = 0;
 #pragma GCC unroll 16
 	for (int c = 0; c < ct; c++)
 		acc[c] = _mm512_maskz_loadu_ps(m, wt + (size_t)c * a_stride);
-	for (int px = 0; px < npx; px++, r += r_step, q += q_step) {
+	if (ct <= 8) {
+#pragma GCC unroll 8
+		for (int c = 0; c < ct; c++)
+			odd[c] = _mm512_setzero_ps();
+		for (; px + 2 <= npx; px += 2, r += 2 * r_step, q += 2 * q_step) {
+			__m512 r0 = _mm512_maskz_loadu_ps(m, r), r1 = _mm512_maskz_loadu_ps(m, r + r_step);
+#pragma GCC unroll 8
+			for (int c = 0; c < ct; c++) {
+				acc[c] = _mm512_fmadd_ps(r0, _mm512_set1_ps(q[c]), acc[c]);
+				odd[c] = _mm512_fmadd_ps(r1, _mm512_set1_ps(q[q_step + c]), odd[c]);
+			}
+		}
+#pragma GCC unroll 8
+		for (int c = 0; c < ct; c++)
+			acc[c] = _mm512_add_ps(acc[c], odd[c]);
+	}
+	for (; px < npx; px++, r += r_step, q += q_step) {
 		__m512 rv = _mm512_maskz_loadu_ps(m, r);
 #pragma GCC unroll 16
 		for (int c = 0; c < ct; c++)

@@ -72,7 +72,7 @@ struct ae_trainer {
 	ae_dconv fwd[AE_MAX_LAYERS];           /* convolutions forward */
 	ae_dconv dx[AE_MAX_LAYERS];            /* and their input gradients */
 	unsigned char has_fwd[AE_MAX_LAYERS], has_dx[AE_MAX_LAYERS];
-	unsigned char fused[AE_MAX_LAYERS]; /* see fuse_init */
+	unsigned char act_fused[AE_MAX_LAYERS], bn_fused[AE_MAX_LAYERS]; /* see fuse_init */
 };
 
 static int is_conv(const ae_layer *l)
@@ -205,42 +205,48 @@ static int dconv_init(ae_trainer *t)
 	return 0;
 }
 
-/* A convolution (or transposed one) with a bias, then a LeakyReLU, then a
- * batch norm, runs as two passes fewer each way: forward, the LeakyReLU
- * in the convolution's epilogue (its output goes where the LeakyReLU's
- * would, the convolution's own is never written); backward, the
- * LeakyReLU's backward and the convolution's bias gradient in the batch
- * norm's dx pass (ae_bn_lrelu_backward_dx). Every value is computed by the
- * same operations as unfused, so the results are the same bits. */
+/* A convolution (or transposed one) followed by an activation runs the
+ * activation in its epilogue: its output goes where the activation's
+ * would, its own is never written (act_fused). When that activation is a
+ * LeakyReLU followed by a batch norm and the convolution has a bias, the
+ * backward pass is one pass shorter too: the LeakyReLU's backward and the
+ * convolution's bias gradient run in the batch norm's dx pass
+ * (ae_bn_lrelu_backward_dx; bn_fused). The LeakyReLU and the backward
+ * passes are the same operations as unfused, so the same bits; the
+ * sigmoid in the epilogue is dconv's vector one (as inference runs it). */
 static void fuse_init(ae_trainer *t)
 {
 	const ae_net *net = &t->m->net;
-	for (int i = 0; i + 2 < net->n_layers; i++) {
+	for (int i = 0; i + 1 < net->n_layers; i++) {
 		const ae_layer *l = &net->layers[i];
-		t->fused[i] = is_conv(l) && l->b != AE_NONE && net->layers[i + 1].kind == AE_L_LRELU &&
-		              net->layers[i + 2].kind == AE_L_BN;
+		int next = net->layers[i + 1].kind;
+		t->act_fused[i] = is_conv(l) && (next == AE_L_RELU || next == AE_L_LRELU || next == AE_L_SIGMOID);
+		t->bn_fused[i] = t->act_fused[i] && l->b != AE_NONE && next == AE_L_LRELU && i + 2 < net->n_layers &&
+		                 net->layers[i + 2].kind == AE_L_BN;
 	}
 }
 
-/* The epilogue of layer i's forward pass: its bias, and the LeakyReLU
+/* The epilogue of layer i's forward pass: its bias, and the activation
  * after it when fused. */
 static ae_epilogue forward_epilogue(const ae_trainer *t, int i)
 {
-	const ae_layer *l = &t->m->net.layers[i];
+	const ae_layer *l = &t->m->net.layers[i], *next = l + 1;
 	ae_epilogue ep = { .bias = l->b != AE_NONE ? t->m->params + l->b : NULL };
-	if (t->fused[i]) {
-		ep.act = AE_ACT_LRELU;
-		ep.slope = t->m->net.layers[i + 1].slope;
+	if (t->act_fused[i]) {
+		ep.act = next->kind == AE_L_RELU    ? AE_ACT_RELU
+		         : next->kind == AE_L_LRELU ? AE_ACT_LRELU
+		                                    : AE_ACT_SIGMOID;
+		ep.slope = next->slope;
 	}
 	return ep;
 }
 
 /* A layer whose output is stored: not a flatten or unflatten that only
- * renames its input, nor a convolution fused with its LeakyReLU. */
+ * renames its input, nor a convolution fused with its activation. */
 static int has_output(const ae_trainer *t, int i)
 {
 	int k = t->m->net.layers[i].kind;
-	if (t->fused[i]) return 0; /* its LeakyReLU's output is written instead */
+	if (t->act_fused[i]) return 0; /* its activation's output is written instead */
 	return (k != AE_L_FLATTEN && k != AE_L_UNFLATTEN) || t->relayout[i];
 }
 
@@ -439,22 +445,22 @@ static float *lane_invstd(ae_trainer *t, int k, int i)
 }
 
 /* Layer i forward on batch images [g, g + b); returns the last layer it
- * ran (a convolution fused with its LeakyReLU runs both). */
+ * ran (a convolution fused with its activation runs both). */
 static int forward_layer(ae_trainer *t, int k, int i, int g, int b)
 {
 	const ae_net *net = &t->m->net;
 	const ae_layer *l = &net->layers[i];
 	const float *P = t->m->params;
-	if (!has_output(t, i) && !t->fused[i]) return i;
+	if (!has_output(t, i) && !t->act_fused[i]) return i;
 	const float *in = (i ? t->act[i - 1] : t->in0) + (size_t)g * l->ic * l->ih * l->iw;
 	size_t osz = ae_layer_out_size(l), sz = osz * (size_t)b;
-	float *y = t->out[t->fused[i] ? i + 1 : i] + (size_t)g * osz;
+	float *y = t->out[t->act_fused[i] ? i + 1 : i] + (size_t)g * osz;
 	ae_epilogue ep = { .bias = l->b != AE_NONE ? P + l->b : NULL };
 	switch (l->kind) {
 	case AE_L_FLATTEN: ae_nhwc_to_nchw(y, in, b, l->ic, l->ih * l->iw); break;
 	case AE_L_UNFLATTEN: ae_nchw_to_nhwc(y, in, b, l->oc, l->oh * l->ow); break;
 	case AE_L_CONV:
-	case AE_L_CONVT: ae_dconv_forward(y, in, b, &t->fwd[i]); return i + t->fused[i]; /* LeakyReLU in the epilogue */
+	case AE_L_CONVT: ae_dconv_forward(y, in, b, &t->fwd[i]); return i + t->act_fused[i];
 	case AE_L_DENSE: ae_dense_forward(y, in, P + l->w, &ep, b, l->ic, l->oc); break;
 	case AE_L_RELU: ae_relu_forward(y, in, sz); break;
 	case AE_L_LRELU: ae_lrelu_forward(y, in, l->slope, sz); break;
@@ -552,7 +558,7 @@ const float *ae_trainer_forward(ae_trainer *t, const float *x, int n)
 	/* a flatten or unflatten that keeps the layout aliases its input: set
 	 * before the lanes read them */
 	for (int i = 0; i < net->n_layers; i++)
-		if (!has_output(t, i) && !t->fused[i]) t->act[i] = i ? t->act[i - 1] : t->in0;
+		if (!has_output(t, i) && !t->act_fused[i]) t->act[i] = i ? t->act[i - 1] : t->in0;
 	for (int i = 0; i < net->n_layers; i++)
 		if (t->has_fwd[i]) {
 			ae_epilogue ep = forward_epilogue(t, i);
@@ -592,7 +598,7 @@ static void bn_backward_dx_lane(ae_trainer *t, int k, int i, float *dx, const fl
 	const int c = l->oc, p = l->oh * l->ow;
 	const size_t total = (size_t)t->n * p;
 	const float *mean = t->bn_mean[i], *invstd = t->bn_invstd[i];
-	const ae_layer *conv = i >= 2 && t->fused[i - 2] ? l - 2 : NULL; /* fuse_init */
+	const ae_layer *conv = i >= 2 && t->bn_fused[i - 2] ? l - 2 : NULL; /* fuse_init */
 	if (!conv) {
 		ae_bn_backward_dx(dx, d, in, mean, invstd, m->params + l->w, ln->sdy, ln->sdyx, total, b, c, p);
 		return;
@@ -615,7 +621,7 @@ static void conv_backward(ae_trainer *t, tlane *ln, int i, float *dx, const floa
 	const int sub = lower_images(l, n);
 	ae_conv_geom g;
 	ae_layer_geom(l, &g);
-	if (l->b != AE_NONE && !t->fused[i]) {
+	if (l->b != AE_NONE && !t->bn_fused[i]) {
 		double acc[AE_MAX_FILTERS];
 		ae_bias_grad_nhwc(G + l->b, dy, (size_t)n * l->oh * l->ow, l->oc, acc);
 	}
@@ -662,7 +668,7 @@ static int backward_layer(ae_trainer *t, int k, int i, int g, int l0, int b, flo
 	/* Elementwise layers work in place on d, from their output. */
 	case AE_L_RELU: ae_relu_backward(dy, dy, t->act[i] + (size_t)g * out, sz); return 0;
 	case AE_L_LRELU:
-		if (i == 0 || !t->fused[i - 1]) /* else done with the BN's dx */
+		if (i == 0 || !t->bn_fused[i - 1]) /* else done with the BN's dx */
 			ae_lrelu_backward(dy, dy, t->act[i] + (size_t)g * out, l->slope, sz);
 		return 0;
 	case AE_L_SIGMOID: ae_sigmoid_backward(dy, dy, t->act[i] + (size_t)g * out, sz); return 0;
