@@ -29,7 +29,8 @@ double ae_trainer_step(ae_trainer *t, const float *x, const float *target, int n
 void ae_trainer_zero_grad(ae_trainer *t);
 /* Returns the decoder output (n, C, H, W), owned by the trainer. */
 const float *ae_trainer_forward(ae_trainer *t, const float *x, int n);
-/* Loss of the last forward against target; backpropagates into the grads. */
+/* Loss of the last forward against target; backpropagates into the grads.
+ * x and n must be the last forward's. */
 double ae_trainer_backward(ae_trainer *t, const float *x, const float *target, int n);
 void ae_trainer_adam(ae_trainer *t, float lr);
 
