@@ -40,6 +40,7 @@ typedef struct tlane {
 	float *grads;         /* lane 0: the trainer's */
 	float *mean, *invstd; /* batch-norm statistics, widest layer */
 	double *sdy, *sdyx;   /* a batch norm's gradient sums over the batch */
+	float *scratch[2];    /* gradients inside a backward run, one pass's images */
 } tlane;
 
 struct ae_trainer {
@@ -106,6 +107,50 @@ static void layout_init(ae_trainer *t)
 	}
 }
 
+/* A step goes through the layers in runs: between two batch norms, whose
+ * statistics need every lane's images, each lane takes its images a few
+ * at a time through all the layers of a run, so that what one layer
+ * writes is still in the core's L2 when the next reads it, instead of
+ * each layer streaming the lane's whole share through memory. A dense
+ * layer runs alone on all of them, reading its weights once. RUN_BYTES
+ * bounds a layer's input plus output for the images of one pass. */
+#define RUN_BYTES (1536 * 1024)
+
+/* The forward run from layer i: up to (not including) the next dense
+ * layer or batch norm; a batch norm that starts a run has its statistics. */
+static int run_end(const ae_net *net, int i)
+{
+	if (net->layers[i].kind == AE_L_DENSE) return i + 1;
+	int j = i + 1;
+	while (j < net->n_layers && net->layers[j].kind != AE_L_DENSE && net->layers[j].kind != AE_L_BN)
+		j++;
+	return j;
+}
+
+/* The backward run from layer i down to (not including) the returned
+ * layer, the next dense layer or batch norm below it, or -1. */
+static int run_stop(const ae_net *net, int i)
+{
+	if (net->layers[i].kind == AE_L_DENSE) return i - 1;
+	int j = i - 1;
+	while (j >= 0 && net->layers[j].kind != AE_L_DENSE && net->layers[j].kind != AE_L_BN)
+		j--;
+	return j;
+}
+
+/* Images per pass through layers [lo, hi] (a dense layer: all n). */
+static int run_images(const ae_net *net, int lo, int hi, int n)
+{
+	size_t per = 0;
+	for (int j = lo; j <= hi; j++) {
+		const ae_layer *l = &net->layers[j];
+		if (l->kind == AE_L_DENSE) return n;
+		size_t bytes = ((size_t)l->ic * l->ih * l->iw + ae_layer_out_size(l)) * sizeof(float);
+		if (bytes > per) per = bytes;
+	}
+	return ae_images_within(RUN_BYTES, per, n);
+}
+
 /* Where a weight gradient goes through a patch matrix and a GEMM (CPUs
  * without AVX-512: ae_conv_weight_grad), it takes a pass's images a few
  * at a time: as many as keep the matrix under LOWER_BYTES, so that it is
@@ -152,11 +197,31 @@ static int widest_bn(const ae_net *net)
 	return c;
 }
 
+/* Floats per scratch buffer for the gradients inside a backward run: a
+ * pass's images times the largest input gradient a layer of the run
+ * writes (backward_lane), b images per lane. */
+static size_t run_scratch(const ae_net *net, int b)
+{
+	size_t most = 1;
+	for (int i = net->n_layers - 1; i >= 0;) {
+		const int stop = run_stop(net, i), sub = run_images(net, stop + 1, i, b);
+		for (int j = i; j > stop; j--) {
+			const ae_layer *l = &net->layers[j];
+			size_t in = (size_t)l->ic * l->ih * l->iw * sub;
+			if (in > most) most = in;
+		}
+		i = stop;
+	}
+	return most;
+}
+
 static int lane_alloc(tlane *ln, const ae_net *net, int b, int own_grads)
 {
-	size_t ncol, nwt, nact;
+	size_t ncol, nwt, nact, nscr = run_scratch(net, b);
 	int c = widest_bn(net);
 	scratch_sizes(net, b, &ncol, &nwt, &nact);
+	ln->scratch[0] = ae_floats(nscr);
+	ln->scratch[1] = ae_floats(nscr);
 	ln->col = ae_floats(ncol);
 	ln->wt = ae_floats(nwt);
 	ln->dbuf[0] = ae_floats(nact);
@@ -166,8 +231,9 @@ static int lane_alloc(tlane *ln, const ae_net *net, int b, int own_grads)
 	ln->sdy = malloc(2 * (size_t)c * sizeof(double));
 	ln->sdyx = ln->sdy ? ln->sdy + c : NULL;
 	if (own_grads) ln->grads = malloc(net->n_params * sizeof(float));
-	return ln->col && ln->wt && ln->dbuf[0] && ln->dbuf[1] && ln->mean && ln->sdy && (!own_grads || ln->grads) ? 0
-	                                                                                                           : -1;
+	int ok = ln->col && ln->wt && ln->dbuf[0] && ln->dbuf[1] && ln->scratch[0] && ln->scratch[1] && ln->mean &&
+	         ln->sdy;
+	return ok && (!own_grads || ln->grads) ? 0 : -1;
 }
 
 static void lane_free(tlane *ln, int own_grads)
@@ -176,6 +242,8 @@ static void lane_free(tlane *ln, int own_grads)
 	free(ln->wt);
 	free(ln->dbuf[0]);
 	free(ln->dbuf[1]);
+	free(ln->scratch[0]);
+	free(ln->scratch[1]);
 	free(ln->mean);
 	free(ln->sdy);
 	if (own_grads) free(ln->grads);
@@ -389,50 +457,6 @@ static void add_lanes(double *out, const double *part, int lanes, int c)
 	}
 }
 
-/* A step goes through the layers in runs: between two batch norms, whose
- * statistics need every lane's images, each lane takes its images a few
- * at a time through all the layers of a run, so that what one layer
- * writes is still in the core's L2 when the next reads it, instead of
- * each layer streaming the lane's whole share through memory. A dense
- * layer runs alone on all of them, reading its weights once. RUN_BYTES
- * bounds a layer's input plus output for the images of one pass. */
-#define RUN_BYTES (1536 * 1024)
-
-/* The forward run from layer i: up to (not including) the next dense
- * layer or batch norm; a batch norm that starts a run has its statistics. */
-static int run_end(const ae_net *net, int i)
-{
-	if (net->layers[i].kind == AE_L_DENSE) return i + 1;
-	int j = i + 1;
-	while (j < net->n_layers && net->layers[j].kind != AE_L_DENSE && net->layers[j].kind != AE_L_BN)
-		j++;
-	return j;
-}
-
-/* The backward run from layer i down to (not including) the returned
- * layer, the next dense layer or batch norm below it, or -1. */
-static int run_stop(const ae_net *net, int i)
-{
-	if (net->layers[i].kind == AE_L_DENSE) return i - 1;
-	int j = i - 1;
-	while (j >= 0 && net->layers[j].kind != AE_L_DENSE && net->layers[j].kind != AE_L_BN)
-		j--;
-	return j;
-}
-
-/* Images per pass through layers [lo, hi] (a dense layer: all n). */
-static int run_images(const ae_net *net, int lo, int hi, int n)
-{
-	size_t per = 0;
-	for (int j = lo; j <= hi; j++) {
-		const ae_layer *l = &net->layers[j];
-		if (l->kind == AE_L_DENSE) return n;
-		size_t bytes = ((size_t)l->ic * l->ih * l->iw + ae_layer_out_size(l)) * sizeof(float);
-		if (bytes > per) per = bytes;
-	}
-	return ae_images_within(RUN_BYTES, per, n);
-}
-
 /* Lane k's batch-norm statistics of layer i: lane 0 keeps the trainer's,
  * for backward; the others their own copy. */
 static float *lane_mean(ae_trainer *t, int k, int i)
@@ -636,11 +660,19 @@ static void conv_backward(ae_trainer *t, tlane *ln, int i, float *dx, const floa
 	if (dx) ae_dconv_forward(dx, dy, n, &t->dx[i]);
 }
 
-/* Layer i backward on batch images [g, g + b), which are the lane's from
- * its image l0: d holds their gradient at the layer's output (lane
- * layout), dx gets it at its input. Returns whether it wrote dx (else d
- * was updated in place, or passes through unchanged). */
-static int backward_layer(ae_trainer *t, int k, int i, int g, int l0, int b, float *d, float *dxb)
+/* Does layer i's backward write an input gradient of its own (else it
+ * works in place, or passes it through)? */
+static int writes_dx(const ae_trainer *t, int i)
+{
+	int kind = t->m->net.layers[i].kind;
+	if (i == 0) return 0;
+	if (kind == AE_L_FLATTEN || kind == AE_L_UNFLATTEN) return t->relayout[i];
+	return kind == AE_L_CONV || kind == AE_L_CONVT || kind == AE_L_DENSE || kind == AE_L_BN;
+}
+
+/* Layer i backward on batch images [g, g + b): dy holds their gradient at
+ * the layer's output, dx (when writes_dx) gets it at its input. */
+static void backward_layer(ae_trainer *t, int k, int i, int g, int b, float *dy, float *dx)
 {
 	const ae_net *net = &t->m->net;
 	const ae_layer *l = &net->layers[i];
@@ -649,7 +681,7 @@ static int backward_layer(ae_trainer *t, int k, int i, int g, int l0, int b, flo
 	float *G = ln->grads;
 	const size_t isz = (size_t)l->ic * l->ih * l->iw, out = ae_layer_out_size(l), sz = out * (size_t)b;
 	const float *in = (i ? t->act[i - 1] : t->in0) + (size_t)g * isz;
-	float *dy = d + (size_t)l0 * out, *dx = i ? dxb + (size_t)l0 * isz : NULL;
+	if (!i) dx = NULL;
 	switch (l->kind) {
 	case AE_L_CONV:
 	case AE_L_CONVT: conv_backward(t, ln, i, dx, dy, in, b); break;
@@ -658,23 +690,20 @@ static int backward_layer(ae_trainer *t, int k, int i, int g, int l0, int b, flo
 		if (dx) bn_backward_dx_lane(t, k, i, dx, dy, in, b);
 		break;
 	case AE_L_FLATTEN:
-		if (!t->relayout[i] || !dx) return 0;
-		ae_nchw_to_nhwc(dx, dy, b, l->ic, l->ih * l->iw);
+		if (t->relayout[i] && dx) ae_nchw_to_nhwc(dx, dy, b, l->ic, l->ih * l->iw);
 		break;
 	case AE_L_UNFLATTEN:
-		if (!t->relayout[i] || !dx) return 0;
-		ae_nhwc_to_nchw(dx, dy, b, l->oc, l->oh * l->ow);
+		if (t->relayout[i] && dx) ae_nhwc_to_nchw(dx, dy, b, l->oc, l->oh * l->ow);
 		break;
-	/* Elementwise layers work in place on d, from their output. */
-	case AE_L_RELU: ae_relu_backward(dy, dy, t->act[i] + (size_t)g * out, sz); return 0;
+	/* Elementwise layers work in place on dy, from their output. */
+	case AE_L_RELU: ae_relu_backward(dy, dy, t->act[i] + (size_t)g * out, sz); break;
 	case AE_L_LRELU:
 		if (i == 0 || !t->bn_fused[i - 1]) /* else done with the BN's dx */
 			ae_lrelu_backward(dy, dy, t->act[i] + (size_t)g * out, l->slope, sz);
-		return 0;
-	case AE_L_SIGMOID: ae_sigmoid_backward(dy, dy, t->act[i] + (size_t)g * out, sz); return 0;
-	default: return 0;
+		break;
+	case AE_L_SIGMOID: ae_sigmoid_backward(dy, dy, t->act[i] + (size_t)g * out, sz); break;
+	default: break;
 	}
-	return dx != NULL;
 }
 
 static void backward_lane(void *arg, int k)
@@ -711,25 +740,43 @@ static void backward_lane(void *arg, int k)
 			memset(sa, 0, (size_t)c * sizeof *sa);
 			memset(sb, 0, (size_t)c * sizeof *sb);
 		}
-		float *d_end = d, *other_end = other;
+		/* The run's last gradient goes to other, per lane image, for the
+		 * next run after the barrier; the ones between its layers only
+		 * serve the images of one pass, and go to the lane's two scratch
+		 * buffers, which stay in cache from one pass to the next. */
+		int nw = 0;
+		for (int j = i; j > stop; j--)
+			nw += writes_dx(t, j);
 		for (int i0 = 0; i0 < n; i0 += sub) {
 			int b = n - i0 < sub ? n - i0 : sub;
-			float *dd = d, *oo = other;
-			for (int j = i; j > stop; j--)
-				if (backward_layer(t, k, j, lo + i0, i0, b, dd, oo)) {
-					float *s = dd;
-					dd = oo;
-					oo = s;
+			float *cur = d;
+			int lane_rows = 1, w = 0; /* cur holds the lane's images, or only this pass's */
+			for (int j = i; j > stop; j--) {
+				const ae_layer *l = &net->layers[j];
+				float *dy = cur + (lane_rows ? (size_t)i0 * ae_layer_out_size(l) : 0);
+				if (!writes_dx(t, j)) {
+					backward_layer(t, k, j, lo + i0, b, dy, NULL);
+					continue;
 				}
+				const int last_write = ++w == nw;
+				float *dst = last_write ? other : ln->scratch[w & 1];
+				backward_layer(t, k, j, lo + i0, b, dy,
+				               dst + (last_write ? (size_t)i0 * l->ic * l->ih * l->iw : 0));
+				cur = dst;
+				lane_rows = last_write;
+			}
 			if (bl) {
 				size_t bsz = ae_layer_out_size(bl);
-				ae_bn_backward_sums(sa, sb, dd + (size_t)i0 * bsz,
-				                    t->act[bn - 1] + (size_t)(lo + i0) * bsz, t->bn_mean[bn],
-				                    t->bn_invstd[bn], b, bl->oc, bl->oh * bl->ow);
+				const float *dd = cur + (lane_rows ? (size_t)i0 * bsz : 0);
+				ae_bn_backward_sums(sa, sb, dd, t->act[bn - 1] + (size_t)(lo + i0) * bsz,
+				                    t->bn_mean[bn], t->bn_invstd[bn], b, bl->oc, bl->oh * bl->ow);
 			}
-			d_end = dd, other_end = oo;
 		}
-		d = d_end, other = other_end;
+		if (nw) {
+			float *s = d;
+			d = other;
+			other = s;
+		}
 		if (bl) bn_grad_sums(t, k, bn);
 		i = stop;
 	}

@@ -153,6 +153,64 @@ static void test_lanes(void)
 	free(x);
 }
 
+static double loss_of(ae_trainer *t, const float *x, int n)
+{
+	ae_trainer_zero_grad(t);
+	ae_trainer_forward(t, x, n);
+	return ae_trainer_backward(t, x, x, n);
+}
+
+/* At 64x64x3 a step takes its images through some runs of layers a few at
+ * a time (core/train.c), so 16 images on one lane make several passes;
+ * each convolution's weight gradient g must still be the loss's: its
+ * change along g, (L(w + eg) - L(w - eg)) / 2e, is |g|^2. (A pass that
+ * wrote one layer's gradient over the next images' input of another
+ * failed this by 25% in the encoder while every single-pass case held.) */
+static void test_gradient_passes(void)
+{
+	ae_arch_spec s;
+	ae_arch_defaults(&s, "conv", NULL);
+	s.c = 3, s.h = s.w = 64;
+	const int n = 16;
+	float *x = images(n, 3, 64, 64, 9);
+	ae_model *m = ae_model_new(&s, 3, NULL);
+	ae_trainer *t = ae_trainer_new(m, n, 1, AE_LOSS_MSE, NULL);
+	CHECK(m && t);
+	if (!t) return;
+	loss_of(t, x, n);
+	const size_t np = m->net.n_params;
+	float *g = malloc(np * sizeof(float)), *w = malloc(np * sizeof(float));
+	memcpy(g, ae_trainer_grads(t), np * sizeof(float));
+	memcpy(w, m->params, np * sizeof(float));
+	for (int i = 0; i < m->net.n_layers; i++) {
+		const ae_layer *l = &m->net.layers[i];
+		if (l->kind != AE_L_CONV && l->kind != AE_L_CONVT) continue;
+		const size_t nw = (size_t)l->ic * l->oc * l->k * l->k;
+		double g2 = 0, gmax = 0;
+		for (size_t j = 0; j < nw; j++) {
+			g2 += (double)g[l->w + j] * g[l->w + j];
+			if (fabs(g[l->w + j]) > gmax) gmax = fabs(g[l->w + j]);
+		}
+		const double e = 1e-4 / gmax; /* moves the largest weight by 1e-4 */
+		double lp, lm;
+		for (size_t j = 0; j < nw; j++)
+			m->params[l->w + j] = w[l->w + j] + (float)(e * g[l->w + j]);
+		lp = loss_of(t, x, n);
+		for (size_t j = 0; j < nw; j++)
+			m->params[l->w + j] = w[l->w + j] - (float)(e * g[l->w + j]);
+		lm = loss_of(t, x, n);
+		memcpy(m->params + l->w, w + l->w, nw * sizeof(float));
+		double along = (lp - lm) / (2 * e);
+		CHECK_MSG(fabs(along - g2) <= 0.05 * g2, "layer %d: loss changes by %g along its gradient, |g|^2 is %g",
+		          i, along, g2);
+	}
+	free(g);
+	free(w);
+	free(x);
+	ae_trainer_free(t);
+	ae_model_free(m);
+}
+
 static void test_arch_errors(void)
 {
 	ae_arch_spec s;
@@ -220,6 +278,7 @@ int main(void)
 		test_learns("conv", 1, 28, 28, AE_LOSS_MSE);
 		test_learns("conv", 3, 16, 12, AE_LOSS_BCE);
 		test_learns("dense", 1, 12, 12, AE_LOSS_MSE);
+		test_gradient_passes();
 	}
 	test_determinism();
 	test_lanes();
