@@ -457,6 +457,17 @@ static void add_lanes(double *out, const double *part, int lanes, int c)
 	}
 }
 
+/* The sums of batch norm i that lanes take apart and add (bn_part): sum
+ * BN_X and BN_XX of its input (shifted) forward, BN_DY and BN_DYXH of its
+ * gradient backward; each lane's c values at k, the lanes one after
+ * another. */
+enum { BN_X, BN_XX, BN_DY, BN_DYXH };
+static double *bn_part_of(const ae_trainer *t, int i, int sum, int k)
+{
+	const size_t c = (size_t)t->m->net.layers[i].oc;
+	return t->bn_sums[i] + ((size_t)sum * t->n_lanes + k) * c;
+}
+
 /* Lane k's batch-norm statistics of layer i: lane 0 keeps the trainer's,
  * for backward; the others their own copy. */
 static float *lane_mean(ae_trainer *t, int k, int i)
@@ -504,10 +515,9 @@ static int forward_layer(ae_trainer *t, int k, int i, int g, int b)
 static void bn_sums_add(ae_trainer *t, int k, int i, int g, int b)
 {
 	const ae_layer *l = &t->m->net.layers[i];
-	const int c = l->oc, L = t->n_lanes;
-	double *s1 = t->bn_sums[i] + (size_t)k * c, *s2 = s1 + (size_t)L * c;
-	const float *in = t->act[i - 1] + (size_t)g * c * l->oh * l->ow;
-	ae_bn_shifted_sums(s1, s2, in, t->m->state + l->rm, b, c, l->oh * l->ow);
+	const float *in = t->act[i - 1] + (size_t)g * l->oc * l->oh * l->ow;
+	ae_bn_shifted_sums(bn_part_of(t, i, BN_X, k), bn_part_of(t, i, BN_XX, k), in, t->m->state + l->rm, b, l->oc,
+	                   l->oh * l->ow);
 }
 
 /* Batch norm i's statistics from every lane's sums; lane 0 also updates
@@ -522,8 +532,8 @@ static void bn_stats(ae_trainer *t, int k, int i)
 	memcpy(shift, m->state + l->rm, (size_t)c * sizeof *shift);
 	ae_team_barrier(t->team);
 	double s1[AE_MAX_FILTERS], s2[AE_MAX_FILTERS], mu[AE_MAX_FILTERS], ss[AE_MAX_FILTERS];
-	add_lanes(s1, t->bn_sums[i], L, c);
-	add_lanes(s2, t->bn_sums[i] + (size_t)L * c, L, c);
+	add_lanes(s1, bn_part_of(t, i, BN_X, 0), L, c);
+	add_lanes(s2, bn_part_of(t, i, BN_XX, 0), L, c);
 	ae_bn_moments(mu, ss, s1, s2, shift, total, c);
 	ae_bn_stats(lane_mean(t, k, i), lane_invstd(t, k, i), k ? NULL : m->state + l->rm, k ? NULL : m->state + l->rv,
 	            mu, ss, total, c, BN_MOMENTUM, BN_EPS);
@@ -543,10 +553,9 @@ static void forward_lane(void *arg, int k)
 		const int end = run_end(net, i), sub = run_images(net, i, end - 1, n);
 		const int bn = end < net->n_layers && net->layers[end].kind == AE_L_BN ? end : -1;
 		if (bn >= 0) {
-			const int c = net->layers[bn].oc, L = t->n_lanes;
-			double *s1 = t->bn_sums[bn] + (size_t)k * c;
-			memset(s1, 0, (size_t)c * sizeof *s1);
-			memset(s1 + (size_t)L * c, 0, (size_t)c * sizeof *s1);
+			const size_t bytes = (size_t)net->layers[bn].oc * sizeof(double);
+			memset(bn_part_of(t, bn, BN_X, k), 0, bytes);
+			memset(bn_part_of(t, bn, BN_XX, k), 0, bytes);
 		}
 		for (int i0 = 0; i0 < n; i0 += sub) {
 			int b = n - i0 < sub ? n - i0 : sub;
@@ -601,10 +610,9 @@ static void bn_grad_sums(ae_trainer *t, int k, int i)
 	const ae_layer *l = &t->m->net.layers[i];
 	tlane *ln = &t->lanes[k];
 	const int c = l->oc, L = t->n_lanes;
-	double *a = t->bn_sums[i] + 2 * (size_t)L * c;
 	ae_team_barrier(t->team);
-	add_lanes(ln->sdy, a, L, c);
-	add_lanes(ln->sdyx, a + (size_t)L * c, L, c);
+	add_lanes(ln->sdy, bn_part_of(t, i, BN_DY, 0), L, c);
+	add_lanes(ln->sdyx, bn_part_of(t, i, BN_DYXH, 0), L, c);
 	if (k == 0)
 		for (int ch = 0; ch < c; ch++) {
 			ln->grads[l->w + ch] += (float)ln->sdyx[ch];
@@ -734,11 +742,10 @@ static void backward_lane(void *arg, int k)
 		const ae_layer *bl = bn >= 0 ? &net->layers[bn] : NULL;
 		double *sa = NULL, *sb = NULL;
 		if (bl) {
-			const int c = bl->oc, L = t->n_lanes;
-			sa = t->bn_sums[bn] + (2 * (size_t)L + k) * c;
-			sb = sa + (size_t)L * c;
-			memset(sa, 0, (size_t)c * sizeof *sa);
-			memset(sb, 0, (size_t)c * sizeof *sb);
+			sa = bn_part_of(t, bn, BN_DY, k);
+			sb = bn_part_of(t, bn, BN_DYXH, k);
+			memset(sa, 0, (size_t)bl->oc * sizeof *sa);
+			memset(sb, 0, (size_t)bl->oc * sizeof *sb);
 		}
 		/* The run's last gradient goes to other, per lane image, for the
 		 * next run after the barrier; the ones between its layers only
