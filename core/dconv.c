@@ -18,7 +18,7 @@
 #endif
 
 #define NR        6  /* output pixels per wide tile */
-#define NRZ       12 /* output pixels per AVX-512 wide tile */
+#define NRZ       14 /* output pixels per AVX-512 wide tile */
 #define NR_NARROW 4  /* output pixels per narrow (dot product) tile */
 #define NRN       8  /* output pixels per AVX-512 narrow tile */
 #define BAND_ROWS 8  /* output rows per band of a transposed convolution */
@@ -146,10 +146,12 @@ static int reads_at_delta(const int32_t *off, const int32_t *delta, int nt)
 	return 1;
 }
 
-/* Narrow layers: the group's tap deltas, from its first pixel that reads
- * no padding, and the pixels that read at them moved first, in raster
- * order, so that their tiles are not broken at every row's ends (a pixel's
- * result does not depend on its tile). Returns -1 out of memory. */
+/* Narrow and one-group layers: the group's tap deltas, from its first
+ * pixel that reads no padding, and the pixels that read at them moved
+ * first, in raster order, so that their tiles are not broken at every
+ * row's ends (a pixel's result does not depend on its tile). A transposed
+ * convolution's phase groups keep raster order: their tiles run in bands
+ * of rows (ae_dconv_forward). Returns -1 out of memory. */
 static int inner_first(ae_dconv *d, ae_dconv_group *g)
 {
 	const int nt = g->ntaps, np = g->npix;
@@ -225,7 +227,7 @@ int ae_dconv_init(ae_dconv *d, const ae_dconv_shape *s, const float *w, const ae
 				for (int t = 0; t < gr->ntaps; t++)
 					d->off[off_at++] = tap_offset(s, y, x, ty[t], tx[t]);
 			}
-		if (d->narrow && inner_first(d, gr) != 0) {
+		if ((d->narrow || d->n_grp == 1) && inner_first(d, gr) != 0) {
 			ae_dconv_deinit(d);
 			return -1;
 		}
@@ -291,6 +293,24 @@ static void tile_setup(tile *tl, const ae_dconv *d, const ae_dconv_group *g, int
 		tl->out[j] = y + (size_t)d->pix[g->pix_at + p] * d->s.oc;
 	}
 	tl->np = np;
+}
+
+/* As tile_setup, for nr of the group's inner pixels: no padding to test,
+ * each tap's pointers are the pixels' first-tap pointers plus its delta.
+ * For layers with few input channels per tap, the table is most of a
+ * tile's work. */
+static void tile_setup_inner(tile *tl, const ae_dconv *d, const ae_dconv_group *g, int p0, int nr, const float *x,
+                             float *y)
+{
+	const float *base[NRZ];
+	for (int j = 0; j < nr; j++) {
+		base[j] = x + d->off[g->off_at + (size_t)(p0 + j) * g->ntaps];
+		tl->out[j] = y + (size_t)d->pix[g->pix_at + p0 + j] * d->s.oc;
+	}
+	for (int t = 0; t < g->ntaps; t++)
+		for (int j = 0; j < nr; j++)
+			tl->ptr[t * nr + j] = base[j] + g->delta[t];
+	tl->np = nr;
 }
 
 static float epilogue_one(const ae_dconv *d, float v, int o)
@@ -629,10 +649,12 @@ AVX2 static void narrow_inner_avx2(const ae_dconv *d, const ae_dconv_group *g, i
 
 /* ---- AVX-512: the wide kernels at twice the width ---- */
 
-/* Tiles of NRZ pixels x up to 2 blocks of 16 channels: 24 sums in 32
- * registers. Twice the AVX2 tile's pixels, so each weight loaded from L2
- * serves as many products per byte as there (6 pixels x 4 blocks measured
- * 20% slower than AVX2 at 128x128: the weights' L2 traffic doubled). */
+/* Tiles of NRZ pixels x up to 2 blocks of 16 channels: 28 sums, the two
+ * weight vectors and a broadcast in 31 of the 32 registers. More pixels
+ * than the AVX2 tile, so each weight loaded from L2 serves as many products
+ * per byte as there (6 pixels x 4 blocks measured 20% slower than AVX2 at
+ * 128x128: the weights' L2 traffic doubled); 14 pixels against 12 measured
+ * 2-12% faster per layer at 128x128 (fewer tiles to set up). */
 #define AVX512     __attribute__((target("avx512f,avx2,fma")))
 #define ZMM_BLOCKS 2
 
@@ -682,6 +704,7 @@ AVX512 ALWAYS_INLINE static inline void chain_zmm(__m512 *r, const tile *tl, int
 	__m512 a0_0 = z, a0_1 = z, a1_0 = z, a1_1 = z, a2_0 = z, a2_1 = z, a3_0 = z, a3_1 = z;
 	__m512 a4_0 = z, a4_1 = z, a5_0 = z, a5_1 = z, a6_0 = z, a6_1 = z, a7_0 = z, a7_1 = z;
 	__m512 a8_0 = z, a8_1 = z, a9_0 = z, a9_1 = z, a10_0 = z, a10_1 = z, a11_0 = z, a11_1 = z;
+	__m512 a12_0 = z, a12_1 = z, a13_0 = z, a13_1 = z;
 	for (int t = t0; t < t1; t++) {
 		const float *const *pt = tl->ptr + t * NRZ;
 		for (int c = 0; c < ic; c++, w += 16) {
@@ -698,6 +721,8 @@ AVX512 ALWAYS_INLINE static inline void chain_zmm(__m512 *r, const tile *tl, int
 			ZFMA(9);
 			ZFMA(10);
 			ZFMA(11);
+			ZFMA(12);
+			ZFMA(13);
 		}
 	}
 	ZOUT(0);
@@ -712,6 +737,8 @@ AVX512 ALWAYS_INLINE static inline void chain_zmm(__m512 *r, const tile *tl, int
 	ZOUT(9);
 	ZOUT(10);
 	ZOUT(11);
+	ZOUT(12);
+	ZOUT(13);
 }
 
 /* A tile's sums through every tap into r, as sum_taps_avx2 does. */
@@ -1017,7 +1044,7 @@ static void run_tiles(const ae_dconv *d, const ae_dconv_group *g, int *p, int en
 	tile tl;
 	for (; *p < end; *p += nr) {
 #ifdef AE_X86
-		if (d->simd && *p + nr <= g->n_inner) {
+		if (d->narrow && d->simd && *p + nr <= g->n_inner) {
 			if (d->simd >= AE_SIMD_AVX512)
 				narrow_inner_avx512(d, g, *p, x, y);
 			else
@@ -1025,7 +1052,10 @@ static void run_tiles(const ae_dconv *d, const ae_dconv_group *g, int *p, int en
 			continue;
 		}
 #endif
-		tile_setup(&tl, d, g, *p, nr, x, y);
+		if (*p + nr <= g->n_inner)
+			tile_setup_inner(&tl, d, g, *p, nr, x, y);
+		else
+			tile_setup(&tl, d, g, *p, nr, x, y);
 		tile_run(&tl, d, g->ntaps, d->w + g->w_at);
 	}
 }

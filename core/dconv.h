@@ -14,7 +14,7 @@
  * Kernels: 6 output pixels x 16 (or 8) output channels per tile with FMA
  * vectors along the channels, for layers with at least 8 output channels;
  * a dot product along the input channels for narrower ones (the decoder's
- * 1-channel output layer). AVX-512 versions (6 pixels x up to 64 channels
+ * 1-channel output layer). AVX-512 versions (14 pixels x up to 32 channels
  * per tile) or AVX2+FMA ones run when the CPU has them (checked at run
  * time); portable C versions otherwise. Every output is one FMA chain in
  * the same order in the wide kernels of each set, so the AVX2 and AVX-512
@@ -43,9 +43,9 @@ typedef struct ae_dconv_group {
 	size_t pix_at; /* into pix: npix output pixel indices */
 	size_t off_at; /* into off: npix * ntaps input offsets */
 	size_t w_at;   /* into w: this group's packed weights */
-	/* Narrow layers: pixels [0, n_inner) (moved first) read every tap at
-	 * their first tap's offset plus delta, so their tiles need no pointer
-	 * table. */
+	/* Narrow and one-group layers: pixels [0, n_inner) (moved first) read
+	 * every tap at their first tap's offset plus delta, so their tiles
+	 * test no padding (the narrow kernels': no pointer table). */
 	int n_inner;
 	int32_t delta[AE_DCONV_MAX_K * AE_DCONV_MAX_K];
 } ae_dconv_group;
