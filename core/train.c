@@ -24,19 +24,19 @@
 #include "ops.h"
 #include "team.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define BN_MOMENTUM 0.1f
 #define BN_EPS      1e-5f
 
-/* One lane's share of a step: its own lowering scratch and, past lane 0,
- * its own gradient block, added into the trainer's after backward. */
+/* One lane's share of a step: its own scratch and, past lane 0, its own
+ * gradient block for what it sums outside the chunks' slots (the dense
+ * layers, over the lane's own chunks), added into the trainer's after
+ * backward. */
 typedef struct tlane {
 	float *col, *wt;      /* patches and one weight gradient (convgrad.c) */
-	float *dbuf[2];       /* ping-pong gradients of its images: lanes run
-	                               * apart between batch norms, so a shared buffer
-	                               * would hold two layers' slices at once */
 	float *grads;         /* lane 0: the trainer's */
 	float *mean, *invstd; /* batch-norm statistics, widest layer */
 	double *sdy, *sdyx;   /* a batch norm's gradient sums over the batch */
@@ -54,16 +54,23 @@ struct ae_trainer {
 	                                  * flatten layer that keeps the layout its input */
 	float *bn_stats;                 /* mean, invstd per BN layer */
 	float *bn_mean[AE_MAX_LAYERS], *bn_invstd[AE_MAX_LAYERS];
-	double *bn_part; /* per BN layer: 4 sums x lanes x channels */
+	double *bn_part; /* per BN layer: 4 sums x chunks x channels */
 	double *bn_sums[AE_MAX_LAYERS];
 	ae_team *team;
 	int threads;
 	tlane *lanes;
+	/* chunks (see chunk_range) */
+	int max_chunks;
+	float *dbuf[2];  /* ping-pong gradients, the batch's images */
+	float *cgrads;   /* each chunk's convolution gradients, n_cgrads floats */
+	size_t n_cgrads; /* (their parameters in layer order: cg_w, cg_b) */
+	size_t cg_w[AE_MAX_LAYERS], cg_b[AE_MAX_LAYERS];
+	double *chunk_loss;
+	atomic_int claim_fwd[AE_MAX_LAYERS], claim_bwd[AE_MAX_LAYERS]; /* per run: its next chunk */
 	/* the call the lanes are running */
 	const float *x, *target;
-	int n, n_lanes;
+	int n, n_lanes, n_chunks;
 	float lr;
-	double lane_loss[AE_MAX_THREADS];
 	/* layouts (see layout_init) */
 	unsigned char nhwc[AE_MAX_LAYERS];     /* layer i's output is channels-last */
 	unsigned char relayout[AE_MAX_LAYERS]; /* a flatten/unflatten that transposes */
@@ -151,6 +158,41 @@ static int run_images(const ae_net *net, int lo, int hi, int n)
 	return ae_images_within(RUN_BYTES, per, n);
 }
 
+/* The runs with a convolution are most of a step, and on a shared host one
+ * core runs 20-30% slower than the other for seconds at a time: with each
+ * lane held to half of the images, one lane waited 10-20% of a step at the
+ * batch norms at 128x128x3 (measured). So a call's images are cut into
+ * chunks, and through such a run (shared) a lane takes the next chunk no
+ * lane has taken yet. Other runs keep each lane to its own chunks: a dense
+ * layer's run takes them in one unit, reading the weights once. Whichever
+ * lane takes a chunk, what it sums goes to the chunk's own slot (batch-norm
+ * sums, loss, a convolution's gradients: cgrads), and slots are added in
+ * chunk order, so a step's result does not depend on which lane took what.
+ *
+ * A chunk costs its block of convolution gradients, added up and zeroed
+ * once a step (300 KB for the conv preset): worth it where a chunk's work
+ * is well above that. So a chunk holds at least CHUNK_PIXELS input pixels
+ * (one 128x128 image, four 64x64 ones, so that at 28x28 each lane keeps to
+ * one chunk of its own as before), and there are at most MAX_CHUNKS. */
+#define CHUNK_PIXELS (128 * 128)
+#define MAX_CHUNKS   64
+
+/* Chunks for n images on the given lanes: at least one a lane. */
+static int chunk_count(const ae_net *net, int n, int lanes)
+{
+	const ae_layer *first = &net->layers[0];
+	long by_size = (long)n * first->ih * first->iw / CHUNK_PIXELS, most = n < MAX_CHUNKS ? n : MAX_CHUNKS;
+	if (by_size > most) by_size = most;
+	return by_size > lanes ? (int)by_size : lanes;
+}
+
+static int run_shared(const ae_net *net, int lo, int hi)
+{
+	for (int j = lo; j <= hi; j++)
+		if (is_conv(&net->layers[j])) return 1;
+	return 0;
+}
+
 /* Where a weight gradient goes through a patch matrix and a GEMM (CPUs
  * without AVX-512: ae_conv_weight_grad), it takes a pass's images a few
  * at a time: as many as keep the matrix under LOWER_BYTES, so that it is
@@ -210,6 +252,9 @@ static size_t run_scratch(const ae_net *net, int b)
 			size_t in = (size_t)l->ic * l->ih * l->iw * sub;
 			if (in > most) most = in;
 		}
+		/* the loss gradient in NCHW (top_grad) */
+		if (i == net->n_layers - 1 && ae_layer_out_size(&net->layers[i]) * sub > most)
+			most = ae_layer_out_size(&net->layers[i]) * sub;
 		i = stop;
 	}
 	return most;
@@ -224,15 +269,12 @@ static int lane_alloc(tlane *ln, const ae_net *net, int b, int own_grads)
 	ln->scratch[1] = ae_floats(nscr);
 	ln->col = ae_floats(ncol);
 	ln->wt = ae_floats(nwt);
-	ln->dbuf[0] = ae_floats(nact);
-	ln->dbuf[1] = ae_floats(nact);
 	ln->mean = malloc(2 * (size_t)c * sizeof(float));
 	ln->invstd = ln->mean ? ln->mean + c : NULL;
 	ln->sdy = malloc(2 * (size_t)c * sizeof(double));
 	ln->sdyx = ln->sdy ? ln->sdy + c : NULL;
 	if (own_grads) ln->grads = malloc(net->n_params * sizeof(float));
-	int ok = ln->col && ln->wt && ln->dbuf[0] && ln->dbuf[1] && ln->scratch[0] && ln->scratch[1] && ln->mean &&
-	         ln->sdy;
+	int ok = ln->col && ln->wt && ln->scratch[0] && ln->scratch[1] && ln->mean && ln->sdy;
 	return ok && (!own_grads || ln->grads) ? 0 : -1;
 }
 
@@ -240,8 +282,6 @@ static void lane_free(tlane *ln, int own_grads)
 {
 	free(ln->col);
 	free(ln->wt);
-	free(ln->dbuf[0]);
-	free(ln->dbuf[1]);
 	free(ln->scratch[0]);
 	free(ln->scratch[1]);
 	free(ln->mean);
@@ -318,6 +358,24 @@ static int has_output(const ae_trainer *t, int i)
 	return (k != AE_L_FLATTEN && k != AE_L_UNFLATTEN) || t->relayout[i];
 }
 
+/* Where each convolution's weight and bias gradients sit in a chunk's
+ * block of cgrads. */
+static void cgrad_layout(ae_trainer *t)
+{
+	const ae_net *net = &t->m->net;
+	size_t n = 0;
+	for (int i = 0; i < net->n_layers; i++) {
+		const ae_layer *l = &net->layers[i];
+		if (!is_conv(l)) continue;
+		t->cg_w[i] = n;
+		n += (size_t)l->ic * l->oc * l->k * l->k;
+		if (l->b == AE_NONE) continue;
+		t->cg_b[i] = n;
+		n += (size_t)l->oc;
+	}
+	t->n_cgrads = n;
+}
+
 ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int threads, int loss, ae_error *err)
 {
 	if (max_batch < 1 || max_batch > 65536) {
@@ -352,11 +410,20 @@ ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int threads, int loss, ae
 	t->adam_m = calloc(np, sizeof(float));
 	t->adam_v = calloc(np, sizeof(float));
 	t->acts = ae_floats(acts);
+	t->max_chunks = chunk_count(net, max_batch, t->threads);
+	cgrad_layout(t);
+	size_t ncol, nwt, nact;
+	scratch_sizes(net, max_batch, &ncol, &nwt, &nact);
 	t->bn_stats = malloc((stats ? stats : 1) * sizeof(float));
-	t->bn_part = malloc((stats ? stats : 1) * 2 * (size_t)t->threads * sizeof(double));
+	t->bn_part = malloc((stats ? stats : 1) * 2 * (size_t)t->max_chunks * sizeof(double));
+	t->dbuf[0] = ae_floats(nact);
+	t->dbuf[1] = ae_floats(nact);
+	t->cgrads = calloc((size_t)t->max_chunks * (t->n_cgrads ? t->n_cgrads : 1), sizeof(float));
+	t->chunk_loss = calloc((size_t)t->max_chunks, sizeof(double));
 	t->lanes = calloc((size_t)t->threads, sizeof *t->lanes);
 	t->team = ae_team_new(t->threads);
-	int ok = t->grads && t->adam_m && t->adam_v && t->acts && t->bn_stats && t->bn_part && t->lanes && t->team;
+	int ok = t->grads && t->adam_m && t->adam_v && t->acts && t->bn_stats && t->bn_part && t->dbuf[0] &&
+	         t->dbuf[1] && t->cgrads && t->chunk_loss && t->lanes && t->team;
 	if (ok && t->nhwc[0] && first->ic > 1) ok = (t->in = ae_floats(in_size)) != NULL;
 	if (ok && t->nhwc[net->n_layers - 1] && last->oc > 1)
 		ok = (t->y = ae_floats(ae_layer_out_size(last) * (size_t)max_batch)) != NULL;
@@ -389,7 +456,7 @@ ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int threads, int loss, ae
 			t->bn_invstd[i] = s + l->oc;
 			s += 2 * (size_t)l->oc;
 			t->bn_sums[i] = d;
-			d += 4 * (size_t)t->threads * l->oc;
+			d += 4 * (size_t)t->max_chunks * l->oc;
 		}
 	}
 	return t;
@@ -414,6 +481,10 @@ void ae_trainer_free(ae_trainer *t)
 	free(t->y);
 	free(t->bn_stats);
 	free(t->bn_part);
+	free(t->dbuf[0]);
+	free(t->dbuf[1]);
+	free(t->cgrads);
+	free(t->chunk_loss);
 	free(t);
 }
 
@@ -439,33 +510,86 @@ void ae_trainer_zero_grad(ae_trainer *t)
 	memset(t->grads, 0, t->m->net.n_params * sizeof(float));
 }
 
-/* Lane k's images: [*lo, *lo + return). */
-static int lane_range(const ae_trainer *t, int k, int *lo)
+/* Chunk c of the call's images (see CHUNK_PIXELS): [*lo, *lo + return). */
+static int chunk_range(const ae_trainer *t, int c, int *lo)
 {
-	*lo = (int)((long)t->n * k / t->n_lanes);
-	return (int)((long)t->n * (k + 1) / t->n_lanes) - *lo;
+	*lo = (int)((long)t->n * c / t->n_chunks);
+	return (int)((long)t->n * (c + 1) / t->n_chunks) - *lo;
 }
 
-/* Adds the lanes' partial sums part[k * c + ch] into out[ch]. */
-static void add_lanes(double *out, const double *part, int lanes, int c)
+/* What a lane takes through a run at a time: images [lo, lo + n), whose
+ * sums go to slot (slots [slot, slot_end) are the unit's chunks). */
+typedef struct unit {
+	int lo, n, slot, slot_end;
+} unit;
+
+typedef struct units {
+	const ae_trainer *t;
+	atomic_int *claim; /* a shared run's next chunk, else NULL */
+	int next, end;     /* the lane's own chunks not taken yet */
+	int whole;         /* take them in one unit */
+} units;
+
+/* Lane k's units through a run: shared, chunks from claim; else its own
+ * chunks, all at once when whole. */
+static void units_begin(units *u, const ae_trainer *t, int k, atomic_int *claim, int shared, int whole)
 {
-	for (int ch = 0; ch < c; ch++) {
+	u->t = t;
+	u->claim = shared ? claim : NULL;
+	u->next = (int)((long)t->n_chunks * k / t->n_lanes);
+	u->end = (int)((long)t->n_chunks * (k + 1) / t->n_lanes);
+	u->whole = whole;
+}
+
+static int units_next(units *u, unit *un)
+{
+	int c;
+	if (u->claim) {
+		c = atomic_fetch_add_explicit(u->claim, 1, memory_order_relaxed);
+		if (c >= u->t->n_chunks) return 0;
+	} else {
+		if (u->next >= u->end) return 0;
+		c = u->next++;
+	}
+	un->slot = c;
+	un->slot_end = c + 1;
+	un->n = chunk_range(u->t, c, &un->lo);
+	if (u->whole && u->next < u->end) {
+		int lo, n = chunk_range(u->t, u->end - 1, &lo);
+		un->n = lo + n - un->lo;
+		un->slot_end = u->next = u->end;
+	}
+	return 1;
+}
+
+/* Adds the chunks' partial sums part[c * n + ch] into out[ch], in order. */
+static void add_slots(double *out, const double *part, int chunks, int n)
+{
+	for (int ch = 0; ch < n; ch++) {
 		double s = 0.0;
-		for (int k = 0; k < lanes; k++)
-			s += part[(size_t)k * c + ch];
+		for (int c = 0; c < chunks; c++)
+			s += part[(size_t)c * n + ch];
 		out[ch] = s;
 	}
 }
 
-/* The sums of batch norm i that lanes take apart and add (bn_part): sum
+/* The sums of batch norm i that chunks take apart and add (bn_part): sum
  * BN_X and BN_XX of its input (shifted) forward, BN_DY and BN_DYXH of its
- * gradient backward; each lane's c values at k, the lanes one after
+ * gradient backward; each chunk's c values at its slot, one after
  * another. */
 enum { BN_X, BN_XX, BN_DY, BN_DYXH };
-static double *bn_part_of(const ae_trainer *t, int i, int sum, int k)
+static double *bn_part_of(const ae_trainer *t, int i, int sum, int slot)
 {
 	const size_t c = (size_t)t->m->net.layers[i].oc;
-	return t->bn_sums[i] + ((size_t)sum * t->n_lanes + k) * c;
+	return t->bn_sums[i] + ((size_t)sum * t->max_chunks + slot) * c;
+}
+
+/* Zeroes a unit's slots of batch norm i's sums a and b. */
+static void bn_slots_zero(const ae_trainer *t, int i, int a, int b, const unit *un)
+{
+	const size_t bytes = (size_t)t->m->net.layers[i].oc * (size_t)(un->slot_end - un->slot) * sizeof(double);
+	memset(bn_part_of(t, i, a, un->slot), 0, bytes);
+	memset(bn_part_of(t, i, b, un->slot), 0, bytes);
 }
 
 /* Lane k's batch-norm statistics of layer i: lane 0 keeps the trainer's,
@@ -510,66 +634,77 @@ static int forward_layer(ae_trainer *t, int k, int i, int g, int b)
 }
 
 /* The sums for batch norm i's statistics, of batch images [g, g + b) of
- * its input, added into lane k's, shifted by the running means (which
- * lane 0 changes only after every lane's sums are in: bn_stats). */
-static void bn_sums_add(ae_trainer *t, int k, int i, int g, int b)
+ * its input, added into slot's, shifted by the running means (which lane
+ * 0 changes only after every chunk's sums are in: bn_stats). */
+static void bn_sums_add(ae_trainer *t, int slot, int i, int g, int b)
 {
 	const ae_layer *l = &t->m->net.layers[i];
 	const float *in = t->act[i - 1] + (size_t)g * l->oc * l->oh * l->ow;
-	ae_bn_shifted_sums(bn_part_of(t, i, BN_X, k), bn_part_of(t, i, BN_XX, k), in, t->m->state + l->rm, b, l->oc,
-	                   l->oh * l->ow);
+	ae_bn_shifted_sums(bn_part_of(t, i, BN_X, slot), bn_part_of(t, i, BN_XX, slot), in, t->m->state + l->rm, b,
+	                   l->oc, l->oh * l->ow);
 }
 
-/* Batch norm i's statistics from every lane's sums; lane 0 also updates
+/* Batch norm i's statistics from every chunk's sums; lane 0 also updates
  * the running ones. */
 static void bn_stats(ae_trainer *t, int k, int i)
 {
 	ae_model *m = t->m;
 	const ae_layer *l = &m->net.layers[i];
-	const int c = l->oc, L = t->n_lanes;
+	const int c = l->oc, L = t->n_chunks;
 	const size_t total = (size_t)t->n * l->oh * l->ow;
 	float shift[AE_MAX_FILTERS]; /* c <= AE_MAX_FILTERS: ae_net_build */
 	memcpy(shift, m->state + l->rm, (size_t)c * sizeof *shift);
 	ae_team_barrier(t->team);
 	double s1[AE_MAX_FILTERS], s2[AE_MAX_FILTERS], mu[AE_MAX_FILTERS], ss[AE_MAX_FILTERS];
-	add_lanes(s1, bn_part_of(t, i, BN_X, 0), L, c);
-	add_lanes(s2, bn_part_of(t, i, BN_XX, 0), L, c);
+	add_slots(s1, bn_part_of(t, i, BN_X, 0), L, c);
+	add_slots(s2, bn_part_of(t, i, BN_XX, 0), L, c);
 	ae_bn_moments(mu, ss, s1, s2, shift, total, c);
 	ae_bn_stats(lane_mean(t, k, i), lane_invstd(t, k, i), k ? NULL : m->state + l->rm, k ? NULL : m->state + l->rv,
 	            mu, ss, total, c, BN_MOMENTUM, BN_EPS);
+}
+
+/* Does the run after the one ending before layer i need a barrier first:
+ * is it not a batch norm's (bn_stats has one), and does either run hand
+ * out chunks, so that its images are not all the ones this lane wrote? */
+static int fwd_barrier(const ae_net *net, int i, int shared)
+{
+	if (i >= net->n_layers || net->layers[i].kind == AE_L_BN) return 0;
+	return shared || run_shared(net, i, run_end(net, i) - 1);
 }
 
 static void forward_lane(void *arg, int k)
 {
 	ae_trainer *t = arg;
 	const ae_net *net = &t->m->net;
-	int lo, n = lane_range(t, k, &lo);
 	const ae_layer *first = &net->layers[0], *last = &net->layers[net->n_layers - 1];
-	if (t->in) {
-		size_t isz = (size_t)first->ic * first->ih * first->iw;
-		ae_nchw_to_nhwc(t->in + lo * isz, t->x + lo * isz, n, first->ic, first->ih * first->iw);
-	}
+	const size_t isz = (size_t)first->ic * first->ih * first->iw, osz = ae_layer_out_size(last);
 	for (int i = 0; i < net->n_layers;) {
-		const int end = run_end(net, i), sub = run_images(net, i, end - 1, n);
+		const int end = run_end(net, i), shared = run_shared(net, i, end - 1);
 		const int bn = end < net->n_layers && net->layers[end].kind == AE_L_BN ? end : -1;
-		if (bn >= 0) {
-			const size_t bytes = (size_t)net->layers[bn].oc * sizeof(double);
-			memset(bn_part_of(t, bn, BN_X, k), 0, bytes);
-			memset(bn_part_of(t, bn, BN_XX, k), 0, bytes);
+		units u;
+		unit un;
+		units_begin(&u, t, k, &t->claim_fwd[i], shared, net->layers[i].kind == AE_L_DENSE);
+		while (units_next(&u, &un)) {
+			const int sub = run_images(net, i, end - 1, un.n);
+			if (i == 0 && t->in)
+				ae_nchw_to_nhwc(t->in + un.lo * isz, t->x + un.lo * isz, un.n, first->ic,
+				                first->ih * first->iw);
+			if (bn >= 0) bn_slots_zero(t, bn, BN_X, BN_XX, &un);
+			for (int i0 = 0; i0 < un.n; i0 += sub) {
+				int b = un.n - i0 < sub ? un.n - i0 : sub;
+				for (int j = i; j < end; j++)
+					j = forward_layer(t, k, j, un.lo + i0, b);
+				if (bn >= 0) bn_sums_add(t, un.slot, bn, un.lo + i0, b);
+			}
+			if (end == net->n_layers && t->y)
+				ae_nhwc_to_nchw(t->y + un.lo * osz, t->act[end - 1] + un.lo * osz, un.n, last->oc,
+				                last->oh * last->ow);
 		}
-		for (int i0 = 0; i0 < n; i0 += sub) {
-			int b = n - i0 < sub ? n - i0 : sub;
-			for (int j = i; j < end; j++)
-				j = forward_layer(t, k, j, lo + i0, b);
-			if (bn >= 0) bn_sums_add(t, k, bn, lo + i0, b);
-		}
-		if (bn >= 0) bn_stats(t, k, bn);
+		if (bn >= 0)
+			bn_stats(t, k, bn);
+		else if (fwd_barrier(net, end, shared))
+			ae_team_barrier(t->team);
 		i = end;
-	}
-	if (t->y) {
-		size_t osz = ae_layer_out_size(last);
-		ae_nhwc_to_nchw(t->y + lo * osz, t->act[net->n_layers - 1] + lo * osz, n, last->oc,
-		                last->oh * last->ow);
 	}
 }
 
@@ -582,6 +717,7 @@ static void begin_call(ae_trainer *t, const float *x, const float *target, int n
 	t->n = n;
 	t->n_lanes = n < t->threads ? n : t->threads;
 	if (t->n_lanes < 1) t->n_lanes = 1;
+	t->n_chunks = chunk_count(&t->m->net, n, t->n_lanes);
 }
 
 const float *ae_trainer_forward(ae_trainer *t, const float *x, int n)
@@ -598,21 +734,23 @@ const float *ae_trainer_forward(ae_trainer *t, const float *x, int n)
 			ae_dconv_pack(&t->fwd[i], t->m->params + net->layers[i].w, &ep);
 		}
 	begin_call(t, x, NULL, n);
+	for (int i = 0; i < net->n_layers; i++)
+		atomic_store_explicit(&t->claim_fwd[i], 0, memory_order_relaxed);
 	ae_team_run(t->team, t->n_lanes, forward_lane, t);
 	t->m->bn_batches++;
 	return t->y ? t->y : t->act[net->n_layers - 1];
 }
 
-/* Batch norm i's gradient sums (dbeta, dgamma) from every lane's, into
+/* Batch norm i's gradient sums (dbeta, dgamma) from every chunk's, into
  * lane k's totals for its dx; lane 0 adds them to the gradients. */
 static void bn_grad_sums(ae_trainer *t, int k, int i)
 {
 	const ae_layer *l = &t->m->net.layers[i];
 	tlane *ln = &t->lanes[k];
-	const int c = l->oc, L = t->n_lanes;
+	const int c = l->oc, L = t->n_chunks;
 	ae_team_barrier(t->team);
-	add_lanes(ln->sdy, bn_part_of(t, i, BN_DY, 0), L, c);
-	add_lanes(ln->sdyx, bn_part_of(t, i, BN_DYXH, 0), L, c);
+	add_slots(ln->sdy, bn_part_of(t, i, BN_DY, 0), L, c);
+	add_slots(ln->sdyx, bn_part_of(t, i, BN_DYXH, 0), L, c);
 	if (k == 0)
 		for (int ch = 0; ch < c; ch++) {
 			ln->grads[l->w + ch] += (float)ln->sdyx[ch];
@@ -621,8 +759,10 @@ static void bn_grad_sums(ae_trainer *t, int k, int i)
 }
 
 /* Batch norm i's dx for b images, from the totals bn_grad_sums left; with
- * the LeakyReLU and the bias gradient of a fused convolution below it. */
-static void bn_backward_dx_lane(ae_trainer *t, int k, int i, float *dx, const float *d, const float *in, int b)
+ * the LeakyReLU and the bias gradient of a fused convolution below it
+ * (into cg, the chunk's convolution gradients). */
+static void bn_backward_dx_lane(ae_trainer *t, int k, float *cg, int i, float *dx, const float *d, const float *in,
+                                int b)
 {
 	const ae_model *m = t->m;
 	const ae_layer *l = &m->net.layers[i];
@@ -639,31 +779,30 @@ static void bn_backward_dx_lane(ae_trainer *t, int k, int i, float *dx, const fl
 	ae_bn_lrelu_backward_dx(dx, db, d, in, mean, invstd, m->params + l->w, ln->sdy, ln->sdyx, total, b, c, p,
 	                        (l - 1)->slope);
 	for (int ch = 0; ch < c; ch++)
-		ln->grads[conv->b + ch] += (float)db[ch];
+		cg[t->cg_b[i - 2] + ch] += (float)db[ch];
 }
 
-/* Layer i's backward: weight and bias gradients added into the lane's
- * (the weights' lower_images at a time), dx (if not NULL) written by the
- * adjoint convolution. */
-static void conv_backward(ae_trainer *t, tlane *ln, int i, float *dx, const float *dy, const float *x, int n)
+/* Layer i's backward: weight and bias gradients added into the chunk's,
+ * cg (the weights' lower_images at a time), dx (if not NULL) written by
+ * the adjoint convolution. */
+static void conv_backward(ae_trainer *t, tlane *ln, float *cg, int i, float *dx, const float *dy, const float *x, int n)
 {
 	const ae_layer *l = &t->m->net.layers[i];
-	float *G = ln->grads;
 	const size_t isz = (size_t)l->ic * l->ih * l->iw, osz = ae_layer_out_size(l);
 	const int sub = lower_images(l, n);
 	ae_conv_geom g;
 	ae_layer_geom(l, &g);
 	if (l->b != AE_NONE && !t->bn_fused[i]) {
 		double acc[AE_MAX_FILTERS];
-		ae_bias_grad_nhwc(G + l->b, dy, (size_t)n * l->oh * l->ow, l->oc, acc);
+		ae_bias_grad_nhwc(cg + t->cg_b[i], dy, (size_t)n * l->oh * l->ow, l->oc, acc);
 	}
 	for (int i0 = 0; i0 < n; i0 += sub) {
 		int b = n - i0 < sub ? n - i0 : sub;
 		const float *dys = dy + (size_t)i0 * osz, *xs = x + (size_t)i0 * isz;
 		if (l->kind == AE_L_CONV)
-			ae_conv_weight_grad(G + l->w, ln->wt, ln->col, xs, dys, b, l->oc, &g);
+			ae_conv_weight_grad(cg + t->cg_w[i], ln->wt, ln->col, xs, dys, b, l->oc, &g);
 		else
-			ae_conv_weight_grad(G + l->w, ln->wt, ln->col, dys, xs, b, l->ic, &g);
+			ae_conv_weight_grad(cg + t->cg_w[i], ln->wt, ln->col, dys, xs, b, l->ic, &g);
 	}
 	if (dx) ae_dconv_forward(dx, dy, n, &t->dx[i]);
 }
@@ -679,8 +818,10 @@ static int writes_dx(const ae_trainer *t, int i)
 }
 
 /* Layer i backward on batch images [g, g + b): dy holds their gradient at
- * the layer's output, dx (when writes_dx) gets it at its input. */
-static void backward_layer(ae_trainer *t, int k, int i, int g, int b, float *dy, float *dx)
+ * the layer's output, dx (when writes_dx) gets it at its input; a
+ * convolution's gradients go to cg, its chunk's (a dense layer's to the
+ * lane's). */
+static void backward_layer(ae_trainer *t, int k, float *cg, int i, int g, int b, float *dy, float *dx)
 {
 	const ae_net *net = &t->m->net;
 	const ae_layer *l = &net->layers[i];
@@ -692,10 +833,10 @@ static void backward_layer(ae_trainer *t, int k, int i, int g, int b, float *dy,
 	if (!i) dx = NULL;
 	switch (l->kind) {
 	case AE_L_CONV:
-	case AE_L_CONVT: conv_backward(t, ln, i, dx, dy, in, b); break;
+	case AE_L_CONVT: conv_backward(t, ln, cg, i, dx, dy, in, b); break;
 	case AE_L_DENSE: ae_dense_backward(dx, G + l->w, G + l->b, dy, in, P + l->w, b, l->ic, l->oc); break;
 	case AE_L_BN:
-		if (dx) bn_backward_dx_lane(t, k, i, dx, dy, in, b);
+		if (dx) bn_backward_dx_lane(t, k, cg, i, dx, dy, in, b);
 		break;
 	case AE_L_FLATTEN:
 		if (t->relayout[i] && dx) ae_nchw_to_nhwc(dx, dy, b, l->ic, l->ih * l->iw);
@@ -714,69 +855,92 @@ static void backward_layer(ae_trainer *t, int k, int i, int g, int b, float *dy,
 	}
 }
 
+/* The loss of batch images [g, g + b) added into slot's, and its gradient
+ * at the last layer's output into d at their place, channels-last (through
+ * the lane's scratch when the output is kept NCHW for the loss: d's
+ * neighbours may be another pass's gradients by then). */
+static void top_grad(ae_trainer *t, tlane *ln, int slot, int g, int b, float *d)
+{
+	const ae_net *net = &t->m->net;
+	const ae_layer *ll = &net->layers[net->n_layers - 1];
+	const size_t osz = ae_layer_out_size(ll), at = (size_t)g * osz;
+	const float *y = (t->y ? t->y : t->act[net->n_layers - 1]) + at, *tg = t->target + at;
+	const size_t cnt = osz * (size_t)b, total = osz * (size_t)t->n;
+	float *gr = t->y ? ln->scratch[0] : d + at;
+	t->chunk_loss[slot] += t->loss == AE_LOSS_BCE ? ae_bce_loss_part(gr, y, tg, cnt, total)
+	                                              : ae_mse_loss_part(gr, y, tg, cnt, total);
+	if (t->y) ae_nchw_to_nhwc(d + at, gr, b, ll->oc, ll->oh * ll->ow);
+}
+
+/* Does the backward run from layer i down (i < 0: none) need a barrier
+ * first? Every one does that bn_grad_sums does not give one: the runs
+ * pass gradients through two buffers of the batch's images in turn
+ * (dbuf), and one layer's images sit at another's offsets, so even lanes
+ * that keep to their own images would read and write each other's bytes
+ * across runs (a lane's flatten gradients over the next lane's dense
+ * ones, seen as a race in the encoder's gradients). */
+static int bwd_barrier(const ae_net *net, int i)
+{
+	return i >= 0 && net->layers[i].kind != AE_L_BN;
+}
+
 static void backward_lane(void *arg, int k)
 {
 	ae_trainer *t = arg;
 	const ae_model *m = t->m;
 	const ae_net *net = &m->net;
 	tlane *ln = &t->lanes[k];
-	int lo, n = lane_range(t, k, &lo);
 	const int last = net->n_layers - 1;
-	const ae_layer *ll = &net->layers[last];
-	const size_t osz = ae_layer_out_size(ll);
-	float *d = ln->dbuf[0], *other = ln->dbuf[1];
-	const float *y = (t->y ? t->y : t->act[last]) + (size_t)lo * osz, *tg = t->target + (size_t)lo * osz;
-	size_t cnt = osz * (size_t)n, total = osz * (size_t)t->n;
-	t->lane_loss[k] = t->loss == AE_LOSS_BCE ? ae_bce_loss_part(d, y, tg, cnt, total)
-	                                         : ae_mse_loss_part(d, y, tg, cnt, total);
-	if (t->y) {
-		ae_nchw_to_nhwc(other, d, n, ll->oc, ll->oh * ll->ow);
-		float *s = d;
-		d = other;
-		other = s;
-	}
+	float *d = t->dbuf[0], *other = t->dbuf[1];
 	if (k) memset(ln->grads, 0, net->n_params * sizeof(float));
 	for (int i = last; i >= 0;) {
-		const int stop = run_stop(net, i), sub = run_images(net, stop + 1, i, n);
+		const int stop = run_stop(net, i), shared = run_shared(net, stop + 1, i);
 		const int bn = stop >= 0 && net->layers[stop].kind == AE_L_BN ? stop : -1;
 		const ae_layer *bl = bn >= 0 ? &net->layers[bn] : NULL;
-		double *sa = NULL, *sb = NULL;
-		if (bl) {
-			sa = bn_part_of(t, bn, BN_DY, k);
-			sb = bn_part_of(t, bn, BN_DYXH, k);
-			memset(sa, 0, (size_t)bl->oc * sizeof *sa);
-			memset(sb, 0, (size_t)bl->oc * sizeof *sb);
-		}
-		/* The run's last gradient goes to other, per lane image, for the
-		 * next run after the barrier; the ones between its layers only
-		 * serve the images of one pass, and go to the lane's two scratch
-		 * buffers, which stay in cache from one pass to the next. */
+		/* The run's last gradient goes to other, at its images' place,
+		 * for the next run; the ones between its layers only serve the
+		 * images of one pass, and go to the lane's two scratch buffers,
+		 * which stay in cache from one pass to the next. */
 		int nw = 0;
 		for (int j = i; j > stop; j--)
 			nw += writes_dx(t, j);
-		for (int i0 = 0; i0 < n; i0 += sub) {
-			int b = n - i0 < sub ? n - i0 : sub;
-			float *cur = d;
-			int lane_rows = 1, w = 0; /* cur holds the lane's images, or only this pass's */
-			for (int j = i; j > stop; j--) {
-				const ae_layer *l = &net->layers[j];
-				float *dy = cur + (lane_rows ? (size_t)i0 * ae_layer_out_size(l) : 0);
-				if (!writes_dx(t, j)) {
-					backward_layer(t, k, j, lo + i0, b, dy, NULL);
-					continue;
+		units u;
+		unit un;
+		units_begin(&u, t, k, &t->claim_bwd[i], shared, net->layers[i].kind == AE_L_DENSE);
+		while (units_next(&u, &un)) {
+			float *cg = t->cgrads + (size_t)un.slot * t->n_cgrads;
+			const int sub = run_images(net, stop + 1, i, un.n);
+			if (i == last)
+				for (int c = un.slot; c < un.slot_end; c++)
+					t->chunk_loss[c] = 0.0;
+			if (bl) bn_slots_zero(t, bn, BN_DY, BN_DYXH, &un);
+			for (int i0 = 0; i0 < un.n; i0 += sub) {
+				const int b = un.n - i0 < sub ? un.n - i0 : sub, g = un.lo + i0;
+				float *cur = d;
+				int whole = 1, w = 0; /* cur holds the batch's images, or only this pass's */
+				if (i == last) top_grad(t, ln, un.slot, g, b, d);
+				for (int j = i; j > stop; j--) {
+					const ae_layer *l = &net->layers[j];
+					float *dy = cur + (whole ? (size_t)g * ae_layer_out_size(l) : 0);
+					if (!writes_dx(t, j)) {
+						backward_layer(t, k, cg, j, g, b, dy, NULL);
+						continue;
+					}
+					const int last_write = ++w == nw;
+					float *dst = last_write ? other : ln->scratch[w & 1];
+					backward_layer(t, k, cg, j, g, b, dy,
+					               dst + (last_write ? (size_t)g * l->ic * l->ih * l->iw : 0));
+					cur = dst;
+					whole = last_write;
 				}
-				const int last_write = ++w == nw;
-				float *dst = last_write ? other : ln->scratch[w & 1];
-				backward_layer(t, k, j, lo + i0, b, dy,
-				               dst + (last_write ? (size_t)i0 * l->ic * l->ih * l->iw : 0));
-				cur = dst;
-				lane_rows = last_write;
-			}
-			if (bl) {
-				size_t bsz = ae_layer_out_size(bl);
-				const float *dd = cur + (lane_rows ? (size_t)i0 * bsz : 0);
-				ae_bn_backward_sums(sa, sb, dd, t->act[bn - 1] + (size_t)(lo + i0) * bsz,
-				                    t->bn_mean[bn], t->bn_invstd[bn], b, bl->oc, bl->oh * bl->ow);
+				if (bl) {
+					const size_t bsz = ae_layer_out_size(bl);
+					const float *dd = cur + (whole ? (size_t)g * bsz : 0);
+					ae_bn_backward_sums(bn_part_of(t, bn, BN_DY, un.slot),
+					                    bn_part_of(t, bn, BN_DYXH, un.slot), dd,
+					                    t->act[bn - 1] + (size_t)g * bsz, t->bn_mean[bn],
+					                    t->bn_invstd[bn], b, bl->oc, bl->oh * bl->ow);
+				}
 			}
 		}
 		if (nw) {
@@ -784,7 +948,10 @@ static void backward_lane(void *arg, int k)
 			d = other;
 			other = s;
 		}
-		if (bl) bn_grad_sums(t, k, bn);
+		if (bl)
+			bn_grad_sums(t, k, bn);
+		else if (bwd_barrier(net, stop))
+			ae_team_barrier(t->team);
 		i = stop;
 	}
 }
@@ -797,16 +964,48 @@ static size_t param_slice(const ae_trainer *t, int k, size_t *lo)
 	return np * (size_t)(k + 1) / (size_t)t->threads - *lo;
 }
 
-/* The other lanes' gradients added into the trainer's, a slice per lane. */
+/* Adds [a, b) of every chunk's convolution gradients, in chunk order,
+ * into out (the parameters from cgrads offset a on) and zeroes them for
+ * the next call. */
+static void add_chunks(ae_trainer *t, float *out, size_t a, size_t b)
+{
+	for (size_t j = a; j < b; j++) {
+		float s = 0.0f;
+		for (int c = 0; c < t->n_chunks; c++) {
+			float *g = t->cgrads + (size_t)c * t->n_cgrads + j;
+			s += *g;
+			*g = 0.0f;
+		}
+		out[j - a] += s;
+	}
+}
+
+/* The other lanes' gradients and the chunks' added into the trainer's, a
+ * slice per lane. */
 static void reduce_lane(void *arg, int k)
 {
 	ae_trainer *t = arg;
+	const ae_net *net = &t->m->net;
 	size_t lo, len = param_slice(t, k, &lo);
 	for (int l = 1; l < t->n_lanes; l++) {
 		const float *g = t->lanes[l].grads + lo;
 		float *out = t->grads + lo;
 		for (size_t j = 0; j < len; j++)
 			out[j] += g[j];
+	}
+	const size_t clo = t->n_cgrads * (size_t)k / (size_t)t->threads,
+	             chi = t->n_cgrads * (size_t)(k + 1) / (size_t)t->threads;
+	for (int i = 0; i < net->n_layers; i++) {
+		const ae_layer *l = &net->layers[i];
+		if (!is_conv(l)) continue;
+		const size_t nw = (size_t)l->ic * l->oc * l->k * l->k;
+		const size_t seg[2][3] = { { t->cg_w[i], nw, l->w },
+			                   { t->cg_b[i], l->b != AE_NONE ? (size_t)l->oc : 0, l->b } };
+		for (int q = 0; q < 2; q++) {
+			size_t a = seg[q][0] > clo ? seg[q][0] : clo,
+			       b = seg[q][0] + seg[q][1] < chi ? seg[q][0] + seg[q][1] : chi;
+			if (a < b) add_chunks(t, t->grads + seg[q][2] + (a - seg[q][0]), a, b);
+		}
 	}
 }
 
@@ -817,11 +1016,13 @@ double ae_trainer_backward(ae_trainer *t, const float *x, const float *target, i
 	for (int i = 0; i < net->n_layers; i++)
 		if (t->has_dx[i]) ae_dconv_pack(&t->dx[i], t->m->params + net->layers[i].w, NULL);
 	begin_call(t, x, target, n);
+	for (int i = 0; i < net->n_layers; i++)
+		atomic_store_explicit(&t->claim_bwd[i], 0, memory_order_relaxed);
 	ae_team_run(t->team, t->n_lanes, backward_lane, t);
 	double loss = 0.0;
-	for (int k = 0; k < t->n_lanes; k++)
-		loss += t->lane_loss[k];
-	if (t->n_lanes > 1) ae_team_run(t->team, t->threads, reduce_lane, t);
+	for (int c = 0; c < t->n_chunks; c++)
+		loss += t->chunk_loss[c];
+	ae_team_run(t->team, t->threads, reduce_lane, t);
 	return loss;
 }
 

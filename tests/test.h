@@ -6,6 +6,7 @@
 #define AE_TEST_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,19 @@ static inline double test_rel_err(const float *a, const float *b, size_t n)
 		if (fabs(b[i]) > maxb) maxb = fabs(b[i]);
 	}
 	return maxd / maxb;
+}
+
+/* Are a and b the same n floats bit for bit (as a result computed twice
+ * must be, where values that compare equal, 0 and -0, are not enough)? */
+static inline int test_same_bits(const float *a, const float *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint32_t ua, ub;
+		memcpy(&ua, &a[i], sizeof ua);
+		memcpy(&ub, &b[i], sizeof ub);
+		if (ua != ub) return 0;
+	}
+	return 1;
 }
 
 /* n floats uniform in [-scale, scale) from r; the caller frees them. */

@@ -16,8 +16,10 @@ typedef struct ae_trainer ae_trainer;
  * in place. Each step's images are split over `threads` lanes (the caller
  * and threads-1 helpers it starts), which meet at every batch norm for the
  * whole batch's statistics and add their gradients at the end; OpenBLAS
- * should then run one thread per caller. Returns NULL and fills err on
- * failure. */
+ * should then run one thread per caller. Through the convolutions a lane
+ * takes the next chunk of images no lane has taken (a slower core takes
+ * fewer), and every sum is kept per chunk: the same call gives the same
+ * bits whichever lane took what. Returns NULL and fills err on failure. */
 ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int threads, int loss, ae_error *err);
 void ae_trainer_free(ae_trainer *t);
 
