@@ -175,6 +175,15 @@ void ae_conv_weight_grad_simd(float *dw, float *wt, float *col, const float *src
 	weight_grad_gemm(dw, wt, col, src, rows, n, a, g);
 }
 
+int ae_conv_weight_grad_col(int simd)
+{
+#ifdef HAVE_DIRECT
+	if (simd >= AE_SIMD_AVX512) return 0;
+#endif
+	(void)simd;
+	return 1;
+}
+
 void ae_conv_weight_grad(float *dw, float *wt, float *col, const float *src, const float *rows, int n, int a,
                          const ae_conv_geom *g)
 {

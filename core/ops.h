@@ -159,6 +159,9 @@ void ae_conv_weight_grad(float *dw, float *wt, float *col, const float *src, con
  * Tests lower simd to check both. */
 void ae_conv_weight_grad_simd(float *dw, float *wt, float *col, const float *src, const float *rows, int n, int a,
                               const ae_conv_geom *g, int simd);
+/* Whether the weight gradient at simd reads col (the GEMM's patches);
+ * when not, col may be NULL or of any size. */
+int ae_conv_weight_grad_col(int simd);
 /* Adds to db (c) the sums of dy (rows, c) over its rows, accumulated in
  * acc (c doubles, scratch). */
 void ae_bias_grad_nhwc(float *db, const float *dy, size_t rows, int c, double *acc);

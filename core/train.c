@@ -202,19 +202,22 @@ static int run_shared(const ae_net *net, int lo, int hi)
  * 128x128x3. */
 #define LOWER_BYTES (1u << 20)
 
-/* Patch-matrix floats per image of layer l's weight gradient. */
+/* Patch-matrix floats per image of layer l's weight gradient: none where
+ * the direct kernel reads the patches in place (AVX-512). */
 static size_t patch_floats(const ae_layer *l)
 {
-	if (!is_conv(l)) return 0;
+	if (!is_conv(l) || !ae_conv_weight_grad_col(ae_cpu_simd())) return 0;
 	ae_conv_geom g;
 	ae_layer_geom(l, &g);
 	return (size_t)g.c * g.k * g.k * g.oh * g.ow;
 }
 
-/* Images per weight-gradient pass of layer l, out of n. */
+/* Images per weight-gradient pass of layer l, out of n (all of them
+ * where there is no patch matrix). */
 static int lower_images(const ae_layer *l, int n)
 {
-	return ae_images_within(LOWER_BYTES, patch_floats(l) * sizeof(float), n);
+	const size_t per = patch_floats(l);
+	return per ? ae_images_within(LOWER_BYTES, per * sizeof(float), n) : n;
 }
 
 static void scratch_sizes(const ae_net *net, int b, size_t *col, size_t *wt, size_t *act)
