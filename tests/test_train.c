@@ -112,6 +112,24 @@ static void test_determinism(void)
 	ae_model_free(a), ae_model_free(b), ae_model_free(c);
 }
 
+/* For k < lanes, a model of spec s (seed) and a trainer on k + 1 threads,
+ * through one forward and backward of x's n images: output y[k], loss
+ * loss[k]. 0 if one could not be made (checked). */
+static int step_on_lanes(const ae_arch_spec *s, uint64_t seed, const float *x, int n, int lanes, ae_model **m,
+                         ae_trainer **t, const float **y, double *loss)
+{
+	for (int k = 0; k < lanes; k++) {
+		m[k] = ae_model_new(s, seed, NULL);
+		t[k] = m[k] ? ae_trainer_new(m[k], n, k + 1, AE_LOSS_MSE, NULL) : NULL;
+		CHECK(m[k] && t[k]);
+		if (!t[k]) return 0;
+		ae_trainer_zero_grad(t[k]);
+		y[k] = ae_trainer_forward(t[k], x, n);
+		loss[k] = ae_trainer_backward(t[k], x, x, n);
+	}
+	return 1;
+}
+
 /* Splitting a step's images over threads changes only the order of sums:
  * on 2 or 3 lanes (an uneven split) a step's output, loss, gradients and
  * batch-norm running statistics stay within rounding of one lane's, and a
@@ -128,13 +146,7 @@ static void test_lanes(void)
 	ae_trainer *t[3];
 	const float *y[3];
 	double loss[3];
-	for (int k = 0; k < 3; k++) {
-		m[k] = ae_model_new(&s, 5, NULL);
-		t[k] = ae_trainer_new(m[k], 8, k + 1, AE_LOSS_MSE, NULL);
-		ae_trainer_zero_grad(t[k]);
-		y[k] = ae_trainer_forward(t[k], x, 8);
-		loss[k] = ae_trainer_backward(t[k], x, x, 8);
-	}
+	if (!step_on_lanes(&s, 5, x, 8, 3, m, t, y, loss)) return;
 	for (int k = 1; k < 3; k++) {
 		size_t np = m[0]->net.n_params;
 		CHECK_CLOSE(loss[k], loss[0], 1e-6);
@@ -320,15 +332,7 @@ static void test_chunks_any_lane(void)
 	ae_trainer *t[2];
 	const float *y[2];
 	double loss[2];
-	for (int k = 0; k < 2; k++) {
-		m[k] = ae_model_new(&s, 8, NULL);
-		t[k] = ae_trainer_new(m[k], n, k + 1, AE_LOSS_MSE, NULL);
-		CHECK(m[k] && t[k]);
-		if (!t[k]) return;
-		ae_trainer_zero_grad(t[k]);
-		y[k] = ae_trainer_forward(t[k], x, n);
-		loss[k] = ae_trainer_backward(t[k], x, x, n);
-	}
+	if (!step_on_lanes(&s, 8, x, n, 2, m, t, y, loss)) return;
 	const ae_net *net = &m[0]->net;
 	const ae_layer *d0 = &net->layers[7];
 	CHECK(d0->kind == AE_L_DENSE);
