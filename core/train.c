@@ -65,6 +65,10 @@ struct ae_trainer {
 	float *cgrads;   /* each chunk's convolution gradients, n_cgrads floats */
 	size_t n_cgrads; /* (their parameters in layer order: cg_w, cg_b) */
 	size_t cg_w[AE_MAX_LAYERS], cg_b[AE_MAX_LAYERS];
+	struct {
+		size_t at, param, len; /* cgrads [at, at + len) are parameters [param, param + len) */
+	} cg_seg[2 * AE_MAX_LAYERS];
+	int n_cg_seg;
 	double *chunk_loss;
 	atomic_int claim_fwd[AE_MAX_LAYERS], claim_bwd[AE_MAX_LAYERS]; /* per run: its next chunk */
 	/* the call the lanes are running */
@@ -220,18 +224,29 @@ static int lower_images(const ae_layer *l, int n)
 	return per ? ae_images_within(LOWER_BYTES, per * sizeof(float), n) : n;
 }
 
-static void scratch_sizes(const ae_net *net, int b, size_t *col, size_t *wt, size_t *act)
+/* Floats of a lane's weight-gradient scratch for passes of b images. */
+static void scratch_sizes(const ae_net *net, int b, size_t *col, size_t *wt)
 {
-	*col = *wt = *act = 1;
+	*col = *wt = 1;
 	for (int i = 0; i < net->n_layers; i++) {
 		const ae_layer *l = &net->layers[i];
-		size_t in = (size_t)l->ic * l->ih * l->iw * b, out = ae_layer_out_size(l) * b;
-		if (in > *act) *act = in;
-		if (out > *act) *act = out;
 		size_t c = patch_floats(l) * (size_t)lower_images(l, b);
 		if (c > *col) *col = c;
 		if (is_conv(l) && (size_t)l->ic * l->oc * l->k * l->k > *wt) *wt = (size_t)l->ic * l->oc * l->k * l->k;
 	}
+}
+
+/* Floats of the widest layer input or output for b images. */
+static size_t act_floats(const ae_net *net, int b)
+{
+	size_t most = 1;
+	for (int i = 0; i < net->n_layers; i++) {
+		const ae_layer *l = &net->layers[i];
+		size_t in = (size_t)l->ic * l->ih * l->iw * b, out = ae_layer_out_size(l) * b;
+		if (in > most) most = in;
+		if (out > most) most = out;
+	}
+	return most;
 }
 
 static int widest_bn(const ae_net *net)
@@ -265,9 +280,9 @@ static size_t run_scratch(const ae_net *net, int b)
 
 static int lane_alloc(tlane *ln, const ae_net *net, int b, int own_grads)
 {
-	size_t ncol, nwt, nact, nscr = run_scratch(net, b);
+	size_t ncol, nwt, nscr = run_scratch(net, b);
 	int c = widest_bn(net);
-	scratch_sizes(net, b, &ncol, &nwt, &nact);
+	scratch_sizes(net, b, &ncol, &nwt);
 	ln->scratch[0] = ae_floats(nscr);
 	ln->scratch[1] = ae_floats(nscr);
 	ln->col = ae_floats(ncol);
@@ -361,22 +376,30 @@ static int has_output(const ae_trainer *t, int i)
 	return (k != AE_L_FLATTEN && k != AE_L_UNFLATTEN) || t->relayout[i];
 }
 
+/* Adds a segment of cgrads: len floats for the parameters from param;
+ * returns where it starts. */
+static size_t cgrad_segment(ae_trainer *t, size_t param, size_t len)
+{
+	const size_t at = t->n_cgrads;
+	t->cg_seg[t->n_cg_seg].at = at;
+	t->cg_seg[t->n_cg_seg].param = param;
+	t->cg_seg[t->n_cg_seg].len = len;
+	t->n_cg_seg++;
+	t->n_cgrads += len;
+	return at;
+}
+
 /* Where each convolution's weight and bias gradients sit in a chunk's
  * block of cgrads. */
 static void cgrad_layout(ae_trainer *t)
 {
 	const ae_net *net = &t->m->net;
-	size_t n = 0;
 	for (int i = 0; i < net->n_layers; i++) {
 		const ae_layer *l = &net->layers[i];
 		if (!is_conv(l)) continue;
-		t->cg_w[i] = n;
-		n += (size_t)l->ic * l->oc * l->k * l->k;
-		if (l->b == AE_NONE) continue;
-		t->cg_b[i] = n;
-		n += (size_t)l->oc;
+		t->cg_w[i] = cgrad_segment(t, l->w, (size_t)l->ic * l->oc * l->k * l->k);
+		if (l->b != AE_NONE) t->cg_b[i] = cgrad_segment(t, l->b, (size_t)l->oc);
 	}
-	t->n_cgrads = n;
 }
 
 ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int threads, int loss, ae_error *err)
@@ -415,8 +438,7 @@ ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int threads, int loss, ae
 	t->acts = ae_floats(acts);
 	t->max_chunks = chunk_count(net, max_batch, t->threads);
 	cgrad_layout(t);
-	size_t ncol, nwt, nact;
-	scratch_sizes(net, max_batch, &ncol, &nwt, &nact);
+	const size_t nact = act_floats(net, max_batch);
 	t->bn_stats = malloc((stats ? stats : 1) * sizeof(float));
 	t->bn_part = malloc((stats ? stats : 1) * 2 * (size_t)t->max_chunks * sizeof(double));
 	t->dbuf[0] = ae_floats(nact);
@@ -988,7 +1010,6 @@ static void add_chunks(ae_trainer *t, float *out, size_t a, size_t b)
 static void reduce_lane(void *arg, int k)
 {
 	ae_trainer *t = arg;
-	const ae_net *net = &t->m->net;
 	size_t lo, len = param_slice(t, k, &lo);
 	for (int l = 1; l < t->n_lanes; l++) {
 		const float *g = t->lanes[l].grads + lo;
@@ -996,19 +1017,13 @@ static void reduce_lane(void *arg, int k)
 		for (size_t j = 0; j < len; j++)
 			out[j] += g[j];
 	}
+	/* the lane's slice of cgrads, segment by segment */
 	const size_t clo = t->n_cgrads * (size_t)k / (size_t)t->threads,
 	             chi = t->n_cgrads * (size_t)(k + 1) / (size_t)t->threads;
-	for (int i = 0; i < net->n_layers; i++) {
-		const ae_layer *l = &net->layers[i];
-		if (!is_conv(l)) continue;
-		const size_t nw = (size_t)l->ic * l->oc * l->k * l->k;
-		const size_t seg[2][3] = { { t->cg_w[i], nw, l->w },
-			                   { t->cg_b[i], l->b != AE_NONE ? (size_t)l->oc : 0, l->b } };
-		for (int q = 0; q < 2; q++) {
-			size_t a = seg[q][0] > clo ? seg[q][0] : clo,
-			       b = seg[q][0] + seg[q][1] < chi ? seg[q][0] + seg[q][1] : chi;
-			if (a < b) add_chunks(t, t->grads + seg[q][2] + (a - seg[q][0]), a, b);
-		}
+	for (int q = 0; q < t->n_cg_seg; q++) {
+		const size_t at = t->cg_seg[q].at, end = at + t->cg_seg[q].len;
+		const size_t a = at > clo ? at : clo, b = end < chi ? end : chi;
+		if (a < b) add_chunks(t, t->grads + t->cg_seg[q].param + (a - at), a, b);
 	}
 }
 
