@@ -1017,13 +1017,13 @@ static void reduce_lane(void *arg, int k)
 		for (size_t j = 0; j < len; j++)
 			out[j] += g[j];
 	}
-	/* the lane's slice of cgrads, segment by segment */
-	const size_t clo = t->n_cgrads * (size_t)k / (size_t)t->threads,
-	             chi = t->n_cgrads * (size_t)(k + 1) / (size_t)t->threads;
+	/* The chunks' sums for the parameters of the same slice: a lane that
+	 * added another slice's would race the lane adding zeros there above
+	 * (a lost update, seen as a wrong weight gradient in 1 step of 30). */
 	for (int q = 0; q < t->n_cg_seg; q++) {
-		const size_t at = t->cg_seg[q].at, end = at + t->cg_seg[q].len;
-		const size_t a = at > clo ? at : clo, b = end < chi ? end : chi;
-		if (a < b) add_chunks(t, t->grads + t->cg_seg[q].param + (a - at), a, b);
+		const size_t p0 = t->cg_seg[q].param, p1 = p0 + t->cg_seg[q].len;
+		const size_t a = p0 > lo ? p0 : lo, b = p1 < lo + len ? p1 : lo + len;
+		if (a < b) add_chunks(t, t->grads + a, t->cg_seg[q].at + (a - p0), t->cg_seg[q].at + (b - p0));
 	}
 }
 
