@@ -59,69 +59,160 @@ static void inside(const ae_conv_geom *g, int kx, int *x0, int *x1)
 	*x0 = lo, *x1 = hi;
 }
 
-/* acc (ct columns of 16 a-values, at wt + c * a_stride) += sum over npx
- * pixels of r[px] (16 of a, masked) times q[px][0..ct). ct is a constant
- * where this is inlined, so acc lives in registers. Each accumulator is a
- * chain of FMAs 4 cycles deep; below 8 columns, too few chains keep both
- * FMA units busy, so even and odd pixels go to two sets, added at the end
- * (the decoder's 3-channel output layer: 0.46 -> 0.32 ms an image). */
+/* acc (ct columns of na blocks of 16 a-values, at wt + c * a_stride; the
+ * last block masked by m) += sum over npx pixels of r[px] (na * 16 of a)
+ * times q[px][0..ct). na and ct are constants where this is inlined, so acc
+ * lives in registers. A pixel costs na loads of r and ct broadcasts of q
+ * for na * ct FMAs: one block of 16 columns needed a load for every FMA and
+ * ran at 62-67 GFLOP/s on the 64-channel layers, where 4 x 6 blocks need 10
+ * loads for 24 FMAs. Each accumulator is a chain of FMAs 4 cycles deep;
+ * below 8 chains too few keep both FMA units busy, so even and odd pixels
+ * go to two sets, added at the end (the decoder's 3-channel output layer:
+ * 0.46 -> 0.32 ms an image). */
 AVX512 static inline __attribute__((always_inline)) void dw_tile(float *wt, size_t a_stride, const float *r,
                                                                  size_t r_step, const float *q, size_t q_step, int npx,
-                                                                 __mmask16 m, const int ct)
+                                                                 __mmask16 m, const int na, const int ct)
 {
-	__m512 acc[16], odd[8];
+	__m512 acc[4][16], odd[4][8];
 	int px = 0;
+#pragma GCC unroll 4
+	for (int j = 0; j < na; j++)
 #pragma GCC unroll 16
-	for (int c = 0; c < ct; c++)
-		acc[c] = _mm512_maskz_loadu_ps(m, wt + (size_t)c * a_stride);
-	if (ct <= 8) {
-#pragma GCC unroll 8
 		for (int c = 0; c < ct; c++)
-			odd[c] = _mm512_setzero_ps();
-		for (; px + 2 <= npx; px += 2, r += 2 * r_step, q += 2 * q_step) {
-			__m512 r0 = _mm512_maskz_loadu_ps(m, r), r1 = _mm512_maskz_loadu_ps(m, r + r_step);
+			acc[j][c] = _mm512_maskz_loadu_ps(j == na - 1 ? m : 0xFFFF, wt + (size_t)c * a_stride + 16 * j);
+	if (na * ct < 8) {
+#pragma GCC unroll 4
+		for (int j = 0; j < na; j++)
 #pragma GCC unroll 8
-			for (int c = 0; c < ct; c++) {
-				acc[c] = _mm512_fmadd_ps(r0, _mm512_set1_ps(q[c]), acc[c]);
-				odd[c] = _mm512_fmadd_ps(r1, _mm512_set1_ps(q[q_step + c]), odd[c]);
+			for (int c = 0; c < ct; c++)
+				odd[j][c] = _mm512_setzero_ps();
+		for (; px + 2 <= npx; px += 2, r += 2 * r_step, q += 2 * q_step) {
+#pragma GCC unroll 4
+			for (int j = 0; j < na; j++) {
+				__mmask16 mj = j == na - 1 ? m : 0xFFFF;
+				__m512 r0 = _mm512_maskz_loadu_ps(mj, r + 16 * j),
+				       r1 = _mm512_maskz_loadu_ps(mj, r + r_step + 16 * j);
+#pragma GCC unroll 8
+				for (int c = 0; c < ct; c++) {
+					acc[j][c] = _mm512_fmadd_ps(r0, _mm512_set1_ps(q[c]), acc[j][c]);
+					odd[j][c] = _mm512_fmadd_ps(r1, _mm512_set1_ps(q[q_step + c]), odd[j][c]);
+				}
 			}
 		}
+#pragma GCC unroll 4
+		for (int j = 0; j < na; j++)
 #pragma GCC unroll 8
-		for (int c = 0; c < ct; c++)
-			acc[c] = _mm512_add_ps(acc[c], odd[c]);
+			for (int c = 0; c < ct; c++)
+				acc[j][c] = _mm512_add_ps(acc[j][c], odd[j][c]);
 	}
 	for (; px < npx; px++, r += r_step, q += q_step) {
-		__m512 rv = _mm512_maskz_loadu_ps(m, r);
+		__m512 rv[4];
+#pragma GCC unroll 4
+		for (int j = 0; j < na; j++)
+			rv[j] = _mm512_maskz_loadu_ps(j == na - 1 ? m : 0xFFFF, r + 16 * j);
+#pragma GCC unroll 16
+		for (int c = 0; c < ct; c++) {
+			__m512 qc = _mm512_set1_ps(q[c]);
+#pragma GCC unroll 4
+			for (int j = 0; j < na; j++)
+				acc[j][c] = _mm512_fmadd_ps(rv[j], qc, acc[j][c]);
+		}
+	}
+#pragma GCC unroll 4
+	for (int j = 0; j < na; j++)
 #pragma GCC unroll 16
 		for (int c = 0; c < ct; c++)
-			acc[c] = _mm512_fmadd_ps(rv, _mm512_set1_ps(q[c]), acc[c]);
-	}
-#pragma GCC unroll 16
-	for (int c = 0; c < ct; c++)
-		_mm512_mask_storeu_ps(wt + (size_t)c * a_stride, m, acc[c]);
+			_mm512_mask_storeu_ps(wt + (size_t)c * a_stride + 16 * j, j == na - 1 ? m : 0xFFFF, acc[j][c]);
 }
 
-AVX512 static void dw_tile_any(float *wt, size_t a_stride, const float *r, size_t r_step, const float *q, size_t q_step,
-                               int npx, __mmask16 m, int ct)
+/* The widest tile of na blocks of a: 24 accumulators, or 16 in one block. */
+static int dw_columns(int na)
 {
-	/* one instance per width, each with its accumulators in registers */
+	return na == 1 ? 16 : 24 / na;
+}
+
+#define DW_CASE(na, ct) \
+	case ct: dw_tile(wt, a_stride, r, r_step, q, q_step, npx, m, na, ct); break
+
+/* One instance per shape, each with its accumulators in registers. */
+AVX512 static void dw_tile_1(float *wt, size_t a_stride, const float *r, size_t r_step, const float *q, size_t q_step,
+                             int npx, __mmask16 m, int ct)
+{
 	switch (ct) {
-	case 1: dw_tile(wt, a_stride, r, r_step, q, q_step, npx, m, 1); break;
-	case 2: dw_tile(wt, a_stride, r, r_step, q, q_step, npx, m, 2); break;
-	case 3: dw_tile(wt, a_stride, r, r_step, q, q_step, npx, m, 3); break;
-	case 4: dw_tile(wt, a_stride, r, r_step, q, q_step, npx, m, 4); break;
-	case 5: dw_tile(wt, a_stride, r, r_step, q, q_step, npx, m, 5); break;
-	case 6: dw_tile(wt, a_stride, r, r_step, q, q_step, npx, m, 6); break;
-	case 7: dw_tile(wt, a_stride, r, r_step, q, q_step, npx, m, 7); break;
-	case 8: dw_tile(wt, a_stride, r, r_step, q, q_step, npx, m, 8); break;
-	case 9: dw_tile(wt, a_stride, r, r_step, q, q_step, npx, m, 9); break;
-	case 10: dw_tile(wt, a_stride, r, r_step, q, q_step, npx, m, 10); break;
-	case 11: dw_tile(wt, a_stride, r, r_step, q, q_step, npx, m, 11); break;
-	case 12: dw_tile(wt, a_stride, r, r_step, q, q_step, npx, m, 12); break;
-	case 13: dw_tile(wt, a_stride, r, r_step, q, q_step, npx, m, 13); break;
-	case 14: dw_tile(wt, a_stride, r, r_step, q, q_step, npx, m, 14); break;
-	case 15: dw_tile(wt, a_stride, r, r_step, q, q_step, npx, m, 15); break;
-	default: dw_tile(wt, a_stride, r, r_step, q, q_step, npx, m, 16); break;
+		DW_CASE(1, 1);
+		DW_CASE(1, 2);
+		DW_CASE(1, 3);
+		DW_CASE(1, 4);
+		DW_CASE(1, 5);
+		DW_CASE(1, 6);
+		DW_CASE(1, 7);
+		DW_CASE(1, 8);
+		DW_CASE(1, 9);
+		DW_CASE(1, 10);
+		DW_CASE(1, 11);
+		DW_CASE(1, 12);
+		DW_CASE(1, 13);
+		DW_CASE(1, 14);
+		DW_CASE(1, 15);
+		DW_CASE(1, 16);
+	}
+}
+
+AVX512 static void dw_tile_2(float *wt, size_t a_stride, const float *r, size_t r_step, const float *q, size_t q_step,
+                             int npx, __mmask16 m, int ct)
+{
+	switch (ct) {
+		DW_CASE(2, 1);
+		DW_CASE(2, 2);
+		DW_CASE(2, 3);
+		DW_CASE(2, 4);
+		DW_CASE(2, 5);
+		DW_CASE(2, 6);
+		DW_CASE(2, 7);
+		DW_CASE(2, 8);
+		DW_CASE(2, 9);
+		DW_CASE(2, 10);
+		DW_CASE(2, 11);
+		DW_CASE(2, 12);
+	}
+}
+
+AVX512 static void dw_tile_4(float *wt, size_t a_stride, const float *r, size_t r_step, const float *q, size_t q_step,
+                             int npx, __mmask16 m, int ct)
+{
+	switch (ct) {
+		DW_CASE(4, 1);
+		DW_CASE(4, 2);
+		DW_CASE(4, 3);
+		DW_CASE(4, 4);
+		DW_CASE(4, 5);
+		DW_CASE(4, 6);
+	}
+}
+
+/* w (c, a) += sum over npx pixels of r[px] (a values) times q[px] (C
+ * values, px at q + px * q_step), in tiles of up to four blocks of 16 of
+ * a by as many of C as the accumulators allow. */
+AVX512 static void dw_pixels(float *w, int a, const float *r, const float *q, size_t q_step, int C, int npx)
+{
+	for (int a0 = 0, na; a0 < a; a0 += 16 * na) {
+		const int left = a - a0;
+		na = left >= 64 ? 4 : left > 16 ? 2 : 1;
+		const int last = (left < 16 * na ? left : 16 * na) - 16 * (na - 1);
+		const __mmask16 m = last == 16 ? 0xFFFF : (__mmask16)((1u << last) - 1);
+		const int blocks = (C + dw_columns(na) - 1) / dw_columns(na);
+		for (int c0 = 0, k = 0; k < blocks; k++) {
+			/* C split evenly: 32 is 6+6+5+5+5+5, not 6 x 5 + 2 */
+			const int ct = (C - c0 + blocks - k - 1) / (blocks - k);
+			float *wt = w + (size_t)c0 * a + a0;
+			if (na == 4)
+				dw_tile_4(wt, (size_t)a, r + a0, (size_t)a, q + c0, q_step, npx, m, ct);
+			else if (na == 2)
+				dw_tile_2(wt, (size_t)a, r + a0, (size_t)a, q + c0, q_step, npx, m, ct);
+			else
+				dw_tile_1(wt, (size_t)a, r + a0, (size_t)a, q + c0, q_step, npx, m, ct);
+			c0 += ct;
+		}
 	}
 }
 
@@ -146,14 +237,7 @@ AVX512 static void weight_grad_direct(float *wt, const float *src, const float *
 					const float *q0 = src + i * img +
 					                  ((size_t)iy * g->w + (size_t)x0 * s - pad + kx) * C;
 					float *w0 = wt + (size_t)(ky * K + kx) * C * a;
-					for (int a0 = 0; a0 < a; a0 += 16) {
-						__mmask16 m = a - a0 >= 16 ? 0xFFFF : (__mmask16)((1u << (a - a0)) - 1);
-						for (int c0 = 0; c0 < C; c0 += 16) {
-							int ct = C - c0 < 16 ? C - c0 : 16;
-							dw_tile_any(w0 + (size_t)c0 * a + a0, (size_t)a, r0 + a0,
-							            (size_t)a, q0 + c0, (size_t)s * C, x1 - x0, m, ct);
-						}
-					}
+					dw_pixels(w0, a, r0, q0, (size_t)s * C, C, x1 - x0);
 				}
 			}
 }

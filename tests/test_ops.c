@@ -111,8 +111,8 @@ static void check_train_layer(const ae_dconv_shape *s, int n)
 		CHECK_MSG(test_rel_err(dw, dwr, ws) < 1e-5, "dw err %g (kernels up to %d)", test_rel_err(dw, dwr, ws),
 		          levels[k]);
 	}
-	float db[64] = { 0 };
-	double acc[64];
+	float db[AE_MAX_FILTERS] = { 0 };
+	double acc[AE_MAX_FILTERS];
 	ae_bias_grad_nhwc(db, dyh, (size_t)n * po, s->oc, acc);
 	CHECK_MSG(test_rel_err(db, dbr, s->oc) < 1e-5, "db err %g", test_rel_err(db, dbr, s->oc));
 
@@ -356,12 +356,17 @@ int main(void)
 	test_conv2d(2, 3, 7, 5, 5, 3, 1, 1);
 	test_conv2d(1, 1, 28, 28, 8, 3, 2, 1);
 	test_conv2d(2, 2, 6, 6, 3, 1, 1, 0);
-	/* the direct weight-gradient kernel's tiles: 16 output channels and
-	 * 16 input ones, a masked remainder of each (19, 20 = 16 + 4), and the
-	 * decoder's widths */
+	/* the direct weight-gradient kernel's tiles: one block of 16 output
+	 * channels by up to 16 input ones, a masked remainder of each (19, 20
+	 * = 16 + 4), and the decoder's widths; two blocks by up to 12 (50 =
+	 * 32 + 16 + 2, 25 = 9 + 8 + 8); four by up to 6 (70 = 64 + 6, 13 =
+	 * 5 + 4 + 4), with a one-block remainder */
 	test_conv2d(2, 20, 9, 7, 19, 3, 2, 1);
 	test_conv2d(1, 16, 8, 8, 32, 3, 2, 1);
 	test_conv2d(2, 3, 12, 10, 33, 3, 2, 1);
+	test_conv2d(1, 25, 5, 5, 50, 3, 1, 1);
+	test_conv2d(2, 13, 6, 6, 70, 3, 2, 1);
+	test_convt2d(1, 64, 4, 4, 32, 3, 2, 1, 1);
 	test_convt2d(3, 4, 4, 4, 2, 3, 2, 1, 1);
 	test_convt2d(2, 3, 5, 6, 4, 3, 1, 1, 0);
 	test_convt2d(2, 2, 7, 7, 3, 3, 2, 1, 1);
