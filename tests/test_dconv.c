@@ -256,7 +256,8 @@ static void check_rows(int n, int in, int out, int act)
 }
 
 /* Every element where the layout says, for shapes on and off the 8x8
- * blocks the vector transpose takes, and back again. */
+ * blocks the vector transpose takes and the 16-pixel blocks of 2 to 4
+ * channels, and back again. */
 static void check_layout(int n, int c, int p)
 {
 	size_t sz = (size_t)n * c * p;
@@ -337,6 +338,11 @@ int main(void)
 	check_layout(3, 8, 8);
 	check_layout(1, 16, 784);
 	check_layout(2, 1, 784);
+	check_layout(2, 2, 37);
+	check_layout(3, 3, 149);
+	check_layout(1, 3, 16);
+	check_layout(2, 4, 70);
+	check_layout(1, 5, 33);
 	test_bad_shapes();
 	return TEST_DONE();
 }
