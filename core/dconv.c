@@ -21,8 +21,13 @@
 #define NRZ       14 /* output pixels per AVX-512 wide tile */
 #define NR_NARROW 4  /* output pixels per narrow (dot product) tile */
 #define NRN       8  /* output pixels per AVX-512 narrow tile */
-#define BAND_ROWS 8  /* output rows per band of a transposed convolution */
-#define MAX_K     AE_DCONV_MAX_K
+/* Output channels up to which an AVX-512 narrow tile of NRN consecutive
+ * pixels is stored as whole vectors: its sums v[o * NRN + j] are a
+ * permutation of the out[j * oc + o] it writes, within two vectors. One
+ * store a vector instead of one a value. */
+#define NARROW_STORE 4
+#define BAND_ROWS    8 /* output rows per band of a transposed convolution */
+#define MAX_K        AE_DCONV_MAX_K
 
 /* ---- compiling a layer ---- */
 
@@ -215,6 +220,8 @@ int ae_dconv_init(ae_dconv *d, const ae_dconv_shape *s, const float *w, const ae
 	}
 	d->scale = d->bias + d->ocp;
 	d->shift = d->scale + d->ocp;
+	for (int e = 0; d->narrow && s->oc <= NARROW_STORE && e < NRN * s->oc; e++)
+		d->store_idx[e] = e % s->oc * NRN + e / s->oc;
 	size_t pix_at = 0, off_at = 0, w_at = 0;
 	for (int g = 0; g < d->n_grp; g++) {
 		ae_dconv_group *gr = &d->grp[g];
@@ -940,6 +947,23 @@ AVX512 static void narrow_avx512(const tile *tl, const ae_dconv *d, int ntaps, c
 			tl->out[j][o] = v[o * NRN + j];
 }
 
+_Static_assert(NRN *NARROW_STORE <= 32, "narrow_store_zmm permutes within two vectors");
+
+/* out[j * oc + o] = v[o * NRN + j] for NRN pixels, oc <= NARROW_STORE,
+ * by d->store_idx. */
+AVX512 static void narrow_store_zmm(float *out, float *v, const ae_dconv *d)
+{
+	const int n = NRN * d->s.oc;
+	for (int e = n; e < 32; e++)
+		v[e] = 0.0f; /* read below, never stored */
+	const __m512 lo = _mm512_loadu_ps(v), hi = _mm512_loadu_ps(v + 16);
+	for (int e0 = 0; e0 < n; e0 += 16) {
+		__mmask16 m = n - e0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - e0)) - 1);
+		__m512 r = _mm512_permutex2var_ps(lo, _mm512_loadu_si512(d->store_idx + e0), hi);
+		_mm512_mask_storeu_ps(out + e0, m, r);
+	}
+}
+
 /* NRN inner pixels (as narrow_inner_avx2). */
 AVX512 static void narrow_inner_avx512(const ae_dconv *d, const ae_dconv_group *g, int p0, const float *x, float *y)
 {
@@ -950,8 +974,13 @@ AVX512 static void narrow_inner_avx512(const ae_dconv *d, const ae_dconv_group *
 		base[j] = x + off[(size_t)j * nt];
 	float v[8 * NRN];
 	narrow_zmm(v, d, NULL, base, g->delta, d->w + g->w_at, nt, 1);
+	const int32_t *pix = d->pix + g->pix_at + p0;
+	if (d->s.oc <= NARROW_STORE && pix[NRN - 1] - pix[0] == NRN - 1) {
+		narrow_store_zmm(y + (size_t)pix[0] * d->s.oc, v, d);
+		return;
+	}
 	for (int j = 0; j < NRN; j++) {
-		float *out = y + (size_t)d->pix[g->pix_at + p0 + j] * d->s.oc;
+		float *out = y + (size_t)pix[j] * d->s.oc;
 		for (int o = 0; o < d->s.oc; o++)
 			out[o] = v[o * NRN + j];
 	}

@@ -69,6 +69,9 @@ typedef struct ae_dconv {
 	int act;
 	float slope;
 	float *zeros; /* ic zeros, what padding taps read */
+	/* Narrow layers of up to 4 channels: a tile's sums (channel-major) to
+	 * its pixels' interleaved channels, as vector lanes (dconv.c). */
+	int32_t store_idx[32];
 } ae_dconv;
 
 /* Compiles a layer: w is PyTorch's weight layout for s.transposed (any BN
