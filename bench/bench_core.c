@@ -5,11 +5,14 @@
  * images/s at batch 32, with the FLOPs each implies. bench/run.sh runs it
  * beside bench/torch_ref.py and writes the ratios. With "size", the same
  * preset built for C x H x W images: training and reconstruct images/s at
- * batch 32 and the process's peak RSS (bench/sizes.sh, one process per
- * size, so each peak is that size's own).
+ * batch 32 and the process's peak RSS. With "turns", the same preset
+ * measured on request, a turn at a time, so that bench/sizes.sh can
+ * alternate short turns with PyTorch's (one process per size, so each peak
+ * is that size's own).
  *
  *   bench_core THREADS SECONDS_PER_CASE
  *   bench_core size C H W THREADS SECONDS_PER_CASE
+ *   bench_core turns C H W THREADS    (then lines on stdin, see turns_case)
  */
 #include <cblas.h>
 #include <stdio.h>
@@ -115,41 +118,118 @@ static double rate(job *j, int b, double secs)
 	return r[SLICES / 2];
 }
 
-/* The preset at c x h x w: training and reconstruct at batch 32, peak RSS. */
-static int size_case(int c, int h, int w, int threads, double secs)
+/* The preset at c x h x w with its plan, workers and sample images. */
+typedef struct size_bench {
+	ae_model *m;
+	ae_plan *p;
+	float *x; /* the sample images j reads */
+	job j;
+} size_bench;
+
+static int size_open(size_bench *sb, int c, int h, int w, int threads)
 {
 	ae_arch_spec s;
 	ae_arch_defaults(&s, "conv", NULL);
 	s.c = c, s.h = h, s.w = w;
 	ae_error err = { 0 };
-	ae_model *m = ae_model_new(&s, 1, &err);
-	ae_plan *p = m ? ae_plan_new(m, &err) : NULL;
-	ae_infer *wk = p ? ae_infer_new(p, 32, threads, &err) : NULL;
-	ae_trainer *tr = wk ? ae_trainer_new(m, 32, threads, AE_LOSS_MSE, &err) : NULL;
 	const int n = 64;
 	const size_t per = (size_t)c * h * w;
-	float *x = malloc(n * per * sizeof(float)), *y = malloc(32 * per * sizeof(float));
-	if (!tr || !x || !y) {
+	memset(sb, 0, sizeof *sb);
+	sb->m = ae_model_new(&s, 1, &err);
+	sb->p = sb->m ? ae_plan_new(sb->m, &err) : NULL;
+	job *j = &sb->j;
+	j->w = sb->p ? ae_infer_new(sb->p, 32, threads, &err) : NULL;
+	j->tr = j->w ? ae_trainer_new(sb->m, 32, threads, AE_LOSS_MSE, &err) : NULL;
+	float *x = sb->x = malloc(n * per * sizeof(float));
+	j->x = x, j->y = malloc(32 * per * sizeof(float));
+	j->per = per, j->n_images = n;
+	if (!j->tr || !x || !j->y) {
 		fprintf(stderr, "bench_core: %s\n", err.msg[0] ? err.msg : "out of memory");
-		return 1;
+		return -1;
 	}
 	for (size_t i = 0; i < n * per; i++)
 		x[i] = (float)((i * 7919) % 256) / 255.0f;
 	openblas_set_num_threads(1);
-	job j = { .w = wk, .tr = tr, .x = x, .y = y, .per = per, .n_images = n, .op = 1 };
-	double rec = rate(&j, 32, secs);
-	j.op = 2;
-	double train = rate(&j, 32, 2 * secs);
+	return 0;
+}
+
+static void size_close(size_bench *sb)
+{
+	free(sb->x), free(sb->j.y);
+	ae_trainer_free(sb->j.tr);
+	ae_infer_free(sb->j.w);
+	ae_plan_free(sb->p);
+	ae_model_free(sb->m);
+}
+
+static long peak_rss_kb(void)
+{
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_maxrss;
+}
+
+/* The preset at c x h x w: training and reconstruct at batch 32, peak RSS. */
+static int size_case(int c, int h, int w, int threads, double secs)
+{
+	size_bench sb;
+	if (size_open(&sb, c, h, w, threads)) return 1;
+	sb.j.op = 1;
+	double rec = rate(&sb.j, 32, secs);
+	sb.j.op = 2;
+	double train = rate(&sb.j, 32, 2 * secs);
 	printf("{\"c\": %d, \"h\": %d, \"w\": %d, \"threads\": %d, \"reconstruct_b32_img_s\": %.2f, "
 	       "\"train_b32_img_s\": %.2f, \"peak_rss_kb\": %ld}\n",
-	       c, h, w, threads, rec, train, ru.ru_maxrss);
-	free(x), free(y);
-	ae_trainer_free(tr);
-	ae_infer_free(wk);
-	ae_plan_free(p);
-	ae_model_free(m);
+	       c, h, w, threads, rec, train, peak_rss_kb());
+	size_close(&sb);
+	return 0;
+}
+
+#define TURN_MIN_BATCHES 3
+
+/* One turn: batches of 32 for secs (at least TURN_MIN_BATCHES), and their
+ * images/s: the throughput a user sees over the turn, slow batches
+ * included (the median batch would flatter a side whose batches vary). */
+static double turn_rate(job *j, double secs)
+{
+	int k = 0;
+	double t, t0 = now();
+	do {
+		run_once(j, 32);
+		k++;
+	} while ((t = now() - t0) < secs || k < TURN_MIN_BATCHES);
+	return 32.0 * k / t;
+}
+
+/* The preset at c x h x w, measured on request: each line on stdin,
+ * "reconstruct SECS" or "train SECS", prints that turn's images/s; "rss"
+ * prints the peak RSS in KB. bench/sizes.sh alternates these turns with
+ * bench/torch_ref.py's, seconds apart, so both sides see the same host. */
+static int turns_case(int c, int h, int w, int threads)
+{
+	size_bench sb;
+	if (size_open(&sb, c, h, w, threads)) return 1;
+	for (sb.j.op = 1; sb.j.op <= 2; sb.j.op++)
+		run_once(&sb.j, 32); /* first touches of each op's buffers */
+	char line[64], op[16];
+	double secs;
+	while (fgets(line, sizeof line, stdin)) {
+		if (sscanf(line, "%15s %lf", op, &secs) == 2 && strcmp(op, "reconstruct") == 0) {
+			sb.j.op = 1;
+			printf("%.2f\n", turn_rate(&sb.j, secs));
+		} else if (sscanf(line, "%15s %lf", op, &secs) == 2 && strcmp(op, "train") == 0) {
+			sb.j.op = 2;
+			printf("%.2f\n", turn_rate(&sb.j, secs));
+		} else if (strcmp(line, "rss\n") == 0) {
+			printf("%ld\n", peak_rss_kb());
+		} else {
+			fprintf(stderr, "bench_core turns: unknown request %s", line);
+			size_close(&sb);
+			return 2;
+		}
+		fflush(stdout);
+	}
+	size_close(&sb);
 	return 0;
 }
 
@@ -158,6 +238,8 @@ int main(int argc, char **argv)
 	ae_blas_tune(argv); /* measure what aetrain and aeserve run */
 	if (argc == 7 && strcmp(argv[1], "size") == 0)
 		return size_case(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atof(argv[6]));
+	if (argc == 6 && strcmp(argv[1], "turns") == 0)
+		return turns_case(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
 	int threads = argc > 1 ? atoi(argv[1]) : 2;
 	double secs = argc > 2 ? atof(argv[2]) : 2.0;
 	ae_arch_spec s;

@@ -11,10 +11,11 @@
 #   2. http.sh: wrk against a bare libmicrohttpd responder, aeserve and a
 #      FastAPI/PyTorch service; aeserve's readiness time and peak RSS;
 #   3. sizes.sh: the preset at 28x28x1, 64x64x3 and 128x128x3, training and
-#      reconstruct images/s at batch 32 and peak RSS, both sides.
+#      reconstruct images/s at batch 32 and peak RSS, both sides, in short
+#      turns taken seconds apart by two processes kept warm (TURNS, 9).
 #
 # SECS (per engine case, default 3), WRK_SECS (default 20), THREADS (nproc),
-# ROUNDS (turns each side takes in 1 and 3, default 3).
+# ROUNDS (turns each side takes in 1, default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -31,7 +32,7 @@ if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
 	echo "bench: PyTorch is missing; install Debian's python3-torch to compare against it" >&2
 	exit 1
 fi
-# The two sides take turns, ROUNDS times (as sizes.sh does): the host's
+# The two sides take turns, ROUNDS times (sizes.sh takes shorter ones): the host's
 # load moves over minutes, so each side's figure is its median over the
 # rounds and each ratio the median of the rounds' ratios.
 runs=()
@@ -105,7 +106,7 @@ jq -r '
 	"| zero errors (aeserve) | \(errs(.http.aeserve.encode) + errs(.http.aeserve.reconstruct_png)) | \(ok(errs(.http.aeserve.encode) + errs(.http.aeserve.reconstruct_png) == 0)) |",
 	"| peak RSS ≤ 100 MB (3 models, after both loads) | \(.http.aeserve.peak_rss_kb / 1024 | floor) MB (FastAPI: \(if .http.fastapi.peak_rss_kb then (.http.fastapi.peak_rss_kb / 1024 | floor | tostring) + " MB" else "n/a" end)) | \(ok(.http.aeserve.peak_rss_kb <= 102400)) |",
 	"| /readyz 200 ≤ 200 ms after launch | \(.http.aeserve.ready_ms) ms | \(ok(.http.aeserve.ready_ms <= 200)) |",
-	"\n## Image size (batch 32, images/s; peak RSS of the process, MB)\n\nAs the engine: medians of \(.sizes[0].rounds | length) turns each.\n\n| size | train ours | train PyTorch | ratio | reconstruct ours | reconstruct PyTorch | ratio | ≥ 5× both | RSS ours | RSS PyTorch |\n|---|---|---|---|---|---|---|---|---|---|",
+	"\n## Image size (batch 32, images/s; peak RSS of the process, MB)\n\nMedians of \(.sizes[0].rounds | length) turns each, the two sides alternating seconds apart (bench/sizes.sh).\n\n| size | train ours | train PyTorch | ratio | reconstruct ours | reconstruct PyTorch | ratio | ≥ 5× both | RSS ours | RSS PyTorch |\n|---|---|---|---|---|---|---|---|---|---|",
 	(.sizes[] | "| \(.size) | \(.ours.train_b32_img_s | floor) | \(.torch.train_b32_img_s | floor) | \(f(.train_ratio)) | \(.ours.reconstruct_b32_img_s | floor) | \(.torch.reconstruct_b32_img_s | floor) | \(f(.reconstruct_ratio)) | \(ok(.train_ratio >= 5 and .reconstruct_ratio >= 5)) | \(.ours.peak_rss_kb / 1024 | floor) | \(.torch.peak_rss_kb / 1024 | floor) |")
 ' "$out" > "$md"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)

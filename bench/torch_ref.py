@@ -4,6 +4,7 @@ measured the way bench_core measures ours. Prints JSON.
 
     /usr/bin/python3 bench/torch_ref.py THREADS SECONDS_PER_CASE
     /usr/bin/python3 bench/torch_ref.py size C H W THREADS SECONDS_PER_CASE
+    /usr/bin/python3 bench/torch_ref.py turns C H W THREADS   (lines on stdin)
 """
 import json, os, resource, sys, time
 
@@ -66,7 +67,52 @@ def size_case(c, h, w, threads, secs):
     print(json.dumps(out))
 
 
+TURN_MIN_BATCHES = 3
+
+
+def turn_rate(fn, secs):
+    """One turn, as bench_core's: batches of 32 for secs (at least
+    TURN_MIN_BATCHES), and their images/s over the turn."""
+    n, t0 = 0, time.perf_counter()
+    while n < TURN_MIN_BATCHES or time.perf_counter() - t0 < secs:
+        fn(32)
+        n += 1
+    return 32 * n / (time.perf_counter() - t0)
+
+
+def turns_case(c, h, w, threads):
+    """The preset at c x h x w, measured on request as bench_core turns:
+    each line on stdin, "reconstruct SECS" or "train SECS", prints that
+    turn's images/s; "rss" prints the peak RSS in KB."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(1)
+    m = conv_preset(c=c, h=h, w=w)
+    x = torch.rand(32, c, h, w)
+    step = train_step(m, x)
+
+    def reconstruct(n):
+        with torch.no_grad():
+            m.decoder(m.encoder(x[:n]))
+
+    ops = {"reconstruct": (m.eval, reconstruct), "train": (m.train, step)}
+    for mode, fn in ops.values():  # first touches, as bench_core's
+        mode()
+        fn(32)
+    for line in sys.stdin:
+        words = line.split()
+        if words == ["rss"]:
+            print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+        elif len(words) == 2 and words[0] in ops:
+            mode, fn = ops[words[0]]
+            mode()
+            print(f"{turn_rate(fn, float(words[1])):.2f}", flush=True)
+        else:
+            sys.exit(f"torch_ref turns: unknown request {line!r}")
+
+
 def main():
+    if len(sys.argv) == 6 and sys.argv[1] == "turns":
+        return turns_case(*(int(a) for a in sys.argv[2:6]))
     if len(sys.argv) == 7 and sys.argv[1] == "size":
         c, h, w, threads = (int(a) for a in sys.argv[2:6])
         return size_case(c, h, w, threads, float(sys.argv[6]))
