@@ -31,7 +31,7 @@ export OPENBLAS_CORETYPE
 torch_version=$(/usr/bin/python3 -c 'import torch; print(torch.__version__)')
 dir=$(mktemp -d)
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'if [ ${#pids[@]} -gt 0 ]; then kill "${pids[@]}" 2>/dev/null; fi; rm -rf "$dir"' EXIT
 
 # ask SIDE REQUEST: one request to a side's process, its one-line answer.
 ask() {
