@@ -157,10 +157,12 @@ static int reads_at_delta(const int32_t *off, const int32_t *delta, int nt)
  * row's ends (a pixel's result does not depend on its tile). A transposed
  * convolution's phase groups keep raster order: their tiles run in bands
  * of rows (ae_dconv_forward). Returns -1 out of memory. */
-static int inner_first(ae_dconv *d, ae_dconv_group *g)
+/* The group's tap deltas, from its first pixel that reads no padding;
+ * returns 0 if there is none (or no tap). */
+static int group_delta(const ae_dconv *d, ae_dconv_group *g)
 {
 	const int nt = g->ntaps, np = g->npix;
-	int32_t *gp = d->pix + g->pix_at, *go = d->off + g->off_at;
+	const int32_t *go = d->off + g->off_at;
 	int first = 0;
 	while (first < np && reads_padding(go + (size_t)first * nt, nt))
 		first++;
@@ -168,6 +170,14 @@ static int inner_first(ae_dconv *d, ae_dconv_group *g)
 		return 0;
 	for (int t = 0; t < nt; t++)
 		g->delta[t] = go[(size_t)first * nt + t] - go[(size_t)first * nt];
+	return 1;
+}
+
+static int inner_first(ae_dconv *d, ae_dconv_group *g)
+{
+	const int nt = g->ntaps, np = g->npix;
+	int32_t *gp = d->pix + g->pix_at, *go = d->off + g->off_at;
+	if (!group_delta(d, g)) return 0;
 	int32_t *pix = malloc((size_t)np * (nt + 1) * sizeof *pix), *off = pix ? pix + np : NULL;
 	if (!pix) return -1;
 	int k = 0;
@@ -185,6 +195,20 @@ static int inner_first(ae_dconv *d, ae_dconv_group *g)
 	return 0;
 }
 
+/* A phase group's outer counts (ae_dconv_group.outer). Returns -1 out of
+ * memory. */
+static int outer_counts(ae_dconv *d, ae_dconv_group *g)
+{
+	const int nt = g->ntaps;
+	const int32_t *go = d->off + g->off_at;
+	if (!group_delta(d, g)) return 0;
+	if (!(g->outer = malloc(((size_t)g->npix + 1) * sizeof *g->outer))) return -1;
+	g->outer[0] = 0;
+	for (int p = 0; p < g->npix; p++)
+		g->outer[p + 1] = g->outer[p] + !reads_at_delta(go + (size_t)p * nt, g->delta, nt);
+	return 0;
+}
+
 int ae_dconv_init(ae_dconv *d, const ae_dconv_shape *s, const float *w, const ae_epilogue *ep)
 {
 	memset(d, 0, sizeof *d);
@@ -196,6 +220,7 @@ int ae_dconv_init(ae_dconv *d, const ae_dconv_shape *s, const float *w, const ae
 	d->narrow = s->oc < 8;
 	d->simd = ae_cpu_simd();
 	d->n_grp = s->transposed ? s->stride * s->stride : 1;
+	d->pixel_step = s->transposed ? s->ic : s->stride * s->ic;
 	int ty[MAX_K * MAX_K], tx[MAX_K * MAX_K];
 	size_t n_off = 0, n_w = 0;
 	for (int g = 0; g < d->n_grp; g++) {
@@ -234,7 +259,7 @@ int ae_dconv_init(ae_dconv *d, const ae_dconv_shape *s, const float *w, const ae
 				for (int t = 0; t < gr->ntaps; t++)
 					d->off[off_at++] = tap_offset(s, y, x, ty[t], tx[t]);
 			}
-		if ((d->narrow || d->n_grp == 1) && inner_first(d, gr) != 0) {
+		if ((d->narrow || d->n_grp == 1) ? inner_first(d, gr) : outer_counts(d, gr)) {
 			ae_dconv_deinit(d);
 			return -1;
 		}
@@ -271,6 +296,8 @@ void ae_dconv_pack(ae_dconv *d, const float *w, const ae_epilogue *ep)
 
 void ae_dconv_deinit(ae_dconv *d)
 {
+	for (int g = 0; d->grp && g < d->n_grp; g++)
+		free(d->grp[g].outer);
 	free(d->grp);
 	free(d->pix);
 	free(d->off);
@@ -282,11 +309,15 @@ void ae_dconv_deinit(ae_dconv *d)
 
 /* ---- tiles ---- */
 
-/* A tile's inputs: per tap, the nr input pixels its output pixels read. */
+/* A tile's inputs: per tap, the nr input pixels its output pixels read.
+ * A regular tile (base not NULL; AVX-512 wide kernels) has no table: its
+ * pixel j reads tap t at base + delta[t] + j * pixel_step. */
 typedef struct tile {
 	const float *ptr[MAX_K * MAX_K * NRZ];
 	float *out[NRZ]; /* where each output pixel's channels go */
 	int np;          /* valid pixels (the rest repeat the last) */
+	const float *base;
+	const int32_t *delta;
 } tile;
 
 static void tile_setup(tile *tl, const ae_dconv *d, const ae_dconv_group *g, int p0, int nr, const float *x, float *y)
@@ -300,6 +331,7 @@ static void tile_setup(tile *tl, const ae_dconv *d, const ae_dconv_group *g, int
 		tl->out[j] = y + (size_t)d->pix[g->pix_at + p] * d->s.oc;
 	}
 	tl->np = np;
+	tl->base = NULL;
 }
 
 /* As tile_setup, for nr of the group's inner pixels: no padding to test,
@@ -317,6 +349,18 @@ static void tile_setup_inner(tile *tl, const ae_dconv *d, const ae_dconv_group *
 	for (int t = 0; t < g->ntaps; t++)
 		for (int j = 0; j < nr; j++)
 			tl->ptr[t * nr + j] = base[j] + g->delta[t];
+	tl->np = nr;
+	tl->base = NULL;
+}
+
+/* As tile_setup_inner, for a regular tile: no pointer table. */
+static void tile_setup_regular(tile *tl, const ae_dconv *d, const ae_dconv_group *g, int p0, int nr, const float *x,
+                               float *y)
+{
+	tl->base = x + d->off[g->off_at + (size_t)p0 * g->ntaps];
+	tl->delta = g->delta;
+	for (int j = 0; j < nr; j++)
+		tl->out[j] = y + (size_t)d->pix[g->pix_at + p0 + j] * d->s.oc;
 	tl->np = nr;
 }
 
@@ -687,11 +731,11 @@ AVX512 static inline __m512 ep16_apply(const ep16 *e, int act, __m512 v)
 	return _mm512_fmadd_ps(v, e->scale, e->shift);
 }
 
-#define ZFMA(j)                                                          \
-	do {                                                             \
-		__m512 x = _mm512_set1_ps(pt[(j)][c]);                   \
-		a##j##_0 = _mm512_fmadd_ps(w0, x, a##j##_0);             \
-		if (nb > 1) a##j##_1 = _mm512_fmadd_ps(w1, x, a##j##_1); \
+#define ZFMA(j)                                                             \
+	do {                                                                \
+		__m512 x = _mm512_set1_ps(ps ? q[(j)*ps + c] : pt[(j)][c]); \
+		a##j##_0 = _mm512_fmadd_ps(w0, x, a##j##_0);                \
+		if (nb > 1) a##j##_1 = _mm512_fmadd_ps(w1, x, a##j##_1);    \
 	} while (0)
 
 #define ZOUT(j)                                       \
@@ -702,10 +746,12 @@ AVX512 static inline __m512 ep16_apply(const ep16 *e, int act, __m512 v)
 
 /* NRZ pixels x nb blocks of 16 channels, one FMA chain per output through
  * taps [t0, t1) from zero, into r[j * nb + b]. w is tap t0's weights in
- * block 0; block 1's are bs floats on. nb is a constant where this is
- * inlined, so the unused sums and loads vanish. */
+ * block 0; block 1's are bs floats on. nb and ps are constants where this
+ * is inlined, so the unused sums and loads vanish; ps > 0 reads a regular
+ * tile whose pixel step is ps, each input at a constant offset from one
+ * pointer a tap. */
 AVX512 ALWAYS_INLINE static inline void chain_zmm(__m512 *r, const tile *tl, int ic, int t0, int t1, const float *w,
-                                                  size_t bs, const int nb)
+                                                  size_t bs, const int nb, const int ps)
 {
 	__m512 z = _mm512_setzero_ps();
 	__m512 a0_0 = z, a0_1 = z, a1_0 = z, a1_1 = z, a2_0 = z, a2_1 = z, a3_0 = z, a3_1 = z;
@@ -714,6 +760,7 @@ AVX512 ALWAYS_INLINE static inline void chain_zmm(__m512 *r, const tile *tl, int
 	__m512 a12_0 = z, a12_1 = z, a13_0 = z, a13_1 = z;
 	for (int t = t0; t < t1; t++) {
 		const float *const *pt = tl->ptr + t * NRZ;
+		const float *q = ps ? tl->base + tl->delta[t] : NULL;
 		for (int c = 0; c < ic; c++, w += 16) {
 			__m512 w0 = _mm512_loadu_ps(w), w1 = nb > 1 ? _mm512_loadu_ps(w + bs) : z;
 			ZFMA(0);
@@ -750,18 +797,18 @@ AVX512 ALWAYS_INLINE static inline void chain_zmm(__m512 *r, const tile *tl, int
 
 /* A tile's sums through every tap into r, as sum_taps_avx2 does. */
 AVX512 ALWAYS_INLINE static inline void sum_taps_zmm(__m512 *r, const tile *tl, const ae_dconv *d, int ntaps,
-                                                     const float *w, const int nb)
+                                                     const float *w, const int nb, const int ps)
 {
 	const int ic = d->s.ic;
 	const size_t bs = (size_t)ntaps * ic * 16;
 	if (!d->per_tap) {
-		chain_zmm(r, tl, ic, 0, ntaps, w, bs, nb);
+		chain_zmm(r, tl, ic, 0, ntaps, w, bs, nb, ps);
 		return;
 	}
-	chain_zmm(r, tl, ic, 0, 1, w, bs, nb);
+	chain_zmm(r, tl, ic, 0, 1, w, bs, nb, ps);
 	for (int t = 1; t < ntaps; t++) {
 		__m512 part[NRZ * ZMM_BLOCKS];
-		chain_zmm(part, tl, ic, t, t + 1, w + (size_t)t * ic * 16, bs, nb);
+		chain_zmm(part, tl, ic, t, t + 1, w + (size_t)t * ic * 16, bs, nb, ps);
 		for (int i = 0; i < NRZ * nb; i++)
 			r[i] = _mm512_add_ps(r[i], part[i]);
 	}
@@ -769,10 +816,10 @@ AVX512 ALWAYS_INLINE static inline void sum_taps_zmm(__m512 *r, const tile *tl, 
 
 /* Channels [o0, o0 + 16 nb) of a tile. */
 AVX512 ALWAYS_INLINE static inline void wide_zmm(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int o0,
-                                                 const int nb)
+                                                 const int nb, const int ps)
 {
 	__m512 r[NRZ * ZMM_BLOCKS];
-	sum_taps_zmm(r, tl, d, ntaps, w, nb);
+	sum_taps_zmm(r, tl, d, ntaps, w, nb, ps);
 	if (d->act == AE_ACT_SIGMOID || o0 + 16 * nb > d->s.oc) {
 		float raw[NRZ * 16 * ZMM_BLOCKS];
 		for (int i = 0; i < NRZ * nb; i++)
@@ -789,12 +836,44 @@ AVX512 ALWAYS_INLINE static inline void wide_zmm(const tile *tl, const ae_dconv 
 
 AVX512 static void wide_zmm1(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int o0)
 {
-	wide_zmm(tl, d, ntaps, w, o0, 1);
+	wide_zmm(tl, d, ntaps, w, o0, 1, 0);
 }
 
 AVX512 static void wide_zmm2(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int o0)
 {
-	wide_zmm(tl, d, ntaps, w, o0, 2);
+	wide_zmm(tl, d, ntaps, w, o0, 2, 0);
+}
+
+/* Regular tiles of the pixel steps the presets' 32- and 64-channel layers
+ * have (ic, or 2 ic at stride 2): with no pointer table, 14 pointers a tap
+ * no longer go through memory (they did not fit in registers) and the
+ * table is not built (it was 5-7% of such a layer). */
+AVX512 static void wide_zmm2_ps32(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int o0)
+{
+	wide_zmm(tl, d, ntaps, w, o0, 2, 32);
+}
+
+AVX512 static void wide_zmm2_ps64(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int o0)
+{
+	wide_zmm(tl, d, ntaps, w, o0, 2, 64);
+}
+
+AVX512 static void wide_zmm2_ps128(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int o0)
+{
+	wide_zmm(tl, d, ntaps, w, o0, 2, 128);
+}
+
+typedef void zmm_kernel(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int o0);
+
+/* The regular kernel for d's pixel step with two blocks, or NULL. */
+static zmm_kernel *wide_zmm2_regular(const ae_dconv *d)
+{
+	switch (d->pixel_step) {
+	case 32: return wide_zmm2_ps32;
+	case 64: return wide_zmm2_ps64;
+	case 128: return wide_zmm2_ps128;
+	default: return NULL;
+	}
 }
 
 /* Narrow layers: NRN pixels x up to 3 output channels per pass, each
@@ -990,9 +1069,10 @@ AVX512 static void narrow_inner_avx512(const ae_dconv *d, const ae_dconv_group *
 static void tile_run_avx512(const tile *tl, const ae_dconv *d, int ntaps, const float *w)
 {
 	const size_t bsz = (size_t)ntaps * d->s.ic * 16;
+	zmm_kernel *two = tl->base ? wide_zmm2_regular(d) : wide_zmm2;
 	int o0 = 0;
 	for (; o0 + 32 <= d->ocp; o0 += 32, w += 2 * bsz)
-		wide_zmm2(tl, d, ntaps, w, o0);
+		two(tl, d, ntaps, w, o0);
 	if (o0 < d->ocp) wide_zmm1(tl, d, ntaps, w, o0);
 }
 #endif
@@ -1065,6 +1145,26 @@ static void tile_run(const tile *tl, const ae_dconv *d, int ntaps, const float *
 	}
 }
 
+/* Can the nr pixels from p run as a regular tile? Only where a regular
+ * kernel exists: AVX-512 wide tiles with a 32-channel multiple of output
+ * channels (a 16-channel rest would need the table) and a pixel step
+ * wide_zmm2_regular has. The pixels must all read at the group's deltas
+ * and lie next to each other in one row of the group. */
+static int tile_regular(const ae_dconv *d, const ae_dconv_group *g, int p, int nr)
+{
+#ifdef AE_X86
+	if (!uses_zmm(d) || d->ocp % 32 || !wide_zmm2_regular(d) || p + nr > g->npix) return 0;
+	const int32_t *pix = d->pix + g->pix_at + p;
+	const int step = d->n_grp == 1 ? 1 : d->s.stride;
+	if (pix[nr - 1] - pix[0] != (nr - 1) * step || pix[nr - 1] / d->s.ow != pix[0] / d->s.ow) return 0;
+	if (g->outer) return g->outer[p + nr] == g->outer[p];
+	return p + nr <= g->n_inner;
+#else
+	(void)d, (void)g, (void)p, (void)nr;
+	return 0;
+#endif
+}
+
 /* Group g's tiles from pixel *p (advanced) while they start before end,
  * for one image x -> y. */
 static void run_tiles(const ae_dconv *d, const ae_dconv_group *g, int *p, int end, const float *x, float *y)
@@ -1081,7 +1181,9 @@ static void run_tiles(const ae_dconv *d, const ae_dconv_group *g, int *p, int en
 			continue;
 		}
 #endif
-		if (*p + nr <= g->n_inner)
+		if (tile_regular(d, g, *p, nr))
+			tile_setup_regular(&tl, d, g, *p, nr, x, y);
+		else if (*p + nr <= g->n_inner)
 			tile_setup_inner(&tl, d, g, *p, nr, x, y);
 		else
 			tile_setup(&tl, d, g, *p, nr, x, y);
@@ -1136,6 +1238,7 @@ void ae_dconv_forward_rows(float *y, const float *x, int n, const ae_dconv *d)
 {
 	int nr = tile_pixels(d), ic = d->s.ic, oc = d->s.oc;
 	tile tl;
+	tl.base = NULL;
 	for (int p = 0; p < n; p += nr) {
 		tl.np = n - p < nr ? n - p : nr;
 		for (int j = 0; j < nr; j++) {

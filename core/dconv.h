@@ -48,6 +48,10 @@ typedef struct ae_dconv_group {
 	 * test no padding (the narrow kernels': no pointer table). */
 	int n_inner;
 	int32_t delta[AE_DCONV_MAX_K * AE_DCONV_MAX_K];
+	/* A transposed convolution's phase groups keep raster order instead;
+	 * outer[p] (npix + 1 of them, NULL if no pixel reads at delta) counts
+	 * the pixels before p that do not. */
+	int32_t *outer;
 } ae_dconv_group;
 
 typedef struct ae_dconv {
@@ -69,6 +73,9 @@ typedef struct ae_dconv {
 	int act;
 	float slope;
 	float *zeros; /* ic zeros, what padding taps read */
+	/* Floats between the inputs of two pixels next to each other in a
+	 * group's row: stride * ic, or ic for a transposed one's phases. */
+	int pixel_step;
 	/* Narrow layers of up to 4 channels: a tile's sums (channel-major) to
 	 * its pixels' interleaved channels, as vector lanes (dconv.c). */
 	int32_t store_idx[32];
