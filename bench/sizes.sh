@@ -54,6 +54,11 @@ for s in $SIZES; do
 	/usr/bin/python3 bench/torch_ref.py turns "$c" "$h" "$w" "$THREADS" <"$dir"/torch.in >"$dir"/torch.out &
 	pids+=($!)
 	exec {ours_in}>"$dir"/ours.in {ours_out}<"$dir"/ours.out {torch_in}>"$dir"/torch.in {torch_out}<"$dir"/torch.out
+	# Both sides answer only once set up and warmed: the first turn must
+	# not share the cores with the other side's start (PyTorch's import
+	# alone takes seconds).
+	ask ours rss >/dev/null
+	ask torch rss >/dev/null
 	runs=()
 	for r in $(seq "$TURNS"); do
 		echo "bench: size ${h}x${w}x${c}, turn $r of $TURNS" >&2
