@@ -323,14 +323,17 @@ int main(void)
 	check_shape(1, convt(40, 5, 5, 3, 3, 1, 1), AE_ACT_SIGMOID);
 	check_shape(1, conv(17, 6, 7, 4, 3, 1, 1), AE_ACT_NONE);
 	check_shape(2, conv(32, 6, 6, 7, 3, 1, 1), AE_ACT_LRELU);
-	/* regular AVX-512 tiles (no pointer table), pixel steps 64, 128 and
-	 * 32, rows of at least 14 pixels, beside the table's tiles that
-	 * cross a row or read padding */
+	/* regular AVX-512 tiles (no pointer table), pixel steps 64, 128, 32,
+	 * 2 and 6 (3 has no regular kernel), rows of at least 14 pixels,
+	 * beside the table's tiles that cross a row or read padding */
 	check_shape(1, conv(32, 32, 32, 64, 3, 2, 1), AE_ACT_LRELU);
 	check_shape(1, conv(64, 30, 34, 64, 3, 2, 1), AE_ACT_RELU);
 	check_shape(1, convt(64, 16, 17, 32, 3, 2, 1), AE_ACT_LRELU);
 	check_shape(1, convt(32, 15, 16, 64, 3, 2, 1), AE_ACT_NONE);
 	check_shape(1, convt(64, 20, 16, 32, 3, 1, 1), AE_ACT_SIGMOID);
+	check_shape(2, conv(1, 40, 36, 32, 3, 2, 1), AE_ACT_LRELU);
+	check_shape(1, conv(3, 34, 40, 64, 3, 2, 1), AE_ACT_LRELU);
+	check_shape(1, conv(3, 18, 17, 32, 3, 1, 1), AE_ACT_NONE);
 	check_per_tap(1, 64, 16, 32);
 	check_rows(7, 3136, 16, AE_ACT_NONE);
 	check_rows(9, 16, 3136, AE_ACT_NONE);
