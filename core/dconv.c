@@ -847,34 +847,20 @@ AVX512 static void wide_zmm2(const tile *tl, const ae_dconv *d, int ntaps, const
 /* Regular tiles of the pixel steps the preset's layers have (ic, or 2 ic
  * at stride 2, for 1, 3, 32 and 64 input channels; not 3, the one layer of
  * which, the output layer's adjoint in training, measured 1% slower in
- * steps at 128x128x3): with no pointer table,
- * 14 pointers a tap no longer go through memory (they did not fit in
- * registers) and the table is not built (it was 5-7% of a 64-channel
- * layer, and most of the work of a layer with few input channels). */
-AVX512 static void wide_zmm2_ps2(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int o0)
-{
-	wide_zmm(tl, d, ntaps, w, o0, 2, 2);
-}
-
-AVX512 static void wide_zmm2_ps6(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int o0)
-{
-	wide_zmm(tl, d, ntaps, w, o0, 2, 6);
-}
-
-AVX512 static void wide_zmm2_ps32(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int o0)
-{
-	wide_zmm(tl, d, ntaps, w, o0, 2, 32);
-}
-
-AVX512 static void wide_zmm2_ps64(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int o0)
-{
-	wide_zmm(tl, d, ntaps, w, o0, 2, 64);
-}
-
-AVX512 static void wide_zmm2_ps128(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int o0)
-{
-	wide_zmm(tl, d, ntaps, w, o0, 2, 128);
-}
+ * steps at 128x128x3): with no pointer table, 14 pointers a tap no longer
+ * go through memory (they did not fit in registers) and the table is not
+ * built (it was 5-7% of a 64-channel layer, and most of the work of a
+ * layer with few input channels). */
+#define WIDE_ZMM2_REGULAR(ps)                                                                                     \
+	AVX512 static void wide_zmm2_ps##ps(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int o0) \
+	{                                                                                                         \
+		wide_zmm(tl, d, ntaps, w, o0, 2, ps);                                                             \
+	}
+WIDE_ZMM2_REGULAR(2)
+WIDE_ZMM2_REGULAR(6)
+WIDE_ZMM2_REGULAR(32)
+WIDE_ZMM2_REGULAR(64)
+WIDE_ZMM2_REGULAR(128)
 
 typedef void zmm_kernel(const tile *tl, const ae_dconv *d, int ntaps, const float *w, int o0);
 
