@@ -28,9 +28,10 @@ size_t ae_plan_in_size(const ae_plan *p, ae_op op);
 size_t ae_plan_out_size(const ae_plan *p, ae_op op);
 
 /* An inference context: one caller at a time. Each batch is cut into
- * chunks of up to max_batch images (capped at a cache-sized chunk), which
- * `threads` lanes (the caller plus threads-1 helper threads it starts)
- * take in turn, each with scratch sized once. */
+ * chunks of up to max_batch images (at most 16; the convolutions go
+ * through a chunk a cache-sized part at a time), which `threads` lanes (the
+ * caller plus threads-1 helper threads it starts) take in turn, each with
+ * scratch sized once. */
 ae_infer *ae_infer_new(const ae_plan *p, int max_batch, int threads, ae_error *err);
 void ae_infer_free(ae_infer *w);
 
