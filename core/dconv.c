@@ -1366,28 +1366,35 @@ static void few_map_inverse(few_map *m, int c)
 		}
 }
 
-/* One image of c <= FEW_CHANNELS channels and p pixels: planes to
- * interleaved pixels (to_pixels) or back; the vector part, returning the
- * pixels it did (a multiple of 16, 0 without AVX-512). */
-static int few_channels(float *dst, const float *src, int c, int p, int to_pixels)
+/* n images of c channels and p pixels: planes to interleaved pixels
+ * (to_pixels) or back, by the vector kernels and the scalar loop for the
+ * last p % 16 pixels. Returns 0, having done nothing, unless the CPU has
+ * AVX-512 and c is 2 to FEW_CHANNELS. */
+static int few_channels(float *dst, const float *src, int n, int c, int p, int to_pixels)
 {
 #ifdef AE_X86
-	if (ae_cpu_simd() < AE_SIMD_AVX512) return 0;
+	if (c < 2 || c > FEW_CHANNELS || ae_cpu_simd() < AE_SIMD_AVX512) return 0;
 	few_map m;
 	if (to_pixels)
 		few_map_init(&m, c);
 	else
 		few_map_inverse(&m, c);
 	const int p16 = p / 16 * 16;
-	for (int q = 0; q < p16; q += 16) {
+	for (int i = 0; i < n; i++, src += (size_t)c * p, dst += (size_t)c * p) {
+		for (int q = 0; q < p16; q += 16) {
+			if (to_pixels)
+				few_to_pixels(dst + (size_t)q * c, src + q, (size_t)p, c, &m);
+			else
+				few_to_planes(dst + q, (size_t)p, src + (size_t)q * c, c, &m);
+		}
 		if (to_pixels)
-			few_to_pixels(dst + (size_t)q * c, src + q, (size_t)p, c, &m);
+			transpose_portable(dst, src, c, p, c, p16);
 		else
-			few_to_planes(dst + q, (size_t)p, src + (size_t)q * c, c, &m);
+			transpose_portable(dst, src, p, c, p16, c);
 	}
-	return p16;
+	return 1;
 #else
-	(void)dst, (void)src, (void)c, (void)p, (void)to_pixels;
+	(void)dst, (void)src, (void)n, (void)c, (void)p, (void)to_pixels;
 	return 0;
 #endif
 }
@@ -1407,28 +1414,14 @@ static void transpose(float *dst, const float *src, int rows, int cols)
 
 void ae_nchw_to_nhwc(float *dst, const float *src, int n, int c, int p)
 {
-	for (int i = 0; i < n; i++, src += (size_t)c * p, dst += (size_t)c * p) {
-		int q0 = c >= 2 && c <= FEW_CHANNELS ? few_channels(dst, src, c, p, 1) : 0;
-		if (!q0) {
-			transpose(dst, src, c, p);
-			continue;
-		}
-		for (int q = q0; q < p; q++)
-			for (int ch = 0; ch < c; ch++)
-				dst[(size_t)q * c + ch] = src[(size_t)ch * p + q];
-	}
+	if (few_channels(dst, src, n, c, p, 1)) return;
+	for (int i = 0; i < n; i++, src += (size_t)c * p, dst += (size_t)c * p)
+		transpose(dst, src, c, p);
 }
 
 void ae_nhwc_to_nchw(float *dst, const float *src, int n, int c, int p)
 {
-	for (int i = 0; i < n; i++, src += (size_t)c * p, dst += (size_t)c * p) {
-		int q0 = c >= 2 && c <= FEW_CHANNELS ? few_channels(dst, src, c, p, 0) : 0;
-		if (!q0) {
-			transpose(dst, src, p, c);
-			continue;
-		}
-		for (int q = q0; q < p; q++)
-			for (int ch = 0; ch < c; ch++)
-				dst[(size_t)ch * p + q] = src[(size_t)q * c + ch];
-	}
+	if (few_channels(dst, src, n, c, p, 0)) return;
+	for (int i = 0; i < n; i++, src += (size_t)c * p, dst += (size_t)c * p)
+		transpose(dst, src, p, c);
 }
