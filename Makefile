@@ -5,6 +5,7 @@
 #   make sanitize   the unit and integration tests again under ASan+UBSan
 #   make soak       10 minutes of mixed and hostile traffic, then 2 under ASan
 #   make valgrind   unit tests and a short training run under valgrind
+#   make mutation   each integration test shown to fail on a deliberate fault (minutes)
 #   make reload-test  60 s of load with a model reload every 2 s (make test runs 20 s)
 #   make image-test the container image built with podman and run (minutes)
 #   make screenshots  the playground in headless chromium, desktop and phone, into docs/img
@@ -70,7 +71,7 @@ TOOLS := $(BUILD)/tests/tools/hammer $(BUILD)/tests/tools/hostile $(BUILD)/tests
          $(BUILD)/tests/tools/v2codec
 BENCH_BIN := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_parts $(BUILD)/bench/bare_mhd
 
-.PHONY: all test unit integration sanitize soak valgrind run data models bench clean install fuzz fuzz-bins reload-test image-test tutorial oneclass screenshots bench-sizes compression \
+.PHONY: all test unit integration it-deps mutation sanitize soak valgrind run data models bench clean install fuzz fuzz-bins reload-test image-test tutorial oneclass screenshots bench-sizes compression \
 	format format-check lint compdb
 all: $(BINS)
 
@@ -149,12 +150,20 @@ tests/browser/node_modules: tests/browser/package.json tests/browser/package-loc
 	cd tests/browser && npm ci --silent --no-audit --no-fund
 	@touch $@
 
-integration: $(BINS) $(LIB) $(TOOLS) tests/openapi/node_modules tests/manifests/node_modules tests/browser/node_modules
+# What the integration tests run and read.
+it-deps: $(BINS) $(LIB) $(TOOLS) tests/openapi/node_modules tests/manifests/node_modules tests/browser/node_modules
+
+integration: it-deps
 	@fail=0; for t in tests/it_*.sh; do [ -e "$$t" ] || continue; echo "== $$t"; \
 		BUILD=$(BUILD) bash $$t || fail=1; done; exit $$fail
 
 test: unit integration
 	@echo "all test suites passed"
+
+# Each integration test against a copy of the tree with a deliberate fault
+# in what it checks: every one must fail (tests/mutation.sh lists them).
+mutation: it-deps
+	BUILD=$(BUILD) bash tests/mutation.sh
 
 # The ASan+UBSan build, in build-san/.
 SAN_MAKE = $(MAKE) BUILD=build-san CFLAGS="-O1 -g" SANITIZED=1 \

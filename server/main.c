@@ -58,7 +58,8 @@ static void usage(FILE *f)
 	           "/v1/... uses the default model; the playground page is at /. See openapi.yaml for the API.\n"
 	           "\n"
 	           "  --addr ADDR           address to listen on (default 127.0.0.1; :: or 0.0.0.0 for all)\n"
-	           "  --port N              port (default 8080)\n"
+	           "  --port N              port (default 8080); 0: a free one. Once bound, the port is on\n"
+	           "                        stderr as the line \"aeserve: listening on ADDR port N\"\n"
 	           "  --reuse-port          share the port with other processes (SO_REUSEPORT); without it\n"
 	           "                        a port already in use is an error\n"
 	           "  --default NAME        the model /v1/... uses (default: the first loaded, by name)\n"
@@ -201,7 +202,7 @@ static int parse(srv_config *c, int argc, char **argv)
 			break;
 		}
 		case O_PORT:
-			if (int_opt("--port", optarg, 1, 65535, &v)) return -1;
+			if (int_opt("--port", optarg, 0, 65535, &v)) return -1;
 			c->port = (int)v;
 			break;
 		case O_REUSE: c->reuse_port = 1; break;
@@ -356,6 +357,17 @@ static int listen_on(const srv_config *c)
 		return -1;
 	}
 	return fd;
+}
+
+/* The port a socket is bound to (the kernel's choice for --port 0). */
+static int bound_port(int fd, int *port)
+{
+	struct sockaddr_storage sa;
+	socklen_t len = sizeof sa;
+	if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0) return -1;
+	*port = ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&sa)->sin6_port
+	                                       : ((struct sockaddr_in *)&sa)->sin_port);
+	return 0;
 }
 
 /* A whole PEM file, NUL-terminated, or NULL (said why). */
@@ -556,6 +568,14 @@ int main(int argc, char **argv)
 		        "");
 		return 1;
 	}
+	if (s.cfg.port == 0 && bound_port(lfd, &s.cfg.port)) {
+		fprintf(stderr, "aeserve: cannot read the port the kernel chose: %s\n", strerror(errno));
+		close(lfd);
+		return 1;
+	}
+	/* The one line a script reads to learn the port (--port 0), printed
+	 * before the models load: /livez answers from here on. */
+	fprintf(stderr, "aeserve: listening on %s port %d\n", s.cfg.addr, s.cfg.port);
 	char *cert = NULL, *key = NULL, err[300];
 	if (s.cfg.api_keys && !(s.keys = srv_keys_open(s.cfg.api_keys, err, sizeof err))) {
 		fprintf(stderr, "aeserve: --api-keys: %s\n", err);

@@ -9,7 +9,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
-jqe() { jq -e "$@" >/dev/null; }
+
 IMG=localhost/aeserve:test
 BASE_IMG=localhost/debian12
 BASE_TAR=${IMAGE_BASE_TAR:-$BUILD/debian12.tar}
@@ -60,7 +60,7 @@ else
 fi
 echo "running the image's aeserve by $how"
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
-check "the image answers /livez" test "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/livez")" = 200
+expect_status "the image answers /livez" 200 "http://127.0.0.1:$PORT/livez"
 check "the image encodes" jqe '.shape == [1,16]' <<<"$(curl -s -H 'Content-Type: image/png' --data-binary @"$TMPD/digits/00000.png" "http://127.0.0.1:$PORT/v1/models/mnist/encode")"
 check "the image serves its baked models" jqe '[.models[].name] == ["fashion","mnist","mnist-denoise"]' <<<"$(curl -s "http://127.0.0.1:$PORT/v1/models")"
 mapfile -t HC < <(jq -r '(.Test // [])[1:][]' <<<"$hc")

@@ -4,25 +4,16 @@
 # the API with its status and error code, PngSuite, the quality promises
 # (anomaly verdicts, denoising), queue overflow, timeouts, slow clients,
 # metrics, the access log, start-up failures and a clean SIGTERM.
+# shellcheck disable=SC2016 # jq programs, whose $names are jq's
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
 S="$BUILD/aeserve"
 T="$BUILD/aetrain"
-# below the ephemeral range (32768+), where client sockets could hold our port
-PORT=$((20000 + $$ % 12000))
-URL="http://127.0.0.1:$PORT"
 
-# expect STATUS CODE what curl-args...: status and error code of a request.
-expect() {
-	local status=$1 code=$2 what=$3; shift 3
-	local out got
-	out=$(curl -s -o "$TMPD/body" -w '%{http_code}' "$@")
-	got=$(jq -r '.error.code // empty' "$TMPD/body" 2>/dev/null)
-	cp "$TMPD/body" "$TMPD/resp/Error/$((++NRESP)).json"
-	if [ "$out" = "$status" ] && [ "$got" = "$code" ]; then ok
-	else bad "$what: got $out '$got', wanted $status '$code': $(head -c 300 "$TMPD/body")"; fi
-}
+# expect STATUS CODE what curl-args...: expect_error, the body kept for the
+# schema check at the end.
+expect() { expect_error "$3" "$1" "$2" "${@:4}"; keep Error "$BODY"; }
 
 # ---- the contract: openapi.yaml is valid, responses are saved to check against it ----
 check "openapi.yaml is valid OpenAPI 3.1" node tests/openapi/check.mjs spec openapi.yaml
@@ -37,58 +28,70 @@ keep() { cp "$2" "$TMPD/resp/$1/$((++NRESP)).json"; }
 "$T" export tests/fixtures/fashion --out "$TMPD/fashion" --limit 20 >/dev/null
 D0="$TMPD/digits/00000.png"
 
-start_server $PORT "$TMPD/log" --default mnist --log-format json --body-limit 2097152 models/ || exit 1
+start_server "$TMPD/log" --default mnist --log-format json --body-limit 2097152 models/ || exit 1
+PORT=$SRV_PORT URL=$SRV_URL
 
 # ---- operations ----
-check "livez" bash -c "curl -sf $URL/livez | jq -e '.status == \"alive\"' >/dev/null"
-check "readyz" bash -c "curl -sf $URL/readyz | jq -e '.status == \"ready\"' >/dev/null"
+expect_status "livez" 200 "$URL/livez"
+check "livez says alive" jqe '.status == "alive"' "$BODY"
+expect_status "readyz" 200 "$URL/readyz"
+check "readyz says ready" jqe '.status == "ready"' "$BODY"
 curl -s "$URL/v1/models" > "$TMPD/models.json"
-check "models lists the shipped three" jq -e '[.models[].name] | sort == ["fashion","mnist","mnist-denoise"]' "$TMPD/models.json"
-check "default model" jq -e '.default == "mnist"' "$TMPD/models.json"
+check "models lists the shipped three" jqe '[.models[].name] | sort == ["fashion","mnist","mnist-denoise"]' "$TMPD/models.json"
+check "default model" jqe '.default == "mnist"' "$TMPD/models.json"
 curl -s "$URL/v1/models/mnist-denoise" > "$TMPD/m.json"
 mapfile -t OPS < <(jq -r '.operations[]' "$TMPD/m.json")
 check "openapi.yaml has the routes of the server's operations (${OPS[*]})" \
 	node tests/openapi/check.mjs operations openapi.yaml "${OPS[@]}"
-check "model metadata" jq -e '.input_shape == [1,28,28] and .latent == 16 and .task == "denoise" and .noise == "gaussian:0.5:0.5" and (.checksum | startswith("crc32:")) and .error_quantiles.p99 > 0 and .training.epochs == 20' "$TMPD/m.json"
+check "model metadata" jqe '.input_shape == [1,28,28] and .latent == 16 and .task == "denoise" and .noise == "gaussian:0.5:0.5" and (.checksum | startswith("crc32:")) and .error_quantiles.p99 > 0 and .training.epochs == 20' "$TMPD/m.json"
 expect 404 model_not_found "unknown model metadata" "$URL/v1/models/nope"
 
 # ---- inputs: PNG, multipart, JSON in each shape ----
 P=(-H 'Content-Type: image/png')
 curl -s "${P[@]}" --data-binary @"$D0" "$URL/v1/models/mnist/encode" > "$TMPD/e1.json"
-check "encode png" jq -e '.shape == [1,16] and (.data | length) == 16' "$TMPD/e1.json"
+check "encode png" jqe '.shape == [1,16] and (.data | length) == 16' "$TMPD/e1.json"
 curl -s "${P[@]}" --data-binary @"$D0" "$URL/v1/encode" > "$TMPD/e0.json"
 check "default model route" cmp -s "$TMPD/e0.json" "$TMPD/e1.json"
 curl -s -F image=@"$D0" -F image=@"$TMPD/digits/00001.png" "$URL/v1/models/mnist/encode" > "$TMPD/e2.json"
-check "multipart two images" jq -e '.shape == [2,16] and (.data | length) == 32' "$TMPD/e2.json"
+check "multipart two images" jqe '.shape == [2,16] and (.data | length) == 32' "$TMPD/e2.json"
 check "multipart first equals single" bash -c "[ \"\$(jq -c '.data[:16]' '$TMPD/e2.json')\" = \"\$(jq -c '.data' '$TMPD/e1.json')\" ]"
 jq -c '{shape: [1,1,28,28], data: .data[:784]}' "$TMPD/digits.json" > "$TMPD/j4.json"
 jq -c '{shape: [1,28,28], data: [.data[:784] | [range(0;28) as $r | .[$r*28:$r*28+28]]]}' "$TMPD/digits.json" > "$TMPD/j3.json"
 jq -c '{shape: [1,784], data: [.data[:784]]}' "$TMPD/digits.json" > "$TMPD/j2.json"
 for f in j4 j3 j2; do
 	curl -s -H 'Content-Type: application/json' --data-binary @"$TMPD/$f.json" "$URL/v1/models/mnist/encode" > "$TMPD/o$f.json"
-	check "json $f matches png" bash -c "jq -e --slurpfile a '$TMPD/e1.json' '[.data, \$a[0].data] | transpose | map(.[0]-.[1] | fabs) | max < 1e-4' '$TMPD/o$f.json' >/dev/null"
+	check "json $f matches png" jqe --slurpfile a "$TMPD/e1.json" '[.data, $a[0].data] | transpose | map(.[0]-.[1] | fabs) | max < 1e-4' "$TMPD/o$f.json"
 done
 jq -c '{shape: [1,16], data: .data}' "$TMPD/e1.json" > "$TMPD/codes.json"
 curl -s -H 'Content-Type: application/json' --data-binary @"$TMPD/codes.json" "$URL/v1/models/mnist/decode" > "$TMPD/dec.json"
-check "decode" jq -e '.shape == [1,1,28,28] and (.data | length) == 784' "$TMPD/dec.json"
+check "decode" jqe '.shape == [1,1,28,28] and (.data | length) == 784' "$TMPD/dec.json"
 curl -s "${P[@]}" --data-binary @"$D0" "$URL/v1/models/mnist/reconstruct" > "$TMPD/rec.json"
-check "decode(encode(x)) == reconstruct(x)" bash -c "jq -e --slurpfile a '$TMPD/rec.json' '[.data, \$a[0].data] | transpose | map(.[0]-.[1] | fabs) | max < 1e-4' '$TMPD/dec.json' >/dev/null"
+check "decode(encode(x)) == reconstruct(x)" jqe --slurpfile a "$TMPD/rec.json" '[.data, $a[0].data] | transpose | map(.[0]-.[1] | fabs) | max < 1e-4' "$TMPD/dec.json"
 curl -s -o "$TMPD/out.png" -D "$TMPD/h" -H 'Accept: image/png' "${P[@]}" --data-binary @"$D0" "$URL/v1/models/mnist/reconstruct"
 check "reconstruct returns a PNG" grep -qi 'content-type: image/png' "$TMPD/h"
 check "the PNG is 28x28" bash -c "[ \"\$(od -An -tx1 -j16 -N8 '$TMPD/out.png' | tr -d ' \n')\" = 0000001c0000001c ]"
 curl -s -o "$TMPD/out2.png" -H 'Accept: image/png' -H 'Content-Type: application/json' --data-binary @"$TMPD/codes.json" "$URL/v1/models/mnist/decode"
 check "decode returns a PNG" bash -c "head -c 4 '$TMPD/out2.png' | grep -q PNG"
-curl -s "${P[@]}" --data-binary @"$TMPD/digits/00003.png" "$URL/v1/models/mnist/reconstruct?invert=1" > "$TMPD/inv.json"
-check "invert" jq -e '.shape == [1,1,28,28]' "$TMPD/inv.json"
+# ?invert=1 reconstructs 1 - x: the answer for the inverted pixels sent as
+# JSON, and not the answer for x itself.
+D3="$TMPD/digits/00003.png"
+curl -s "${P[@]}" --data-binary @"$D3" "$URL/v1/models/mnist/reconstruct?invert=1" > "$TMPD/inv.json"
+curl -s "${P[@]}" --data-binary @"$D3" "$URL/v1/models/mnist/reconstruct" > "$TMPD/noinv.json"
+"$BUILD/tests/tools/v2codec" pixels "$D3" | jq -c '{shape: [1,784], data: [map(1 - .)]}' |
+	curl -s -H 'Content-Type: application/json' --data-binary @- "$URL/v1/models/mnist/reconstruct" > "$TMPD/inv_ref.json"
+check "invert: the reconstruction of 1 - x" jqe --slurpfile a "$TMPD/inv_ref.json" \
+	'.shape == [1,1,28,28] and ([.data, $a[0].data] | transpose | map(.[0]-.[1] | fabs) | max < 1e-4)' "$TMPD/inv.json"
+check "invert: not the reconstruction of x" jqe --slurpfile a "$TMPD/noinv.json" \
+	'[.data, $a[0].data] | transpose | map(.[0]-.[1] | fabs) | max > 0.1' "$TMPD/inv.json"
 curl -s "${P[@]}" --data-binary @tests/fixtures/pngsuite/basn2c08.png "$URL/v1/models/mnist/encode?resize=true" > "$TMPD/rs.json"
-check "resize an RGB 32x32 PNG" jq -e '.shape == [1,16]' "$TMPD/rs.json"
+check "resize an RGB 32x32 PNG" jqe '.shape == [1,16]' "$TMPD/rs.json"
 
 # ---- quality: anomaly verdicts and denoising ----
 curl -s "${P[@]}" --data-binary @"$D0" "$URL/v1/models/mnist/anomaly" > "$TMPD/a_digit.json"
 curl -s "${P[@]}" --data-binary @"$TMPD/fashion/00000.png" "$URL/v1/models/mnist/anomaly" > "$TMPD/a_fashion.json"
-check "a test digit is normal for mnist" jq -e '.results[0].anomaly == false and .results[0].score < .threshold' "$TMPD/a_digit.json"
-check "a Fashion-MNIST image is an anomaly for mnist" jq -e '.results[0].anomaly == true and .results[0].score > .threshold and .results[0].percentile >= 99' "$TMPD/a_fashion.json"
-check "threshold is the model's p99" bash -c "[ \"\$(jq .threshold_quantile '$TMPD/a_digit.json')\" = 0.99 ]"
+check "a test digit is normal for mnist" jqe '.results[0].anomaly == false and .results[0].score < .threshold' "$TMPD/a_digit.json"
+check "a Fashion-MNIST image is an anomaly for mnist" jqe '.results[0].anomaly == true and .results[0].score > .threshold and .results[0].percentile >= 99' "$TMPD/a_fashion.json"
+check "threshold is the model's p99" jqe '.threshold_quantile == 0.99' "$TMPD/a_digit.json"
 fd=(); for f in "$TMPD"/digits/*.png; do fd+=(-F "image=@$f"); done
 ff=(); for f in "$TMPD"/fashion/*.png; do ff+=(-F "image=@$f"); done
 nd=$(curl -s "${fd[@]}" "$URL/v1/models/mnist/anomaly" | jq '[.results[] | select(.anomaly)] | length')
@@ -97,16 +100,16 @@ echo "anomaly verdicts from mnist: $nd of 20 test digits, $nf of 20 Fashion-MNIS
 check "at most 2 of 20 digits flagged" test "$nd" -le 2
 check "at least 18 of 20 fashion images flagged" test "$nf" -ge 18
 curl -s "${P[@]}" --data-binary @"$D0" "$URL/v1/models/mnist/anomaly?quantile=0.5" > "$TMPD/q.json"
-check "anomaly ?quantile" bash -c "jq -e --slurpfile m <(curl -s $URL/v1/models/mnist) '(.threshold - \$m[0].error_quantiles.p50 | fabs) < 1e-6' '$TMPD/q.json' >/dev/null"
+check "anomaly ?quantile" jqe --slurpfile m <(curl -s "$URL/v1/models/mnist") '(.threshold - $m[0].error_quantiles.p50 | fabs) < 1e-6' "$TMPD/q.json"
 curl -s "${P[@]}" --data-binary @"$D0" "$URL/v1/models/mnist/anomaly?threshold=0.000001" > "$TMPD/t.json"
-check "anomaly ?threshold" jq -e '.threshold == 0.000001 and .threshold_quantile == null and .results[0].anomaly == true' "$TMPD/t.json"
+check "anomaly ?threshold" jqe '.threshold == 0.000001 and .threshold_quantile == null and .results[0].anomaly == true' "$TMPD/t.json"
 expect 400 invalid_parameter "quantile out of range" "${P[@]}" --data-binary @"$D0" "$URL/v1/models/mnist/anomaly?quantile=2"
 expect 400 invalid_parameter "threshold not a number" "${P[@]}" --data-binary @"$D0" "$URL/v1/models/mnist/anomaly?threshold=abc"
 curl -s -H 'Content-Type: application/json' --data-binary @"$TMPD/noisy.json" "$URL/v1/models/mnist-denoise/denoise" > "$TMPD/den.json"
 mse=$(jq -n --slurpfile a "$TMPD/den.json" --slurpfile b "$TMPD/clean.json" '[$a[0].data, $b[0].data] | transpose | map((.[0]-.[1]) * (.[0]-.[1])) | add / length')
 noisy=$(jq -n --slurpfile a "$TMPD/noisy.json" --slurpfile b "$TMPD/clean.json" '[$a[0].data, $b[0].data] | transpose | map((.[0]-.[1]) * (.[0]-.[1])) | add / length')
 echo "denoise: 100 noisy test digits (gaussian 0.5/0.5): MSE to clean $noisy before, $mse after"
-check "denoised MSE <= 0.020 (got $mse)" jq -n -e "$mse <= 0.020"
+check "denoised MSE <= 0.020 (got $mse)" jqe -n "$mse <= 0.020"
 
 curl -s "$URL/livez" > "$TMPD/lz.json"; keep Status "$TMPD/lz.json"
 curl -s "$URL/readyz" > "$TMPD/rz.json"; keep Status "$TMPD/rz.json"
@@ -119,14 +122,13 @@ expect 404 not_found "unknown route" "$URL/v3/nothing"
 expect 404 not_found "unknown op" -X POST "$URL/v1/models/mnist/explode"
 expect 404 model_not_found "unknown model" "${P[@]}" --data-binary @"$D0" "$URL/v1/models/nope/encode"
 expect 405 method_not_allowed "GET on an inference route" "$URL/v1/encode"
-check "405 says Allow: POST" bash -c "curl -s -D - -o /dev/null $URL/v1/encode | grep -qi '^allow: POST'"
+check "405 says Allow: POST" grep -qi '^allow: POST' "$HEADERS"
 expect 405 method_not_allowed "POST on metrics" -X POST "$URL/metrics"
 head -c 2200000 /dev/zero > "$TMPD/big"
 expect 413 body_too_large "body over the limit" "${P[@]}" --data-binary @"$TMPD/big" "$URL/v1/encode"
 # Without a Content-Length the server stores up to the limit, discards the
 # rest and answers 413 at the end of the upload.
-curl -s -o "$TMPD/body" -D "$TMPD/h413" "${P[@]}" -H 'Transfer-Encoding: chunked' --data-binary @"$TMPD/big" "$URL/v1/encode"
-check "chunked body over the limit: 413 body_too_large" bash -c "grep -q '^HTTP/1.1 413' '$TMPD/h413' && jq -e '.error.code == \"body_too_large\"' '$TMPD/body' >/dev/null"
+expect 413 body_too_large "chunked body over the limit" "${P[@]}" -H 'Transfer-Encoding: chunked' --data-binary @"$TMPD/big" "$URL/v1/encode"
 expect 415 unsupported_media_type "text/plain" -H 'Content-Type: text/plain' --data-binary 'hello' "$URL/v1/encode"
 expect 415 unsupported_media_type "no content type" -X POST --data-binary @"$D0" -H 'Content-Type:' "$URL/v1/encode"
 expect 415 unsupported_media_type "decode takes JSON only" "${P[@]}" --data-binary @"$D0" "$URL/v1/decode"
@@ -162,8 +164,8 @@ expect 400 invalid_multipart "multipart without boundary" -H 'Content-Type: mult
 acc=0; sized=0; refused=0; wrong=0
 for f in tests/fixtures/pngsuite/*.png; do
 	n=$(basename "$f")
-	st=$(curl -s -o /dev/null -w '%{http_code}' "${P[@]}" --data-binary @"$f" "$URL/v1/encode")
-	str=$(curl -s -o /dev/null -w '%{http_code}' "${P[@]}" --data-binary @"$f" "$URL/v1/encode?resize=1")
+	st=$(http_status "${P[@]}" --data-binary @"$f" "$URL/v1/encode")
+	str=$(http_status "${P[@]}" --data-binary @"$f" "$URL/v1/encode?resize=1")
 	case "$n" in
 		x*) if [ "$st" = 400 ] && [ "$str" = 400 ]; then refused=$((refused + 1))
 		    else wrong=$((wrong + 1)); echo "corrupt $n: $st/$str" >&2; fi ;;
@@ -196,14 +198,13 @@ check "metrics: batches formed under load" bash -c "awk '/^aeserve_batch_size_su
 check "metrics: queue depth" grep -qE '^aeserve_queue_depth\{model="mnist"\} 0' "$TMPD/metrics"
 check "metrics: model info with checksum" grep -qE '^aeserve_model_info\{model="mnist",checksum="crc32:[0-9a-f]{8}"' "$TMPD/metrics"
 check "metrics: TYPE lines" test "$(grep -c '^# TYPE' "$TMPD/metrics")" -ge 5
-check "access log: one JSON line per request" jq -s -e 'map(select(.path == "/v1/models/nope/encode")) | length == 1 and (.[0] | .status == 404 and .method == "POST" and .bytes > 0 and .duration_s >= 0)' "$TMPD/log"
+check "access log: one JSON line per request" jqe -s 'map(select(.path == "/v1/models/nope/encode")) | length == 1 and (.[0] | .status == 404 and .method == "POST" and .bytes > 0 and .duration_s >= 0)' "$TMPD/log"
 
 # ---- overload: a full queue answers 503 with Retry-After at once ----
-P2=$((PORT + 1))
 # One worker and requests of 2,400 PNG parts: decoding them takes the
 # HTTP side ~30 ms, inference ~0.5 s, so the queue is full while the rest
 # arrive. (JSON bodies this size parse about as fast as we infer: too close.)
-start_server $P2 "$TMPD/log2" --workers 1 --queue 1 --max-batch 1 --batch-delay-us 0 --body-limit 100000000 --log-format none models/mnist.safetensors || exit 1
+start_server "$TMPD/log2" --workers 1 --queue 1 --max-batch 1 --batch-delay-us 0 --body-limit 100000000 --log-format none models/mnist.safetensors || exit 1
 "$T" export tests/fixtures/digits --split train --out "$TMPD/many" --limit 300 --json "$TMPD/many300.json" >/dev/null
 jq -c '{shape: [1200, 1, 28, 28], data: (.data + .data + .data + .data)}' "$TMPD/many300.json" > "$TMPD/many.json"
 for _ in 1 2 3 4 5 6 7 8; do
@@ -216,7 +217,7 @@ done > "$TMPD/many.form"
 printf -- '--BOUNDARY--\r\n' >> "$TMPD/many.form"
 cpids=()
 for i in 1 2 3 4 5 6 7 8 9 10; do
-	curl -s -m 60 -o "$TMPD/ov$i" -D "$TMPD/ovh$i" -w '%{http_code}\n' -H 'Content-Type: multipart/form-data; boundary=BOUNDARY' --data-binary @"$TMPD/many.form" "http://127.0.0.1:$P2/v1/reconstruct" > "$TMPD/ovs$i" &
+	curl -s -m 60 -o "$TMPD/ov$i" -D "$TMPD/ovh$i" -w '%{http_code}\n' -H 'Content-Type: multipart/form-data; boundary=BOUNDARY' --data-binary @"$TMPD/many.form" "$SRV_URL/v1/reconstruct" > "$TMPD/ovs$i" &
 	cpids+=($!)
 done
 wait "${cpids[@]}"
@@ -230,24 +231,22 @@ check "503 body is the overloaded error" bash -c "cat '$TMPD'/ov* | grep -q '\"c
 # One worker, batches of one image: two requests of 1,200 images each sent
 # together; whichever queues second waits out the other's ~0.2 s forward
 # pass, past its 50 ms deadline (which starts when its body is complete).
-P3=$((PORT + 2))
-start_server $P3 "$TMPD/log3" --workers 1 --max-batch 1 --timeout-ms 50 --body-limit 100000000 --log-format none models/mnist.safetensors || exit 1
+start_server "$TMPD/log3" --workers 1 --max-batch 1 --timeout-ms 50 --body-limit 100000000 --log-format none models/mnist.safetensors || exit 1
 for i in 1 2; do
 	curl -s -o "$TMPD/to$i" -w '%{http_code}' -H 'Content-Type: application/json' --data-binary @"$TMPD/many.json" \
-		"http://127.0.0.1:$P3/v1/reconstruct" > "$TMPD/tos$i" &
+		"$SRV_URL/v1/reconstruct" > "$TMPD/tos$i" &
 	cpids[i]=$!
 done
 wait "${cpids[1]}" "${cpids[2]}"
 check "deadline passed: one of two requests queued behind the other got 504 ($(cat "$TMPD"/tos1)/$(cat "$TMPD"/tos2))" \
 	bash -c "cat '$TMPD'/tos1 '$TMPD'/tos2 | grep -q 504"
 for i in 1 2; do [ "$(cat "$TMPD/tos$i")" = 504 ] && cp "$TMPD/to$i" "$TMPD/body"; done
-check "504 body is the timeout error" jq -e '.error.code == "timeout"' "$TMPD/body"
+check "504 body is the timeout error" jqe '.error.code == "timeout"' "$TMPD/body"
 cp "$TMPD/body" "$TMPD/resp/Error/$((++NRESP)).json"
 
 # ---- slow clients are dropped ----
-P4=$((PORT + 3))
-start_server $P4 "$TMPD/log4" --conn-timeout 1 --log-format none models/mnist.safetensors || exit 1
-exec 3<>"/dev/tcp/127.0.0.1/$P4"
+start_server "$TMPD/log4" --conn-timeout 1 --log-format none models/mnist.safetensors || exit 1
+exec 3<>"/dev/tcp/127.0.0.1/$SRV_PORT"
 printf 'POST /v1/encode HTTP/1.1\r\nHost: x\r\n' >&3
 t0=$(date +%s%N)
 timeout 5 cat <&3 >/dev/null; rc=$?
@@ -256,8 +255,8 @@ dt=$(( ($(date +%s%N) - t0) / 1000000 ))
 check "a client that stalls mid-headers is disconnected (after ${dt} ms)" test "$rc" -eq 0 -a "$dt" -lt 4000
 
 # ---- the connection count is bounded ----
-P5=$((PORT + 7))
-start_server $P5 "$TMPD/log5" --conn-limit 2 --log-format none models/mnist.safetensors || exit 1
+start_server "$TMPD/log5" --conn-limit 2 --log-format none models/mnist.safetensors || exit 1
+P5=$SRV_PORT
 exec 4<>"/dev/tcp/127.0.0.1/$P5" 5<>"/dev/tcp/127.0.0.1/$P5"
 sleep 0.2
 # Past the limit libmicrohttpd stops accepting: the third client is not
@@ -268,22 +267,21 @@ exec 4<&- 5<&-
 sleep 0.2
 
 # ---- a model named at the length limit (63 characters) is listed whole ----
-P6=$((PORT + 8))
 LONG=$(printf 'm%.0s' $(seq 63))
 mkdir -p "$TMPD/long" && cp models/mnist.safetensors "$TMPD/long/$LONG.safetensors"
-start_server $P6 "$TMPD/log6" --log-format none "$TMPD/long" || exit 1
-check "a 63-character model name in /v1/models" bash -c "curl -s http://127.0.0.1:$P6/v1/models | jq -e '.default == \"$LONG\" and .models[0].name == \"$LONG\"' >/dev/null"
+start_server "$TMPD/log6" --log-format none "$TMPD/long" || exit 1
+check "a 63-character model name in /v1/models" jqe --arg n "$LONG" '.default == $n and .models[0].name == $n' <(curl -s "$SRV_URL/v1/models")
 check "served again once connections close" curl -sf -m 3 -o /dev/null "http://127.0.0.1:$P5/livez"
 
 # ---- start-up failures and options ----
 head -c 1000 models/mnist.safetensors > "$TMPD/broken.safetensors"
-expect_fail "a model that fails to load stops the start" "model 'broken' failed to load" "$S" --port $((PORT + 4)) models/mnist.safetensors "$TMPD/broken.safetensors"
+expect_fail "a model that fails to load stops the start" "model 'broken' failed to load" "$S" --port 0 models/mnist.safetensors "$TMPD/broken.safetensors"
 expect_fail "no models" "name at least one model" "$S"
-expect_fail "bad port" "--port: 0 is out of range" "$S" --port 0 models/
+expect_fail "bad port" "--port: 65536 is out of range" "$S" --port 65536 models/
 expect_fail "bad address" "--addr: 'localhost' is not an IPv4 or IPv6 address" "$S" --addr localhost models/
 expect_fail "bad log format" "--log-format: 'xml'" "$S" --log-format xml models/
-expect_fail "bad default" "no model named 'nope'" "$S" --port $((PORT + 5)) --default nope models/
-expect_fail "folder without models" "no .safetensors model files" "$S" --port $((PORT + 6)) "$TMPD/digits"
+expect_fail "bad default" "no model named 'nope'" "$S" --port 0 --default nope models/
+expect_fail "folder without models" "no .safetensors model files" "$S" --port 0 "$TMPD/digits"
 for o in --addr --port --reuse-port --default --http-threads --workers --max-batch --batch-delay-us --queue --body-limit \
 	--timeout-ms --conn-limit --per-client-limit --header-timeout --body-timeout --conn-timeout --drain-delay --drain-timeout --log-format \
 	--api-keys --metrics-public --tls-cert --tls-key --drift-window; do
@@ -298,9 +296,8 @@ for k in Error Tensor Anomaly Model ModelList Status; do
 done
 
 # ---- SIGTERM: drains and exits 0 ----
-kill -TERM "${PIDS[0]}"
-wait "${PIDS[0]}"; rc=$?
-check "SIGTERM exits 0" test $rc -eq 0
+stop_server "${PIDS[0]}"
+check "SIGTERM exits 0 (rc $RC)" test "$RC" -eq 0
 check "SIGTERM logged the drain" grep -q 'draining' "$TMPD/log.err"
 
 done_tests

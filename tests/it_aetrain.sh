@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.." || exit 1
 T="$BUILD/aetrain"
 D=tests/fixtures/digits
 # small filters keep the test fast; the recipe is the same
-FAST=(--filters "8,8" --latent 8 --threads 1 --quiet)
+SMALL=(--filters "8,8" --latent 8 --threads 1)
+FAST=("${SMALL[@]}" --quiet)
 
 # ---- help and option validation ----
 check "help lists commands" bash -c "'$T' --help | grep -q import-mnist-json"
@@ -42,6 +43,8 @@ expect_fail "resume bad file" "x.ckpt" "$T" train --resume "$TMPD/x.ckpt"
 check "train" "$T" train --data $D --out "$TMPD/m.safetensors" --epochs 2 "${FAST[@]}"
 check "model written" test -s "$TMPD/m.safetensors"
 check "grid written" bash -c "head -c 8 '$TMPD/m.grid.png' | od -An -c | grep -q 'P   N   G'"
+# 16 held-out images a row, 2 pixels apart: inputs over reconstructions
+check "grid: two rows of 16 images ($(png_size "$TMPD/m.grid.png"))" test "$(png_size "$TMPD/m.grid.png")" = 478x58
 check "csv has 2 epochs" test "$(wc -l < "$TMPD/m.losses.csv")" -eq 3
 tmps=("$TMPD"/*tmp*)
 check "no temporary files left" test ! -e "${tmps[0]}"
@@ -63,7 +66,8 @@ check "train denoise" "$T" train --data $D --out "$TMPD/d.safetensors" --epochs 
 out=$("$T" eval "$TMPD/d.safetensors" $D)
 check "denoise eval corrupts inputs" grep -q 'corruption: gaussian:0.5:0.5' <<<"$out"
 check "denoise eval reports noisy baseline" grep -q 'mse_noisy_input:' <<<"$out"
-check "grid has three rows" bash -c "file '$TMPD/d.grid.png' 2>/dev/null | grep -q '88' || true"
+check "denoise grid: three rows, the corrupted inputs between ($(png_size "$TMPD/d.grid.png"))" \
+	test "$(png_size "$TMPD/d.grid.png")" = 478x88
 
 # ---- encode ----
 check "encode npy" "$T" encode "$TMPD/m.safetensors" $D --out "$TMPD/z.npy"
@@ -77,31 +81,46 @@ expect_fail "encode needs out" "--out FILE.npy or --out FILE.csv" "$T" encode "$
 expect_fail "encode bad ext" "--out FILE.npy or --out FILE.csv" "$T" encode "$TMPD/m.safetensors" $D --out "$TMPD/z.txt"
 
 # ---- interrupt and resume gives the uninterrupted model ----
-R=(--data "$D" --epochs 40 --seed 3 --noise saltpepper:0.1 "${FAST[@]}")
-check "uninterrupted run" "$T" train "${R[@]}" --out "$TMPD/full.safetensors"
-"$T" train "${R[@]}" --out "$TMPD/cut.safetensors" & pid=$!
-sleep 0.5
-kill -TERM $pid
-wait $pid; rc=$?
-if [ $rc -eq 130 ]; then
-	ok
-	check "checkpoint written" test -s "$TMPD/cut.ckpt"
-	check "resume" "$T" train --resume "$TMPD/cut.ckpt" --quiet
-	check "checkpoint removed after finishing" test ! -e "$TMPD/cut.ckpt"
-else
-	echo "note: training finished before SIGTERM (rc=$rc); resume not exercised this run" >&2
-fi
+R=(--data "$D" --epochs 40 --seed 3 --noise saltpepper:0.1 "${SMALL[@]}")
+t0=$(date +%s%N)
+check "uninterrupted run" "$T" train "${R[@]}" --quiet --out "$TMPD/full.safetensors"
+full_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+# SIGTERM once the first epoch is done (its line on stderr; --quiet would
+# hide it), 39 before the end; should the run end first even so, it is run
+# again, and a run never interrupted fails the test.
+epoch_done() { grep -q '^epoch 1/40' "$TMPD/cut.err" || ! kill -0 "$pid" 2>/dev/null; }
+rc=0
+for _ in 1 2 3; do
+	rm -f "$TMPD/cut.safetensors" "$TMPD/cut.ckpt"
+	"$T" train "${R[@]}" --out "$TMPD/cut.safetensors" 2>"$TMPD/cut.err" & pid=$!
+	wait_until 30 epoch_done
+	kill -TERM $pid 2>/dev/null
+	wait $pid; rc=$?
+	[ $rc -eq 130 ] && break
+	echo "training ended (rc $rc) before SIGTERM; again" >&2
+done
+check "SIGTERM mid-run: exit status 130 (got $rc)" test "$rc" -eq 130
+check "checkpoint written, and said so" bash -c "test -s '$TMPD/cut.ckpt' && grep -q 'interrupted: checkpoint written' '$TMPD/cut.err'"
+check "no model written by the interrupted run" test ! -e "$TMPD/cut.safetensors"
+check "resume" "$T" train --resume "$TMPD/cut.ckpt" --quiet
+check "checkpoint removed after finishing" test ! -e "$TMPD/cut.ckpt"
 a=$("$T" eval "$TMPD/full.safetensors" $D | grep checksum)
 b=$("$T" eval "$TMPD/cut.safetensors" $D | grep checksum)
 check "resumed model equals uninterrupted ($a vs $b)" test "$a" = "$b"
 
 # ---- kill -9 at random moments: --checkpoint-every, then --resume, ends on the uninterrupted model ----
-K=("${R[@]}" --checkpoint-every 5)
+# The moment is drawn within the uninterrupted run's time; a run that ended
+# before it (exit status 0, not SIGKILL's 137) is drawn again.
+K=("${R[@]}" --quiet --checkpoint-every 5)
 for k in 1 2 3; do
-	rm -f "$TMPD/k.ckpt" "$TMPD/k.safetensors"
-	"$T" train "${K[@]}" --out "$TMPD/k.safetensors" & pid=$!
-	sleep "0.$(( RANDOM % 8 + 1 ))$(( RANDOM % 10 ))"
-	kill -KILL $pid; wait $pid 2>/dev/null
+	for _ in 1 2 3; do
+		rm -f "$TMPD/k.ckpt" "$TMPD/k.safetensors"
+		"$T" train "${K[@]}" --out "$TMPD/k.safetensors" & pid=$!
+		sleep "$(awk -v ms=$((RANDOM % (full_ms > 0 ? full_ms : 1))) 'BEGIN { printf "%.3f", ms / 1000 }')"
+		kill -KILL $pid; wait $pid 2>/dev/null; rc=$?
+		[ $rc -eq 137 ] && break
+	done
+	check "kill -9 run $k: killed mid-run (rc $rc)" test "$rc" -eq 137
 	if [ -e "$TMPD/k.ckpt" ]; then
 		how="resumed from the last checkpoint"
 		check "kill -9 run $k: resume" "$T" train --resume "$TMPD/k.ckpt" --quiet

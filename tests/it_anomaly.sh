@@ -8,10 +8,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
-jqe() { jq -e "$@" >/dev/null; }
 T="$BUILD/aetrain"
-PORT=$((20000 + ($$ * 23) % 12000))
-U="http://127.0.0.1:$PORT"
 
 # ---- class selection and contamination ----
 "$T" train --data tests/fixtures/digits --classes 1 --contaminate 3:0.1 --epochs 2 --quiet \
@@ -59,18 +56,19 @@ expect_fail "more contamination than the data holds" "images of class 3" "$T" tr
 expect_fail "classes on data without labels" "no labels" "$T" train --data "$TMPD/digits" \
 	--classes 1 --out "$TMPD/x.safetensors"
 "$T" export tests/fixtures/fashion --out "$TMPD/fashion" --limit 100 >/dev/null
-start_server "$PORT" "$TMPD/log" --drift-window 100 --log-format none --default mnist models/ || { done_tests; exit 1; }
+start_server "$TMPD/log" --drift-window 100 --log-format none --default mnist models/ || { done_tests; exit 1; }
+U=$SRV_URL
 share() { curl -s "$U/metrics" | sed -n 's/^aeserve_drift_share{model="mnist"} //p'; }
 send() {
 	local args=() f
 	for f in "$1"/*.png; do args+=(-F "image=@$f"); done
-	curl -s -o /dev/null -w '%{http_code}' "${args[@]}" "$U/v1/models/mnist/anomaly"
+	expect_status "$2 scored" 200 "${args[@]}" "$U/v1/models/mnist/anomaly"
 }
 check "no drift figure before any score" test -z "$(share)"
-check "100 digits scored" test "$(send "$TMPD/digits")" = 200
+send "$TMPD/digits" "100 digits"
 s1=$(share)
 check "drift after 100 digits about 0.01 ($s1)" awk -v s="$s1" 'BEGIN { exit !(s != "" && s <= 0.05) }'
-check "100 Fashion images scored" test "$(send "$TMPD/fashion")" = 200
+send "$TMPD/fashion" "100 Fashion images"
 s2=$(share)
 check "drift after 100 Fashion images above 0.9 ($s2)" awk -v s="$s2" 'BEGIN { exit !(s > 0.9) }'
 m=$(curl -s "$U/metrics")
@@ -88,19 +86,20 @@ y=$(curl -s -H 'Content-Type: image/png' --data-binary @"$F0" "$U/v1/models/mnis
 a=$(curl -s -H 'Content-Type: image/png' --data-binary @"$F0" "$U/v1/models/mnist/anomaly?map=true")
 check "?map=true: a map [1,28,28] beside the scores" jqe '.maps.shape == [1,28,28] and (.results | length) == 1' <<<"$a"
 # shellcheck disable=SC2016 # a jq program
-check "the map is |input - reconstruction| within 1e-6" jq -n -e --argjson x "$x" --argjson y "$y" --argjson m "$(jq -c .maps.data <<<"$a")" \
-	'[range(784) | (($x[.] - $y[.] | fabs) - $m[.] | fabs) <= 1e-6] | all' >/dev/null
-png_size() { od -An -tu1 -j16 -N8 "$1" | awk '{ printf "%dx%d", $3 * 256 + $4, $7 * 256 + $8 }'; }
-code=$(curl -s -o "$TMPD/heat.png" -w '%{http_code} %{content_type}' -H 'Content-Type: image/png' -H 'Accept: image/png' \
-	--data-binary @"$F0" "$U/v1/models/mnist/anomaly?scale=6")
-check "Accept: image/png: a heatmap PNG ($code)" test "$code" = "200 image/png"
+check "the map is |input - reconstruction| within 1e-6" jqe -n --argjson x "$x" --argjson y "$y" --argjson m "$(jq -c .maps.data <<<"$a")" \
+	'[range(784) | (($x[.] - $y[.] | fabs) - $m[.] | fabs) <= 1e-6] | all'
+expect_status "Accept: image/png: a heatmap" 200 -H 'Content-Type: image/png' -H 'Accept: image/png' \
+	--data-binary @"$F0" "$U/v1/models/mnist/anomaly?scale=6"
+check "the heatmap is a PNG" grep -qi '^content-type: image/png' "$HEADERS"
+cp "$BODY" "$TMPD/heat.png"
 check "the heatmap is 6 times the input: $(png_size "$TMPD/heat.png")" test "$(png_size "$TMPD/heat.png")" = 168x168
 check "an RGB PNG" test "$(od -An -tu1 -j25 -N1 "$TMPD/heat.png" | tr -d ' ')" = 2
 curl -s -o "$TMPD/heat_d.png" -H 'Content-Type: image/png' -H 'Accept: image/png' --data-binary @"$D0" "$U/v1/models/mnist/anomaly"
 check "default scale 4: $(png_size "$TMPD/heat_d.png")" test "$(png_size "$TMPD/heat_d.png")" = 112x112
-check "?scale=33 refused" test "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: image/png' --data-binary @"$D0" "$U/v1/models/mnist/anomaly?scale=33")" = 400
-check "?map=maybe refused" test "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: image/png' --data-binary @"$D0" "$U/v1/models/mnist/anomaly?map=maybe")" = 400
-check "?map on encode refused" test "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: image/png' --data-binary @"$D0" "$U/v1/models/mnist/encode?map=true")" = 400
+PD=(-H 'Content-Type: image/png' --data-binary @"$D0")
+expect_error "?scale=33 refused" 400 invalid_parameter "${PD[@]}" "$U/v1/models/mnist/anomaly?scale=33"
+expect_error "?map=maybe refused" 400 invalid_parameter "${PD[@]}" "$U/v1/models/mnist/anomaly?map=maybe"
+expect_error "?map on encode refused" 400 invalid_parameter "${PD[@]}" "$U/v1/models/mnist/encode?map=true"
 # ---- the scores ----
 for sc in mse ssim max latent combined; do
 	a=$(curl -s -H 'Content-Type: image/png' --data-binary @"$F0" "$U/v1/models/mnist/anomaly?score=$sc")
@@ -108,12 +107,12 @@ for sc in mse ssim max latent combined; do
 	check "?score=$sc answers with that metric" jqe --arg s "$sc" '.metric == $s and (.results[0].score | type) == "number"' <<<"$a"
 	check "?score=$sc calls the Fashion image anomalous" jqe '.results[0].anomaly == true or .metric == "latent"' <<<"$a"
 done
-check "?score=bogus refused" test "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: image/png' --data-binary @"$D0" "$U/v1/models/mnist/anomaly?score=bogus")" = 400
+expect_error "?score=bogus refused" 400 invalid_parameter "${PD[@]}" "$U/v1/models/mnist/anomaly?score=bogus"
 v2=$(jq -c -n --argjson p "$("$BUILD/tests/tools/v2codec" pixels "$F0")" '{inputs: [{name: "input", shape: [1,784], datatype: "FP32", data: $p}], parameters: {score: "ssim"}, outputs: [{name: "score"}]}' |
 	curl -s -H 'Content-Type: application/json' --data-binary @- "$U/v2/models/mnist/infer")
 v1=$(curl -s -H 'Content-Type: image/png' --data-binary @"$F0" "$U/v1/models/mnist/anomaly?score=ssim" | jq -c '[.results[0].score]')
 # shellcheck disable=SC2016 # a jq program
-check "V2 score=ssim: the /v1 score within 1e-6" jq -n -e --argjson a "$(jq -c '.outputs[0].data' <<<"$v2")" --argjson b "$v1" '($a[0] - $b[0] | fabs) < 1e-6' >/dev/null
+check "V2 score=ssim: the /v1 score within 1e-6" jqe -n --argjson a "$(jq -c '.outputs[0].data' <<<"$v2")" --argjson b "$v1" '($a[0] - $b[0] | fabs) < 1e-6' 
 check "V2 says which score" jqe '.parameters.score == "ssim"' <<<"$v2"
 
 # ---- aetrain calibrate: the same statistics again, weights untouched ----
@@ -125,8 +124,9 @@ check "calibrate: the model scores as before" test "$(p99 "$TMPD/recal.safetenso
 expect_fail "calibrate on other data" "not its data" "$T" calibrate "$TMPD/recal.safetensors" tests/fixtures/fashion --split test
 
 expect_fail "--drift-window 0" "--drift-window" "$BUILD/aeserve" --drift-window 0 models/
-stop_server "${PIDS[-1]}"
-start_server "$PORT" "$TMPD/log2" --log-format none "$TMPD/ones.safetensors" || bad "serve the ones model"
+stop_server "$SRV_PID"
+start_server "$TMPD/log2" --log-format none "$TMPD/ones.safetensors" || bad "serve the ones model"
+U=$SRV_URL
 ds=$(curl -s "$U/v1/models/ones" | jq -r .default_score)
 check "the ones model's default score was chosen at training ($ds)" grep -q "default $ds\$" "$TMPD/train.txt"
 # shellcheck disable=SC2016 # a jq program

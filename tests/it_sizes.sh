@@ -80,10 +80,9 @@ expect_fail "--targets with --input" "either given or made" \
 	"$T" train --data "$TMPD/pin" --targets "$TMPD/pout" --input gray --out "$TMPD/no.safetensors"
 
 # Served: PNG in, PNG out, of each model's size and channels.
-PORT=$((20000 + ($$ * 29) % 12000))
-U=http://127.0.0.1:$PORT
-start_server "$PORT" "$TMPD/log" --log-format none "$TMPD/d28.safetensors" "$TMPD/rgb64.safetensors" \
+start_server "$TMPD/log" --log-format none "$TMPD/d28.safetensors" "$TMPD/rgb64.safetensors" \
 	"$TMPD/rgb48x64.safetensors" "$TMPD/r32.safetensors" "$TMPD/col.safetensors" || exit 1
+U=$SRV_URL
 shape() { curl -s "$U/v1/models/$1" | jq -c .input_shape; }
 check "d28 takes [1,28,28]" test "$(shape d28)" = "[1,28,28]"
 check "rgb64 takes [3,64,64]" test "$(shape rgb64)" = "[3,64,64]"
@@ -93,25 +92,25 @@ check "r32 says it was trained resized" test "$(curl -s "$U/v1/models/r32" | jq 
 for m in d28:"$TMPD/dg/00000.png":"28 x 28, 8-bit grayscale" rgb64:"$TMPD/p64/chelsea-0016-0048.png":"64 x 64, 8-bit/color RGB" \
 	rgb48x64:"$TMPD/p48x64/coffee-0016-0032.png":"64 x 48, 8-bit/color RGB"; do
 	IFS=: read -r name png want <<<"$m"
-	code=$(curl -s -o "$TMPD/out-$name.png" -w '%{http_code}' -H 'Content-Type: image/png' -H 'Accept: image/png' \
-		--data-binary @"$png" "$U/v1/models/$name/reconstruct")
-	check "$name: PNG in, 200" test "$code" = 200
+	expect_status "$name: PNG in, 200" 200 -H 'Content-Type: image/png' -H 'Accept: image/png' \
+		--data-binary @"$png" "$U/v1/models/$name/reconstruct"
+	cp "$BODY" "$TMPD/out-$name.png"
 	check "$name: PNG out, $want" bash -c "file '$TMPD/out-$name.png' | grep -q '$want'"
 done
-b=$(curl -s -H 'Content-Type: image/png' --data-binary @"$TMPD/p48x64/coffee-0016-0032.png" "$U/v1/models/rgb64/encode")
-check "a 48x64 image to the 64x64 model: 422 naming both sizes" \
-	grep -q 'is 48x64 (height x width); model .rgb64. takes 64x64 images' <<<"$b"
-code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: image/png' --data-binary @"$TMPD/p48x64/coffee-0016-0032.png" "$U/v1/models/rgb64/encode?resize=true")
-check "with ?resize=true it is resampled" test "$code" = 200
+expect_error "a 48x64 image to the 64x64 model: 422" 422 wrong_size -H 'Content-Type: image/png' \
+	--data-binary @"$TMPD/p48x64/coffee-0016-0032.png" "$U/v1/models/rgb64/encode"
+check "naming both sizes" grep -q 'is 48x64 (height x width); model .rgb64. takes 64x64 images' "$BODY"
+expect_status "with ?resize=true it is resampled" 200 -H 'Content-Type: image/png' \
+	--data-binary @"$TMPD/p48x64/coffee-0016-0032.png" "$U/v1/models/rgb64/encode?resize=true"
 m=$(curl -s "$U/v1/models/col")
-check "the colorization model says what it expects" jq -e >/dev/null '.task == "transform" and .input == "gray" and (.expects | test("gray image")) and (.operations | index("transform"))' <<<"$m"
+check "the colorization model says what it expects" jqe '.task == "transform" and .input == "gray" and (.expects | test("gray image")) and (.operations | index("transform"))' <<<"$m"
 "$T" patches "$PH/chelsea.png" --size 64x64 --stride 64 --channels 1 --out "$TMPD/gray" >/dev/null
-code=$(curl -s -o "$TMPD/colour.png" -w '%{http_code}' -H 'Content-Type: image/png' -H 'Accept: image/png' \
-	--data-binary @"$TMPD/gray/chelsea-0000-0000.png" "$U/v1/models/col/transform")
-check "a gray PNG to the transform route: 200" test "$code" = 200
+expect_status "a gray PNG to the transform route: 200" 200 -H 'Content-Type: image/png' -H 'Accept: image/png' \
+	--data-binary @"$TMPD/gray/chelsea-0000-0000.png" "$U/v1/models/col/transform"
+cp "$BODY" "$TMPD/colour.png"
 v=$(curl -s -H 'Inference-Header-Content-Length: 0' -H 'Content-Type: application/octet-stream' \
 	--data-binary @"$TMPD/gray/chelsea-0000-0000.png" "$U/v2/models/col/infer")
 check "V2: the gray PNG's reconstruction is the colour image, [1,3,64,64]" \
-	jq -e >/dev/null '[.outputs[] | select(.name == "reconstruction") | .shape] == [[1,3,64,64]]' <<<"$v"
+	jqe '[.outputs[] | select(.name == "reconstruction") | .shape] == [[1,3,64,64]]' <<<"$v"
 check "and a colour PNG back" bash -c "file '$TMPD/gray/chelsea-0000-0000.png' | grep -q grayscale && file '$TMPD/colour.png' | grep -q '64 x 64, 8-bit/color RGB'"
 done_tests

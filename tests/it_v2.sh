@@ -9,15 +9,14 @@ cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
 T="$BUILD/aetrain"
 C="$BUILD/tests/tools/v2codec"
-PORT=$((20000 + ($$ * 11) % 12000))
-U="http://127.0.0.1:$PORT"
 J=(-H "Content-Type: application/json")
 
 "$T" export tests/fixtures/digits --out "$TMPD/digits" --limit 3 >/dev/null
 D0="$TMPD/digits/00000.png" D1="$TMPD/digits/00001.png"
 mkdir -p "$TMPD/models"
 cp models/mnist.safetensors models/fashion.safetensors "$TMPD/models/"
-start_server "$PORT" "$TMPD/log" --default mnist "$TMPD/models" || { done_tests; exit 1; }
+start_server "$TMPD/log" --default mnist "$TMPD/models" || { done_tests; exit 1; }
+U=$SRV_URL
 
 # close A B: every number of the JSON arrays A and B within 1e-6 (booleans equal).
 close() {
@@ -28,7 +27,6 @@ close() {
 		  else (($x[.] - $y[.]) | fabs) <= 1e-6 end] | all)' >/dev/null
 }
 out() { jq -c --arg n "$2" '.outputs[] | select(.name == $n) | .data' <<<"$1"; }
-jqe() { jq -e "$@" >/dev/null; }
 
 # ---- the /v1 answers for image 0 and 1 ----
 for i in 0 1; do
@@ -53,7 +51,7 @@ all_match() {
 
 # ---- metadata and health ----
 check "GET /v2" jqe '.name == "aeserve" and (.extensions | index("binary_tensor_data")) and (.extensions | index("model_repository"))' <<<"$(curl -s "$U/v2")"
-check "live" test "$(curl -s -o /dev/null -w '%{http_code}' "$U/v2/health/live")" = 200
+expect_status "live" 200 "$U/v2/health/live"
 check "ready" jqe '.ready == true' <<<"$(curl -s "$U/v2/health/ready")"
 m=$(curl -s "$U/v2/models/mnist")
 check "model metadata: input" jqe '.inputs == [{"name":"input","datatype":"FP32","shape":[-1,1,28,28]}]' <<<"$m"
@@ -134,13 +132,14 @@ q50=$(jq '.error_quantiles.p50' <<<"$(curl -s "$U/v1/models/mnist")")
 check "quantile 0.5: the threshold is the model's p50" jqe --argjson q "$q50" '(.parameters.threshold - $q | fabs) < 1e-6' <<<"$a"
 
 # ---- errors: {"error": "..."} and a 4xx, never a 5xx ----
-# bad NAME STATUS SUBSTRING PATH [curl args]: the status and the message.
+# bad_req NAME STATUS SUBSTRING PATH [curl args]: the status, and the
+# protocol's error {"error": "..."} holding the substring.
 bad_req() {
 	local what=$1 want=$2 sub=$3 path=$4; shift 4
-	local code
-	code=$(curl -s -o "$TMPD/err" -w '%{http_code}' "$@" "$U$path")
-	if [ "$code" = "$want" ] && jq -e --arg s "$sub" '(.error | type) == "string" and (.error | contains($s)) and (keys == ["error"])' "$TMPD/err" >/dev/null; then ok
-	else bad "$what: $code $(head -c 300 "$TMPD/err") (wanted $want, '$sub')"; fi
+	expect_status "$what" "$want" "$@" "$U$path"
+	# shellcheck disable=SC2016 # a jq program
+	check "$what: the error says '$sub' ($(head -c 300 "$BODY"))" \
+		jqe --arg s "$sub" '(.error | type) == "string" and (.error | contains($s)) and (keys == ["error"])' "$BODY"
 }
 I=/v2/models/mnist/infer
 bad_req "malformed JSON" 400 "malformed JSON" $I "${J[@]}" -d '{"inputs": [}'
