@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BN_EPS 1e-5f
 /* Images per pass through the network, and the unit lanes share (a batch
  * smaller than CHUNK per lane is split evenly). The convolutions go
  * through a chunk in sub-chunks (SUB_BYTES), so what the chunk's size
@@ -152,7 +151,7 @@ static int compile(ae_plan *p, ae_error *err)
 			float *w = o, *bias = o + l->wn, *sc = bias + l->bn, *sh = sc + l->oc;
 			o = sh + l->oc;
 			ae_bn_fold(sc, sh, m->params + b->w, m->params + b->b, m->state + b->rm, m->state + b->rv,
-			           b->oc, BN_EPS);
+			           b->oc, AE_BN_EPS);
 			memcpy(w, s->w, l->wn * sizeof(float));
 			scale_out_channels(w, l, sc);
 			for (int c = 0; c < l->oc; c++)
@@ -174,7 +173,7 @@ static int compile(ae_plan *p, ae_error *err)
 					float *sc = o, *sh = o + b->oc;
 					o += 2 * (size_t)b->oc;
 					ae_bn_fold(sc, sh, m->params + b->w, m->params + b->b, m->state + b->rm,
-					           m->state + b->rv, b->oc, BN_EPS);
+					           m->state + b->rv, b->oc, AE_BN_EPS);
 					s->ep.scale = sc;
 					s->ep.shift = sh;
 				}

@@ -219,14 +219,60 @@ static uint32_t meta_crc(const char *const *keys, const char *const *values, int
 	return crc;
 }
 
+/* mm: every key a file of m holds, in the order written, with extra_key
+ * (a checkpoint's) if not NULL, and ae.meta_crc over them last. The
+ * weights' checksum is m->checksum, which the caller has set. */
+static int meta_build(ae_model_meta *mm, const ae_model *m, const char *extra_key, const char *extra_value,
+                      ae_error *err)
+{
+	memset(mm, 0, sizeof *mm);
+	mm->owned[0] = ae_arch_to_json(&m->net);
+	mm->owned[1] = train_json(m);
+	mm->owned[2] = errors_json(m);
+	mm->owned[3] = scores_json(m);
+	if (!mm->owned[0] || !mm->owned[1] || !mm->owned[2]) {
+		ae_model_meta_deinit(mm);
+		return ae_fail(err, AE_ERR_NOMEM, "out of memory describing a model");
+	}
+	const ae_arch_spec *s = &m->net.spec;
+	ae_noise_format(&m->noise, mm->noise, sizeof mm->noise);
+	ae_transform_format(&m->transform, mm->transform, sizeof mm->transform);
+	snprintf(mm->input, sizeof mm->input, "[%d,%d,%d]", s->c, s->h, s->w);
+	snprintf(mm->latent, sizeof mm->latent, "%d", s->latent);
+	const char *keys[] = { "ae.format", "ae.arch",  "ae.input",  "ae.latent",  "ae.task",
+		               "ae.noise",  "ae.train", "ae.errors", "ae.checksum" };
+	const char *values[] = { AE_FORMAT_VERSION, mm->owned[0], mm->input,    mm->latent, m->task,
+		                 mm->noise,         mm->owned[1], mm->owned[2], m->checksum };
+	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+		mm->key[mm->n] = keys[i], mm->value[mm->n++] = values[i];
+	if (mm->owned[3]) mm->key[mm->n] = "ae.scores", mm->value[mm->n++] = mm->owned[3];
+	/* Written only for an image-to-image model, so others stay as they were. */
+	if (m->transform.kind != AE_TF_NONE) mm->key[mm->n] = "ae.transform", mm->value[mm->n++] = mm->transform;
+	if (extra_key) mm->key[mm->n] = extra_key, mm->value[mm->n++] = extra_value;
+	snprintf(mm->meta_crc, sizeof mm->meta_crc, "crc32:%08x", meta_crc(mm->key, mm->value, mm->n));
+	mm->key[mm->n] = "ae.meta_crc", mm->value[mm->n++] = mm->meta_crc;
+	return AE_OK;
+}
+
+int ae_model_meta_init(ae_model_meta *mm, const ae_model *m, ae_error *err)
+{
+	return meta_build(mm, m, NULL, NULL, err);
+}
+
+void ae_model_meta_deinit(ae_model_meta *mm)
+{
+	for (size_t i = 0; i < sizeof mm->owned / sizeof *mm->owned; i++)
+		free(mm->owned[i]);
+	memset(mm, 0, sizeof *mm);
+}
+
 int ae_model_save(ae_model *m, const char *path, const ae_extra_tensor *extra, int n_extra, const char *extra_key,
                   const char *extra_value, ae_error *err)
 {
 	tensor_list *tl = calloc(1, sizeof *tl);
 	ae_st_writer *w = ae_st_writer_new();
-	char *arch = ae_arch_to_json(&m->net), *train = train_json(m), *errs = errors_json(m), *scores = scores_json(m);
-	int rc = (tl && w && arch && train && errs) ? AE_OK
-	                                            : ae_fail(err, AE_ERR_NOMEM, "out of memory saving a model");
+	ae_model_meta mm = { 0 };
+	int rc = (tl && w) ? AE_OK : ae_fail(err, AE_ERR_NOMEM, "out of memory saving a model");
 	if (rc == AE_OK) model_tensors(m, tl);
 	for (int i = 0; rc == AE_OK && i < tl->n; i++)
 		rc = ae_st_writer_add(w, tl->t[i].name, tl->t[i].dtype, tl->t[i].ndim, tl->t[i].shape, tl->t[i].data,
@@ -234,32 +280,14 @@ int ae_model_save(ae_model *m, const char *path, const ae_extra_tensor *extra, i
 	for (int i = 0; rc == AE_OK && i < n_extra; i++)
 		rc = ae_st_writer_add(w, extra[i].name, extra[i].dtype, extra[i].ndim, extra[i].shape, extra[i].data,
 		                      err);
-	char input[64], latent[64], noise[64], mcrc[32], tf[32];
-	const ae_arch_spec *s = &m->net.spec;
-	ae_noise_format(&m->noise, noise, sizeof noise);
-	ae_transform_format(&m->transform, tf, sizeof tf);
-	snprintf(input, sizeof input, "[%d,%d,%d]", s->c, s->h, s->w);
-	snprintf(latent, sizeof latent, "%d", s->latent);
-	snprintf(m->checksum, sizeof m->checksum, "crc32:%08x", w ? ae_st_writer_crc(w) : 0u);
-	const char *keys[12] = { "ae.format", "ae.arch",  "ae.input",  "ae.latent",  "ae.task",
-		                 "ae.noise",  "ae.train", "ae.errors", "ae.checksum" };
-	const char *values[12] = { AE_FORMAT_VERSION, arch, input, latent, m->task, noise, train, errs, m->checksum };
-	int n_meta = 9;
-	if (scores) keys[n_meta] = "ae.scores", values[n_meta++] = scores;
-	/* Written only for an image-to-image model, so others stay as they were. */
-	if (m->transform.kind != AE_TF_NONE) keys[n_meta] = "ae.transform", values[n_meta++] = tf;
-	if (extra_key) keys[n_meta] = extra_key, values[n_meta++] = extra_value;
-	for (int i = 0; rc == AE_OK && i < n_meta; i++)
-		rc = ae_st_writer_meta(w, keys[i], values[i], err);
 	if (rc == AE_OK) {
-		snprintf(mcrc, sizeof mcrc, "crc32:%08x", meta_crc(keys, values, n_meta));
-		rc = ae_st_writer_meta(w, "ae.meta_crc", mcrc, err);
+		snprintf(m->checksum, sizeof m->checksum, "crc32:%08x", ae_st_writer_crc(w));
+		rc = meta_build(&mm, m, extra_key, extra_value, err);
 	}
+	for (int i = 0; rc == AE_OK && i < mm.n; i++)
+		rc = ae_st_writer_meta(w, mm.key[i], mm.value[i], err);
 	if (rc == AE_OK) rc = ae_st_writer_write(w, path, err);
-	free(arch);
-	free(train);
-	free(errs);
-	free(scores);
+	ae_model_meta_deinit(&mm);
 	ae_st_writer_free(w);
 	free(tl);
 	return rc;

@@ -29,7 +29,6 @@
 #include <string.h>
 
 #define BN_MOMENTUM 0.1f
-#define BN_EPS      1e-5f
 
 /* One lane's share of a step: its own scratch and, past lane 0, its own
  * gradient block for what it sums outside the chunks' slots (the dense
@@ -685,7 +684,7 @@ static void bn_stats(ae_trainer *t, int k, int i)
 	add_slots(s2, bn_part_of(t, i, BN_XX, 0), L, c);
 	ae_bn_moments(mu, ss, s1, s2, shift, total, c);
 	ae_bn_stats(lane_mean(t, k, i), lane_invstd(t, k, i), k ? NULL : m->state + l->rm, k ? NULL : m->state + l->rv,
-	            mu, ss, total, c, BN_MOMENTUM, BN_EPS);
+	            mu, ss, total, c, BN_MOMENTUM, AE_BN_EPS);
 }
 
 /* Does the run after the one ending before layer i need a barrier first:

@@ -33,6 +33,21 @@ ae_model *ae_model_load(const char *path, ae_error *err);
  * start with extra_prefix (may be NULL) are tolerated and left in st. */
 ae_model *ae_model_from_st(const ae_st *st, const char *extra_prefix, ae_error *err);
 
+/* The metadata a file of a model holds (docs/model-format.md): keys and
+ * values in the order written, ae.meta_crc last, ae.checksum the model's
+ * (m->checksum, set when it was loaded or saved). Values point into mm
+ * or m: m must outlive mm. Release with ae_model_meta_deinit. */
+typedef struct ae_model_meta {
+	int n;
+	const char *key[AE_MAX_META];
+	const char *value[AE_MAX_META];
+	char *owned[4]; /* ae.arch, ae.train, ae.errors, ae.scores texts */
+	char input[48], latent[24], noise[64], transform[32], meta_crc[24];
+} ae_model_meta;
+
+int ae_model_meta_init(ae_model_meta *mm, const ae_model *m, ae_error *err);
+void ae_model_meta_deinit(ae_model_meta *mm);
+
 /* The architecture as JSON text (caller frees), as stored in ae.arch. */
 char *ae_arch_to_json(const ae_net *net);
 

@@ -27,6 +27,9 @@
  * default to one per core clamp to it. */
 #define AE_MAX_THREADS 64
 #define AE_NONE        ((size_t)-1)
+/* Batch norm's epsilon (PyTorch's default), for training, inference,
+ * ae.arch and the exporters alike. */
+#define AE_BN_EPS 1e-5f
 
 enum {
 	AE_L_CONV,
