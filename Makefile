@@ -68,7 +68,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 LIB := $(BUILD)/libae.a
 BINS := $(BUILD)/aetrain $(if $(SERVER_SRC),$(BUILD)/aeserve)
 TOOLS := $(BUILD)/tests/tools/hammer $(BUILD)/tests/tools/hostile $(BUILD)/tests/tools/pngbomb \
-         $(BUILD)/tests/tools/v2codec
+         $(BUILD)/tests/tools/v2codec $(BUILD)/tests/tools/onnxref
 BENCH_BIN := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_parts $(BUILD)/bench/bare_mhd
 
 .PHONY: all test unit integration it-deps mutation sanitize soak valgrind run data models bench clean install fuzz fuzz-bins reload-test image-test tutorial oneclass screenshots bench-sizes compression \
@@ -113,6 +113,9 @@ $(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o
 $(BUILD)/tests/tools/v2codec: $(BUILD)/tests/tools/v2codec.o $(LIB)
 	$(LINK)
 
+$(BUILD)/tests/tools/onnxref: $(BUILD)/tests/tools/onnxref.o $(LIB)
+	$(LINK)
+
 $(BUILD)/bench/bench_core: $(BUILD)/bench/bench_core.o $(LIB)
 	$(LINK)
 
@@ -150,8 +153,15 @@ tests/browser/node_modules: tests/browser/package.json tests/browser/package-loc
 	cd tests/browser && npm ci --silent --no-audit --no-fund
 	@touch $@
 
+# ONNX Runtime's CPU library for the ONNX export's test (onnxruntime-node; its
+# install script, which fetches GPU libraries, is not run: the CPU one is in the package).
+tests/onnx/node_modules: tests/onnx/package.json tests/onnx/package-lock.json
+	cd tests/onnx && npm ci --silent --no-audit --no-fund --ignore-scripts
+	@touch $@
+
 # What the integration tests run and read.
-it-deps: $(BINS) $(LIB) $(TOOLS) tests/openapi/node_modules tests/manifests/node_modules tests/browser/node_modules
+it-deps: $(BINS) $(LIB) $(TOOLS) tests/openapi/node_modules tests/manifests/node_modules tests/browser/node_modules \
+	tests/onnx/node_modules
 
 integration: it-deps
 	@fail=0; for t in tests/it_*.sh; do [ -e "$$t" ] || continue; echo "== $$t"; \
@@ -274,7 +284,7 @@ data/photos/coffee.png:
 models: $(BUILD)/aetrain data
 	bash deploy/train-models.sh
 
-bench: $(BINS) $(BENCH_BIN)
+bench: $(BINS) $(BENCH_BIN) $(BUILD)/tests/tools/onnxref
 	BUILD=$(BUILD) bash bench/run.sh
 
 # The code as a compressor beside PNG and JPEG (needs make data, python3-pil).
@@ -282,7 +292,7 @@ compression: $(BINS)
 	BUILD=$(BUILD) bash bench/compression.sh
 
 # The size sweep alone (make bench runs it too): 28x28x1, 64x64x3, 128x128x3.
-bench-sizes: $(BENCH_BIN)
+bench-sizes: $(BENCH_BIN) $(BUILD)/tests/tools/onnxref
 	BUILD=$(BUILD) bash bench/sizes.sh | tee bench/results/sizes-$$(date -u +%Y%m%dT%H%M%SZ).json
 
 clean:

@@ -6,7 +6,7 @@ measured the way bench_core measures ours. Prints JSON.
     /usr/bin/python3 bench/torch_ref.py size C H W THREADS SECONDS_PER_CASE
     /usr/bin/python3 bench/torch_ref.py turns C H W THREADS   (lines on stdin)
 """
-import json, os, resource, sys, time
+import json, os, resource, subprocess, sys, tempfile, time
 
 try:
     import torch
@@ -14,8 +14,22 @@ try:
 except ImportError:
     sys.exit("torch_ref: PyTorch is missing: apt-get install python3-torch")
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "parity"))
-from make_fixture import conv_preset  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tools", "python"))
+import aeserve_model  # noqa: E402
+
+
+def conv_preset(c=1, h=28, w=28):
+    """The conv preset (latent 16, filters 32 and 64) at c x h x w, as our
+    engine lays it out: tests/tools/onnxref writes a model file of it, and
+    aeserve_model builds the network from that file's layer list (the
+    weights are PyTorch's default initialisation, as bench_core's are)."""
+    ref = os.path.join(os.environ.get("BUILD", os.path.join(HERE, "..", "build")), "tests", "tools", "onnxref")
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "preset.safetensors")
+        subprocess.run([ref, "random", path, "conv", str(c), str(h), str(w), "16", "32", "64", "128", "1"],
+                       check=True)
+        return aeserve_model.AutoEncoder(aeserve_model.read_arch(path))
 
 
 SLICES = 9

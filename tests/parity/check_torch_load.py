@@ -1,63 +1,63 @@
 #!/usr/bin/python3
-"""Loads a model file of ours into the PyTorch module of its preset with
-load_state_dict(strict=True), runs the first test digits through it in eval
-mode, and compares with `aeserve`-equivalent output from `aetrain encode`.
+"""Our model files in PyTorch (tools/python/aeserve_model.py) against our
+engine, for tests/it_onnx.sh:
 
-    /usr/bin/python3 tests/parity/check_torch_load.py models/mnist.safetensors
+    /usr/bin/python3 tests/parity/check_torch_load.py TOL MODEL REFDIR[,REFDIR...] [MODEL REFDIRS]...
 
-Reads the file with nothing but the safetensors layout (Debian has no
-python3-safetensors): 8-byte header length, JSON header, raw tensors.
+Each MODEL is loaded with load_state_dict(strict=True) and, in eval mode,
+encodes REFDIR/x.f32, decodes our codes REFDIR/z.f32 and reconstructs the
+images (tests/tools/onnxref run wrote the inputs and our answers). Prints
+the largest absolute difference from ours; fails when it is over TOL
+times max(1, the largest magnitude of the tensor compared), as the ONNX
+Runtime check does (tests/onnx/check.mjs says why).
 """
-import json, os, struct, subprocess, sys, tempfile
+import os
+import sys
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_fixture import conv_preset  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "python"))
+import aeserve_model  # noqa: E402
 
 
-def load(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    hdr = json.loads(b[8:8 + n])
-    data = b[8 + n:]
-    meta = hdr.pop("__metadata__")
-    sd = {}
-    for k, v in hdr.items():
-        s, e = v["data_offsets"]
-        dt = {"F32": np.float32, "I64": np.int64}[v["dtype"]]
-        sd[k] = torch.from_numpy(np.frombuffer(data[s:e], dtype=dt).copy().reshape(v["shape"]))
-    return sd, meta
+def diff(a, b):
+    d = float(np.abs(a - b).max()) if a.shape == b.shape else float("inf")
+    return d, d / max(1.0, float(np.abs(b).max()))
 
 
-def load_model(path):
-    """Our model file as the PyTorch module of its preset, in eval mode."""
-    sd, meta = load(path)
-    arch = json.loads(meta["ae.arch"])
-    c, h, w = arch["input"]
-    m = conv_preset(c, arch["latent"], *arch["filters"], h, w, arch["slope"])
-    m.load_state_dict(sd, strict=True)
-    m.eval()
-    return m, arch, len(sd)
+def check(tol, path, refs):
+    m = aeserve_model.load(path, strict=True)
+    c, h, w = m.input_shape
+    bad = 0
+    for ref in refs:
+        x = np.fromfile(f"{ref}/x.f32", dtype=np.float32).reshape(-1, c, h, w)
+        n = x.shape[0]
+        z = np.fromfile(f"{ref}/z.f32", dtype=np.float32).reshape(n, -1)
+        y = np.fromfile(f"{ref}/y.f32", dtype=np.float32).reshape(x.shape)
+        r = np.fromfile(f"{ref}/r.f32", dtype=np.float32).reshape(x.shape)
+        with torch.no_grad():
+            code = m.encode(torch.from_numpy(x))  # a vector, or a map
+            ty = m.decode(torch.from_numpy(z).reshape(code.shape)).numpy()
+            tr = m(torch.from_numpy(x)).numpy()
+        d = {"encode": diff(code.reshape(n, -1).numpy(), z), "decode": diff(ty, y), "forward": diff(tr, r)}
+        worst = max(v[1] for v in d.values())
+        print(f"{path} batch {n}: load_state_dict(strict=True) ok; max |torch - ours| "
+              + ", ".join(f"{k} {v[0]:.2e}" for k, v in d.items()) + f" (scaled {worst:.2e})")
+        if not worst <= tol:
+            print(f"FAILED: {path} batch {n}: {worst:.3g} > {tol}", file=sys.stderr)
+            bad += 1
+    return bad
 
 
-def main(path):
-    m, arch, n_tensors = load_model(path)
-    raw = open("tests/fixtures/digits/t10k-images-idx3-ubyte", "rb").read()[16:16 + 8 * 784]
-    x = torch.from_numpy(np.frombuffer(raw, dtype=np.uint8).astype(np.float32).reshape(8, 1, 28, 28) / 255.0)
-    with torch.no_grad():
-        z = m.encoder(x).numpy()
-    with tempfile.TemporaryDirectory() as d:
-        out = os.path.join(d, "z.npy")
-        subprocess.run(["build/aetrain", "encode", path, "tests/fixtures/digits", "--limit", "8", "--out", out],
-                       check=True, capture_output=True)
-        ours = np.load(out)
-    err = np.abs(ours - z).max() / np.abs(z).max()
-    print(f"{path}: load_state_dict(strict=True) ok; {n_tensors} tensors; "
-          f"latent codes of 8 test digits agree with PyTorch to {err:.2e} (normalised max error)")
-    return 0 if err < 1e-4 else 1
+def main(args):
+    if len(args) < 3 or len(args) % 2 != 1:
+        sys.exit(__doc__)
+    torch.set_num_threads(1)
+    tol = float(args[0])
+    bad = sum(check(tol, args[i], args[i + 1].split(",")) for i in range(1, len(args), 2))
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1:]))

@@ -18,25 +18,21 @@ import torch
 from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "python"))
+import aeserve_model  # noqa: E402
+
 OUT = os.path.join(HERE, "..", "fixtures", "parity_conv.safetensors")
+ARCH_FROM = os.path.join(HERE, "..", "..", "models", "fashion.safetensors")
 IDX = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
 
 
-def conv_preset(c=1, latent=16, f1=32, f2=64, h=28, w=28, slope=0.2):
-    enc = nn.Sequential(
-        nn.Conv2d(c, f1, 3, stride=2, padding=1), nn.LeakyReLU(slope), nn.BatchNorm2d(f1),
-        nn.Conv2d(f1, f2, 3, stride=2, padding=1), nn.LeakyReLU(slope), nn.BatchNorm2d(f2),
-        nn.Flatten(), nn.Linear(f2 * (h // 4) * (w // 4), latent))
-    dec = nn.Sequential(
-        nn.Linear(latent, f2 * (h // 4) * (w // 4)), nn.Unflatten(1, (f2, h // 4, w // 4)),
-        nn.ConvTranspose2d(f2, f2, 3, stride=2, padding=1, output_padding=1), nn.LeakyReLU(slope),
-        nn.BatchNorm2d(f2),
-        nn.ConvTranspose2d(f2, f1, 3, stride=2, padding=1, output_padding=1), nn.LeakyReLU(slope),
-        nn.BatchNorm2d(f1),
-        nn.ConvTranspose2d(f1, c, 3, stride=1, padding=1), nn.Sigmoid())
-    m = nn.Module()
-    m.encoder, m.decoder = enc, dec
-    return m
+def conv_preset():
+    """The conv preset at 1x28x28, latent 16, built by tools/python/aeserve_model.py
+    from the layer list of a model file of that architecture (the shipped
+    Fashion-MNIST model's: only its ae.arch is read, not its weights)."""
+    arch = aeserve_model.read_arch(ARCH_FROM)
+    assert arch["preset"] == "conv" and arch["input"] == [1, 28, 28] and arch["latent"] == 16, arch
+    return aeserve_model.AutoEncoder(arch)
 
 
 def read_images(n):
