@@ -166,37 +166,43 @@ int ae_onnx_signature(const ae_net *net, ae_onnx_part part, ae_onnx_sig *sig, ae
 
 /* ------------------------------------------------------------ the nodes */
 
+/* An AttributeProto named name of type type in a; attr_close appends it
+ * to the node once its value is in. */
+static void attr_open(ae_pb *a, const char *name, int type)
+{
+	ae_pb_init(a);
+	ae_pb_str(a, ATTR_NAME, name);
+	ae_pb_int(a, ATTR_TYPE, type);
+}
+
+static void attr_close(ae_pb *node, ae_pb *a)
+{
+	ae_pb_msg(node, NODE_ATTRIBUTE, a);
+	ae_pb_deinit(a);
+}
+
 static void attr_ints(ae_pb *node, const char *name, const int64_t *v, int n)
 {
 	ae_pb a;
-	ae_pb_init(&a);
-	ae_pb_str(&a, ATTR_NAME, name);
-	ae_pb_int(&a, ATTR_TYPE, ATTR_TYPE_INTS);
+	attr_open(&a, name, ATTR_TYPE_INTS);
 	ae_pb_ints(&a, ATTR_INTS, v, n);
-	ae_pb_msg(node, NODE_ATTRIBUTE, &a);
-	ae_pb_deinit(&a);
+	attr_close(node, &a);
 }
 
 static void attr_int(ae_pb *node, const char *name, int64_t v)
 {
 	ae_pb a;
-	ae_pb_init(&a);
-	ae_pb_str(&a, ATTR_NAME, name);
-	ae_pb_int(&a, ATTR_TYPE, ATTR_TYPE_INT);
+	attr_open(&a, name, ATTR_TYPE_INT);
 	ae_pb_int(&a, ATTR_I, v);
-	ae_pb_msg(node, NODE_ATTRIBUTE, &a);
-	ae_pb_deinit(&a);
+	attr_close(node, &a);
 }
 
 static void attr_float(ae_pb *node, const char *name, float v)
 {
 	ae_pb a;
-	ae_pb_init(&a);
-	ae_pb_str(&a, ATTR_NAME, name);
-	ae_pb_int(&a, ATTR_TYPE, ATTR_TYPE_FLOAT);
+	attr_open(&a, name, ATTR_TYPE_FLOAT);
 	ae_pb_float(&a, ATTR_F, v);
-	ae_pb_msg(node, NODE_ATTRIBUTE, &a);
-	ae_pb_deinit(&a);
+	attr_close(node, &a);
 }
 
 /* A convolution's attributes, as PyTorch's export writes them. */
