@@ -47,9 +47,7 @@ static int32_t tap_offset(const ae_dconv_shape *s, int oy, int ox, int ky, int k
 	return (int32_t)(((size_t)iy * s->iw + ix) * s->ic);
 }
 
-/* Weight of output channel o, input channel c, tap (ky, kx) in PyTorch's
- * layout for the layer kind. */
-static float weight_at(const ae_dconv_shape *s, const float *w, int o, int c, int ky, int kx)
+float ae_dconv_weight_at(const ae_dconv_shape *s, const float *w, int o, int c, int ky, int kx)
 {
 	size_t kk = (size_t)ky * s->k + kx;
 	if (s->transposed) return w[((size_t)c * s->oc + o) * s->k * s->k + kk];
@@ -65,7 +63,7 @@ static int in_phase(const ae_dconv_shape *s, int g, int y, int x)
 	return (y + s->pad) % s->stride == a && (x + s->pad) % s->stride == b;
 }
 
-static int group_taps(const ae_dconv_shape *s, int g, int *ty, int *tx)
+int ae_dconv_group_taps(const ae_dconv_shape *s, int g, int *ty, int *tx)
 {
 	int n = 0;
 	for (int ky = 0; ky < s->k; ky++)
@@ -93,7 +91,7 @@ static void pack_group(float *wp, const ae_dconv *d, const float *w, const int *
 		for (int o = 0; o < s->oc; o++)
 			for (int t = 0; t < nt; t++)
 				for (int c = 0; c < s->ic; c++)
-					*wp++ = weight_at(s, w, o, c, ty[t], tx[t]);
+					*wp++ = ae_dconv_weight_at(s, w, o, c, ty[t], tx[t]);
 		return;
 	}
 	for (int o0 = 0; o0 < d->ocp; o0 += block_width(d->ocp, o0)) {
@@ -101,7 +99,8 @@ static void pack_group(float *wp, const ae_dconv *d, const float *w, const int *
 		for (int t = 0; t < nt; t++)
 			for (int c = 0; c < s->ic; c++)
 				for (int j = 0; j < bw; j++)
-					*wp++ = o0 + j < s->oc ? weight_at(s, w, o0 + j, c, ty[t], tx[t]) : 0.0f;
+					*wp++ = o0 + j < s->oc ? ae_dconv_weight_at(s, w, o0 + j, c, ty[t], tx[t])
+					                       : 0.0f;
 	}
 }
 
@@ -224,7 +223,7 @@ int ae_dconv_init(ae_dconv *d, const ae_dconv_shape *s, const float *w, const ae
 	int ty[MAX_K * MAX_K], tx[MAX_K * MAX_K];
 	size_t n_off = 0, n_w = 0;
 	for (int g = 0; g < d->n_grp; g++) {
-		int nt = group_taps(s, g, ty, tx), np = 0;
+		int nt = ae_dconv_group_taps(s, g, ty, tx), np = 0;
 		for (int y = 0; y < s->oh; y++)
 			for (int x = 0; x < s->ow; x++)
 				np += in_phase(s, g, y, x);
@@ -236,7 +235,7 @@ int ae_dconv_init(ae_dconv *d, const ae_dconv_shape *s, const float *w, const ae
 	d->off = malloc((n_off ? n_off : 1) * sizeof *d->off);
 	/* every 8-float row 32-byte aligned (ocp is a multiple of 8), so no
 	 * vector load splits a cache line */
-	d->w = aligned_alloc(64, (n_w * sizeof *d->w + 63) / 64 * 64 + 64);
+	d->w = aligned_alloc(64, ((w ? n_w : 0) * sizeof *d->w + 63) / 64 * 64 + 64);
 	d->bias = malloc((size_t)d->ocp * 3 * sizeof(float));
 	d->zeros = calloc((size_t)s->ic, sizeof(float));
 	if (!d->grp || !d->pix || !d->off || !d->w || !d->bias || !d->zeros) {
@@ -250,7 +249,7 @@ int ae_dconv_init(ae_dconv *d, const ae_dconv_shape *s, const float *w, const ae
 	size_t pix_at = 0, off_at = 0, w_at = 0;
 	for (int g = 0; g < d->n_grp; g++) {
 		ae_dconv_group *gr = &d->grp[g];
-		gr->ntaps = group_taps(s, g, ty, tx);
+		gr->ntaps = ae_dconv_group_taps(s, g, ty, tx);
 		gr->pix_at = pix_at, gr->off_at = off_at, gr->w_at = w_at;
 		for (int y = 0; y < s->oh; y++)
 			for (int x = 0; x < s->ow; x++) {
@@ -266,7 +265,7 @@ int ae_dconv_init(ae_dconv *d, const ae_dconv_shape *s, const float *w, const ae
 		pix_at += gr->npix;
 		w_at += (size_t)gr->ntaps * s->ic * d->ocp;
 	}
-	ae_dconv_pack(d, w, ep);
+	if (w) ae_dconv_pack(d, w, ep);
 	return 0;
 }
 
@@ -289,7 +288,7 @@ void ae_dconv_pack(ae_dconv *d, const float *w, const ae_epilogue *ep)
 	int ty[MAX_K * MAX_K], tx[MAX_K * MAX_K];
 	copy_epilogue(d, ep);
 	for (int g = 0; g < d->n_grp; g++) {
-		int nt = group_taps(&d->s, g, ty, tx);
+		int nt = ae_dconv_group_taps(&d->s, g, ty, tx);
 		pack_group(d->w + d->grp[g].w_at, d, w, ty, tx, nt);
 	}
 }

@@ -83,9 +83,17 @@ typedef struct ae_dconv {
 
 /* Compiles a layer: w is PyTorch's weight layout for s.transposed (any BN
  * already folded in), ep what follows it (pointers copied, may be NULL).
- * Returns 0, or -1 on a bad shape or out of memory (d is then empty). */
+ * w NULL compiles the geometry alone (groups, pixels, offsets), for
+ * kernels that pack weights of their own (qconv.h). Returns 0, or -1 on a
+ * bad shape or out of memory (d is then empty). */
 int ae_dconv_init(ae_dconv *d, const ae_dconv_shape *s, const float *w, const ae_epilogue *ep);
 void ae_dconv_deinit(ae_dconv *d);
+
+/* Group g's taps (ky, kx), as the kernels visit them; returns how many. */
+int ae_dconv_group_taps(const ae_dconv_shape *s, int g, int *ty, int *tx);
+/* Weight of output channel o, input channel c, tap (ky, kx) in PyTorch's
+ * layout for s's kind. */
+float ae_dconv_weight_at(const ae_dconv_shape *s, const float *w, int o, int c, int ky, int kx);
 
 /* The adjoint of s, from its output back to its input: the input gradient
  * of a layer as a direct convolution with the layer's own weights, read in

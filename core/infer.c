@@ -16,8 +16,10 @@
 #include "ae/infer.h"
 #include "dconv.h"
 #include "ops.h"
+#include "qconv.h"
 #include "team.h"
 
+#include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,12 +46,15 @@ typedef struct stage {
 	const ae_layer *l;
 	const float *w, *b; /* weights (folded copy or the model's own) */
 	ae_epilogue ep;
-	ae_dconv dc;              /* what runs: every stage is a direct convolution */
+	ae_dconv dc; /* what runs in fp32: every stage is a direct convolution */
+	ae_qconv qc; /* or in reduced precision (quant) */
+	int quant;
 	size_t in_size, out_size; /* per image */
 } stage;
 
 struct ae_plan {
 	const ae_model *m;
+	int prec, reference; /* what runs (AE_PREC_*), and whether on the portable kernels */
 	int n_stages, n_enc; /* stages[0, n_enc) are the encoder */
 	stage st[AE_MAX_LAYERS];
 	float *owned; /* folded weights, biases, scales, shifts */
@@ -60,6 +65,7 @@ typedef struct lane {
 	float *buf[3]; /* activations; buf[2] for NCHW <-> NHWC at the ends */
 	float *sub[2]; /* inside a run of convolutions, for a sub-chunk */
 	float *code;   /* (chunk, latent) for reconstruct */
+	void *qbuf;    /* a reduced-precision stage's converted input */
 } lane;
 
 /* What the lanes run: images [0, n) by chunks, each lane taking the next
@@ -230,11 +236,29 @@ static int permute_dense(stage *s, const stage *prev, const stage *next, float *
 	return 0;
 }
 
+/* Values per 32-bit group of the precision's instructions. */
+static int prec_group(int prec)
+{
+	return prec == AE_PREC_INT8 ? 4 : prec == AE_PREC_BF16 ? 2 : 1;
+}
+
+/* Whether stage s runs in the plan's reduced precision: a layer with at
+ * least a block of 16 outputs (narrower ones would compute mostly
+ * padding), whose inputs padded to the instruction's groups waste at most
+ * a quarter (one channel in groups of 4 or 2 would be three quarters or
+ * half padding, no faster than fp32). */
+static int runs_reduced(const ae_plan *p, const stage *s)
+{
+	const int k = prec_group(p->prec), ic = s->l->ic, icp = (ic + k - 1) / k * k;
+	return p->prec != AE_PREC_FP32 && s->l->oc >= 16 && 3 * icp <= 4 * ic;
+}
+
 /* Second pass, once every stage's folding is known: each dense layer next
  * to a convolution permuted, then every stage compiled for the direct
- * kernels. */
+ * kernels of its precision. */
 static int lower(ae_plan *p, ae_error *err)
 {
+	const ae_model *m = p->m;
 	for (int i = 0; i < p->n_stages; i++) {
 		stage *s = &p->st[i];
 		float *perm = NULL;
@@ -243,7 +267,11 @@ static int lower(ae_plan *p, ae_error *err)
 			return ae_fail(err, AE_ERR_NOMEM, "out of memory compiling %s", s->l->name);
 		ae_dconv_shape sh;
 		ae_layer_dconv_shape(s->l, &sh);
-		int rc = ae_dconv_init(&s->dc, &sh, s->w, &s->ep);
+		const int li = (int)(s->l - m->net.layers);
+		s->quant = runs_reduced(p, s);
+		int rc = s->quant ? ae_qconv_init(&s->qc, &sh, s->w, &s->ep, p->prec, m->act_range.lo[li],
+		                                  m->act_range.hi[li], !p->reference)
+		                  : ae_dconv_init(&s->dc, &sh, s->w, &s->ep);
 		free(perm); /* the packed copy is all the stage reads from now */
 		s->w = NULL;
 		s->ep = (ae_epilogue){ 0 };
@@ -256,8 +284,58 @@ static int lower(ae_plan *p, ae_error *err)
 	return AE_OK;
 }
 
+const char *ae_precision_name(int prec)
+{
+	return prec == AE_PREC_BF16 ? "bf16" : prec == AE_PREC_INT8 ? "int8" : "fp32";
+}
+
+int ae_precision_parse(const char *name)
+{
+	if (strcmp(name, "auto") == 0) return AE_PREC_AUTO;
+	for (int k = 0; k < AE_PREC_COUNT; k++)
+		if (strcmp(name, ae_precision_name(k)) == 0) return k;
+	return -2;
+}
+
+int ae_precision_supported(int prec)
+{
+	return ae_qconv_supported(prec);
+}
+
+int ae_precision_auto(const ae_model *m)
+{
+	if (m->act_range.present && ae_qconv_supported(AE_PREC_INT8)) return AE_PREC_INT8;
+	if (ae_qconv_supported(AE_PREC_BF16)) return AE_PREC_BF16;
+	return AE_PREC_FP32;
+}
+
+int ae_precision_resolve(const ae_model *m, int prec)
+{
+	return prec == AE_PREC_AUTO ? ae_precision_auto(m) : prec;
+}
+
+int ae_plan_precision(const ae_plan *p)
+{
+	return p->prec;
+}
+
 ae_plan *ae_plan_new(const ae_model *m, ae_error *err)
 {
+	return ae_plan_new_opts(m, NULL, err);
+}
+
+ae_plan *ae_plan_new_opts(const ae_model *m, const ae_plan_opts *o, ae_error *err)
+{
+	const int prec = o ? o->precision : AE_PREC_FP32;
+	if (prec < 0 || prec >= AE_PREC_COUNT) {
+		ae_fail(err, AE_ERR_INVAL, "precision %d is not fp32, bf16 or int8", prec);
+		return NULL;
+	}
+	if (prec == AE_PREC_INT8 && !m->act_range.present) {
+		ae_fail(err, AE_ERR_INVAL,
+		        "int8 needs the model's activation ranges, which this file lacks (aetrain calibrate adds them)");
+		return NULL;
+	}
 	ae_plan *p = calloc(1, sizeof *p);
 	if (p) p->owned = malloc(owned_size(&m->net) * sizeof(float));
 	if (!p || !p->owned) {
@@ -266,6 +344,8 @@ ae_plan *ae_plan_new(const ae_model *m, ae_error *err)
 		return NULL;
 	}
 	p->m = m;
+	p->reference = o && o->reference;
+	p->prec = p->reference || ae_qconv_supported(prec) ? prec : AE_PREC_FP32;
 	if (compile(p, err) || lower(p, err)) {
 		ae_plan_free(p);
 		return NULL;
@@ -276,8 +356,12 @@ ae_plan *ae_plan_new(const ae_model *m, ae_error *err)
 void ae_plan_free(ae_plan *p)
 {
 	if (!p) return;
-	for (int i = 0; i < p->n_stages; i++)
-		ae_dconv_deinit(&p->st[i].dc);
+	for (int i = 0; i < p->n_stages; i++) {
+		if (p->st[i].quant)
+			ae_qconv_deinit(&p->st[i].qc);
+		else
+			ae_dconv_deinit(&p->st[i].dc);
+	}
 	free(p->owned);
 	free(p);
 }
@@ -294,6 +378,7 @@ static void lane_free(lane *l)
 	free(l->sub[0]);
 	free(l->sub[1]);
 	free(l->code);
+	free(l->qbuf);
 }
 
 /* Images of a sub-chunk for the run of convolutions [from, to), at most n. */
@@ -309,25 +394,35 @@ static int sub_images(const ae_plan *p, int from, int to, int n)
 
 static int lane_alloc(lane *l, const ae_plan *p, int b)
 {
-	size_t act = 1, sub = 1;
+	size_t act = 1, sub = 1, qb = 64;
 	for (int i = 0; i < p->n_stages; i++) {
 		const stage *s = &p->st[i];
 		size_t k = (size_t)sub_images(p, i, i + 1, b);
 		if (s->in_size * b > act) act = s->in_size * b;
 		if (s->out_size * b > act) act = s->out_size * b;
 		if (s->out_size * k > sub) sub = s->out_size * k;
+		/* a convolution in a run takes at most a sub-chunk, any other stage the chunk */
+		if (s->quant) {
+			size_t need = ae_qconv_scratch(&s->qc, is_spatial(s) ? (int)k : b);
+			if (need > qb) qb = need;
+		}
 	}
+	l->qbuf = aligned_alloc(64, (qb + 63) / 64 * 64);
 	for (int k = 0; k < 3; k++)
 		l->buf[k] = ae_floats(act);
 	for (int k = 0; k < 2; k++)
 		l->sub[k] = ae_floats(sub);
 	l->code = ae_floats((size_t)b * p->st[p->n_enc - 1].out_size);
-	return l->buf[0] && l->buf[1] && l->buf[2] && l->sub[0] && l->sub[1] && l->code ? 0 : -1;
+	return l->buf[0] && l->buf[1] && l->buf[2] && l->sub[0] && l->sub[1] && l->code && l->qbuf ? 0 : -1;
 }
 
-static void run_stage(const stage *s, const float *in, float *out, int n)
+static void run_stage(lane *ln, const stage *s, const float *in, float *out, int n)
 {
-	if (is_spatial(s))
+	if (s->quant && is_spatial(s))
+		ae_qconv_forward(out, in, n, &s->qc, ln->qbuf);
+	else if (s->quant)
+		ae_qconv_forward_rows(out, in, n, &s->qc, ln->qbuf);
+	else if (is_spatial(s))
 		ae_dconv_forward(out, in, n, &s->dc);
 	else
 		ae_dconv_forward_rows(out, in, n, &s->dc);
@@ -345,7 +440,7 @@ static void run_convs(lane *ln, const ae_plan *p, int from, int to, const float 
 		const float *cur = in + (size_t)i0 * isz;
 		for (int i = from; i < to; i++) {
 			float *dst = i == to - 1 ? out + (size_t)i0 * osz : ln->sub[(i - from) & 1];
-			run_stage(&p->st[i], cur, dst, b);
+			run_stage(ln, &p->st[i], cur, dst, b);
 			cur = dst;
 		}
 	}
@@ -377,7 +472,7 @@ static void run_range(lane *ln, const ae_plan *p, int from, int to, const float 
 		if (end > i + 1)
 			run_convs(ln, p, i, end, cur, dst, n);
 		else
-			run_stage(&p->st[i], cur, dst, n);
+			run_stage(ln, &p->st[i], cur, dst, n);
 		cur = dst;
 		i = end;
 	}
@@ -510,4 +605,45 @@ void ae_infer_decode(ae_infer *w, const float *z, int n, float *y)
 void ae_infer_reconstruct(ae_infer *w, const float *x, int n, float *y, float *z)
 {
 	run_job(w, AE_OP_RECONSTRUCT, x, y, z, n);
+}
+
+/* ---- calibration ---- */
+
+static void widen(const float *v, size_t n, float *lo, float *hi)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (v[i] < *lo) *lo = v[i];
+		if (v[i] > *hi) *hi = v[i];
+	}
+}
+
+int ae_plan_observe(const ae_plan *p, const float *x, int n, float *lo, float *hi, ae_error *err)
+{
+	size_t widest = 1;
+	for (int i = 0; i < p->n_stages; i++) {
+		if (p->st[i].in_size > widest) widest = p->st[i].in_size;
+		if (p->st[i].out_size > widest) widest = p->st[i].out_size;
+	}
+	lane ln = { 0 };
+	float *a = ae_floats(widest * (size_t)(n ? n : 1)), *b = ae_floats(widest * (size_t)(n ? n : 1));
+	int rc = a && b && lane_alloc(&ln, p, n ? n : 1) == 0
+	                 ? AE_OK
+	                 : ae_fail(err, AE_ERR_NOMEM, "out of memory observing %d images", n);
+	const stage *first = &p->st[0];
+	const float *cur = x;
+	if (rc == AE_OK && is_spatial(first) && first->l->ic > 1) {
+		ae_nchw_to_nhwc(a, x, n, first->l->ic, first->l->ih * first->l->iw);
+		cur = a;
+	}
+	for (int i = 0; rc == AE_OK && i < p->n_stages; i++) {
+		const stage *s = &p->st[i];
+		const int li = (int)(s->l - p->m->net.layers);
+		widen(cur, s->in_size * (size_t)n, &lo[li], &hi[li]);
+		float *dst = cur == a ? b : a;
+		run_stage(&ln, s, cur, dst, n);
+		cur = dst;
+	}
+	lane_free(&ln);
+	free(a), free(b);
+	return rc;
 }

@@ -17,8 +17,46 @@ typedef struct ae_infer ae_infer;
  * image, reconstruct image -> image. */
 typedef enum ae_op { AE_OP_ENCODE, AE_OP_DECODE, AE_OP_RECONSTRUCT, AE_OP_COUNT } ae_op;
 
-/* Compiles m (borrowed: must outlive the plan). NULL + err on failure. */
+/* How a plan is compiled. A zeroed struct (or NULL) is the default. */
+typedef struct ae_plan_opts {
+	/* AE_PREC_FP32 (0), AE_PREC_BF16 or AE_PREC_INT8 (ae/net.h). A
+	 * reduced precision runs where this CPU has its instructions
+	 * (AVX512_BF16; AVX512-VNNI) and fp32 elsewhere: ae_plan_precision
+	 * says which. int8 needs the model's activation ranges (aetrain
+	 * calibrate). Layers with fewer than 16 outputs, or whose inputs
+	 * would be mostly padding (one channel), stay fp32. */
+	int precision;
+	/* 1: the precision's portable kernels whatever the CPU: the same
+	 * arithmetic, slower (calibration on any host, tests). */
+	int reference;
+} ae_plan_opts;
+
+/* Compiles m (borrowed: must outlive the plan) as o asks (NULL: fp32).
+ * NULL + err on failure. */
+ae_plan *ae_plan_new_opts(const ae_model *m, const ae_plan_opts *o, ae_error *err);
+/* ae_plan_new_opts(m, NULL, err). */
 ae_plan *ae_plan_new(const ae_model *m, ae_error *err);
+/* The precision p runs (AE_PREC_*): the one asked, or fp32. */
+int ae_plan_precision(const ae_plan *p);
+
+/* "fp32", "bf16", "int8". */
+const char *ae_precision_name(int prec);
+#define AE_PREC_AUTO (-1)
+/* AE_PREC_* for a name, AE_PREC_AUTO for "auto", -2 for anything else. */
+int ae_precision_parse(const char *name);
+/* Whether this CPU runs prec's kernels (fp32: always). */
+int ae_precision_supported(int prec);
+/* What "auto" means for m on this CPU: int8 where it runs and m has its
+ * activation ranges, else bf16 where it runs, else fp32. */
+int ae_precision_auto(const ae_model *m);
+/* Resolves AE_PREC_AUTO (others are returned as they are). */
+int ae_precision_resolve(const ae_model *m, int prec);
+
+/* Calibration: widens lo[i] and hi[i] (per layer i of the model's net,
+ * linear layers only; start them at +inf and -inf) to the range of the
+ * values layer i reads when p reconstructs x (n, C, H, W). Runs on the
+ * calling thread; allocates its own buffers. */
+int ae_plan_observe(const ae_plan *p, const float *x, int n, float *lo, float *hi, ae_error *err);
 void ae_plan_free(ae_plan *p);
 const ae_model *ae_plan_model(const ae_plan *p);
 /* Floats per item read (in) and written (out) by op: the one place these

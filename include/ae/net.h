@@ -43,6 +43,10 @@ enum {
 	AE_L_UNFLATTEN,
 };
 
+/* Inference precisions (ae/infer.h: a plan runs one; the model file keeps
+ * what each needs: activation ranges, thresholds). */
+enum { AE_PREC_FP32, AE_PREC_BF16, AE_PREC_INT8, AE_PREC_COUNT };
+
 typedef struct ae_arch_spec {
 	char preset[16]; /* "conv" or "dense" */
 	int c, h, w;     /* input channels (1 or 3) and size (conv: multiples of 4) */
@@ -137,6 +141,17 @@ typedef struct ae_model {
 	 * owned, NULL in files from before it. */
 	float *code_scale;
 	int default_score;
+	/* Reduced precision (ae/infer.h), absent (present 0) in files from
+	 * before it: the range of the values each linear layer reads (by
+	 * layer index), over held-out images, which int8's activation scales
+	 * come from; and each reduced precision's own anomaly calibration
+	 * (prec_cal[AE_PREC_FP32] stays empty: cal is fp32's). */
+	struct {
+		int present;
+		long images;
+		float lo[AE_MAX_LAYERS], hi[AE_MAX_LAYERS];
+	} act_range;
+	ae_score_cal prec_cal[AE_PREC_COUNT][AE_N_SCORES];
 	char checksum[24]; /* "crc32:xxxxxxxx" of the tensor bytes, set on save/load */
 } ae_model;
 
