@@ -242,15 +242,23 @@ static int prec_group(int prec)
 	return prec == AE_PREC_INT8 ? 4 : prec == AE_PREC_BF16 ? 2 : 1;
 }
 
+/* Inputs per output below which a layer stays fp32: a short vector (the
+ * code, into the decoder) shares one int8 scale across values of very
+ * different ranges; with the decoder's 16->3136 dense layer in int8 a
+ * digit's reconstruction moved by up to 0.06 from fp32's, without it by
+ * 0.01, and the layer is 1% of the products. */
+#define MIN_FAN_IN 64
+
 /* Whether stage s runs in the plan's reduced precision: a layer with at
  * least a block of 16 outputs (narrower ones would compute mostly
- * padding), whose inputs padded to the instruction's groups waste at most
- * a quarter (one channel in groups of 4 or 2 would be three quarters or
- * half padding, no faster than fp32). */
+ * padding) and MIN_FAN_IN inputs per output, whose inputs padded to the
+ * instruction's groups waste at most a quarter (one channel in groups of
+ * 4 or 2 would be three quarters or half padding, no faster than fp32). */
 static int runs_reduced(const ae_plan *p, const stage *s)
 {
 	const int k = prec_group(p->prec), ic = s->l->ic, icp = (ic + k - 1) / k * k;
-	return p->prec != AE_PREC_FP32 && s->l->oc >= 16 && 3 * icp <= 4 * ic;
+	const int taps = s->l->k > 0 ? s->l->k * s->l->k : 1; /* dense: one */
+	return p->prec != AE_PREC_FP32 && s->l->oc >= 16 && ic * taps >= MIN_FAN_IN && 3 * icp <= 4 * ic;
 }
 
 /* Second pass, once every stage's folding is known: each dense layer next
@@ -282,11 +290,6 @@ static int lower(ae_plan *p, ae_error *err)
 			        s->l->name, sh.k, sh.k, sh.stride);
 	}
 	return AE_OK;
-}
-
-const char *ae_precision_name(int prec)
-{
-	return prec == AE_PREC_BF16 ? "bf16" : prec == AE_PREC_INT8 ? "int8" : "fp32";
 }
 
 int ae_precision_parse(const char *name)
@@ -571,6 +574,11 @@ void ae_infer_free(ae_infer *w)
 		lane_free(&w->lanes[k]);
 	free(w->lanes);
 	free(w);
+}
+
+const ae_plan *ae_infer_plan(const ae_infer *w)
+{
+	return w->p;
 }
 
 size_t ae_plan_in_size(const ae_plan *p, ae_op op)

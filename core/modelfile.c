@@ -140,23 +140,35 @@ static json_t *table_json(const double *qp, const double *qv, int n)
 	return json_pack("{s:o, s:o}", "p", p, "v", v);
 }
 
-/* NULL when the model has no score calibrations (nothing to write). */
-static char *scores_json(const ae_model *m)
+/* The calibrated scores of cal (AE_SCORE_COUNT) as {NAME: {p, v, mean, std}}. */
+static json_t *cals_json(const ae_score_cal *cal)
 {
-	int any = 0;
-	for (int k = 0; k < AE_SCORE_COUNT; k++)
-		any |= m->cal[k].present;
-	if (!any) return NULL;
 	json_t *sc = json_object();
 	for (int k = 0; k < AE_SCORE_COUNT; k++) {
-		const ae_score_cal *c = &m->cal[k];
+		const ae_score_cal *c = &cal[k];
 		if (!c->present) continue;
 		json_t *t = table_json(c->qp, c->qv, c->n_quant);
 		json_object_set_new(t, "mean", json_real(c->mean));
 		json_object_set_new(t, "std", json_real(c->std));
 		json_object_set_new(sc, ae_score_name((ae_score_kind)k), t);
 	}
-	json_t *o = json_pack("{s:s, s:o}", "default", ae_score_name((ae_score_kind)m->default_score), "scores", sc);
+	return sc;
+}
+
+static int any_cal(const ae_score_cal *cal)
+{
+	int any = 0;
+	for (int k = 0; k < AE_SCORE_COUNT; k++)
+		any |= cal[k].present;
+	return any;
+}
+
+/* NULL when the model has no score calibrations (nothing to write). */
+static char *scores_json(const ae_model *m)
+{
+	if (!any_cal(m->cal)) return NULL;
+	json_t *o = json_pack("{s:s, s:o}", "default", ae_score_name((ae_score_kind)m->default_score), "scores",
+	                      cals_json(m->cal));
 	if (o && m->latent_mean) {
 		const size_t d = (size_t)m->net.spec.latent;
 		json_t *mean = json_array(), *prec = json_array();
@@ -174,6 +186,36 @@ static char *scores_json(const ae_model *m)
 		json_object_set_new(o, "latent", lat);
 	}
 	char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+	json_decref(o);
+	return s;
+}
+
+/* ae.precision: the activation ranges (by layer name) and each reduced
+ * precision's score calibrations; NULL when the model has neither. */
+static char *precision_json(const ae_model *m)
+{
+	int any = m->act_range.present;
+	for (int p = AE_PREC_FP32 + 1; p < AE_PREC_COUNT; p++)
+		any |= any_cal(m->prec_cal[p]);
+	if (!any) return NULL;
+	json_t *o = json_object();
+	if (m->act_range.present) {
+		json_t *in = json_object();
+		for (int i = 0; i < m->net.n_layers; i++) {
+			const ae_layer *l = &m->net.layers[i];
+			if (m->act_range.lo[i] <= m->act_range.hi[i])
+				json_object_set_new(
+				        in, l->name,
+				        json_pack("[f, f]", (double)m->act_range.lo[i], (double)m->act_range.hi[i]));
+		}
+		json_object_set_new(o, "ranges",
+		                    json_pack("{s:I, s:o}", "images", (json_int_t)m->act_range.images, "inputs", in));
+	}
+	json_t *sc = json_object();
+	for (int p = AE_PREC_FP32 + 1; p < AE_PREC_COUNT; p++)
+		if (any_cal(m->prec_cal[p])) json_object_set_new(sc, ae_precision_name(p), cals_json(m->prec_cal[p]));
+	json_object_set_new(o, "scores", sc);
+	char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9));
 	json_decref(o);
 	return s;
 }
@@ -230,6 +272,7 @@ static int meta_build(ae_model_meta *mm, const ae_model *m, const char *extra_ke
 	mm->owned[1] = train_json(m);
 	mm->owned[2] = errors_json(m);
 	mm->owned[3] = scores_json(m);
+	mm->owned[4] = precision_json(m);
 	if (!mm->owned[0] || !mm->owned[1] || !mm->owned[2]) {
 		ae_model_meta_deinit(mm);
 		return ae_fail(err, AE_ERR_NOMEM, "out of memory describing a model");
@@ -246,6 +289,7 @@ static int meta_build(ae_model_meta *mm, const ae_model *m, const char *extra_ke
 	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
 		mm->key[mm->n] = keys[i], mm->value[mm->n++] = values[i];
 	if (mm->owned[3]) mm->key[mm->n] = "ae.scores", mm->value[mm->n++] = mm->owned[3];
+	if (mm->owned[4]) mm->key[mm->n] = "ae.precision", mm->value[mm->n++] = mm->owned[4];
 	/* Written only for an image-to-image model, so others stay as they were. */
 	if (m->transform.kind != AE_TF_NONE) mm->key[mm->n] = "ae.transform", mm->value[mm->n++] = mm->transform;
 	if (extra_key) mm->key[mm->n] = extra_key, mm->value[mm->n++] = extra_value;
@@ -440,6 +484,72 @@ static int parse_vector(json_t *a, double *v, size_t n)
 	return 0;
 }
 
+/* The calibrations of an object {NAME: {p, v, mean, std}} into cal;
+ * what names the errors. */
+static int parse_cals(json_t *sc, ae_score_cal *cal, const char *what, ae_error *err)
+{
+	int rc = AE_OK;
+	for (int k = 0; rc == AE_OK && k < AE_SCORE_COUNT; k++) {
+		json_t *c = json_object_get(sc, ae_score_name((ae_score_kind)k));
+		ae_score_cal *ck = &cal[k];
+		if (!c) continue;
+		char name[64];
+		snprintf(name, sizeof name, "%s %s", what, ae_score_name((ae_score_kind)k));
+		rc = parse_table(c, name, ck->qp, ck->qv, &ck->n_quant, err);
+		ck->mean = json_number_value(json_object_get(c, "mean"));
+		ck->std = json_number_value(json_object_get(c, "std"));
+		if (rc == AE_OK && (!isfinite(ck->mean) || !(ck->std >= 0)))
+			rc = ae_fail(err, AE_ERR_FORMAT, "%s needs a mean and a non-negative std", name);
+		ck->present = rc == AE_OK;
+	}
+	return rc;
+}
+
+/* ae.precision (absent in files from before it): activation ranges by
+ * layer name, and reduced precisions' score calibrations. */
+static int parse_precision(ae_model *m, const char *txt, ae_error *err)
+{
+	if (!txt) return AE_OK;
+	json_error_t je;
+	json_t *o = json_loads(txt, 0, &je), *r = json_object_get(o, "ranges"), *sc = json_object_get(o, "scores");
+	int rc = json_is_object(o) ? AE_OK : ae_fail(err, AE_ERR_FORMAT, "ae.precision is not a JSON object");
+	if (rc == AE_OK && r) {
+		json_t *in = json_object_get(r, "inputs"), *imgs = json_object_get(r, "images");
+		if (!json_is_object(in) || !json_is_integer(imgs) || json_integer_value(imgs) < 1)
+			rc = ae_fail(err, AE_ERR_FORMAT, "ae.precision ranges need 'images' (at least 1) and 'inputs'");
+		for (int i = 0; i < AE_MAX_LAYERS; i++)
+			m->act_range.lo[i] = INFINITY, m->act_range.hi[i] = -INFINITY;
+		const char *name;
+		json_t *v;
+		json_object_foreach(in, name, v)
+		{
+			int li = -1;
+			for (int i = 0; i < m->net.n_layers && li < 0; i++)
+				if (strcmp(m->net.layers[i].name, name) == 0) li = i;
+			double lo = json_number_value(json_array_get(v, 0)),
+			       hi = json_number_value(json_array_get(v, 1));
+			if (rc == AE_OK &&
+			    (li < 0 || json_array_size(v) != 2 || !isfinite(lo) || !isfinite(hi) || lo > hi))
+				rc = ae_fail(
+				        err, AE_ERR_FORMAT,
+				        "ae.precision range '%s': not [lo, hi] (lo <= hi) of a layer of this model",
+				        name);
+			else if (rc == AE_OK)
+				m->act_range.lo[li] = (float)lo, m->act_range.hi[li] = (float)hi;
+		}
+		m->act_range.images = (long)json_integer_value(imgs);
+		m->act_range.present = rc == AE_OK;
+	}
+	for (int p = AE_PREC_FP32 + 1; rc == AE_OK && p < AE_PREC_COUNT; p++) {
+		json_t *c = json_object_get(sc, ae_precision_name(p));
+		char what[32];
+		snprintf(what, sizeof what, "ae.precision %s", ae_precision_name(p));
+		if (c) rc = parse_cals(c, m->prec_cal[p], what, err);
+	}
+	json_decref(o);
+	return rc;
+}
+
 /* ae.scores (absent in files from before it): every score's calibration,
  * the default, and the Gaussian of the training codes. */
 static int parse_scores(ae_model *m, const char *txt, ae_error *err)
@@ -452,19 +562,7 @@ static int parse_scores(ae_model *m, const char *txt, ae_error *err)
 	                 ? AE_OK
 	                 : ae_fail(err, AE_ERR_FORMAT, "ae.scores needs 'scores' and a 'default' score");
 	if (rc == AE_OK) m->default_score = ae_score_find(def);
-	for (int k = 0; rc == AE_OK && k < AE_SCORE_COUNT; k++) {
-		json_t *c = json_object_get(sc, ae_score_name((ae_score_kind)k));
-		ae_score_cal *cal = &m->cal[k];
-		if (!c) continue;
-		char what[48];
-		snprintf(what, sizeof what, "ae.scores %s", ae_score_name((ae_score_kind)k));
-		rc = parse_table(c, what, cal->qp, cal->qv, &cal->n_quant, err);
-		cal->mean = json_number_value(json_object_get(c, "mean"));
-		cal->std = json_number_value(json_object_get(c, "std"));
-		if (rc == AE_OK && (!isfinite(cal->mean) || !(cal->std >= 0)))
-			rc = ae_fail(err, AE_ERR_FORMAT, "%s needs a mean and a non-negative std", what);
-		cal->present = rc == AE_OK;
-	}
+	if (rc == AE_OK) rc = parse_cals(sc, m->cal, "ae.scores", err);
 	if (rc == AE_OK && !m->cal[m->default_score].present)
 		rc = ae_fail(err, AE_ERR_FORMAT, "ae.scores: the default score '%s' is not calibrated", def);
 	const size_t d = (size_t)m->net.spec.latent;
@@ -581,7 +679,8 @@ static int check_meta(ae_model *m, const ae_st *st, ae_error *err)
 		               tf ? tf : "none");
 	parse_train(&m->train, ae_st_meta_get(st, "ae.train"));
 	rc = parse_errors(m, ae_st_meta_get(st, "ae.errors"), err);
-	return rc ? rc : parse_scores(m, ae_st_meta_get(st, "ae.scores"), err);
+	if (rc == AE_OK) rc = parse_scores(m, ae_st_meta_get(st, "ae.scores"), err);
+	return rc ? rc : parse_precision(m, ae_st_meta_get(st, "ae.precision"), err);
 }
 
 ae_model *ae_model_from_st(const ae_st *st, const char *extra_prefix, ae_error *err)

@@ -331,3 +331,19 @@ double ae_model_quantile(const ae_model *m, double q)
 {
 	return ae_table_quantile(m->qp, m->qv, m->n_quant, q);
 }
+
+const char *ae_precision_name(int prec)
+{
+	return prec == AE_PREC_BF16 ? "bf16" : prec == AE_PREC_INT8 ? "int8" : "fp32";
+}
+
+int ae_model_use_precision(ae_model *m, int prec)
+{
+	if (prec <= AE_PREC_FP32 || prec >= AE_PREC_COUNT || !m->prec_cal[prec][AE_SCORE_MSE].present) return 0;
+	memcpy(m->cal, m->prec_cal[prec], sizeof m->cal);
+	const ae_score_cal *c = &m->cal[AE_SCORE_MSE];
+	m->n_quant = c->n_quant;
+	memcpy(m->qp, c->qp, sizeof m->qp);
+	memcpy(m->qv, c->qv, sizeof m->qv);
+	return 1;
+}

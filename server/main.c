@@ -66,6 +66,10 @@ static void usage(FILE *f)
 	           "  --http-threads N      libmicrohttpd threads parsing and answering (default 2)\n"
 	           "  --workers N           inference workers per model (default: one per core)\n"
 	           "  --max-batch N         images per batched forward pass (default 32)\n"
+	           "  --precision P         fp32 (default), bf16, int8 or auto: the arithmetic each model runs;\n"
+	           "                        bf16 and int8 run where the CPU has AVX512_BF16 / AVX512-VNNI (fp32\n"
+	           "                        elsewhere), int8 needs a model with activation ranges (aetrain\n"
+	           "                        calibrate); auto: the fastest of these a model can run here\n"
 	           "  --batch-delay-us N    how long a worker waits to fill a batch (default 200)\n"
 	           "  --queue N             requests waiting per model before 503 (default 256)\n"
 	           "  --body-limit BYTES    largest request body (default 8388608)\n"
@@ -132,6 +136,7 @@ static int parse(srv_config *c, int argc, char **argv)
 		O_NO_PLAYGROUND,
 		O_TLS_CERT,
 		O_TLS_KEY,
+		O_PRECISION,
 		O_VERSION,
 		O_HELP
 	};
@@ -161,6 +166,7 @@ static int parse(srv_config *c, int argc, char **argv)
 		{ "no-playground", 0, 0, O_NO_PLAYGROUND },
 		{ "tls-cert", 1, 0, O_TLS_CERT },
 		{ "tls-key", 1, 0, O_TLS_KEY },
+		{ "precision", 1, 0, O_PRECISION },
 		{ "version", 0, 0, O_VERSION },
 		{ "help", 0, 0, O_HELP },
 		{ 0, 0, 0, 0 },
@@ -284,6 +290,12 @@ static int parse(srv_config *c, int argc, char **argv)
 		case O_NO_PLAYGROUND: c->no_playground = 1; break;
 		case O_TLS_CERT: c->tls_cert = optarg; break;
 		case O_TLS_KEY: c->tls_key = optarg; break;
+		case O_PRECISION:
+			if ((c->precision = ae_precision_parse(optarg)) < AE_PREC_AUTO) {
+				fprintf(stderr, "aeserve: --precision: '%s' is not fp32, bf16, int8 or auto\n", optarg);
+				return -1;
+			}
+			break;
 		case O_HELP: usage(stdout); exit(0);
 		case O_VERSION: printf("aeserve %s (OpenBLAS core %s)\n", AE_VERSION, ae_blas_core()); exit(0);
 		default:

@@ -296,17 +296,18 @@ char *srv_json_model(const srv_model *m, int is_default, size_t *len)
 	}
 	json_object_set_new(q, "p", p);
 	json_object_set_new(q, "v", v);
-	json_t *o = json_pack(
-	        "{s:s, s:b, s:s, s:[i,i,i], s:i, s:s, s:s, s:s, s:I, s:s,"
-	        " s:{s:s, s:s, s:I, s:I, s:i, s:i, s:f, s:I, s:f, s:f, s:f, s:s},"
-	        " s:o}",
-	        "name", m->name, "default", is_default, "architecture", a->net.spec.preset, "input_shape", m->c, m->h,
-	        m->w, "latent", m->latent, "task", a->task, "noise", noise, "checksum", a->checksum, "parameters",
-	        (json_int_t)a->net.n_params, "format", "safetensors", "training", "dataset", t->dataset, "loss",
-	        t->loss, "samples", (json_int_t)t->samples, "val_samples", (json_int_t)t->val_samples, "epochs",
-	        t->epochs, "batch", t->batch, "lr", t->lr, "seed", (json_int_t)t->seed, "train_loss",
-	        isfinite(t->train_loss) ? t->train_loss : -1.0, "val_loss", isfinite(t->val_loss) ? t->val_loss : -1.0,
-	        "seconds", t->seconds, "date", t->date, "error_quantiles", q);
+	json_t *o = json_pack("{s:s, s:b, s:s, s:[i,i,i], s:i, s:s, s:s, s:s, s:I, s:s, s:s,"
+	                      " s:{s:s, s:s, s:I, s:I, s:i, s:i, s:f, s:I, s:f, s:f, s:f, s:s},"
+	                      " s:o}",
+	                      "name", m->name, "default", is_default, "architecture", a->net.spec.preset, "input_shape",
+	                      m->c, m->h, m->w, "latent", m->latent, "task", a->task, "noise", noise, "checksum",
+	                      a->checksum, "parameters", (json_int_t)a->net.n_params, "format", "safetensors",
+	                      "precision", ae_precision_name(ae_plan_precision(m->plan)), "training", "dataset",
+	                      t->dataset, "loss", t->loss, "samples", (json_int_t)t->samples, "val_samples",
+	                      (json_int_t)t->val_samples, "epochs", t->epochs, "batch", t->batch, "lr", t->lr, "seed",
+	                      (json_int_t)t->seed, "train_loss", isfinite(t->train_loss) ? t->train_loss : -1.0,
+	                      "val_loss", isfinite(t->val_loss) ? t->val_loss : -1.0, "seconds", t->seconds, "date",
+	                      t->date, "error_quantiles", q);
 	/* The anomaly scores it offers, where each falls on held-out normal
 	 * images, and the one answered by default. */
 	json_t *sc = json_array(), *sq = json_object();

@@ -283,7 +283,10 @@ srv_model *srv_model_open(const srv_config *cfg, const char *name, const char *p
 	}
 	ae_error err = { 0 };
 	ae_model *m = ae_model_load(path, &err);
-	ae_plan *plan = m ? ae_plan_new(m, &err) : NULL;
+	ae_plan_opts po = { .precision = m ? ae_precision_resolve(m, cfg->precision) : AE_PREC_FP32 };
+	ae_plan *plan = m ? ae_plan_new_opts(m, &po, &err) : NULL;
+	/* its anomaly thresholds as calibrated at the precision it runs */
+	if (plan) ae_model_use_precision(m, ae_plan_precision(plan));
 	/* A file being copied or written in place can be read while it is
 	 * short and still parse: compare the file now with the file before,
 	 * and refuse a moving target. */

@@ -28,6 +28,7 @@ typedef struct srv_config {
 	int http_threads;
 	int workers;        /* inference workers per model */
 	int max_batch;      /* images per batched forward pass */
+	int precision;      /* AE_PREC_* or AE_PREC_AUTO: each model's plan (ae/infer.h) */
 	int batch_delay_us; /* how long a worker waits to fill a batch */
 	int queue_len;      /* requests waiting per model */
 	size_t body_limit;  /* bytes */

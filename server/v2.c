@@ -70,10 +70,11 @@ char *srv_v2_model_json(const srv_model *m, size_t *len)
 	json_t *outs = json_pack("[o,o,o,o]", tensor_meta("latent", "FP32", lat, 2),
 	                         tensor_meta("reconstruction", "FP32", img, 4), tensor_meta("score", "FP32", one, 1),
 	                         tensor_meta("anomaly", "BOOL", one, 1));
-	json_t *o = json_pack("{s:s, s:[s], s:s, s:[o], s:o, s:{s:s, s:s, s:f}}", "name", m->name, "versions", "1",
+	json_t *o = json_pack("{s:s, s:[s], s:s, s:[o], s:o, s:{s:s, s:s, s:f, s:s}}", "name", m->name, "versions", "1",
 	                      "platform", "aeserve_autoencoder", "inputs", tensor_meta("input", "FP32", img, 4),
 	                      "outputs", outs, "parameters", "checksum", m->m->checksum, "task", m->m->task,
-	                      "default_threshold", ae_model_quantile(m->m, 0.99));
+	                      "default_threshold", ae_model_quantile(m->m, 0.99), "precision",
+	                      ae_precision_name(ae_plan_precision(m->plan)));
 	char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
 	json_decref(o);
 	if (s) *len = strlen(s);

@@ -258,8 +258,52 @@ static void test_scores(void)
 	free(z);
 }
 
+/* Activation ranges and each precision's calibration survive a save and
+ * a load; ae_model_use_precision switches the thresholds; a model file
+ * without them still loads; bad ones are refused. */
+static void test_precision(void)
+{
+	ae_model *m = small_model();
+	ae_error err = { 0 };
+	double v[100], v8[100];
+	for (int i = 0; i < 100; i++)
+		v[i] = 0.01 + 0.0001 * i, v8[i] = 0.02 + 0.0001 * i;
+	CHECK(ae_score_calibrate(&m->cal[AE_SCORE_MSE], v, 100, &err) == 0);
+	CHECK(ae_score_calibrate(&m->prec_cal[AE_PREC_INT8][AE_SCORE_MSE], v8, 100, &err) == 0);
+	for (int i = 0; i < AE_MAX_LAYERS; i++)
+		m->act_range.lo[i] = INFINITY, m->act_range.hi[i] = -INFINITY;
+	m->act_range.lo[0] = 0.0f, m->act_range.hi[0] = 1.0f;
+	m->act_range.lo[3] = -1.25f, m->act_range.hi[3] = 7.5f;
+	m->act_range.present = 1, m->act_range.images = 100;
+	CHECK(ae_model_save(m, PATH, NULL, 0, NULL, NULL, &err) == 0);
+	ae_model *l = ae_model_load(PATH, &err);
+	CHECK_MSG(l != NULL, "%s", err.msg);
+	if (l) {
+		CHECK(l->act_range.present && l->act_range.images == 100);
+		CHECK(l->act_range.lo[3] == -1.25f && l->act_range.hi[3] == 7.5f && l->act_range.hi[0] == 1.0f);
+		CHECK(l->act_range.lo[1] > l->act_range.hi[1]); /* an activation: no range */
+		CHECK(!l->prec_cal[AE_PREC_BF16][AE_SCORE_MSE].present);
+		double q32 = ae_model_quantile(l, 0.99);
+		CHECK(ae_model_use_precision(l, AE_PREC_BF16) == 0 && ae_model_quantile(l, 0.99) == q32);
+		CHECK(ae_model_use_precision(l, AE_PREC_INT8) == 1);
+		CHECK_CLOSE(ae_model_quantile(l, 0.99),
+		            ae_score_quantile(&m->prec_cal[AE_PREC_INT8][AE_SCORE_MSE], 0.99), 1e-9);
+		CHECK(ae_model_quantile(l, 0.99) != q32);
+	}
+	ae_model_free(l);
+	size_t len;
+	uint8_t *b = file_bytes(&len);
+	patch_header(b, len, "[-1.25,7.5]", "[7.5,-1.25]");
+	expect_refused("range lo > hi", "ae.precision range 'encoder.3'");
+	patch_header(b, len, "encoder.3\\\":[-1.25", "encoder.9\\\":[-1.25");
+	expect_refused("range of no layer", "ae.precision range 'encoder.9'");
+	free(b);
+	ae_model_free(m);
+}
+
 int main(void)
 {
+	test_precision();
 	test_scores();
 	test_format_1();
 	test_roundtrip();

@@ -67,6 +67,114 @@ static int choose_default(const ae_model *m, ae_infer *w, const double *s, int n
 	return best;
 }
 
+/* Every score of the held-out images val_idx[0..n_val) as w computes
+ * them, each calibrated into m->cal (combined last, since it standardizes
+ * the others by their calibration), and the mean squared error's table as
+ * the model's ae.errors. s (n_val x AE_SCORE_COUNT) keeps the scores; x,
+ * y (CHUNK images), z (n_val codes) and col (n_val) are scratch. */
+static int calibrate_heldout(ae_model *m, ae_infer *w, const ae_dataset *ds, const int *val_idx, int n_val, float *x,
+                             float *y, float *z, double *s, double *col, ae_error *err)
+{
+	const int L = m->net.spec.latent;
+	int rc = AE_OK;
+	/* every score of the held-out images, each calibrated; combined last,
+	 * since it standardizes the others by their calibration */
+	for (int at = 0; rc == AE_OK && at < n_val; at += CHUNK) {
+		int b = n_val - at < CHUNK ? n_val - at : CHUNK;
+		ae_dataset_batch(ds, val_idx + at, b, x);
+		ae_infer_reconstruct(w, x, b, y, z + (size_t)at * L);
+		ae_model_scores(m, x, y, z + (size_t)at * L, b, s + (size_t)at * AE_SCORE_COUNT);
+	}
+	/* The mean squared error's table is also the model's ae.errors. */
+	if (rc == AE_OK && n_val >= 2) {
+		for (int i = 0; i < n_val; i++)
+			col[i] = s[(size_t)i * AE_SCORE_COUNT + AE_SCORE_MSE];
+		rc = ae_score_calibrate(&m->cal[AE_SCORE_MSE], col, n_val, err);
+		m->n_quant = m->cal[AE_SCORE_MSE].n_quant;
+		memcpy(m->qp, m->cal[AE_SCORE_MSE].qp, sizeof m->qp);
+		memcpy(m->qv, m->cal[AE_SCORE_MSE].qv, sizeof m->qv);
+	}
+	for (int pass = 0; pass < 2; pass++)
+		for (int k = 0; rc == AE_OK && k < AE_SCORE_COUNT; k++) {
+			if ((k == AE_SCORE_COMBINED) != (pass == 1)) continue;
+			if (pass == 1) /* now that the others are calibrated */
+				for (int at = 0; at < n_val; at += CHUNK) {
+					int b = n_val - at < CHUNK ? n_val - at : CHUNK;
+					ae_dataset_batch(ds, val_idx + at, b, x);
+					ae_infer_reconstruct(w, x, b, y, z + (size_t)at * L);
+					ae_model_scores(m, x, y, z + (size_t)at * L, b,
+					                s + (size_t)at * AE_SCORE_COUNT);
+				}
+			int ok = 1;
+			for (int i = 0; i < n_val; i++)
+				ok &= !isnan(col[i] = s[(size_t)i * AE_SCORE_COUNT + k]);
+			if (ok) rc = ae_score_calibrate(&m->cal[k], col, n_val, err);
+		}
+	return rc;
+}
+
+/* The activation ranges of m's linear layers over the held-out images
+ * (an fp32 plan's), then each reduced precision's own anomaly calibration
+ * on them, by a plan of that precision: the CPU's kernels, or where it
+ * lacks them the portable ones (the same arithmetic, slower), so that
+ * the thresholds do not depend on the host that computed them. Scratch
+ * as calibrate_heldout's. */
+static int calibrate_precisions(ae_model *m, const ae_dataset *ds, const int *val_idx, int n_val, float *x, float *y,
+                                float *z, double *s, double *col, ae_error *err)
+{
+	if (n_val < 2) return AE_OK;
+	ae_plan *p = ae_plan_new(m, err);
+	int rc = p ? AE_OK : AE_ERR_NOMEM;
+	for (int i = 0; i < AE_MAX_LAYERS; i++)
+		m->act_range.lo[i] = INFINITY, m->act_range.hi[i] = -INFINITY;
+	for (int at = 0; rc == AE_OK && at < n_val; at += CHUNK) {
+		int b = n_val - at < CHUNK ? n_val - at : CHUNK;
+		ae_dataset_batch(ds, val_idx + at, b, x);
+		rc = ae_plan_observe(p, x, b, m->act_range.lo, m->act_range.hi, err);
+	}
+	ae_plan_free(p);
+	m->act_range.present = rc == AE_OK;
+	m->act_range.images = n_val;
+	/* each precision calibrates into m->cal, fp32's kept aside meanwhile */
+	ae_score_cal *keep = malloc(sizeof m->cal);
+	double *qv = malloc(sizeof m->qv), *qp = malloc(sizeof m->qp);
+	const int n_quant = m->n_quant;
+	if (rc == AE_OK && (!keep || !qv || !qp)) rc = ae_fail(err, AE_ERR_NOMEM, "out of memory");
+	if (rc == AE_OK)
+		memcpy(keep, m->cal, sizeof m->cal), memcpy(qv, m->qv, sizeof m->qv), memcpy(qp, m->qp, sizeof m->qp);
+	for (int prec = AE_PREC_FP32 + 1; rc == AE_OK && prec < AE_PREC_COUNT; prec++) {
+		ae_plan_opts o = { .precision = prec, .reference = !ae_precision_supported(prec) };
+		ae_plan *pp = ae_plan_new_opts(m, &o, err);
+		ae_infer *w = pp ? ae_infer_new(pp, CHUNK, cli_threads(0), err) : NULL;
+		rc = w ? calibrate_heldout(m, w, ds, val_idx, n_val, x, y, z, s, col, err) : AE_ERR_NOMEM;
+		if (rc == AE_OK) {
+			memcpy(m->prec_cal[prec], m->cal, sizeof m->cal);
+			/* what its own threshold flags of the held-out images, and what fp32's would */
+			double own = ae_score_quantile(&m->cal[AE_SCORE_MSE], 0.99);
+			double f32 = ae_score_quantile(&keep[AE_SCORE_MSE], 0.99);
+			int n_own = 0, n_f32 = 0;
+			for (int i = 0; i < n_val; i++) {
+				double v = s[(size_t)i * AE_SCORE_COUNT + AE_SCORE_MSE];
+				n_own += v > own, n_f32 += v > f32;
+			}
+			printf("%s: mse p99 %.6g (fp32 %.6g): flags %.2f%% of the held-out images (fp32's "
+			       "threshold would flag %.2f%%)%s\n",
+			       ae_precision_name(prec), own, f32, 100.0 * n_own / n_val, 100.0 * n_f32 / n_val,
+			       o.reference ? "; on the portable kernels (this CPU lacks the instructions)" : "");
+		}
+		ae_infer_free(w);
+		ae_plan_free(pp);
+	}
+	if (keep && qv && qp) {
+		memcpy(m->cal, keep, sizeof m->cal);
+		memcpy(m->qv, qv, sizeof m->qv);
+		memcpy(m->qp, qp, sizeof m->qp);
+		m->n_quant = n_quant;
+	}
+	free(keep), free(qv), free(qp);
+	return rc;
+}
+
 int calibrate_scores(ae_model *m, ae_infer *w, const ae_dataset *ds, const int *train_idx, int n_train,
                      const int *val_idx, int n_val, const ae_dataset *others)
 {
@@ -99,43 +207,12 @@ int calibrate_scores(ae_model *m, ae_infer *w, const ae_dataset *ds, const int *
 		if (m->latent_mean && (m->code_scale = malloc((size_t)L * sizeof *m->code_scale)))
 			ae_codes_int8_scale(z, n_fit, L, m->code_scale);
 	}
-	/* every score of the held-out images, each calibrated; combined last,
-	 * since it standardizes the others by their calibration */
-	for (int at = 0; rc == AE_OK && at < n_val; at += CHUNK) {
-		int b = n_val - at < CHUNK ? n_val - at : CHUNK;
-		ae_dataset_batch(ds, val_idx + at, b, x);
-		ae_infer_reconstruct(w, x, b, y, z + (size_t)at * L);
-		ae_model_scores(m, x, y, z + (size_t)at * L, b, s + (size_t)at * AE_SCORE_COUNT);
-	}
-	/* The mean squared error's table is also the model's ae.errors. */
-	if (rc == AE_OK && n_val >= 2) {
-		for (int i = 0; i < n_val; i++)
-			col[i] = s[(size_t)i * AE_SCORE_COUNT + AE_SCORE_MSE];
-		rc = ae_score_calibrate(&m->cal[AE_SCORE_MSE], col, n_val, &err);
-		m->n_quant = m->cal[AE_SCORE_MSE].n_quant;
-		memcpy(m->qp, m->cal[AE_SCORE_MSE].qp, sizeof m->qp);
-		memcpy(m->qv, m->cal[AE_SCORE_MSE].qv, sizeof m->qv);
-	}
-	for (int pass = 0; pass < 2; pass++)
-		for (int k = 0; rc == AE_OK && k < AE_SCORE_COUNT; k++) {
-			if ((k == AE_SCORE_COMBINED) != (pass == 1)) continue;
-			if (pass == 1) /* now that the others are calibrated */
-				for (int at = 0; at < n_val; at += CHUNK) {
-					int b = n_val - at < CHUNK ? n_val - at : CHUNK;
-					ae_dataset_batch(ds, val_idx + at, b, x);
-					ae_infer_reconstruct(w, x, b, y, z + (size_t)at * L);
-					ae_model_scores(m, x, y, z + (size_t)at * L, b,
-					                s + (size_t)at * AE_SCORE_COUNT);
-				}
-			int ok = 1;
-			for (int i = 0; i < n_val; i++)
-				ok &= !isnan(col[i] = s[(size_t)i * AE_SCORE_COUNT + k]);
-			if (ok) rc = ae_score_calibrate(&m->cal[k], col, n_val, &err);
-		}
+	if (rc == AE_OK) rc = calibrate_heldout(m, w, ds, val_idx, n_val, x, y, z, s, col, &err);
 	if (rc == AE_OK && others && others->n > 0 && n_val >= 2) {
 		/* s holds every score of the held-out images by now */
 		m->default_score = choose_default(m, w, s, n_val, others);
 	}
+	if (rc == AE_OK) rc = calibrate_precisions(m, ds, val_idx, n_val, x, y, z, s, col, &err);
 	if (rc) fprintf(stderr, "aetrain: score calibration: %s\n", err.msg);
 	free(x), free(y), free(z), free(s), free(col);
 	return rc ? -1 : 0;

@@ -19,6 +19,7 @@
 #include "ae/codes.h"
 #include "ae/image.h"
 #include "cli.h"
+#include "precision.h"
 #include "report.h"
 
 #define CHUNK 256
@@ -32,6 +33,9 @@ typedef struct eval_opts {
 	int resize[2];       /* --resize; 0x0: the model's own (if it was trained with one) */
 	int codes;           /* --codes: the compression report */
 	const char *targets; /* --targets DIR: DATA's pairs (a model trained on pairs) */
+	int precision;       /* --precision: AE_PREC_* or AE_PREC_AUTO */
+	int prec_set;
+	long knn; /* --knn N: kNN-5 of the codes among N labelled training images */
 } eval_opts;
 
 static void eval_usage(FILE *f)
@@ -59,6 +63,12 @@ static void eval_usage(FILE *f)
 	           "                      was not the image itself) and its output, as one PNG\n"
 	           "  --targets DIR       a model trained on pairs: DATA's images are its inputs, the PNGs\n"
 	           "                      of the same names in DIR what it should give back\n"
+	           "  --precision P       fp32 (default), bf16, int8 or auto (the fastest this CPU runs that the\n"
+	           "                      model has what it needs for); eval then also prints the share of\n"
+	           "                      images over the precision's own p99 threshold and, below fp32,\n"
+	           "                      the change in MSE and the codes' cosine similarity against fp32\n"
+	           "  --knn N             eval: kNN-5 accuracy of the codes among those of the first N images\n"
+	           "                      of DATA's train split (labelled data)\n"
 	           "  --threads N         threads (default: every core)\n"
 	           "  --out FILE          encode: output file, .npy or .csv\n");
 }
@@ -76,13 +86,25 @@ static int parse(eval_opts *o, int argc, char **argv, const char *cmd)
 		O_CODES,
 		O_GRID,
 		O_TARGETS,
+		O_PRECISION,
+		O_KNN,
 		O_HELP
 	};
 	static const struct option lo[] = {
-		{ "split", 1, 0, O_SPLIT },     { "noise", 1, 0, O_NOISE },     { "normal-class", 1, 0, O_NORMAL },
-		{ "limit", 1, 0, O_LIMIT },     { "threads", 1, 0, O_THREADS }, { "out", 1, 0, O_OUT },
-		{ "resize", 1, 0, O_RESIZE },   { "codes", 0, 0, O_CODES },     { "grid", 1, 0, O_GRID },
-		{ "targets", 1, 0, O_TARGETS }, { "help", 0, 0, O_HELP },       { 0, 0, 0, 0 },
+		{ "split", 1, 0, O_SPLIT },
+		{ "noise", 1, 0, O_NOISE },
+		{ "normal-class", 1, 0, O_NORMAL },
+		{ "limit", 1, 0, O_LIMIT },
+		{ "threads", 1, 0, O_THREADS },
+		{ "out", 1, 0, O_OUT },
+		{ "resize", 1, 0, O_RESIZE },
+		{ "codes", 0, 0, O_CODES },
+		{ "grid", 1, 0, O_GRID },
+		{ "targets", 1, 0, O_TARGETS },
+		{ "help", 0, 0, O_HELP },
+		{ "precision", 1, 0, O_PRECISION },
+		{ "knn", 1, 0, O_KNN },
+		{ 0, 0, 0, 0 },
 	};
 	memset(o, 0, sizeof *o);
 	snprintf(o->split, sizeof o->split, "test");
@@ -116,6 +138,16 @@ static int parse(eval_opts *o, int argc, char **argv, const char *cmd)
 		case O_CODES: o->codes = 1; break;
 		case O_GRID: o->grid = optarg; break;
 		case O_TARGETS: o->targets = optarg; break;
+		case O_PRECISION:
+			if ((o->precision = ae_precision_parse(optarg)) < AE_PREC_AUTO) {
+				fprintf(stderr, "aetrain: --precision: '%s' is not fp32, bf16, int8 or auto\n", optarg);
+				return -1;
+			}
+			o->prec_set = 1;
+			break;
+		case O_KNN:
+			if (cli_int("--knn", optarg, 1, 1000000, &o->knn)) return -1;
+			break;
 		case O_RESIZE:
 			if (cli_size("--resize", optarg, o->resize)) return -1;
 			break;
@@ -145,12 +177,15 @@ static int setup(const eval_opts *o, ae_model **m, ae_plan **p, ae_infer **w, ae
 	*w = NULL;
 	memset(ds, 0, sizeof *ds);
 	int threads = cli_threads(o->threads);
-	if (!(*m = ae_model_load(o->model, &err)) || !(*p = ae_plan_new(*m, &err)) ||
-	    !(*w = ae_infer_new(*p, CHUNK, threads, &err))) {
+	ae_plan_opts po = { 0 };
+	if ((*m = ae_model_load(o->model, &err))) po.precision = ae_precision_resolve(*m, o->precision);
+	if (!*m || !(*p = ae_plan_new_opts(*m, &po, &err)) || !(*w = ae_infer_new(*p, CHUNK, threads, &err))) {
 		fprintf(stderr, "aetrain: %s\n", err.msg);
 		teardown(*m, *p, *w, ds);
 		return -1;
 	}
+	/* scores and thresholds as calibrated at the precision that runs */
+	ae_model_use_precision(*m, ae_plan_precision(*p));
 	int rs[2];
 	const int *resize = o->resize[0] ? o->resize : cli_model_resize(*m, rs);
 	if ((*m)->transform.kind == AE_TF_PAIRS && !o->targets) {
@@ -331,6 +366,17 @@ int cmd_eval(int argc, char **argv)
 				if (ds.labels[i] == c) s += mse[i], k++;
 			if (k) printf("class %d: mse %.6f (%d images)\n", c, s / k, k);
 		}
+	}
+	if (rc == 0 && o.prec_set) {
+		int run = ae_plan_precision(p), asked = ae_precision_resolve(m, o.precision);
+		printf("precision: %s%s\n", ae_precision_name(run),
+		       run != asked ? " (asked for more: this CPU lacks its instructions)" : "");
+		ae_dataset ref = { 0 };
+		int rs[2];
+		const int *resize = o.resize[0] ? o.resize : cli_model_resize(m, rs);
+		if (o.knn && cli_load_data(&ref, o.data, "train", &m->net.spec, resize, o.knn)) rc = -1;
+		if (rc == 0) rc = precision_report(m, w, &ds, o.knn ? &ref : NULL, cli_threads(o.threads));
+		ae_dataset_free(&ref);
 	}
 	if (rc == 0 && o.normal >= 0) rc = auroc_all(m, w, &ds, o.normal);
 	if (rc == 0 && o.codes) rc = codes_report(m, w, &ds);

@@ -39,8 +39,6 @@ ae_plan *ae_plan_new(const ae_model *m, ae_error *err);
 /* The precision p runs (AE_PREC_*): the one asked, or fp32. */
 int ae_plan_precision(const ae_plan *p);
 
-/* "fp32", "bf16", "int8". */
-const char *ae_precision_name(int prec);
 #define AE_PREC_AUTO (-1)
 /* AE_PREC_* for a name, AE_PREC_AUTO for "auto", -2 for anything else. */
 int ae_precision_parse(const char *name);
@@ -72,6 +70,8 @@ size_t ae_plan_out_size(const ae_plan *p, ae_op op);
  * scratch sized once. */
 ae_infer *ae_infer_new(const ae_plan *p, int max_batch, int threads, ae_error *err);
 void ae_infer_free(ae_infer *w);
+/* The plan w runs (borrowed). */
+const ae_plan *ae_infer_plan(const ae_infer *w);
 
 /* Runs op on n >= 0 items: in is (n, ae_plan_in_size), out is (n,
  * ae_plan_out_size). */

@@ -41,7 +41,7 @@ typedef struct ae_model_meta {
 	int n;
 	const char *key[AE_MAX_META];
 	const char *value[AE_MAX_META];
-	char *owned[4]; /* ae.arch, ae.train, ae.errors, ae.scores texts */
+	char *owned[5]; /* ae.arch, ae.train, ae.errors, ae.scores, ae.precision texts */
 	char input[48], latent[24], noise[64], transform[32], meta_crc[24];
 } ae_model_meta;
 

@@ -160,6 +160,14 @@ typedef struct ae_model {
 ae_model *ae_model_new(const ae_arch_spec *spec, uint64_t seed, ae_error *err);
 void ae_model_free(ae_model *m);
 
+/* "fp32", "bf16" or "int8". */
+const char *ae_precision_name(int prec);
+/* Makes prec's anomaly calibration (ae.precision in the file) the one m
+ * scores with: its score tables and its MSE quantiles. Returns 1 if m had
+ * one for prec, 0 if it keeps what it has (fp32's). For a model loaded to
+ * run at prec, before any scoring. */
+int ae_model_use_precision(ae_model *m, int prec);
+
 /* "none", "gaussian:MEAN:STD", "saltpepper:P" */
 
 /* Percentile (0..100) of a score in the model's held-out error distribution;
