@@ -69,7 +69,7 @@ LIB := $(BUILD)/libae.a
 BINS := $(BUILD)/aetrain $(if $(SERVER_SRC),$(BUILD)/aeserve)
 TOOLS := $(BUILD)/tests/tools/hammer $(BUILD)/tests/tools/hostile $(BUILD)/tests/tools/pngbomb \
          $(BUILD)/tests/tools/v2codec $(BUILD)/tests/tools/onnxref
-BENCH_BIN := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_parts $(BUILD)/bench/bare_mhd
+BENCH_BIN := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_parts $(BUILD)/bench/bare_mhd $(BUILD)/bench/openloop
 
 .PHONY: all test unit integration it-deps mutation sanitize soak valgrind run data models bench clean install fuzz fuzz-bins reload-test image-test tutorial oneclass screenshots bench-sizes compression \
 	format format-check lint compdb
@@ -123,6 +123,9 @@ $(BUILD)/bench/bench_parts: $(BUILD)/bench/bench_parts.o $(LIB)
 	$(LINK)
 
 $(BUILD)/bench/bare_mhd: $(BUILD)/bench/bare_mhd.o
+	$(LINK)
+
+$(BUILD)/bench/openloop: $(BUILD)/bench/openloop.o
 	$(LINK)
 
 .PRECIOUS: $(BUILD)/tests/%.o $(BUILD)/tests/tools/%.o
