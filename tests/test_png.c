@@ -3,7 +3,11 @@
  * tests/fixtures/pngsuite under its licence): every valid file decodes to
  * gray and to RGB with the size its header states, every corrupt one (x*)
  * is refused with a format error; a huge declared size is refused before
- * decoding; encode/decode round-trips.
+ * decoding; encode/decode round-trips. The decoder's own path (8-bit,
+ * not interlaced) gives libpng's pixels on every file it takes and
+ * refuses what libpng refuses; the encoder's deflate streams inflate
+ * back through zlib for inputs of every kind, and its PNGs through
+ * libpng.
  */
 #include "test.h"
 
@@ -12,6 +16,9 @@
 
 #include "ae/fileio.h"
 #include "ae/image.h"
+#include "deflate.h"
+
+#include <zlib.h>
 
 #define DIR_SUITE "tests/fixtures/pngsuite"
 
@@ -27,8 +34,13 @@ static void check_file(const char *name, int *valid, int *corrupt)
 		return;
 	}
 	for (int c = 1; c <= 3; c += 2) {
-		ae_image img;
+		ae_image img, ref;
 		int rc = ae_png_decode(buf, len, c, 1 << 20, &img, &err);
+		ae_error e2 = { 0 };
+		int rc2 = ae_png_decode_libpng(buf, len, c, 1 << 20, &ref, &e2);
+		CHECK_MSG(rc2 == rc && (rc || memcmp(img.pix, ref.pix, (size_t)c * img.w * img.h) == 0),
+		          "%s: own path %d (%s), libpng %d (%s), or pixels differ", name, rc, err.msg, rc2, e2.msg);
+		ae_image_free(&ref);
 		if (name[0] == 'x') {
 			CHECK_MSG(rc == AE_ERR_FORMAT, "%s (corrupt) gave rc %d", name, rc);
 		} else {
@@ -134,8 +146,97 @@ static void test_roundtrip(void)
 	}
 }
 
+/* ae_deflate_zlib's streams inflate back through zlib. */
+static void test_deflate(void)
+{
+	static const size_t sizes[] = { 0, 1, 2, 3, 4, 9, 100, 812, 4097, 70001 };
+	ae_rng r;
+	ae_rng_seed(&r, 5);
+	for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
+		for (int kind = 0; kind < 4; kind++) {
+			size_t n = sizes[si];
+			uint8_t *src = malloc(n + 1), *dst = malloc(ae_deflate_bound(n)), *back = malloc(n + 1);
+			for (size_t i = 0; i < n; i++)
+				src[i] = kind == 0   ? 0
+				         : kind == 1 ? (uint8_t)(ae_rng_uniform(&r) * 256)
+				         : kind == 2
+				                 ? (uint8_t)(i % 7 * 31)
+				                 : (uint8_t)(i % 300 < 150 ? 0 : (i * 13) % 251); /* runs and noise */
+			size_t len = ae_deflate_zlib(dst, src, n);
+			uLongf got = (uLongf)n + 1;
+			int zr = uncompress(back, &got, dst, (uLong)len);
+			CHECK_MSG(len <= ae_deflate_bound(n) && zr == Z_OK && got == n && memcmp(back, src, n) == 0,
+			          "deflate of %zu bytes (kind %d): zlib %d, %lu bytes back", n, kind, zr,
+			          (unsigned long)got);
+			if (kind == 0 && n > 1000) CHECK(len < n / 50); /* a run compresses */
+			free(src), free(dst), free(back);
+		}
+}
+
+/* Encoded PNGs decode through libpng, large and small, gray and RGB. */
+static void test_encode_libpng(void)
+{
+	const int h = 97, w = 130;
+	uint8_t *pix = malloc(3 * (size_t)h * w);
+	for (size_t i = 0; i < 3 * (size_t)h * w; i++)
+		pix[i] = (uint8_t)(i % 3 ? (i / 7) % 256 : (i * 2654435761u) >> 24);
+	for (int c = 1; c <= 3; c += 2) {
+		uint8_t *out;
+		size_t len;
+		ae_image img;
+		CHECK(ae_png_encode(pix, c, h, w, &out, &len, NULL) == 0);
+		CHECK(ae_png_decode_libpng(out, len, c, 1 << 20, &img, NULL) == 0);
+		CHECK(img.h == h && img.w == w && memcmp(img.pix, pix, (size_t)c * h * w) == 0);
+		ae_image_free(&img);
+		free(out);
+	}
+	free(pix);
+}
+
+/* The own path refuses what a decoder must: a flipped byte of image data
+ * (CRC), a stream that inflates past the header's size, one that ends
+ * early, a row with an unknown filter. */
+static void test_fast_refusals(void)
+{
+	uint8_t pix[8 * 6] = { 0 };
+	uint8_t raw[200], *png;
+	size_t len;
+	ae_image img;
+	ae_error err = { 0 };
+	CHECK(ae_png_encode(pix, 1, 6, 8, &png, &len, NULL) == 0);
+	uint8_t *bad = malloc(len + 400);
+	memcpy(bad, png, len);
+	bad[33 + 8 + 3] ^= 0x40; /* inside IDAT's data */
+	CHECK_ERR(ae_png_decode(bad, len, 1, 100, &img, &err), err, "CRC");
+	/* IDAT holding a stream of more rows (or fewer, or a bad filter) than IHDR says */
+	for (int k = 0; k < 3; k++) {
+		const int rows = k == 0 ? 12 : k == 1 ? 3 : 6;
+		memset(raw, 0, sizeof raw);
+		if (k == 2) raw[9] = 7; /* row 1's filter byte */
+		size_t n = 33;
+		memcpy(bad, png, 33);
+		size_t zl = ae_deflate_zlib(bad + n + 8, raw, (size_t)rows * 9);
+		bad[n] = 0, bad[n + 1] = 0, bad[n + 2] = (uint8_t)(zl >> 8), bad[n + 3] = (uint8_t)zl;
+		memcpy(bad + n + 4, "IDAT", 4);
+		uint32_t crc = (uint32_t)crc32(0L, bad + n + 4, (uInt)zl + 4);
+		for (int i = 0; i < 4; i++)
+			bad[n + 8 + zl + i] = (uint8_t)(crc >> (24 - 8 * i));
+		n += 12 + zl;
+		memcpy(bad + n, png + len - 12, 12); /* IEND */
+		n += 12;
+		static const char *want[3] = { "inflates past", "truncated", "filter type 7" };
+		CHECK_ERR(ae_png_decode(bad, n, 1, 100, &img, &err), err, want[k]);
+		CHECK(ae_png_decode_libpng(bad, n, 1, 100, &img, &err) != 0); /* libpng refuses them too */
+	}
+	free(bad);
+	free(png);
+}
+
 int main(void)
 {
+	test_deflate();
+	test_encode_libpng();
+	test_fast_refusals();
 	test_suite();
 	test_conversions();
 	test_limits();

@@ -42,9 +42,14 @@ int ae_png_inspect(const uint8_t *buf, size_t len, ae_png_info *info, ae_error *
  * ICC profiles, EXIF, ...) are skipped unread. Memory is bounded by
  * about 7 bytes per pixel. */
 int ae_png_decode(const uint8_t *buf, size_t len, int want_c, size_t max_pixels, ae_image *img, ae_error *err);
+/* The same through libpng whatever the file: ae_png_decode takes a path of
+ * its own, the same pixels, for 8-bit non-interlaced files without a
+ * transparency key; this one is its reference in the tests. */
+int ae_png_decode_libpng(const uint8_t *buf, size_t len, int want_c, size_t max_pixels, ae_image *img, ae_error *err);
 
 /* Encodes planar (c, h, w) 8-bit pixels (c = 1 gray, 3 RGB) into a new
- * buffer *out (caller frees). */
+ * buffer *out (caller frees): a standard PNG, one IDAT, rows unfiltered,
+ * deflated with fixed codes (core/deflate.h). */
 int ae_png_encode(const uint8_t *pix, int c, int h, int w, uint8_t **out, size_t *len, ae_error *err);
 
 /* Encodes and writes atomically. */
