@@ -15,7 +15,9 @@
 #      at batch 1, 32, 256, in turns seconds apart;
 #   4. latency.sh: aeserve's latency at a fixed arrival rate, 50% and 80% of
 #      its wrk maximum, by an open-loop generator (bench/openloop.c);
-#   5. sizes.sh: the preset at 28x28x1, 64x64x3 and 128x128x3, training and
+#   5. service.sh: aeserve's /v1/reconstruct (PNG in and out) under wrk
+#      against the engine's batch-32 images/s, in turns seconds apart;
+#   6. sizes.sh: the preset at 28x28x1, 64x64x3 and 128x128x3, training and
 #      reconstruct images/s at batch 32 and peak RSS, both sides, in short
 #      turns taken seconds apart by two processes kept warm (TURNS, 9).
 #
@@ -57,18 +59,19 @@ ref=$(jq -c --arg side torch "$median_side" <<<"$engine")
 http=$(BUILD=$BUILD bash bench/http.sh)
 engines=$(BUILD=$BUILD THREADS=$THREADS bash bench/engines.sh)
 latency=$(BUILD=$BUILD bash bench/latency.sh)
+service=$(BUILD=$BUILD bash bench/service.sh)
 sizes=$(BUILD=$BUILD THREADS=$THREADS SECS=$SECS bash bench/sizes.sh)
 # The vector units decide which kernels run (and how fast OpenBLAS is).
 isa=$(grep -o -w -e avx512f -e avx2 -e fma /proc/cpuinfo | sort -u | tr '\n' ' ' | sed 's/ $//')
 machine="$(lscpu | sed -n 's/^Model name: *//p' | head -1) (${isa:-no AVX2}), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(. /etc/os-release && echo "$PRETTY_NAME"), OpenBLAS $(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || echo '?') (core $OPENBLAS_CORETYPE), libmicrohttpd $(dpkg-query -W -f='${Version}' libmicrohttpd12 2>/dev/null || echo '?')"
 out=bench/results/latest.json
-jq -n --argjson ours "$ours" --argjson torch "$ref" --argjson engine "$engine" --argjson http "$http" --argjson sizes "$sizes" --argjson engines "$engines" --argjson latency "$latency" --arg machine "$machine" \
+jq -n --argjson ours "$ours" --argjson torch "$ref" --argjson engine "$engine" --argjson http "$http" --argjson sizes "$sizes" --argjson engines "$engines" --argjson latency "$latency" --argjson service "$service" --arg machine "$machine" \
 	--arg cores "$(nproc)" --arg date "$(date -u +%FT%TZ)" --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" '
 	def median: sort | .[(length - 1) / 2 | floor];
 	def r($k): ([$engine[] | .ours[$k] / .torch[$k]] | median);
 	def peak(k; f): ($ours[k] * f / 1e9 / $ours.sgemm_peak_gflops);
 	{date: $date, commit: $commit, machine: $machine, cores: ($cores | tonumber), ours: $ours, torch: $torch,
-	 engine_rounds: $engine, http: $http, engines: $engines, latency: $latency,
+	 engine_rounds: $engine, http: $http, engines: $engines, latency: $latency, service: $service,
 	 sizes: $sizes,
 	 ratios: ([ "encode_b1_img_s", "encode_b32_img_s", "encode_b256_img_s", "reconstruct_b1_img_s",
 	            "reconstruct_b32_img_s", "reconstruct_b256_img_s", "train_b32_img_s" ]
@@ -122,6 +125,7 @@ jq -r '
 	 def own(a; b): ([$c.turns[] | select(.[a] and .[b]) | .[a] / .[b]] | if length > 0 then (sort | .[(length - 1) / 2 | floor]) else null end);
 	 "| \(.op) | \(.batch) | \(v("ours_fp32")) | \(v("ours_bf16")) | \(v("ours_int8")) | \(v("ort")) | \(v("torch")) | \(r("ours_fp32_vs_ort")) | \(r($best + "_vs_ort")) | \(r("ours_fp32_vs_torch")) | \(r($best + "_vs_torch")) | \(f(own("ours_int8"; "ours_fp32"))) |"),
 	"\nLargest difference of a pixel from ours in fp32, reconstruct, 32 digits: \(.engines.max_abs_diff_reconstruct_vs_ours_fp32 | to_entries | map("\(.key | sub("ours_"; "ours ")) \(.value * 1e6 | round / 1e6)") | join(", ")).\n",
+	"\n## The service against its engine (\(.service.precision), \(.service.image))\n\naeserve /v1/reconstruct under wrk (64 connections) and the engine reconstructing batches of 32 in one process, in \(.service.turns | length) turns each, seconds apart: \(.service.http_req_s | floor) requests/s against \(.service.engine_b32_img_s | floor) images/s, **\(pct(.service.ratio))** (median of the turns'"'"' ratios: \(.service.turns | map(.ratio * 100 | round | tostring + "%") | join(", "))); target ≥ 85%: \(ok(.service.ratio >= 0.85)).\n",
 	"\n## Latency at a fixed arrival rate (aeserve, \(.latency.precision), \(.latency.image))\n\nRequests sent at 50% and 80% of the route'"'"'s most requests/s under wrk (64 connections, a closed loop), whatever the answers do (bench/openloop.c: Poisson arrivals, latency from when each request was due).\n\n| route | wrk max req/s | share | req/s asked | answered/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | not 200 / errors / unanswered |\n|---|---|---|---|---|---|---|---|---|---|---|",
 	(.latency.routes[] | . as $r | .open_loop[] | "| \($r.route) | \($r.closed_loop_max.req_s | floor) | \(.share_of_max)% | \(.rate_asked | floor) | \(.rate_answered | floor) | \(.p50_ms) | \(.p90_ms) | \(.p99_ms) | \(.p999_ms) | \(.max_ms) | \(.other_status) / \(.connection_errors) / \(.timeouts) |"),
 	"\n## Image size (batch 32, images/s; peak RSS of the process, MB)\n\nMedians of \(.sizes[0].rounds | length) turns each, the two sides alternating seconds apart (bench/sizes.sh).\n\n| size | train ours | train PyTorch | ratio | reconstruct ours | reconstruct PyTorch | ratio | ≥ 5× both | RSS ours | RSS PyTorch |\n|---|---|---|---|---|---|---|---|---|---|",
