@@ -365,6 +365,48 @@ QAVX512 static inline void store16(float *out, __m512 v, const ae_qconv *q, int 
 	_mm512_mask_storeu_ps(out + o, (__mmask16)((1u << nv) - 1), v);
 }
 
+/* The epilogue of one block of 16 channels, its vectors loaded once per
+ * tile. */
+typedef struct ep16q {
+	__m512 ws, bias, scale, shift, slope;
+} ep16q;
+
+QAVX512 static inline ep16q ep16q_load(const ae_qconv *q, int o)
+{
+	return (ep16q){ _mm512_loadu_ps(q->wscale + o), _mm512_loadu_ps(q->bias + o), _mm512_loadu_ps(q->scale + o),
+		        _mm512_loadu_ps(q->shift + o), _mm512_set1_ps(q->slope) };
+}
+
+/* As store16 for a whole block and an activation other than the sigmoid:
+ * the same operations in the same order. */
+QAVX512 static inline __m512 ep16q_apply(const ep16q *e, const ae_qconv *q, __m512i acc)
+{
+	__m512 v = q->prec == AE_PREC_INT8 ? _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), e->ws, e->bias)
+	                                   : _mm512_add_ps(_mm512_castsi512_ps(acc), e->bias);
+	const __m512 z = _mm512_setzero_ps();
+	if (q->act == AE_ACT_RELU)
+		v = _mm512_max_ps(v, z);
+	else if (q->act == AE_ACT_LRELU)
+		v = _mm512_fmadd_ps(e->slope, _mm512_min_ps(v, z), _mm512_max_ps(v, z));
+	return _mm512_fmadd_ps(v, e->scale, e->shift);
+}
+
+/* A tile's sums a[j][b] through the epilogue to its pixels. */
+QAVX512 static inline void store_tile(const qtile *tl, const ae_qconv *q, __m512i (*a)[2], int o0, const int nb)
+{
+	if (q->act == AE_ACT_SIGMOID || o0 + BLOCK * nb > q->oc) {
+		for (int j = 0; j < tl->np; j++)
+			for (int b = 0; b < nb; b++)
+				store16(tl->out[j], _mm512_castsi512_ps(a[j][b]), q, o0 + BLOCK * b);
+		return;
+	}
+	const ep16q e0 = ep16q_load(q, o0), e1 = nb > 1 ? ep16q_load(q, o0 + BLOCK) : e0;
+	for (int j = 0; j < tl->np; j++) {
+		_mm512_storeu_ps(tl->out[j] + o0, ep16q_apply(&e0, q, a[j][0]));
+		if (nb > 1) _mm512_storeu_ps(tl->out[j] + o0 + BLOCK, ep16q_apply(&e1, q, a[j][1]));
+	}
+}
+
 static inline int32_t load32(const unsigned char *p)
 {
 	int32_t v;
@@ -395,10 +437,7 @@ static inline int32_t load32(const unsigned char *p)
 			}                                                                              \
 		}                                                                                      \
 	}                                                                                              \
-	for (int j = 0; j < tl->np; j++) {                                                             \
-		store16(tl->out[j], _mm512_castsi512_ps(a[j][0]), q, o0);                              \
-		if (nb > 1) store16(tl->out[j], _mm512_castsi512_ps(a[j][1]), q, o0 + BLOCK);          \
-	}
+	store_tile(tl, q, a, o0, nb);
 
 #define DOT_I8(a, x, w) _mm512_dpbusd_epi32(a, x, w)
 #define DOT_BF(a, x, w) _mm512_castps_si512(_mm512_dpbf16_ps(_mm512_castsi512_ps(a), (__m512bh)(x), (__m512bh)(w)))
