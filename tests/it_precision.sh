@@ -9,7 +9,6 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
 T="$BUILD/aetrain"
-BASE=$((20000 + ($$ * 13) % 12000))
 
 "$T" export tests/fixtures/digits --out "$TMPD/digits" --limit 2 >/dev/null
 D0="$TMPD/digits/00000.png"
@@ -26,9 +25,9 @@ done
 
 i=0
 for p in fp32 bf16 int8 auto; do
-	port=$((BASE + i)); i=$((i + 1))
-	start_server "$port" "$TMPD/log.$p" --precision "$p" --default mnist "$TMPD/models" || { done_tests; exit 1; }
-	U="http://127.0.0.1:$port"
+	i=$((i + 1))
+	start_server "$TMPD/log.$p" --precision "$p" --default mnist "$TMPD/models" || { done_tests; exit 1; }
+	U=$SRV_URL
 	info=$(curl -s "$U/v1/models/mnist")
 	want=${RUNS[$p]:-}
 	[ "$p" = auto ] && want=$(jq -r .precision <<<"$info")
@@ -40,7 +39,7 @@ for p in fp32 bf16 int8 auto; do
 	LAT[i]=$(curl -s -H "Content-Type: image/png" --data-binary @"$D0" "$U/v1/encode" | jq -c .data)
 	a=$(curl -s -H "Content-Type: image/png" --data-binary @"$D0" "$U/v1/anomaly")
 	check "$p: anomaly's threshold is the model's p99 at $want" jq -e --argjson q "${P99[$i]}" '.threshold - $q | fabs < 1e-6' <<<"$a" >/dev/null
-	stop_server "${PIDS[-1]}"
+	stop_server "$SRV_PID"
 done
 
 for k in 2 3 4; do

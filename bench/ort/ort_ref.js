@@ -66,7 +66,8 @@ async function main() {
 	const run = async (op, b) => {
 		const s = sessions[op];
 		const out = await s.run({ [s.inputNames[0]]: input(b) });
-		return out[s.outputNames[0]];
+		/* the autoencoder graph gives the code too: the image is its last output */
+		return out[s.outputNames[s.outputNames.length - 1]];
 	};
 	for (const op of Object.keys(sessions)) for (const b of [1, 32, MAX_BATCH]) await run(op, b);
 
