@@ -278,7 +278,7 @@ static int lower(ae_plan *p, ae_error *err)
 		const int li = (int)(s->l - m->net.layers);
 		s->quant = runs_reduced(p, s);
 		int rc = s->quant ? ae_qconv_init(&s->qc, &sh, s->w, &s->ep, p->prec, m->act_range.lo[li],
-		                                  m->act_range.hi[li], !p->reference)
+		                                  m->act_range.hi[li], p->reference ? AE_QSIMD_NONE : AE_QSIMD_ZMM)
 		                  : ae_dconv_init(&s->dc, &sh, s->w, &s->ep);
 		free(perm); /* the packed copy is all the stage reads from now */
 		s->w = NULL;

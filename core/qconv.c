@@ -35,16 +35,34 @@ static size_t elem_size(int prec)
 	return prec == AE_PREC_INT8 ? 1 : 2;
 }
 
+/* The compiler's checks ask the OS too (XGETBV) for the wider registers. */
 int ae_qconv_supported(int prec)
 {
-	if (prec == AE_PREC_FP32) return 1;
+	if (prec == AE_PREC_FP32) return AE_QSIMD_ZMM;
 #ifdef AE_QX86
-	if (ae_cpu_simd() < AE_SIMD_AVX512) return 0;
+	const int simd = ae_cpu_simd();
 	__builtin_cpu_init();
-	if (prec == AE_PREC_INT8) return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
-	if (prec == AE_PREC_BF16) return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
+	if (prec == AE_PREC_INT8 && simd >= AE_SIMD_AVX512 && __builtin_cpu_supports("avx512vnni") &&
+	    __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+		return AE_QSIMD_ZMM;
+	if (prec == AE_PREC_INT8 && simd >= AE_SIMD_AVX2 && __builtin_cpu_supports("avxvnni")) return AE_QSIMD_YMM;
+	if (prec == AE_PREC_BF16 && simd >= AE_SIMD_AVX512 && __builtin_cpu_supports("avx512bf16") &&
+	    __builtin_cpu_supports("avx512bw"))
+		return AE_QSIMD_ZMM;
 #endif
+	return AE_QSIMD_NONE;
+}
+
+/* Whether the CPU has AVX-VNNI's 256-bit instructions in their VEX form
+ * (without it, AE_QSIMD_YMM runs their EVEX form of AVX512-VNNI). */
+static int has_avxvnni(void)
+{
+#ifdef AE_QX86
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avxvnni");
+#else
 	return 0;
+#endif
 }
 
 /* float32 to bfloat16, to nearest, ties to even (as vcvtneps2bf16). */
@@ -140,7 +158,10 @@ int ae_qconv_init(ae_qconv *q, const ae_dconv_shape *s, const float *w, const ae
 	q->prec = prec;
 	q->ic = s->ic, q->icp = (s->ic + k - 1) / k * k;
 	q->oc = s->oc, q->ocp = (s->oc + BLOCK - 1) / BLOCK * BLOCK;
-	q->simd = simd && ae_qconv_supported(prec);
+	const int top = ae_qconv_supported(prec);
+	q->simd = simd < top ? simd : top;
+	if (prec == AE_PREC_BF16 && q->simd == AE_QSIMD_YMM) q->simd = AE_QSIMD_NONE; /* no 256-bit bf16 kernel */
+	q->vex = q->simd == AE_QSIMD_YMM && has_avxvnni();
 	ae_dconv_shape gs = *s;
 	gs.ic = q->icp;
 	if (ae_dconv_init(&q->g, &gs, NULL, NULL)) return -1;
@@ -255,7 +276,7 @@ static void convert(void *dst, const float *x, size_t rows, const ae_qconv *q)
 		if (q->prec == AE_PREC_INT8) {
 			uint8_t *d = (uint8_t *)dst + r * icp;
 #ifdef AE_QX86
-			if (q->simd && dense) {
+			if (q->simd == AE_QSIMD_ZMM && dense) {
 				quantize_row16(d, xr, ic, q);
 				continue;
 			}
@@ -265,7 +286,7 @@ static void convert(void *dst, const float *x, size_t rows, const ae_qconv *q)
 		} else {
 			uint16_t *d = (uint16_t *)dst + r * icp;
 #ifdef AE_QX86
-			if (q->simd && dense) {
+			if (q->simd == AE_QSIMD_ZMM && dense) {
 				bf16_row16(d, xr, ic);
 				continue;
 			}
@@ -301,6 +322,14 @@ static float epilogue_one(const ae_qconv *q, float v, int o)
 static float sum_to_float(const ae_qconv *q, float acc, int o)
 {
 	return q->prec == AE_PREC_INT8 ? fmaf(acc, q->wscale[o], q->bias[o]) : acc + q->bias[o];
+}
+
+/* Channels [o, o + 16) of one pixel from their int8 sums, through the
+ * portable epilogue (its operations are those of the vector ones). */
+static void store16_i8(float *out, const int32_t *acc, const ae_qconv *q, int o)
+{
+	for (int i = 0; i < BLOCK && o + i < q->oc; i++)
+		out[o + i] = epilogue_one(q, sum_to_float(q, (float)acc[i], o + i), o + i);
 }
 
 static void tile_portable(const qtile *tl, const ae_qconv *q, int ntaps, const void *w, const int32_t *acc0)
@@ -502,11 +531,74 @@ static void tile_simd(const qtile *tl, const ae_qconv *q, int ntaps, const void 
 }
 #endif
 
+#ifdef AE_QX86
+/* ---- int8 on 256-bit vectors: AVX-VNNI (VEX) or AVX512-VNNI (EVEX) ---- */
+
+#define NRY 6 /* pixels per 256-bit tile: 12 sums, two weights and a broadcast in 16 registers */
+
+/* Pixels [j0, j0 + NRY) of a tile (the last repeated past NRQ) x one
+ * block of 16 channels, as two vectors of 8: the zmm kernel's packing
+ * read half a row at a time. The sums and the epilogue are the zmm
+ * kernel's (store16 per pixel, through a 16-wide buffer). */
+#define TILE_YMM(NAME, TARGET, DOT)                                                                                 \
+	TARGET static void NAME(const qtile *tl, const ae_qconv *q, int ntaps, const unsigned char *wb, int j0,     \
+	                        const int32_t *acc0, int o0)                                                        \
+	{                                                                                                           \
+		const int ngr = q->icp / 4;                                                                         \
+		const __m256i i0 = _mm256_loadu_si256((const __m256i *)(acc0 + o0));                                \
+		const __m256i i1 = _mm256_loadu_si256((const __m256i *)(acc0 + o0 + 8));                            \
+		__m256i a[NRY][2];                                                                                  \
+		for (int j = 0; j < NRY; j++)                                                                       \
+			a[j][0] = i0, a[j][1] = i1;                                                                 \
+		for (int t = 0; t < ntaps; t++) {                                                                   \
+			const unsigned char *pj[NRY];                                                               \
+			for (int j = 0; j < NRY; j++)                                                               \
+				pj[j] = tl->ptr[t * NRQ + (j0 + j < NRQ ? j0 + j : NRQ - 1)];                       \
+			const unsigned char *wt = wb + (size_t)t * ngr * 64;                                        \
+			for (int c = 0; c < ngr; c++) {                                                             \
+				const __m256i w0 = _mm256_loadu_si256((const __m256i *)(wt + (size_t)c * 64));      \
+				const __m256i w1 = _mm256_loadu_si256((const __m256i *)(wt + (size_t)c * 64 + 32)); \
+				for (int j = 0; j < NRY; j++) {                                                     \
+					const __m256i x = _mm256_set1_epi32(load32(pj[j] + (size_t)c * 4));         \
+					a[j][0] = DOT(a[j][0], x, w0);                                              \
+					a[j][1] = DOT(a[j][1], x, w1);                                              \
+				}                                                                                   \
+			}                                                                                           \
+		}                                                                                                   \
+		for (int j = 0; j < NRY && j0 + j < tl->np; j++) {                                                  \
+			int32_t v[16];                                                                              \
+			_mm256_storeu_si256((__m256i *)v, a[j][0]);                                                 \
+			_mm256_storeu_si256((__m256i *)(v + 8), a[j][1]);                                           \
+			store16_i8(tl->out[j0 + j], v, q, o0);                                                      \
+		}                                                                                                   \
+	}
+
+TILE_YMM(tile_i8_vex, __attribute__((target("avxvnni,avx2,fma"))), _mm256_dpbusd_avx_epi32)
+TILE_YMM(tile_i8_evex, __attribute__((target("avx512vnni,avx512vl,avx512f,avx2,fma"))), _mm256_dpbusd_epi32)
+
+static void tile_ymm(const qtile *tl, const ae_qconv *q, int ntaps, const void *w, const int32_t *acc0)
+{
+	const size_t bs = (size_t)ntaps * q->icp * BLOCK;
+	const unsigned char *wb = w;
+	for (int o0 = 0; o0 < q->ocp; o0 += BLOCK, wb += bs)
+		for (int j0 = 0; j0 < tl->np; j0 += NRY) {
+			if (q->vex)
+				tile_i8_vex(tl, q, ntaps, wb, j0, acc0, o0);
+			else
+				tile_i8_evex(tl, q, ntaps, wb, j0, acc0, o0);
+		}
+}
+#endif
+
 static void tile_run(const qtile *tl, const ae_qconv *q, int ntaps, const void *w, const int32_t *acc0)
 {
 #ifdef AE_QX86
-	if (q->simd) {
+	if (q->simd == AE_QSIMD_ZMM) {
 		tile_simd(tl, q, ntaps, w, acc0);
+		return;
+	}
+	if (q->simd == AE_QSIMD_YMM) {
+		tile_ymm(tl, q, ntaps, w, acc0);
 		return;
 	}
 #endif

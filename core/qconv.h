@@ -41,7 +41,8 @@ typedef struct ae_qconv {
 	int prec;    /* AE_PREC_INT8 or AE_PREC_BF16 */
 	int ic, icp; /* input channels, and padded: a multiple of 4 (int8) or 2 (bf16) */
 	int oc, ocp; /* output channels, and padded to whole blocks of 16 */
-	int simd;    /* 1: the CPU's kernels; 0: the portable ones (tests lower it) */
+	int simd;    /* the kernels that run (AE_QSIMD_*): at most the CPU's; tests lower it */
+	int vex;     /* AE_QSIMD_YMM in AVX-VNNI's encoding (else AVX512-VNNI's) */
 	int ntap_max;
 	void *w;                     /* per group: [block of 16][tap][icp / k][16][k] values, k = 4 or 2 */
 	int32_t *acc0;               /* int8: per group, ocp: -zp * the sum of the group's q_w */
@@ -53,13 +54,20 @@ typedef struct ae_qconv {
 	unsigned char *pad;  /* icp values that padding taps read */
 } ae_qconv;
 
-/* Whether the CPU (and its OS) runs prec's kernels: AE_PREC_FP32 always. */
+/* Kernel sets for reduced precision, each needing more of the CPU:
+ * portable C; int8 on 256-bit vectors (AVX-VNNI, as on Intel client
+ * CPUs, or AVX512-VNNI's 256-bit form, which runs the same kernel); the
+ * 512-bit int8 and bf16 kernels (AVX512-VNNI, AVX512_BF16). */
+enum { AE_QSIMD_NONE, AE_QSIMD_YMM, AE_QSIMD_ZMM };
+
+/* The widest kernel set this CPU (and its OS) runs for prec
+ * (AE_QSIMD_*); fp32 needs none and is always AE_QSIMD_ZMM here. */
 int ae_qconv_supported(int prec);
 
 /* Compiles a layer of shape s for prec: w and ep as ae_dconv_init takes
- * them; [lo, hi] the calibrated range of its input (int8 only). simd 0
- * compiles for the portable kernels. Returns 0, or -1 on a bad shape or
- * out of memory (q is then empty). */
+ * them; [lo, hi] the calibrated range of its input (int8 only); simd the
+ * widest kernel set to use (AE_QSIMD_*, lowered to what the CPU runs).
+ * Returns 0, or -1 on a bad shape or out of memory (q is then empty). */
 int ae_qconv_init(ae_qconv *q, const ae_dconv_shape *s, const float *w, const ae_epilogue *ep, int prec, float lo,
                   float hi, int simd);
 void ae_qconv_deinit(ae_qconv *q);

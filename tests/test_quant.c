@@ -3,8 +3,10 @@
  * fp32: each int8 and bf16 layer kind (convolution, transposed
  * convolution, dense; channel counts that are not whole groups or
  * blocks; every epilogue) against the NCHW reference loop within the
- * precision's tolerance, the CPU's kernels against the portable ones
- * (int8 bit for bit; bf16 within 1e-6), and whole plans of random models
+ * precision's tolerance, each vector kernel set this CPU runs against
+ * the portable kernels (int8 bit for bit, its 256-bit set too, through
+ * AVX512-VNNI's encoding where the CPU lacks AVX-VNNI's; bf16 within
+ * 1e-6), and whole plans of random models
  * of each preset: every precision against fp32, the CPU's plan against
  * the reference plan, an image's result independent of its batch, and
  * what a plan does when the CPU or the model lacks what a precision
@@ -71,20 +73,22 @@ static void check_layer(int n, ae_dconv_shape s, int act, int prec)
 		           .scale = act == AE_ACT_SIGMOID ? NULL : sc,
 		           .shift = act == AE_ACT_SIGMOID ? NULL : sh };
 	float *want = malloc(ys * sizeof(float)), *y = malloc(ys * sizeof(float)), *ysimd = malloc(ys * sizeof(float));
+	const int top = ae_qconv_supported(prec);
 	reference(want, x, w, &ep, n, &s);
 	ae_nchw_to_nhwc(xh, x, n, s.ic, s.ih * s.iw);
 	float lo = INFINITY, hi = -INFINITY;
 	for (size_t i = 0; i < xs; i++)
 		lo = fminf(lo, x[i]), hi = fmaxf(hi, x[i]);
 	const int dense = s.k == 1 && s.ih == 1 && s.iw == 1;
-	for (int simd = 0; simd <= 1; simd++) {
+	/* the portable kernels, then each vector set this CPU runs */
+	for (int simd = AE_QSIMD_NONE; simd <= top; simd++) {
 		ae_qconv q;
 		int rc = ae_qconv_init(&q, &s, w, &ep, prec, lo, hi, simd);
 		CHECK(rc == 0);
 		if (rc) break;
-		if (simd && !q.simd) { /* no such instructions here: the portable run stands */
+		if (q.simd != simd) { /* bf16 has no 256-bit set */
 			ae_qconv_deinit(&q);
-			break;
+			continue;
 		}
 		void *scratch = malloc(ae_qconv_scratch(&q, n));
 		float *out = simd ? ysimd : y;
