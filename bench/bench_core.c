@@ -261,6 +261,10 @@ static int engine_case(const char *path, const char *idx, int threads, const cha
 	if (!w || !x || !y || n < 1) {
 		fprintf(stderr, "bench_core engine: %s\n",
 		        err.msg[0] ? err.msg : "cannot read the images or out of memory");
+		ae_infer_free(w);
+		ae_plan_free(p);
+		ae_model_free(m);
+		free(x), free(y), free(raw);
 		return 1;
 	}
 	for (size_t i = 0; i < ENGINE_MAX_BATCH * per; i++)

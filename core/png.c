@@ -255,8 +255,8 @@ static int fast_decodable(const uint8_t *buf, size_t len, const ae_png_info *pi)
 		uint32_t n = be32(buf + at);
 		const uint8_t *t = buf + at + 4;
 		if (memcmp(t, "tRNS", 4) == 0) return 0;
-		if (t[0] >= 'A' && t[0] <= 'Z' && memcmp(t, "IHDR", 4) && memcmp(t, "PLTE", 4) &&
-		    memcmp(t, "IDAT", 4) && memcmp(t, "IEND", 4))
+		if (t[0] >= 'A' && t[0] <= 'Z' && memcmp(t, "IHDR", 4) != 0 && memcmp(t, "PLTE", 4) != 0 &&
+		    memcmp(t, "IDAT", 4) != 0 && memcmp(t, "IEND", 4) != 0)
 			return 0;
 		at += 12 + (size_t)n;
 		if (memcmp(t, "IEND", 4) == 0) break;

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #define AE_QX86 1
 #endif
@@ -35,6 +36,21 @@ static size_t elem_size(int prec)
 	return prec == AE_PREC_INT8 ? 1 : 2;
 }
 
+/* Whether the CPU has AVX-VNNI's 256-bit instructions in their VEX form
+ * (without it, AE_QSIMD_YMM runs their EVEX form of AVX512-VNNI): CPUID
+ * leaf 7, sub-leaf 1, EAX bit 4 (not every compiler's
+ * __builtin_cpu_supports knows the name). The OS saving the YMM state is
+ * the caller's check (ae_cpu_simd). */
+static int has_avxvnni(void)
+{
+#ifdef AE_QX86
+	unsigned a, b, c, d;
+	return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 4 & 1u);
+#else
+	return 0;
+#endif
+}
+
 /* The compiler's checks ask the OS too (XGETBV) for the wider registers. */
 int ae_qconv_supported(int prec)
 {
@@ -45,24 +61,12 @@ int ae_qconv_supported(int prec)
 	if (prec == AE_PREC_INT8 && simd >= AE_SIMD_AVX512 && __builtin_cpu_supports("avx512vnni") &&
 	    __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
 		return AE_QSIMD_ZMM;
-	if (prec == AE_PREC_INT8 && simd >= AE_SIMD_AVX2 && __builtin_cpu_supports("avxvnni")) return AE_QSIMD_YMM;
+	if (prec == AE_PREC_INT8 && simd >= AE_SIMD_AVX2 && has_avxvnni()) return AE_QSIMD_YMM;
 	if (prec == AE_PREC_BF16 && simd >= AE_SIMD_AVX512 && __builtin_cpu_supports("avx512bf16") &&
 	    __builtin_cpu_supports("avx512bw"))
 		return AE_QSIMD_ZMM;
 #endif
 	return AE_QSIMD_NONE;
-}
-
-/* Whether the CPU has AVX-VNNI's 256-bit instructions in their VEX form
- * (without it, AE_QSIMD_YMM runs their EVEX form of AVX512-VNNI). */
-static int has_avxvnni(void)
-{
-#ifdef AE_QX86
-	__builtin_cpu_init();
-	return __builtin_cpu_supports("avxvnni");
-#else
-	return 0;
-#endif
 }
 
 /* float32 to bfloat16, to nearest, ties to even (as vcvtneps2bf16). */
