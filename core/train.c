@@ -18,12 +18,18 @@
  * rounding in low-variance channels, and the PyTorch parity test then
  * fails at step 1 (1.6e-3 against 1e-4). Input gradients take one chain:
  * the parity test's gradients and updates hold with it.
+ *
+ * Across processes (a reducer, train.h), a step's batch is n_all images of
+ * which this process holds n: batch norm's sums and the loss's scale are
+ * the whole batch's, and the gradients are summed as the backward pass
+ * finishes each bucket of layers (bucket_end), while it goes on below.
  */
 #include "ae/train.h"
 #include "dconv.h"
 #include "ops.h"
 #include "team.h"
 
+#include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,7 +79,13 @@ struct ae_trainer {
 	/* the call the lanes are running */
 	const float *x, *target;
 	int n, n_lanes, n_chunks;
+	int n_all; /* the batch's images across processes (n without a reducer) */
 	float lr;
+	/* across processes (see ae_reducer) */
+	const ae_reducer *red;
+	int red_rc;                           /* the step's first failed sum */
+	double *red_buf;                      /* batch-norm sums on their way, 2 x widest */
+	size_t param_from[AE_MAX_LAYERS + 1]; /* first parameter of the layers from i on */
 	/* layouts (see layout_init) */
 	unsigned char nhwc[AE_MAX_LAYERS];     /* layer i's output is channels-last */
 	unsigned char relayout[AE_MAX_LAYERS]; /* a flatten/unflatten that transposes */
@@ -446,8 +458,9 @@ ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int threads, int loss, ae
 	t->chunk_loss = calloc((size_t)t->max_chunks, sizeof(double));
 	t->lanes = calloc((size_t)t->threads, sizeof *t->lanes);
 	t->team = ae_team_new(t->threads);
+	t->red_buf = malloc(2 * (size_t)widest_bn(net) * sizeof(double));
 	int ok = t->grads && t->adam_m && t->adam_v && t->acts && t->bn_stats && t->bn_part && t->dbuf[0] &&
-	         t->dbuf[1] && t->cgrads && t->chunk_loss && t->lanes && t->team;
+	         t->dbuf[1] && t->cgrads && t->chunk_loss && t->lanes && t->team && t->red_buf;
 	if (ok && t->nhwc[0] && first->ic > 1) ok = (t->in = ae_floats(in_size)) != NULL;
 	if (ok && t->nhwc[net->n_layers - 1] && last->oc > 1)
 		ok = (t->y = ae_floats(ae_layer_out_size(last) * (size_t)max_batch)) != NULL;
@@ -467,6 +480,10 @@ ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int threads, int loss, ae
 		ae_fail(err, AE_ERR_NOMEM, "out of memory compiling the convolutions");
 		return NULL;
 	}
+	/* parameters are laid out in layer order (ae_net_build) */
+	t->param_from[net->n_layers] = np;
+	for (int i = net->n_layers - 1; i >= 0; i--)
+		t->param_from[i] = net->layers[i].w != AE_NONE ? net->layers[i].w : t->param_from[i + 1];
 	float *a = t->acts, *s = t->bn_stats;
 	double *d = t->bn_part;
 	for (int i = 0; i < net->n_layers; i++) {
@@ -509,6 +526,7 @@ void ae_trainer_free(ae_trainer *t)
 	free(t->dbuf[1]);
 	free(t->cgrads);
 	free(t->chunk_loss);
+	free(t->red_buf);
 	free(t);
 }
 
@@ -584,6 +602,13 @@ static int units_next(units *u, unit *un)
 		un->slot_end = u->next = u->end;
 	}
 	return 1;
+}
+
+/* One blocking sum across processes; the step's first failure is kept
+ * and later sums skipped. */
+static void red_sum(ae_trainer *t, void *buf, size_t n, int type)
+{
+	if (t->red_rc == 0 && t->red->sum(t->red->ctx, buf, n, type) != 0) t->red_rc = -1;
 }
 
 /* Adds the chunks' partial sums part[c * n + ch] into out[ch], in order. */
@@ -675,13 +700,26 @@ static void bn_stats(ae_trainer *t, int k, int i)
 	ae_model *m = t->m;
 	const ae_layer *l = &m->net.layers[i];
 	const int c = l->oc, L = t->n_chunks;
-	const size_t total = (size_t)t->n * l->oh * l->ow;
+	const size_t total = (size_t)t->n_all * l->oh * l->ow;
 	float shift[AE_MAX_FILTERS]; /* c <= AE_MAX_FILTERS: ae_net_build */
 	memcpy(shift, m->state + l->rm, (size_t)c * sizeof *shift);
 	ae_team_barrier(t->team);
 	double s1[AE_MAX_FILTERS], s2[AE_MAX_FILTERS], mu[AE_MAX_FILTERS], ss[AE_MAX_FILTERS];
-	add_slots(s1, bn_part_of(t, i, BN_X, 0), L, c);
-	add_slots(s2, bn_part_of(t, i, BN_XX, 0), L, c);
+	if (t->red) {
+		/* Every process shifts by the same running means, so their sums
+		 * add up to the whole batch's. */
+		if (k == 0) {
+			add_slots(t->red_buf, bn_part_of(t, i, BN_X, 0), L, c);
+			add_slots(t->red_buf + c, bn_part_of(t, i, BN_XX, 0), L, c);
+			red_sum(t, t->red_buf, 2 * (size_t)c, AE_RED_F64);
+		}
+		ae_team_barrier(t->team);
+		memcpy(s1, t->red_buf, (size_t)c * sizeof *s1);
+		memcpy(s2, t->red_buf + c, (size_t)c * sizeof *s2);
+	} else {
+		add_slots(s1, bn_part_of(t, i, BN_X, 0), L, c);
+		add_slots(s2, bn_part_of(t, i, BN_XX, 0), L, c);
+	}
 	ae_bn_moments(mu, ss, s1, s2, shift, total, c);
 	ae_bn_stats(lane_mean(t, k, i), lane_invstd(t, k, i), k ? NULL : m->state + l->rm, k ? NULL : m->state + l->rv,
 	            mu, ss, total, c, BN_MOMENTUM, AE_BN_EPS);
@@ -746,7 +784,14 @@ static void begin_call(ae_trainer *t, const float *x, const float *target, int n
 
 const float *ae_trainer_forward(ae_trainer *t, const float *x, int n)
 {
+	return ae_trainer_forward_part(t, x, n, n);
+}
+
+const float *ae_trainer_forward_part(ae_trainer *t, const float *x, int n, int n_all)
+{
 	const ae_net *net = &t->m->net;
+	t->n_all = n_all;
+	t->red_rc = 0;
 	t->in0 = t->in ? t->in : x;
 	/* a flatten or unflatten that keeps the layout aliases its input: set
 	 * before the lanes read them */
@@ -780,6 +825,17 @@ static void bn_grad_sums(ae_trainer *t, int k, int i)
 			ln->grads[l->w + ch] += (float)ln->sdyx[ch];
 			ln->grads[l->b + ch] += (float)ln->sdy[ch];
 		}
+	if (!t->red) return;
+	/* dx needs the whole batch's sums; the gradients above stay this
+	 * process's part, which the reducer adds up with the rest. */
+	if (k == 0) {
+		memcpy(t->red_buf, ln->sdy, (size_t)c * sizeof *ln->sdy);
+		memcpy(t->red_buf + c, ln->sdyx, (size_t)c * sizeof *ln->sdyx);
+		red_sum(t, t->red_buf, 2 * (size_t)c, AE_RED_F64);
+	}
+	ae_team_barrier(t->team);
+	memcpy(ln->sdy, t->red_buf, (size_t)c * sizeof *ln->sdy);
+	memcpy(ln->sdyx, t->red_buf + c, (size_t)c * sizeof *ln->sdyx);
 }
 
 /* Batch norm i's dx for b images, from the totals bn_grad_sums left; with
@@ -792,7 +848,7 @@ static void bn_backward_dx_lane(ae_trainer *t, int k, float *cg, int i, float *d
 	const ae_layer *l = &m->net.layers[i];
 	tlane *ln = &t->lanes[k];
 	const int c = l->oc, p = l->oh * l->ow;
-	const size_t total = (size_t)t->n * p;
+	const size_t total = (size_t)t->n_all * p;
 	const float *mean = t->bn_mean[i], *invstd = t->bn_invstd[i];
 	const ae_layer *conv = i >= 2 && t->bn_fused[i - 2] ? l - 2 : NULL; /* fuse_init */
 	if (!conv) {
@@ -889,11 +945,90 @@ static void top_grad(ae_trainer *t, tlane *ln, int slot, int g, int b, float *d)
 	const ae_layer *ll = &net->layers[net->n_layers - 1];
 	const size_t osz = ae_layer_out_size(ll), at = (size_t)g * osz;
 	const float *y = (t->y ? t->y : t->act[net->n_layers - 1]) + at, *tg = t->target + at;
-	const size_t cnt = osz * (size_t)b, total = osz * (size_t)t->n;
+	const size_t cnt = osz * (size_t)b, total = osz * (size_t)t->n_all;
 	float *gr = t->y ? ln->scratch[0] : d + at;
 	t->chunk_loss[slot] += t->loss == AE_LOSS_BCE ? ae_bce_loss_part(gr, y, tg, cnt, total)
 	                                              : ae_mse_loss_part(gr, y, tg, cnt, total);
 	if (t->y) ae_nchw_to_nhwc(d + at, gr, b, ll->oc, ll->oh * ll->ow);
+}
+
+/* Lane k's slice of [lo, lo + len) out of `lanes`: returns its length,
+ * its start in *at. */
+static size_t slice_of(size_t lo, size_t len, int k, int lanes, size_t *at)
+{
+	*at = lo + len * (size_t)k / (size_t)lanes;
+	return lo + len * (size_t)(k + 1) / (size_t)lanes - *at;
+}
+
+/* Adds [a, b) of every chunk's convolution gradients, in chunk order,
+ * into out (the parameters from cgrads offset a on) and zeroes them for
+ * the next call. */
+static void add_chunks(ae_trainer *t, float *out, size_t a, size_t b)
+{
+	for (size_t j = a; j < b; j++) {
+		float s = 0.0f;
+		for (int c = 0; c < t->n_chunks; c++) {
+			float *g = t->cgrads + (size_t)c * t->n_cgrads + j;
+			s += *g;
+			*g = 0.0f;
+		}
+		out[j - a] += s;
+	}
+}
+
+/* Lane k's slice (of `lanes`) of parameters [p_lo, p_hi): the other
+ * lanes' gradients and the chunks' added into the trainer's, in the same
+ * order whichever slice or bucket a parameter falls in. */
+static void reduce_range(ae_trainer *t, int k, int lanes, size_t p_lo, size_t p_hi)
+{
+	size_t lo, len = slice_of(p_lo, p_hi - p_lo, k, lanes, &lo);
+	for (int l = 1; l < t->n_lanes; l++) {
+		const float *g = t->lanes[l].grads + lo;
+		float *out = t->grads + lo;
+		for (size_t j = 0; j < len; j++)
+			out[j] += g[j];
+	}
+	/* The chunks' sums for the parameters of the same slice: a lane that
+	 * added another slice's would race the lane adding zeros there above
+	 * (a lost update, seen as a wrong weight gradient in 1 step of 30). */
+	for (int q = 0; q < t->n_cg_seg; q++) {
+		const size_t p0 = t->cg_seg[q].param, p1 = p0 + t->cg_seg[q].len;
+		const size_t a = p0 > lo ? p0 : lo, b = p1 < lo + len ? p1 : lo + len;
+		if (a < b) add_chunks(t, t->grads + a, t->cg_seg[q].at + (a - p0), t->cg_seg[q].at + (b - p0));
+	}
+}
+
+/* The other lanes' gradients and the chunks' added into the trainer's, a
+ * slice per lane. */
+static void reduce_lane(void *arg, int k)
+{
+	ae_trainer *t = arg;
+	reduce_range(t, k, t->threads, 0, t->m->net.n_params);
+}
+
+/* Gradients travel between processes in buckets of at least this many
+ * floats (the last one excepted) unless the reducer says: the conv
+ * preset's runs end every 1-200 KB. */
+#define BUCKET_FLOATS (64 * 1024)
+
+/* After the backward run down to (not including) layer stop and its
+ * closing barrier, the gradients of the layers above stop are final: when
+ * those not yet sent, [param_from[stop + 1], *sent), make a bucket, the
+ * lanes add up their parts and lane 0 starts its sum across processes. */
+static void bucket_end(ae_trainer *t, int k, int stop, size_t *sent, int *started)
+{
+	const size_t lo = t->param_from[stop + 1], least = t->red->bucket ? t->red->bucket : BUCKET_FLOATS;
+	if (lo == *sent || (stop >= 0 && *sent - lo < least)) return;
+	if (stop < 0) ae_team_barrier(t->team); /* no run below gives one */
+	reduce_range(t, k, t->n_lanes, lo, *sent);
+	ae_team_barrier(t->team);
+	if (k == 0 && t->red_rc == 0) {
+		if (t->red->start(t->red->ctx, t->grads + lo, *sent - lo) != 0)
+			t->red_rc = -1;
+		else
+			*started = 1;
+	}
+	*sent = lo;
 }
 
 /* Does the backward run from layer i down (i < 0: none) need a barrier
@@ -916,6 +1051,9 @@ static void backward_lane(void *arg, int k)
 	tlane *ln = &t->lanes[k];
 	const int last = net->n_layers - 1;
 	float *d = t->dbuf[0], *other = t->dbuf[1];
+	const int buckets = t->red && t->red->start;
+	size_t sent = net->n_params; /* parameters from here on are in buckets */
+	int started = 0;             /* lane 0: a bucket is on its way */
 	if (k) memset(ln->grads, 0, net->n_params * sizeof(float));
 	for (int i = last; i >= 0;) {
 		const int stop = run_stop(net, i), shared = run_shared(net, stop + 1, i);
@@ -946,6 +1084,7 @@ static void backward_lane(void *arg, int k)
 				for (int j = i; j > stop; j--) {
 					const ae_layer *l = &net->layers[j];
 					float *dy = cur + (whole ? (size_t)g * ae_layer_out_size(l) : 0);
+					if (started && t->red->progress) t->red->progress(t->red->ctx);
 					if (!writes_dx(t, j)) {
 						backward_layer(t, k, cg, j, g, b, dy, NULL);
 						continue;
@@ -976,53 +1115,8 @@ static void backward_lane(void *arg, int k)
 			bn_grad_sums(t, k, bn);
 		else if (bwd_barrier(net, stop))
 			ae_team_barrier(t->team);
+		if (buckets) bucket_end(t, k, stop, &sent, &started);
 		i = stop;
-	}
-}
-
-/* Lane k's slice of the parameters, for the passes over all of them. */
-static size_t param_slice(const ae_trainer *t, int k, size_t *lo)
-{
-	size_t np = t->m->net.n_params;
-	*lo = np * (size_t)k / (size_t)t->threads;
-	return np * (size_t)(k + 1) / (size_t)t->threads - *lo;
-}
-
-/* Adds [a, b) of every chunk's convolution gradients, in chunk order,
- * into out (the parameters from cgrads offset a on) and zeroes them for
- * the next call. */
-static void add_chunks(ae_trainer *t, float *out, size_t a, size_t b)
-{
-	for (size_t j = a; j < b; j++) {
-		float s = 0.0f;
-		for (int c = 0; c < t->n_chunks; c++) {
-			float *g = t->cgrads + (size_t)c * t->n_cgrads + j;
-			s += *g;
-			*g = 0.0f;
-		}
-		out[j - a] += s;
-	}
-}
-
-/* The other lanes' gradients and the chunks' added into the trainer's, a
- * slice per lane. */
-static void reduce_lane(void *arg, int k)
-{
-	ae_trainer *t = arg;
-	size_t lo, len = param_slice(t, k, &lo);
-	for (int l = 1; l < t->n_lanes; l++) {
-		const float *g = t->lanes[l].grads + lo;
-		float *out = t->grads + lo;
-		for (size_t j = 0; j < len; j++)
-			out[j] += g[j];
-	}
-	/* The chunks' sums for the parameters of the same slice: a lane that
-	 * added another slice's would race the lane adding zeros there above
-	 * (a lost update, seen as a wrong weight gradient in 1 step of 30). */
-	for (int q = 0; q < t->n_cg_seg; q++) {
-		const size_t p0 = t->cg_seg[q].param, p1 = p0 + t->cg_seg[q].len;
-		const size_t a = p0 > lo ? p0 : lo, b = p1 < lo + len ? p1 : lo + len;
-		if (a < b) add_chunks(t, t->grads + a, t->cg_seg[q].at + (a - p0), t->cg_seg[q].at + (b - p0));
 	}
 }
 
@@ -1039,14 +1133,19 @@ double ae_trainer_backward(ae_trainer *t, const float *x, const float *target, i
 	double loss = 0.0;
 	for (int c = 0; c < t->n_chunks; c++)
 		loss += t->chunk_loss[c];
-	ae_team_run(t->team, t->threads, reduce_lane, t);
-	return loss;
+	if (t->red && t->red->start) {
+		if (t->red->finish(t->red->ctx) != 0) t->red_rc = -1;
+	} else {
+		ae_team_run(t->team, t->threads, reduce_lane, t);
+		if (t->red) red_sum(t, t->grads, t->m->net.n_params, AE_RED_F32);
+	}
+	return t->red_rc ? NAN : loss;
 }
 
 static void adam_lane(void *arg, int k)
 {
 	ae_trainer *t = arg;
-	size_t lo, len = param_slice(t, k, &lo);
+	size_t lo, len = slice_of(0, t->m->net.n_params, k, t->threads, &lo);
 	ae_adam_update(t->m->params + lo, t->adam_m + lo, t->adam_v + lo, t->grads + lo, len, t->lr, 0.9f, 0.999f,
 	               1e-8f, t->step);
 }
@@ -1060,9 +1159,20 @@ void ae_trainer_adam(ae_trainer *t, float lr)
 
 double ae_trainer_step(ae_trainer *t, const float *x, const float *target, int n, float lr)
 {
+	return ae_trainer_step_part(t, x, target, n, n, lr);
+}
+
+double ae_trainer_step_part(ae_trainer *t, const float *x, const float *target, int n, int n_all, float lr)
+{
 	ae_trainer_zero_grad(t);
-	ae_trainer_forward(t, x, n);
+	ae_trainer_forward_part(t, x, n, n_all);
 	double loss = ae_trainer_backward(t, x, target, n);
-	ae_trainer_adam(t, lr);
+	/* a failed sum leaves the gradients this process's alone: no step */
+	if (!t->red_rc) ae_trainer_adam(t, lr);
 	return loss;
+}
+
+void ae_trainer_set_reducer(ae_trainer *t, const ae_reducer *r)
+{
+	t->red = r;
 }
