@@ -32,6 +32,16 @@ PKGS := openblas libmicrohttpd jansson libpng zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS))
 
+# Open MPI, where installed (openmpi-bin, libopenmpi-dev), builds a second
+# trainer, aetrain-mpi, that trains across processes (docs/distributed.md);
+# aetrain itself never links MPI. MPI=0 leaves it out.
+MPI ?= 1
+ifeq ($(MPI),1)
+MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null || mpicc --showme:compile 2>/dev/null)
+MPI_LIBS := $(shell pkg-config --libs ompi-c 2>/dev/null || mpicc --showme:link 2>/dev/null)
+endif
+HAVE_MPI := $(if $(strip $(MPI_LIBS)),1)
+
 WARN := -std=c11 -Wall -Wextra -Werror -Wmissing-prototypes -Wvla -Wshadow -Wcast-qual
 CFLAGS ?= -O2 -g
 # -O2 vectorises only loops it can prove free of aliasing; the elementwise
@@ -53,7 +63,7 @@ LDFLAGS += $(EXTRA_LDFLAGS)
 $(BUILD)/tests/%.o $(BUILD)/bench/%.o: ALL_CFLAGS += -Icore
 
 CORE_SRC := $(wildcard core/*.c)
-TRAIN_SRC := $(wildcard trainer/*.c)
+TRAIN_SRC := $(filter-out trainer/dist_mpi.c,$(wildcard trainer/*.c))
 SERVER_SRC := $(wildcard server/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 
@@ -66,9 +76,11 @@ SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(if $(SERVER_SRC),$(BUILD)/server/
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 LIB := $(BUILD)/libae.a
-BINS := $(BUILD)/aetrain $(if $(SERVER_SRC),$(BUILD)/aeserve)
+BINS := $(BUILD)/aetrain $(if $(SERVER_SRC),$(BUILD)/aeserve) $(if $(HAVE_MPI),$(BUILD)/aetrain-mpi)
+# The MPI trainer's objects: aetrain's, with dist_mpi.c for dist_single.c.
+MPI_TRAIN_OBJ := $(filter-out $(BUILD)/trainer/dist_single.o,$(TRAIN_OBJ)) $(BUILD)/trainer/dist_mpi.o
 TOOLS := $(BUILD)/tests/tools/hammer $(BUILD)/tests/tools/hostile $(BUILD)/tests/tools/pngbomb \
-         $(BUILD)/tests/tools/v2codec $(BUILD)/tests/tools/onnxref
+         $(BUILD)/tests/tools/v2codec $(BUILD)/tests/tools/onnxref $(if $(HAVE_MPI),$(BUILD)/tests/mpi_step)
 BENCH_BIN := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_parts $(BUILD)/bench/bare_mhd $(BUILD)/bench/openloop
 
 .PHONY: all test unit integration it-deps mutation sanitize soak valgrind run data models bench clean install fuzz fuzz-bins reload-test image-test tutorial oneclass screenshots bench-sizes compression \
@@ -105,6 +117,17 @@ $(BUILD)/aetrain: $(TRAIN_OBJ) $(LIB)
 	$(LINK)
 
 $(BUILD)/aeserve: $(SERVER_OBJ) $(LIB)
+	$(LINK)
+
+$(BUILD)/trainer/dist_mpi.o $(BUILD)/tests/mpi_step.o: ALL_CFLAGS += $(MPI_CFLAGS)
+$(BUILD)/tests/mpi_step.o: ALL_CFLAGS += -Itrainer
+$(BUILD)/aetrain-mpi $(BUILD)/tests/mpi_step: LDLIBS += $(MPI_LIBS)
+
+$(BUILD)/aetrain-mpi: $(MPI_TRAIN_OBJ) $(LIB)
+	$(LINK)
+
+# One step across processes, run by tests/it_mpi.sh under mpirun.
+$(BUILD)/tests/mpi_step: $(BUILD)/tests/mpi_step.o $(BUILD)/trainer/dist_mpi.o $(BUILD)/trainer/cli.o $(LIB)
 	$(LINK)
 
 $(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o

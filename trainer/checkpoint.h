@@ -24,13 +24,16 @@ typedef struct train_opts {
 	int resize[2];                      /* --resize HxW; 0x0 for none */
 	ae_transform transform;             /* --input; AE_TF_NONE for none */
 	ae_arch_spec spec;
-	long epochs, batch, threads, limit;
+	long epochs, batch, limit;
+	long threads;          /* as asked (0: every core), saved in checkpoints */
+	long threads_run;      /* as run: the count the trainer took */
 	long checkpoint_every; /* batches between checkpoints; 0: only when stopped */
 	double lr, val;
 	int loss;
 	ae_noise noise;
 	uint64_t seed;
 	int quiet;
+	long dist_timeout; /* --dist-timeout: not saved (the resuming command's) */
 } train_opts;
 
 typedef struct progress {

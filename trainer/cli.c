@@ -162,7 +162,11 @@ void cli_corrupt(const ae_noise *nz, const ae_transform *tf, float *dst, const f
                  uint64_t seed, uint64_t tag, uint64_t index)
 {
 	ae_transform_apply(tf, dst, src, n, c, h, w, seed, tag ^ 0x7472616e73666fULL, index);
-	ae_noise_corrupt(nz, dst, dst, (size_t)n * c * h * w, seed, tag, index);
+	/* a stream per image, as the transform draws: the same draws
+	 * whichever batch or process holds it */
+	const size_t per = (size_t)c * h * w;
+	for (int i = 0; i < n; i++)
+		ae_noise_corrupt(nz, dst + (size_t)i * per, dst + (size_t)i * per, per, seed, tag, index + (uint64_t)i);
 }
 
 void cli_batch(const ae_dataset *ds, const int *idx, int n, float *x, float *in, const ae_noise *nz,

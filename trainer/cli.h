@@ -69,8 +69,8 @@ int cli_select(ae_dataset *ds, const char *classes, const char *contaminate, uin
 int cli_others(const ae_dataset *ds, const char *classes, ae_dataset *others);
 
 /* What a model is given for the clean images src (n of c x h x w): the
- * transform (image-to-image models), then the noise (denoisers), each
- * drawing from the stream (seed, tag, index). dst may be src. */
+ * transform (image-to-image models), then the noise (denoisers), image i
+ * drawing from the stream (seed, tag, index + i). dst may be src. */
 void cli_corrupt(const ae_noise *nz, const ae_transform *tf, float *dst, const float *src, int n, int c, int h, int w,
                  uint64_t seed, uint64_t tag, uint64_t index);
 

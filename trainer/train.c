@@ -3,8 +3,12 @@
  * SIGTERM (and --resume), anomaly calibration on held-out images, and the
  * model file with its grid and loss CSV.
  *
- * Every random draw comes from a stream keyed by (seed, epoch, batch), so a
- * resumed run continues exactly as the uninterrupted one would have.
+ * Every random draw comes from a stream keyed by (seed, epoch, image), so a
+ * resumed run continues exactly as the uninterrupted one would have, and
+ * an image is corrupted alike whichever process of a distributed run
+ * (dist.h) holds it. There each process takes its share of every batch of
+ * the epoch's order, all of them validate their share of the held-out
+ * images, and rank 0 alone prints progress and writes files.
  */
 #include <getopt.h>
 #include <jansson.h>
@@ -25,6 +29,7 @@
 #include "checkpoint.h"
 #include "calibrate.h"
 #include "cli.h"
+#include "dist.h"
 #include "report.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -76,7 +81,8 @@ static void train_usage(FILE *f)
 	           "                     learns to give back the PNG of the same name in DIR\n"
 	           "  --val X            fraction held out for validation and calibration (default 0.1)\n"
 	           "  --seed N           random seed (default 1); same seed and threads, same model\n"
-	           "  --threads N        threads (default: every core)\n"
+	           "  --threads N        threads (default: every core; under aetrain-mpi, per process: the\n"
+	           "                     cores it may use, shared among the processes on its machine)\n"
 	           "  --limit N          use only the first N images\n"
 	           "  --classes LIST     train on these classes only (\"1\", \"0,2\"; labels from the IDX\n"
 	           "                     labels file or the PNG subfolders)\n"
@@ -86,9 +92,14 @@ static void train_usage(FILE *f)
 	           "  --checkpoint-every N  also write MODEL.ckpt every N training steps, atomically, so\n"
 	           "                     a run killed outright (kill -9, power loss) can --resume too\n"
 	           "  --quiet            no progress output\n"
+	           "  --dist-timeout S   aetrain-mpi: end the run when one sum across processes has waited\n"
+	           "                     S seconds for the others (one died or hangs; default 60)\n"
 	           "\n"
 	           "Ctrl-C or SIGTERM writes MODEL.ckpt and exits with status 130; --resume MODEL.ckpt\n"
-	           "continues from there.\n");
+	           "continues from there.\n"
+	           "\n"
+	           "Across machines: mpirun -np N aetrain-mpi train ... (or srun); --batch is the batch of\n"
+	           "all N processes together, each taking its share (docs/distributed.md).\n");
 }
 
 /* ------------------------------------------------------------- options */
@@ -121,41 +132,30 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 		O_RESUME,
 		O_CKPT_EVERY,
 		O_QUIET,
+		O_DIST_TIMEOUT,
 		O_HELP
 	};
 	static const struct option lo[] = {
-		{ "data", 1, 0, O_DATA },
-		{ "split", 1, 0, O_SPLIT },
-		{ "out", 1, 0, O_OUT },
-		{ "arch", 1, 0, O_ARCH },
-		{ "latent", 1, 0, O_LATENT },
-		{ "filters", 1, 0, O_FILTERS },
-		{ "hidden", 1, 0, O_HIDDEN },
-		{ "channels", 1, 0, O_CHANNELS },
-		{ "epochs", 1, 0, O_EPOCHS },
-		{ "batch", 1, 0, O_BATCH },
-		{ "lr", 1, 0, O_LR },
-		{ "loss", 1, 0, O_LOSS },
-		{ "noise", 1, 0, O_NOISE },
-		{ "val", 1, 0, O_VAL },
-		{ "seed", 1, 0, O_SEED },
-		{ "threads", 1, 0, O_THREADS },
-		{ "limit", 1, 0, O_LIMIT },
-		{ "classes", 1, 0, O_CLASSES },
-		{ "resize", 1, 0, O_RESIZE },
-		{ "input", 1, 0, O_INPUT },
-		{ "targets", 1, 0, O_TARGETS },
-		{ "contaminate", 1, 0, O_CONTAMINATE },
-		{ "resume", 1, 0, O_RESUME },
-		{ "checkpoint-every", 1, 0, O_CKPT_EVERY },
-		{ "quiet", 0, 0, O_QUIET },
-		{ "help", 0, 0, O_HELP },
-		{ 0, 0, 0, 0 },
+		{ "data", 1, 0, O_DATA },       { "split", 1, 0, O_SPLIT },
+		{ "out", 1, 0, O_OUT },         { "arch", 1, 0, O_ARCH },
+		{ "latent", 1, 0, O_LATENT },   { "filters", 1, 0, O_FILTERS },
+		{ "hidden", 1, 0, O_HIDDEN },   { "channels", 1, 0, O_CHANNELS },
+		{ "epochs", 1, 0, O_EPOCHS },   { "batch", 1, 0, O_BATCH },
+		{ "lr", 1, 0, O_LR },           { "loss", 1, 0, O_LOSS },
+		{ "noise", 1, 0, O_NOISE },     { "val", 1, 0, O_VAL },
+		{ "seed", 1, 0, O_SEED },       { "threads", 1, 0, O_THREADS },
+		{ "limit", 1, 0, O_LIMIT },     { "classes", 1, 0, O_CLASSES },
+		{ "resize", 1, 0, O_RESIZE },   { "input", 1, 0, O_INPUT },
+		{ "targets", 1, 0, O_TARGETS }, { "contaminate", 1, 0, O_CONTAMINATE },
+		{ "resume", 1, 0, O_RESUME },   { "checkpoint-every", 1, 0, O_CKPT_EVERY },
+		{ "quiet", 0, 0, O_QUIET },     { "dist-timeout", 1, 0, O_DIST_TIMEOUT },
+		{ "help", 0, 0, O_HELP },       { 0, 0, 0, 0 },
 	};
 	memset(o, 0, sizeof *o);
 	ae_arch_defaults(&o->spec, "conv", NULL);
 	snprintf(o->split, sizeof o->split, "train");
 	o->epochs = 20, o->batch = 32, o->lr = 1e-3, o->val = 0.1, o->seed = 1;
+	o->dist_timeout = DIST_TIMEOUT_DEFAULT;
 	long v;
 	double d;
 	ae_error err = { 0 };
@@ -261,6 +261,9 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 			if (cli_int("--checkpoint-every", optarg, 1, 100000000, &o->checkpoint_every)) return -1;
 			break;
 		case O_QUIET: o->quiet = 1; break;
+		case O_DIST_TIMEOUT:
+			if (cli_int("--dist-timeout", optarg, 1, DIST_TIMEOUT_MAX, &o->dist_timeout)) return -1;
+			break;
 		case O_HELP: train_usage(stdout); exit(0);
 		default:
 			fprintf(stderr, "aetrain: train: unknown option or missing value: %s\n", argv[optind - 1]);
@@ -292,10 +295,11 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 
 /* ------------------------------------------------------------ training */
 
-/* Mean per-image MSE of reconstructions of (corrupted) held-out images
- * against the clean ones; fills scores with MSE(recon(clean), clean). */
-static double validate(ae_infer *w, const ae_dataset *ds, const int *idx, int n, const ae_noise *nz,
-                       const ae_transform *tf, uint64_t seed, double *scores)
+/* The sum of per-image MSEs of reconstructions of (corrupted) held-out
+ * images idx[0..n) against the clean ones, the first of which is image
+ * `first` of the held-out set (its noise stream); NaN if out of memory. */
+static double validate(ae_infer *w, const ae_dataset *ds, const int *idx, int n, int first, const ae_noise *nz,
+                       const ae_transform *tf, uint64_t seed)
 {
 	const size_t per = (size_t)ds->c * ds->h * ds->w;
 	enum { CHUNK = 256 };
@@ -308,18 +312,31 @@ static double validate(ae_infer *w, const ae_dataset *ds, const int *idx, int n,
 	}
 	for (int at = 0; at < n; at += CHUNK) {
 		int b = n - at < CHUNK ? n - at : CHUNK;
-		cli_batch(ds, idx + at, b, x, in, nz, tf, seed, 0x76616c, (uint64_t)at);
+		cli_batch(ds, idx + at, b, x, in, nz, tf, seed, 0x76616c, (uint64_t)first + (uint64_t)at);
 		ae_infer_reconstruct(w, in, b, y, NULL);
 		ae_mse_per_image(mse, y, x, b, per);
 		for (int i = 0; i < b; i++)
 			sum += mse[i];
-		if (scores) {
-			ae_infer_reconstruct(w, x, b, y, NULL);
-			ae_mse_per_image(scores + at, y, x, b, per);
-		}
 	}
 	free(x), free(in), free(y), free(mse);
-	return n ? sum / n : NAN;
+	return sum;
+}
+
+/* The held-out loss after an epoch: every process validates its share of
+ * the n held-out images, and the sums are added. NaN if there are none or
+ * a process could not. */
+static double validate_shared(const ae_model *m, const train_opts *o, const ae_dataset *ds, const int *idx, int n)
+{
+	const int R = dist_rank(), N = dist_size(), lo = (int)((long)n * R / N), hi = (int)((long)n * (R + 1) / N);
+	ae_error err = { 0 };
+	ae_plan *plan = ae_plan_new(m, &err);
+	ae_infer *w = plan ? ae_infer_new(plan, 256, (int)o->threads_run, &err) : NULL;
+	double part[2] = { w ? validate(w, ds, idx + lo, hi - lo, lo, &o->noise, &o->transform, o->seed) : NAN, 0 };
+	ae_infer_free(w);
+	ae_plan_free(plan);
+	/* a process that failed makes the sum NaN everywhere */
+	if (dist_sum(part, 1)) return NAN;
+	return n ? part[0] / n : NAN;
 }
 
 static void fill_info(ae_model *m, const train_opts *o, long n_train, long n_val, const progress *p)
@@ -331,7 +348,7 @@ static void fill_info(ae_model *m, const train_opts *o, long n_train, long n_val
 	if (o->resize[0]) snprintf(t->resize, sizeof t->resize, "%dx%d", o->resize[0], o->resize[1]);
 	snprintf(t->loss, sizeof t->loss, "%s", o->loss == AE_LOSS_BCE ? "bce" : "mse");
 	t->samples = n_train, t->val_samples = n_val;
-	t->epochs = (int)o->epochs, t->batch = (int)o->batch, t->threads = (int)o->threads;
+	t->epochs = (int)o->epochs, t->batch = (int)o->batch, t->threads = (int)o->threads_run;
 	t->lr = o->lr, t->seed = o->seed;
 	t->train_loss = p->n_rows ? p->rows[p->n_rows - 1].train_loss : NAN;
 	t->val_loss = p->n_rows ? p->rows[p->n_rows - 1].val_loss : NAN;
@@ -351,7 +368,7 @@ static int write_outputs(ae_model *m, const train_opts *o, const ae_dataset *ds,
 {
 	ae_error err = { 0 };
 	ae_plan *plan = ae_plan_new(m, &err);
-	ae_infer *w = plan ? ae_infer_new(plan, 256, (int)o->threads, &err) : NULL;
+	ae_infer *w = plan ? ae_infer_new(plan, 256, (int)o->threads_run, &err) : NULL;
 	int rc = w ? 0 : -1;
 	if (rc == 0) rc = calibrate_scores(m, w, ds, train_idx, n_train, val_idx, n_val, others);
 	if (rc == 0 && (rc = ae_model_save(m, o->out, NULL, 0, NULL, NULL, &err)))
@@ -373,6 +390,23 @@ static int write_outputs(ae_model *m, const train_opts *o, const ae_dataset *ds,
 	return rc;
 }
 
+/* Writes MODEL.ckpt (rank 0; every process has the same state). */
+static int save_checkpoint(const train_opts *o, ae_model *m, ae_trainer *tr, const progress *p)
+{
+	if (dist_rank() != 0) return 0;
+	char ck[4096];
+	cli_sibling(ck, sizeof ck, o->out, ".ckpt");
+	return ckpt_save(ck, o, m, tr, p);
+}
+
+/* This process's share of a batch of n images: [*lo, *lo + return). */
+static int share_of(int n, int *lo)
+{
+	const int R = dist_rank(), N = dist_size();
+	*lo = (int)((long)n * R / N);
+	return (int)((long)n * (R + 1) / N) - *lo;
+}
+
 static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds, const ae_dataset *others, progress *p)
 {
 	int n_val = 0, *idx = cli_split_indices(ds->n, o->val, o->seed, &n_val);
@@ -384,15 +418,20 @@ static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds,
 	}
 	const int *val_idx = idx, *train_src = idx + n_val;
 	const size_t per = ae_net_input_size(&m->net);
-	const int B = (int)o->batch, batches = (n_train + B - 1) / B;
+	const int B = (int)o->batch, batches = (n_train + B - 1) / B, N = dist_size();
+	const int mine = (B + N - 1) / N; /* the most images of a batch a process holds */
 	int *order = malloc((size_t)n_train * sizeof *order);
-	float *x = malloc((size_t)B * per * sizeof(float)), *in = malloc((size_t)B * per * sizeof(float));
-	ae_error err = { 0 };
+	float *x = malloc((size_t)mine * per * sizeof(float)), *in = malloc((size_t)mine * per * sizeof(float));
 	int rc = order && x && in ? 0 : -1;
-	if (!o->quiet && p->epoch < o->epochs)
+	if (!o->quiet && p->epoch < o->epochs) {
 		fprintf(stderr,
 		        "training %s (latent %d, %zu parameters) on %d images (%d held out), %ld epochs, batch %d\n",
 		        m->net.spec.preset, m->net.spec.latent, m->net.n_params, n_train, n_val, o->epochs, B);
+		if (N > 1)
+			fprintf(stderr,
+			        "  on %d processes, %ld thread(s) each, each taking %d to %d images of a batch\n", N,
+			        o->threads_run, B / N, mine);
+	}
 	for (int e = p->epoch; rc == 0 && e < o->epochs; e++) {
 		memcpy(order, train_src, (size_t)n_train * sizeof *order);
 		ae_rng r;
@@ -400,22 +439,34 @@ static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds,
 		ae_rng_shuffle(&r, order, n_train);
 		double t0 = now_s(), el0 = p->elapsed;
 		const int start = p->batch;
+		int stop = 0;
 		for (int b = p->batch; b < batches; b++) {
-			int n = n_train - b * B < B ? n_train - b * B : B;
+			const int n = n_train - b * B < B ? n_train - b * B : B;
+			int lo, k = share_of(n, &lo);
+			const int *im = order + b * B + lo;
 			/* the model is given the images themselves, or (an image-to-image
 			 * model, a denoiser) something made from them */
 			const int same = !ds->input && o->noise.kind == AE_NOISE_NONE &&
 			                 o->transform.kind == AE_TF_NONE;
 			if (same)
-				ae_dataset_batch(ds, order + b * B, n, x);
+				ae_dataset_batch(ds, im, k, x);
 			else
-				cli_batch(ds, order + b * B, n, x, in, &o->noise, &o->transform, o->seed,
-				          1 + (uint64_t)e, 1 + (uint64_t)b);
+				cli_batch(ds, im, k, x, in, &o->noise, &o->transform, o->seed, 1 + (uint64_t)e,
+				          (uint64_t)b * B + lo);
 			const float *input = same ? x : in;
-			double loss = ae_trainer_step(tr, input, x, n, (float)o->lr);
+			/* the parts of the loss and whether any process was asked to stop */
+			double sums[2] = { ae_trainer_step_part(tr, input, x, k, n, (float)o->lr), stop_requested };
+			if (dist_sum(sums, 2)) {
+				rc = -1;
+				break;
+			}
+			const double loss = sums[0];
+			stop = sums[1] > 0;
 			if (!isfinite(loss)) {
-				fprintf(stderr, "\naetrain: loss became %g at epoch %d batch %d; try a lower --lr\n",
-				        loss, e + 1, b + 1);
+				if (dist_rank() == 0)
+					fprintf(stderr,
+					        "\naetrain: loss became %g at epoch %d batch %d; try a lower --lr\n",
+					        loss, e + 1, b + 1);
 				rc = -1;
 				break;
 			}
@@ -429,33 +480,31 @@ static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds,
 				report_progress(e + 1, (int)o->epochs, b + 1, batches, p->loss_sum / p->loss_n, rate,
 				                left);
 			}
-			if (stop_requested) break;
-			if (o->checkpoint_every > 0 && *ae_trainer_adam_step(tr) % o->checkpoint_every == 0) {
-				char ck[4096];
-				cli_sibling(ck, sizeof ck, o->out, ".ckpt");
-				/* A failed write leaves the previous checkpoint as it was
-				 * and says so; training goes on. */
-				ckpt_save(ck, o, m, tr, p);
+			const long step = *ae_trainer_adam_step(tr);
+			if (N > 1 && step % DIST_CHECK_EVERY == 0 && dist_check_same(m, step)) {
+				rc = -1;
+				break;
 			}
+			if (stop) break;
+			/* A failed write leaves the previous checkpoint as it was and
+			 * says so; training goes on. */
+			if (o->checkpoint_every > 0 && step % o->checkpoint_every == 0) save_checkpoint(o, m, tr, p);
 		}
 		if (rc) break;
-		if (stop_requested) {
+		if (stop) {
 			report_progress_end();
-			char ck[4096];
-			cli_sibling(ck, sizeof ck, o->out, ".ckpt");
 			p->epoch = e;
-			if (ckpt_save(ck, o, m, tr, p) == 0)
+			if (save_checkpoint(o, m, tr, p) == 0 && dist_rank() == 0) {
+				char ck[4096];
+				cli_sibling(ck, sizeof ck, o->out, ".ckpt");
 				fprintf(stderr,
 				        "interrupted: checkpoint written to %s; continue with: aetrain train --resume %s\n",
 				        ck, ck);
+			}
 			rc = 130;
 			break;
 		}
-		ae_plan *plan = ae_plan_new(m, &err);
-		ae_infer *w = plan ? ae_infer_new(plan, 256, (int)o->threads, &err) : NULL;
-		double vl = w && n_val ? validate(w, ds, val_idx, n_val, &o->noise, &o->transform, o->seed, NULL) : NAN;
-		ae_infer_free(w);
-		ae_plan_free(plan);
+		double vl = validate_shared(m, o, ds, val_idx, n_val);
 		epoch_row *row = &p->rows[p->n_rows++];
 		*row = (epoch_row){ e + 1, p->loss_sum / (p->loss_n ? p->loss_n : 1), vl, p->elapsed };
 		report_progress_end();
@@ -465,8 +514,10 @@ static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds,
 		p->epoch = e + 1, p->batch = 0, p->loss_sum = 0, p->loss_n = 0;
 	}
 	fill_info(m, o, n_train, n_val, p);
-	if (rc == 0) rc = write_outputs(m, o, ds, others, train_src, n_train, val_idx, n_val, p);
-	if (rc == 0) {
+	if (rc == 0 && N > 1 && dist_check_same(m, *ae_trainer_adam_step(tr))) rc = -1;
+	/* calibration and the files, once */
+	if (rc == 0 && dist_rank() == 0) rc = write_outputs(m, o, ds, others, train_src, n_train, val_idx, n_val, p);
+	if (rc == 0 && dist_rank() == 0) {
 		char ck[4096];
 		cli_sibling(ck, sizeof ck, o->out, ".ckpt");
 		remove(ck);
@@ -485,6 +536,10 @@ int cmd_train(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	train_opts o;
 	if (parse_opts(&o, argc, argv)) return 2;
+	if (dist_init((int)o.dist_timeout)) return 2;
+	/* one process speaks for all */
+	if (dist_rank() != 0) o.quiet = 1;
+	const int N = dist_size();
 	progress *p = calloc(1, sizeof *p);
 	ae_model *m = NULL;
 	ae_trainer *tr = NULL;
@@ -496,9 +551,11 @@ int cmd_train(int argc, char **argv)
 		m = ckpt_load(o.resume, &cs);
 		if (m) {
 			cs.opts.quiet = o.quiet;
+			cs.opts.dist_timeout = o.dist_timeout;
 			snprintf(cs.opts.resume, sizeof cs.opts.resume, "%s", o.resume);
 			o = cs.opts;
-			tr = ae_trainer_new(m, (int)o.batch, cli_threads(o.threads), o.loss, &err);
+			o.threads_run = dist_threads(o.threads);
+			tr = ae_trainer_new(m, (int)(o.batch + N - 1) / N, (int)o.threads_run, o.loss, &err);
 			if (!tr) fprintf(stderr, "aetrain: cannot resume %s: %s\n", o.resume, err.msg);
 		}
 		if (tr) {
@@ -510,7 +567,7 @@ int cmd_train(int argc, char **argv)
 		free(cs.adam_m), free(cs.adam_v);
 		rc = tr ? 0 : 1;
 	}
-	o.threads = cli_threads(o.threads);
+	if (!m) o.threads_run = dist_threads(o.threads);
 	const int *resize = o.resize[0] ? o.resize : NULL;
 	if (rc == 0 && (m ? cli_load_data(&ds, o.data, o.split, &m->net.spec, resize, o.limit)
 	                  : cli_load_train_data(&ds, o.data, o.split, &o.spec, resize, o.limit)))
@@ -526,13 +583,14 @@ int cmd_train(int argc, char **argv)
 	if (rc == 0 && cli_select(&ds, o.classes, o.contaminate, o.seed)) rc = 1;
 	if (rc == 0 && !m) {
 		m = ae_model_new(&o.spec, o.seed, &err);
-		tr = m ? ae_trainer_new(m, (int)o.batch, (int)o.threads, o.loss, &err) : NULL;
+		tr = m ? ae_trainer_new(m, (int)(o.batch + N - 1) / N, (int)o.threads_run, o.loss, &err) : NULL;
 		if (!tr) {
 			fprintf(stderr, "aetrain: %s\n", err.msg);
 			rc = 1;
 		}
 	}
 	if (rc == 0) {
+		ae_trainer_set_reducer(tr, dist_reducer());
 		rc = run(&o, m, tr, &ds, &others, p);
 		if (rc < 0) rc = 1;
 	}
@@ -541,5 +599,6 @@ int cmd_train(int argc, char **argv)
 	ae_trainer_free(tr);
 	ae_model_free(m);
 	free(p);
+	dist_end(rc);
 	return rc;
 }
