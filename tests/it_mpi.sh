@@ -35,7 +35,7 @@ fi
 
 # Open MPI as root, more processes than cores, shared memory only; under
 # ASan, Open MPI's own allocations that it keeps until exit are not ours.
-MPIRUN=(mpirun --allow-run-as-root --oversubscribe --mca btl self,vader)
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe --mca btl "self,vader")
 if [ "$SANITIZED" = 1 ]; then
 	MPIRUN+=(-x LSAN_OPTIONS="suppressions=$PWD/tests/lsan-mpi.supp:print_suppressions=0")
 fi
@@ -61,7 +61,7 @@ check "buckets of any size sum the same bits" cmp -s "$TMPD/k4.bin" "$TMPD/s4.bi
 check "one blocking sum: within 1e-5" "$STEP" --compare "$TMPD/o4.bin" "$TMPD/plain.bin"
 
 # ---- a run on 2 processes, killed, resumed ----
-R=(--data "$D" --epochs 12 --seed 3 --noise gaussian:0:0.1 --filters 8,8 --latent 8 --threads 1 --quiet)
+R=(--data "$D" --epochs 12 --seed 3 --noise gaussian:0:0.1 --filters "8,8" --latent 8 --threads 1 --quiet)
 check "uninterrupted run on 2 processes" "${MPIRUN[@]}" -np 2 "$TM" train "${R[@]}" --out "$TMPD/full.safetensors"
 check "rank 0 alone wrote the files" test -s "$TMPD/full.safetensors" -a -s "$TMPD/full.grid.png" \
 	-a -s "$TMPD/full.losses.csv"
