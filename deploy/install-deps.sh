@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building, testing and serving need on Debian 12 (run as root).
-# chromium is for the playground's browser test only (driven headless).
+# chromium is for the playground's browser test only (driven headless);
+# Open MPI (openmpi-bin, libopenmpi-dev) builds and tests aetrain-mpi.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
@@ -9,7 +10,7 @@ apt-get install -y -qq --no-install-recommends \
 	libopenblas-dev libmicrohttpd-dev libjansson-dev libpng-dev zlib1g-dev \
 	curl jq valgrind clang libclang-rt-14-dev \
 	clang-format clang-tidy cppcheck shellcheck bear groff-base \
-	gnutls-bin nginx systemd chromium >/dev/null
+	gnutls-bin nginx systemd chromium openmpi-bin libopenmpi-dev >/dev/null
 # The deploy/ tests run nginx from their own configuration: the packaged
 # server, if the package started one, is not needed.
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi

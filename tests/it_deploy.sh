@@ -43,4 +43,19 @@ check "a grace period shorter than the drain is caught" bash -c "! node $V/check
 sed 's|secretName: aeserve-api-keys|name: x|; s|secret:|configMap:|' deploy/k8s/deployment.yaml > "$TMPD/bad3.yaml"
 check "a key not from a Secret is caught" bash -c "! node $V/check.mjs $TMPD/bad3.yaml 2>/dev/null"
 
+# ---- training: the MPI Operator's MPIJob, the Slurm batch script ----
+J=deploy/mpijob/aetrain.yaml
+check "MPIJob valid and fit for aetrain-mpi" node "$V/check_mpijob.mjs" $J
+sed 's/cleanPodPolicy: Running/cleanPodPolicy: Sometimes/' $J > "$TMPD/mj1.yaml"
+check "an MPIJob enumeration error is caught" bash -c "! node $V/check_mpijob.mjs $TMPD/mj1.yaml 2>/dev/null"
+sed 's/slotsPerWorker: 2/slotPerWorker: 2/' $J > "$TMPD/mj2.yaml"
+check "an unknown MPIJob field is caught" bash -c "! node $V/check_mpijob.mjs $TMPD/mj2.yaml 2>/dev/null"
+sed 's/      replicas: 4/      replicas: 3/' $J > "$TMPD/mj3.yaml"
+check "mpirun -np against the workers' slots is checked" bash -c "! node $V/check_mpijob.mjs $TMPD/mj3.yaml 2>/dev/null"
+sed 's/tcpSocket: { port: 2222 }/tcpSocket: { port: [2222] }/' $J > "$TMPD/mj4.yaml"
+check "a pod template schema error is caught" bash -c "! node $V/check_mpijob.mjs $TMPD/mj4.yaml 2>/dev/null"
+check "the Slurm script parses" bash -n deploy/slurm/aetrain.sbatch
+check "the Slurm script runs aetrain-mpi under srun, resuming" \
+	grep -qE 'srun .*--kill-on-bad-exit=1 .*train' deploy/slurm/aetrain.sbatch
+
 done_tests
