@@ -11,7 +11,6 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
-SKIPPED=0
 T="$BUILD/aetrain"
 TM="$BUILD/aetrain-mpi"
 STEP="$BUILD/tests/mpi_step"
@@ -26,10 +25,8 @@ check "aetrain as one process of one still trains" env OMPI_COMM_WORLD_SIZE=1 "$
 	--out "$TMPD/one.safetensors" --epochs 1 --filters 8,8 --latent 8 --threads 1 --quiet
 
 if ! command -v mpirun >/dev/null || [ ! -x "$TM" ] || [ ! -x "$STEP" ]; then
-	SKIPPED=1
-	echo "SKIPPED: Open MPI is not installed (apt-get install openmpi-bin libopenmpi-dev), so make built no aetrain-mpi"
-	echo "$PASS passed, $FAIL failed, $SKIPPED skipped"
-	[ "$FAIL" -eq 0 ]
+	skip "aetrain-mpi: Open MPI is not installed (apt-get install openmpi-bin libopenmpi-dev), so make built none"
+	done_tests
 	exit
 fi
 
@@ -125,5 +122,4 @@ check "a stopped rank: the job ends within 15 s ($STOP_MS ms)" test "$STOP_MS" -
 check "a stopped rank: the watchdog says why" grep -q "one has died or hangs" "$TMPD/k.log"
 check "a stopped rank: the checkpoint is there" test -s "$TMPD/k.ckpt"
 
-echo "$PASS passed, $FAIL failed, $SKIPPED skipped"
-[ "$FAIL" -eq 0 ]
+done_tests
