@@ -4,7 +4,8 @@
 # one-process gradients and weights within 1e-5, uneven and empty shares
 # included; aetrain without MPI refuses to run as one of several; a
 # process killed mid-run ends the job within seconds with a non-zero
-# status, the checkpoint whole, and --resume on the same number of
+# status, the checkpoint whole (SIGTERM to mpirun stops every process
+# after the same step with a checkpoint), and --resume on the same number of
 # processes ends on the uninterrupted model, on another number close to
 # it; a process that hangs is ended by the watchdog. Skipped (and counted)
 # where Open MPI is not installed.
@@ -113,6 +114,18 @@ m_four=$("$T" eval "$TMPD/k.safetensors" $D | sed -n 's/^mse: //p')
 echo "held-out MSE: uninterrupted on 2 processes $m_full, resumed on 4 $m_four"
 check "resumed on 4: MSE within 1% of the uninterrupted run" \
 	awk -v a="$m_full" -v b="$m_four" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 0.01 * a) }'
+
+# ---- Ctrl-C or SIGTERM to mpirun: every process stops after the same step ----
+rm -f "$TMPD/t.ckpt"
+"${MPIRUN[@]}" -np 2 "$TM" train "${R[@]}" --epochs 400 --out "$TMPD/t.safetensors" 2>"$TMPD/t.err" & mp=$!
+sleep 2
+kill -TERM $mp
+wait $mp
+rc=$?
+check "SIGTERM to mpirun: the run stops (status $rc)" test "$rc" -ne 0
+check "SIGTERM to mpirun: rank 0 wrote the checkpoint and said how to resume" \
+	grep -q 'interrupted: checkpoint written.*mpirun aetrain-mpi train --resume' "$TMPD/t.err"
+check "SIGTERM to mpirun: the checkpoint is there" test -s "$TMPD/t.ckpt"
 
 # ---- a rank that hangs (stopped): the watchdog ends the others ----
 run_and_signal STOP

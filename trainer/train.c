@@ -498,8 +498,8 @@ static int run(train_opts *o, ae_model *m, ae_trainer *tr, const ae_dataset *ds,
 				char ck[4096];
 				cli_sibling(ck, sizeof ck, o->out, ".ckpt");
 				fprintf(stderr,
-				        "interrupted: checkpoint written to %s; continue with: aetrain train --resume %s\n",
-				        ck, ck);
+				        "interrupted: checkpoint written to %s; continue with: %s train --resume %s\n",
+				        ck, N > 1 ? "mpirun aetrain-mpi" : "aetrain", ck);
 			}
 			rc = 130;
 			break;
