@@ -12,7 +12,9 @@
 #   3. over Open MPI's TCP transport between two network namespaces joined
 #      by a veth pair, unshaped and shaped by tc (tbf) to 1, 10 and 25
 #      Gbit/s: the time of one step's sums for 28x28x1 and 128x128x3 on 2
-#      processes (bench/mpi_comm --time; root, ip and tc needed).
+#      processes (bench/mpi_comm --time; root, ip and tc needed);
+#   4. at 1 Gbit/s there, training digits on 2 x 1 with the gradients in
+#      buckets and in one blocking sum, taking turns.
 #
 # Needs make data. Prints tab-separated tables; writes them to
 # bench/results/mpi-DATE.txt. ROUNDS (default 5), STEPS_28 and STEPS_128
@@ -128,5 +130,19 @@ for rate in none 1gbit 10gbit 25gbit; do
 	for model in conv:28x28x1 conv:128x128x3; do
 		echo -en "$rate\t"
 		"${TCP[@]}" "$PWD/$COMM" --time 50 "$model"
+	done
+done
+
+# ---- 4. buckets against one blocking sum, training over TCP at 1 Gbit/s ----
+echo
+echo "## TCP at 1 Gbit/s, 2 x 1, 28x28x1, 150 steps: buckets (1) against one sum (0), in turns"
+for _ in $(seq 4); do
+	for ov in 1 0; do
+		"${TCP[@]}" -x AE_DIST_OVERLAP=$ov -x AE_DIST_STATS=1 "$PWD/$TM" train --data "$PWD/data/mnist" \
+			--filters 32,64 --threads 1 --epochs 1 --limit 5334 --quiet --out "$WORK/tcp.safetensors" \
+			>/dev/null 2>"$WORK/tcp.err"
+		w=$(sed -n 's/.*rank 0 of .*: \([0-9.]*\) s waiting.*/\1/p' "$WORK/tcp.err")
+		awk -F, -v ov="$ov" -v w="$w" 'NR == 2 { printf "overlap %s\t%.1f img/s\t%.1f ms/step waiting\n", ov, 4800 / $4, w * 1000 / 150 }' \
+			"$WORK/tcp.losses.csv"
 	done
 done

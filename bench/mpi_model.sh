@@ -2,18 +2,18 @@
 # The throughput model of docs/distributed.md: images/s of N processes of T
 # cores each (one process a node), from figures measured here (override any):
 #
-#   R1_28, R1_128   images/s one core trains: 625 at 28x28x1 (make mpi-bench,
+#   R1_28, R1_128   images/s one core trains: 764 at 28x28x1 (make mpi-bench,
 #                   1 x 2, the least loaded turn), 48 at 128x128x3 (one
 #                   thread, docs/performance.md)
 #   S_28, S_128     gradient bytes a process sums per step (mpi_comm)
 #   BUCK_28, BUCK_128  gradient buckets per step (64 Ki floats at least)
 #   SMALL           the other sums per step: batch norm forward and backward
 #                   (8), the loss (1)
-#   O               software cost of one sum, us: 120 (TCP between two
-#                   namespaces, the fastest step at 10 Gbit/s less its gradient,
-#                   over its 9 small sums)
-#   E               share of the link's rate a sum reaches: 0.57 (9.0 MB in
-#                   127 ms each way at 1 Gbit/s, against 72 ms)
+#   O               software cost of one sum, us: 130 (TCP between two
+#                   namespaces, unshaped: the fastest step at 28x28x1 less its
+#                   gradients' median, over its 9 small sums)
+#   E               share of the link's rate a sum reaches: 0.54 (9.0 MB in
+#                   134 ms each way at 1 Gbit/s, against 72 ms)
 #   ALPHA           one-way network latency, us (50)
 #   T               cores a process (16); B: images a process per step (32),
 #                   or G: images a step across all processes (then B = G / N)
@@ -26,10 +26,10 @@
 # Efficiency: images/s against N times one process's (which sums nothing).
 #   bash bench/mpi_model.sh
 set -euo pipefail
-R1_28=${R1_28:-625} R1_128=${R1_128:-48}
+R1_28=${R1_28:-764} R1_128=${R1_128:-48}
 S_28=${S_28:-713540} S_128=${S_128:-8954956}
 BUCK_28=${BUCK_28:-3} BUCK_128=${BUCK_128:-4}
-SMALL=${SMALL:-9} O=${O:-120} E=${E:-0.57} ALPHA=${ALPHA:-50} T=${T:-16} B=${B:-32} G=${G:-0}
+SMALL=${SMALL:-9} O=${O:-130} E=${E:-0.54} ALPHA=${ALPHA:-50} T=${T:-16} B=${B:-32} G=${G:-0}
 for size in 28 128; do
 	r1=R1_$size s=S_$size buck=BUCK_$size
 	echo "## ${size}: T $T, R1 ${!r1} img/s a core, $([ "$G" -gt 0 ] && echo "$G a step" || echo "$B a process")"
