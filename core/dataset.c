@@ -14,8 +14,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define PNG_MAX_PIXELS (4096u * 4096u)
-
 void ae_dataset_free(ae_dataset *ds)
 {
 	if (!ds) return;
@@ -213,7 +211,7 @@ static int load_png_dir(ae_dataset *ds, const char *dir, int want_c, int oh, int
 		size_t len;
 		ae_image img;
 		if ((rc = ae_read_file(fl.path[i], 64u << 20, &buf, &len, err))) break;
-		rc = ae_png_decode(buf, len, want_c, PNG_MAX_PIXELS, &img, err);
+		rc = ae_png_decode(buf, len, want_c, AE_PNG_MAX_PIXELS, &img, err);
 		free(buf);
 		if (rc) {
 			ae_error_prefix(err, fl.path[i]);

@@ -26,7 +26,7 @@
 
 /* Images per pass through the network, and the unit lanes share (a batch
  * smaller than CHUNK per lane is split evenly). The convolutions go
- * through a chunk in sub-chunks (SUB_BYTES), so what the chunk's size
+ * through a chunk in sub-chunks (AE_L2_BYTES), so what the chunk's size
  * decides is how often a dense layer's weights are read: at 128x128x3 the
  * two dense layers hold 4 MB each, and a reconstruct at batch 32 on two
  * lanes, alternated call by call in one process, was 2.2-2.8% faster with
@@ -34,12 +34,10 @@
  * and 64x64x3, 8 and 16 were even. */
 #define CHUNK 16
 /* Within a chunk, a run of convolutions goes through as few images at a
- * time as keep each stage's input and output under SUB_BYTES, so that
- * they stay in a core's L2 (2 MB on the hosts measured) from one stage to
- * the next; the dense layers between runs still take the whole chunk, so
- * their weights are read once per chunk. At 128x128x3 (3 MB per image in
- * the widest stage) one image at a time measured 15-20% faster than 8. */
-#define SUB_BYTES (1536 * 1024)
+ * time as keep each stage's input and output under AE_L2_BYTES (ops.h);
+ * the dense layers between runs still take the whole chunk, so their
+ * weights are read once per chunk. At 128x128x3 (3 MB per image in the
+ * widest stage) one image at a time measured 15-20% faster than 8. */
 
 typedef struct stage {
 	int kind;
@@ -392,7 +390,7 @@ static int sub_images(const ae_plan *p, int from, int to, int n)
 		size_t bytes = (p->st[i].in_size + p->st[i].out_size) * sizeof(float);
 		if (bytes > widest) widest = bytes;
 	}
-	return ae_images_within(SUB_BYTES, widest, n);
+	return ae_images_within(AE_L2_BYTES, widest, n);
 }
 
 static int lane_alloc(lane *l, const ae_plan *p, int b)
@@ -533,8 +531,8 @@ static void run_job(ae_infer *w, ae_op op, const float *in, float *out, float *z
 
 ae_infer *ae_infer_new(const ae_plan *p, int max_batch, int threads, ae_error *err)
 {
-	if (max_batch < 1 || max_batch > 65536) {
-		ae_fail(err, AE_ERR_INVAL, "batch size %d out of range (1..65536)", max_batch);
+	if (max_batch < 1 || max_batch > AE_MAX_BATCH) {
+		ae_fail(err, AE_ERR_INVAL, "batch size %d out of range (1..%d)", max_batch, AE_MAX_BATCH);
 		return NULL;
 	}
 	if (threads < 1 || threads > AE_MAX_THREADS) {

@@ -20,6 +20,12 @@
 enum { AE_SIMD_NONE, AE_SIMD_AVX2, AE_SIMD_AVX512 };
 int ae_cpu_simd(void);
 
+/* What a pass over a few images at a time keeps a layer's input and
+ * output within, so that what one layer writes is still in the core's L2
+ * (2 MB on the hosts measured) when the next reads it: inference's
+ * sub-chunks (infer.c) and training's runs (train.c). */
+#define AE_L2_BYTES (1536 * 1024)
+
 /* How many of n images a pass over them takes so that per_image bytes
  * each stay within budget: at least 1, at most n. */
 static inline int ae_images_within(size_t budget, size_t per_image, int n)

@@ -134,9 +134,8 @@ static void layout_init(ae_trainer *t)
  * at a time through all the layers of a run, so that what one layer
  * writes is still in the core's L2 when the next reads it, instead of
  * each layer streaming the lane's whole share through memory. A dense
- * layer runs alone on all of them, reading its weights once. RUN_BYTES
- * bounds a layer's input plus output for the images of one pass. */
-#define RUN_BYTES (1536 * 1024)
+ * layer runs alone on all of them, reading its weights once. AE_L2_BYTES
+ * (ops.h) bounds a layer's input plus output for the images of one pass. */
 
 /* The forward run from layer i: up to (not including) the next dense
  * layer or batch norm; a batch norm that starts a run has its statistics. */
@@ -170,7 +169,7 @@ static int run_images(const ae_net *net, int lo, int hi, int n)
 		size_t bytes = ((size_t)l->ic * l->ih * l->iw + ae_layer_out_size(l)) * sizeof(float);
 		if (bytes > per) per = bytes;
 	}
-	return ae_images_within(RUN_BYTES, per, n);
+	return ae_images_within(AE_L2_BYTES, per, n);
 }
 
 /* The runs with a convolution are most of a step, and on a shared host one
@@ -415,8 +414,8 @@ static void cgrad_layout(ae_trainer *t)
 
 ae_trainer *ae_trainer_new(ae_model *m, int max_batch, int threads, int loss, ae_error *err)
 {
-	if (max_batch < 1 || max_batch > 65536) {
-		ae_fail(err, AE_ERR_INVAL, "batch size %d out of range (1..65536)", max_batch);
+	if (max_batch < 1 || max_batch > AE_MAX_BATCH) {
+		ae_fail(err, AE_ERR_INVAL, "batch size %d out of range (1..%d)", max_batch, AE_MAX_BATCH);
 		return NULL;
 	}
 	if (threads < 1 || threads > AE_MAX_THREADS) {

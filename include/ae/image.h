@@ -16,6 +16,11 @@
 
 #include "ae/error.h"
 
+/* The largest image read or written here, in pixels: training images
+ * (dataset.c), a client's images and the heatmaps answered (aeserve). A
+ * decode holds about 7 bytes per pixel, so at most 112 MiB. */
+#define AE_PNG_MAX_PIXELS (4096u * 4096u)
+
 typedef struct ae_image {
 	int c, h, w;
 	uint8_t *pix; /* (c, h, w) planar, owned; free with ae_image_free */

@@ -26,7 +26,9 @@
 /* Threads one trainer or inference context may run on; callers that
  * default to one per core clamp to it. */
 #define AE_MAX_THREADS 64
-#define AE_NONE        ((size_t)-1)
+/* Images one trainer or inference context is sized for (max_batch). */
+#define AE_MAX_BATCH 65536
+#define AE_NONE      ((size_t)-1)
 /* Batch norm's epsilon (PyTorch's default), for training, inference,
  * ae.arch and the exporters alike. */
 #define AE_BN_EPS 1e-5f
