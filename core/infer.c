@@ -55,7 +55,8 @@ struct ae_plan {
 	int prec, reference; /* what runs (AE_PREC_*), and whether on the portable kernels */
 	int n_stages, n_enc; /* stages[0, n_enc) are the encoder */
 	stage st[AE_MAX_LAYERS];
-	float *owned; /* folded weights, biases, scales, shifts */
+	float *owned;                               /* folded weights, biases, scales, shifts */
+	ae_shape in[AE_OP_COUNT], out[AE_OP_COUNT]; /* per item, what each op reads and writes */
 };
 
 /* One thread's scratch, sized for a chunk of images. */
@@ -320,6 +321,62 @@ int ae_plan_precision(const ae_plan *p)
 	return p->prec;
 }
 
+/* The stages op runs: [first, last]. */
+static void op_stages(const ae_plan *p, ae_op op, int *first, int *last)
+{
+	*first = op == AE_OP_DECODE ? p->n_enc : 0;
+	*last = (op == AE_OP_ENCODE ? p->n_enc : p->n_stages) - 1;
+}
+
+/* The layers op runs: [first, end). */
+static void op_layers(const ae_net *net, ae_op op, int *first, int *end)
+{
+	*first = op == AE_OP_DECODE ? net->n_enc : 0;
+	*end = op == AE_OP_ENCODE ? net->n_enc : net->n_layers;
+}
+
+static int is_elementwise(int kind)
+{
+	return kind == AE_L_RELU || kind == AE_L_LRELU || kind == AE_L_SIGMOID || kind == AE_L_BN;
+}
+
+/* A layer's input or output as an item's shape: what a dense layer reads
+ * or a dense or flatten layer writes (and the elementwise layers after
+ * them pass on) is a vector; everything else is (C, H, W). */
+static ae_shape layer_shape(const ae_net *net, int i, int output)
+{
+	const ae_layer *l = &net->layers[i];
+	ae_shape sh = { 3, { l->ic, l->ih, l->iw } };
+	if (!output) {
+		if (l->kind == AE_L_DENSE) sh = (ae_shape){ 1, { l->ic, 1, 1 } };
+		return sh;
+	}
+	sh = (ae_shape){ 3, { l->oc, l->oh, l->ow } };
+	int k = i;
+	while (k > 0 && is_elementwise(net->layers[k].kind))
+		k--;
+	if (net->layers[k].kind == AE_L_DENSE || net->layers[k].kind == AE_L_FLATTEN)
+		sh = (ae_shape){ 1, { l->oc * l->oh * l->ow, 1, 1 } };
+	return sh;
+}
+
+/* Each op's shapes, from the layers; checked against the sizes the stages
+ * were compiled for, which are what the kernels read and write. */
+static int shapes(ae_plan *p, ae_error *err)
+{
+	const ae_net *net = &p->m->net;
+	for (int op = 0; op < AE_OP_COUNT; op++) {
+		int first, end, sf, sl;
+		op_layers(net, (ae_op)op, &first, &end);
+		p->in[op] = layer_shape(net, first, 0);
+		p->out[op] = layer_shape(net, end - 1, 1);
+		op_stages(p, (ae_op)op, &sf, &sl);
+		if (ae_shape_size(p->in[op]) != p->st[sf].in_size || ae_shape_size(p->out[op]) != p->st[sl].out_size)
+			return ae_fail(err, AE_ERR_FORMAT, "the layers' shapes disagree with their stages");
+	}
+	return AE_OK;
+}
+
 ae_plan *ae_plan_new(const ae_model *m, ae_error *err)
 {
 	return ae_plan_new_opts(m, NULL, err);
@@ -347,7 +404,7 @@ ae_plan *ae_plan_new_opts(const ae_model *m, const ae_plan_opts *o, ae_error *er
 	p->m = m;
 	p->reference = o && o->reference;
 	p->prec = p->reference || ae_qconv_supported(prec) ? prec : AE_PREC_FP32;
-	if (compile(p, err) || lower(p, err)) {
+	if (compile(p, err) || lower(p, err) || shapes(p, err)) {
 		ae_plan_free(p);
 		return NULL;
 	}
@@ -480,13 +537,6 @@ static void run_range(lane *ln, const ae_plan *p, int from, int to, const float 
 	if (out_nhwc) ae_nhwc_to_nchw(out, cur, n, last->l->oc, last->l->oh * last->l->ow);
 }
 
-/* The stages op runs: [first, last]. */
-static void op_stages(const ae_plan *p, ae_op op, int *first, int *last)
-{
-	*first = op == AE_OP_DECODE ? p->n_enc : 0;
-	*last = (op == AE_OP_ENCODE ? p->n_enc : p->n_stages) - 1;
-}
-
 /* Lane k's share of the job: chunks until none is left. */
 static void run_share(void *arg, int k)
 {
@@ -579,18 +629,24 @@ const ae_plan *ae_infer_plan(const ae_infer *w)
 	return w->p;
 }
 
+ae_shape ae_plan_in_shape(const ae_plan *p, ae_op op)
+{
+	return p->in[op];
+}
+
+ae_shape ae_plan_out_shape(const ae_plan *p, ae_op op)
+{
+	return p->out[op];
+}
+
 size_t ae_plan_in_size(const ae_plan *p, ae_op op)
 {
-	int first, last;
-	op_stages(p, op, &first, &last);
-	return p->st[first].in_size;
+	return ae_shape_size(p->in[op]);
 }
 
 size_t ae_plan_out_size(const ae_plan *p, ae_op op)
 {
-	int first, last;
-	op_stages(p, op, &first, &last);
-	return p->st[last].out_size;
+	return ae_shape_size(p->out[op]);
 }
 
 void ae_infer_run(ae_infer *w, ae_op op, const float *in, int n, float *out)

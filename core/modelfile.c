@@ -44,6 +44,9 @@ char *ae_arch_to_json(const ae_net *net)
 	json_t *root = json_pack("{s:s, s:[i,i,i], s:i, s:[i,i], s:i, s:f, s:o}", "preset", s->preset, "input", s->c,
 	                         s->h, s->w, "latent", s->latent, "filters", s->f1, s->f2, "hidden", s->hidden, "slope",
 	                         (double)s->slope, "layers", layers);
+	/* An autoencoder's output is its input, and its file says nothing more. */
+	if (root && (s->out_c != s->c || s->out_h != s->h || s->out_w != s->w))
+		json_object_set_new(root, "output", json_pack("[i,i,i]", s->out_c, s->out_h, s->out_w));
 	char *txt = json_dumps(root, JSON_COMPACT);
 	json_decref(root);
 	return txt;
@@ -400,6 +403,17 @@ static int parse_arch(ae_arch_spec *s, const char *txt, ae_error *err)
 		if (rc == AE_OK) rc = int_in(t, "w", 1, INT_MAX, &s->w, err);
 		if (rc == AE_OK) rc = int_in(t, "f1", 1, INT_MAX, &s->f1, err);
 		if (rc == AE_OK) rc = int_in(t, "f2", 1, INT_MAX, &s->f2, err);
+		json_decref(t);
+	}
+	json_t *out = json_object_get(o, "output");
+	if (rc == AE_OK && out && (!json_is_array(out) || json_array_size(out) != 3))
+		rc = ae_fail(err, AE_ERR_FORMAT, "ae.arch: 'output' is not [C,H,W]");
+	if (rc == AE_OK && out) {
+		json_t *t = json_pack("{s:O, s:O, s:O}", "output c", json_array_get(out, 0), "output h",
+		                      json_array_get(out, 1), "output w", json_array_get(out, 2));
+		rc = int_in(t, "output c", 1, INT_MAX, &s->out_c, err);
+		if (rc == AE_OK) rc = int_in(t, "output h", 1, INT_MAX, &s->out_h, err);
+		if (rc == AE_OK) rc = int_in(t, "output w", 1, INT_MAX, &s->out_w, err);
 		json_decref(t);
 	}
 	if (rc == AE_OK) rc = int_in(o, "latent", 1, INT_MAX, &s->latent, err);

@@ -146,17 +146,38 @@ static int up4(int n)
 	return (n + 3) / 4 * 4;
 }
 
-int ae_arch_validate(const ae_arch_spec *s, ae_error *err)
+/* The rules an image of the architecture follows, its input or (out:
+ * "output ") its output. */
+static int check_image(const char *preset, int c, int h, int w, const char *out, ae_error *err)
 {
-	if (s->c != 1 && s->c != 3) return ae_fail(err, AE_ERR_INVAL, "channels must be 1 or 3, not %d", s->c);
-	if (s->h < 4 || s->w < 4 || s->h > AE_MAX_SIDE || s->w > AE_MAX_SIDE)
-		return ae_fail(err, AE_ERR_INVAL, "image size %dx%d out of range (4..%d)", s->h, s->w, AE_MAX_SIDE);
-	if (strcmp(s->preset, "conv") == 0 && (s->h % 4 || s->w % 4))
+	if (c != 1 && c != 3) return ae_fail(err, AE_ERR_INVAL, "%schannels must be 1 or 3, not %d", out, c);
+	if (h < 4 || w < 4 || h > AE_MAX_SIDE || w > AE_MAX_SIDE)
+		return ae_fail(err, AE_ERR_INVAL, "%simage size %dx%d out of range (4..%d)", out, h, w, AE_MAX_SIDE);
+	if (strcmp(preset, "conv") == 0 && (h % 4 || w % 4))
 		return ae_fail(
 		        err, AE_ERR_INVAL,
-		        "images are %dx%d (height x width); the conv preset halves each side twice, so both must "
+		        "%simages are %dx%d (height x width); the conv preset halves each side twice, so both must "
 		        "be multiples of 4: the nearest sizes that work are %dx%d and %dx%d",
-		        s->h, s->w, down4(s->h), down4(s->w), up4(s->h), up4(s->w));
+		        out, h, w, down4(h), down4(w), up4(h), up4(w));
+	return AE_OK;
+}
+
+/* The output image's shape: the spec's, each 0 the input's. */
+static void output_shape(const ae_arch_spec *s, int *c, int *h, int *w)
+{
+	*c = s->out_c ? s->out_c : s->c;
+	*h = s->out_h ? s->out_h : s->h;
+	*w = s->out_w ? s->out_w : s->w;
+}
+
+int ae_arch_validate(const ae_arch_spec *s, ae_error *err)
+{
+	int oc, oh, ow;
+	output_shape(s, &oc, &oh, &ow);
+	int rc = check_image(s->preset, s->c, s->h, s->w, "", err);
+	if (rc == AE_OK && (oc != s->c || oh != s->h || ow != s->w))
+		rc = check_image(s->preset, oc, oh, ow, "output ", err);
+	if (rc) return rc;
 	if (s->latent < 1 || s->latent > AE_MAX_LATENT)
 		return ae_fail(err, AE_ERR_INVAL, "latent size %d out of range (1..%d)", s->latent, AE_MAX_LATENT);
 	if (s->f1 < 1 || s->f2 < 1 || s->f1 > AE_MAX_FILTERS || s->f2 > AE_MAX_FILTERS)
@@ -176,6 +197,8 @@ int ae_net_build(ae_net *net, const ae_arch_spec *spec, ae_error *err)
 	int rc = ae_arch_validate(spec, err);
 	if (rc) return rc;
 	net->spec = *spec;
+	ae_arch_spec *o = &net->spec;
+	output_shape(spec, &o->out_c, &o->out_h, &o->out_w);
 	builder b = { .net = net, .c = spec->c, .h = spec->h, .w = spec->w, .err = err };
 	const float sl = spec->slope;
 	if (strcmp(spec->preset, "conv") == 0) {
@@ -190,15 +213,15 @@ int ae_net_build(ae_net *net, const ae_arch_spec *spec, ae_error *err)
 		net->n_enc = net->n_layers;
 		b.seq = 1, b.idx = 0;
 		b.c = spec->latent, b.h = b.w = 1;
-		dense(&b, spec->f2 * (spec->h / 4) * (spec->w / 4));
-		unflatten(&b, spec->f2, spec->h / 4, spec->w / 4);
+		dense(&b, spec->f2 * (o->out_h / 4) * (o->out_w / 4));
+		unflatten(&b, spec->f2, o->out_h / 4, o->out_w / 4);
 		convt(&b, spec->f2, 3, 2, 1, 1);
 		act(&b, AE_L_LRELU, sl);
 		bn(&b);
 		convt(&b, spec->f1, 3, 2, 1, 1);
 		act(&b, AE_L_LRELU, sl);
 		bn(&b);
-		convt(&b, spec->c, 3, 1, 1, 0);
+		convt(&b, o->out_c, 3, 1, 1, 0);
 		act(&b, AE_L_SIGMOID, 0.0f);
 	} else {
 		flatten(&b);
@@ -209,18 +232,29 @@ int ae_net_build(ae_net *net, const ae_arch_spec *spec, ae_error *err)
 		b.seq = 1, b.idx = 0;
 		dense(&b, spec->hidden);
 		act(&b, AE_L_RELU, 0.0f);
-		dense(&b, spec->c * spec->h * spec->w);
+		dense(&b, o->out_c * o->out_h * o->out_w);
 		act(&b, AE_L_SIGMOID, 0.0f);
-		unflatten(&b, spec->c, spec->h, spec->w);
+		unflatten(&b, o->out_c, o->out_h, o->out_w);
 	}
 	if (b.rc) return b.rc;
 	const ae_layer *last = &net->layers[net->n_layers - 1];
-	if (last->oc != spec->c || last->oh != spec->h || last->ow != spec->w)
-		return ae_fail(err, AE_ERR_INVAL, "decoder output %dx%dx%d does not match input %dx%dx%d", last->oc,
-		               last->oh, last->ow, spec->c, spec->h, spec->w);
+	if (last->oc != o->out_c || last->oh != o->out_h || last->ow != o->out_w)
+		return ae_fail(err, AE_ERR_INVAL, "decoder output %dx%dx%d is not the output image %dx%dx%d", last->oc,
+		               last->oh, last->ow, o->out_c, o->out_h, o->out_w);
 	net->n_params = b.np;
 	net->n_state = b.ns;
 	return AE_OK;
+}
+
+int ae_arch_check_autoencoder(const ae_arch_spec *s, ae_error *err)
+{
+	int oc, oh, ow;
+	output_shape(s, &oc, &oh, &ow);
+	if (oc == s->c && oh == s->h && ow == s->w) return AE_OK;
+	return ae_fail(err, AE_ERR_INVAL,
+	               "the model gives %dx%dx%d images for %dx%dx%d ones (channels x height x width); comparing "
+	               "an image with its reconstruction needs the same shape",
+	               oc, oh, ow, s->c, s->h, s->w);
 }
 
 void ae_layer_geom(const ae_layer *l, ae_conv_geom *g)

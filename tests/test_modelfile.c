@@ -3,6 +3,7 @@
  * write is atomic, and each way a file can be truncated, corrupted or
  * inconsistent is refused with a message that names the problem.
  */
+#define _GNU_SOURCE /* memmem */
 #include "test.h"
 
 #include "ae/rng.h"
@@ -123,6 +124,42 @@ static void test_roundtrip(void)
 	/* an unwritable destination fails cleanly */
 	int rc = ae_model_save(m, "/nonexistent-dir/x.safetensors", NULL, 0, NULL, NULL, &err);
 	CHECK_ERR(rc, err, "/nonexistent-dir/x.safetensors");
+	ae_model_free(m);
+}
+
+/* An image-to-image model's output shape survives the file; an
+ * autoencoder's file names none; a bad one is refused by name. */
+static void test_output_shape(void)
+{
+	ae_model *m = small_model();
+	ae_error err = { 0 };
+	size_t len;
+	CHECK(ae_model_save(m, PATH, NULL, 0, NULL, NULL, &err) == 0);
+	uint8_t *b = file_bytes(&len);
+	CHECK(b && !memmem(b, len, "\\\"output\\\"", 10));
+	free(b);
+	ae_model_free(m);
+
+	ae_arch_spec s;
+	ae_arch_defaults(&s, "conv", NULL);
+	s.h = 8, s.w = 12, s.out_c = 3, s.out_h = 16, s.out_w = 20, s.f1 = 4, s.f2 = 8, s.latent = 3;
+	m = ae_model_new(&s, 5, &err);
+	m->n_quant = 2, m->qp[1] = 1, m->qv[0] = 0.01, m->qv[1] = 0.1;
+	CHECK(ae_model_save(m, PATH, NULL, 0, NULL, NULL, &err) == 0);
+	ae_model *l = ae_model_load(PATH, &err);
+	CHECK_MSG(l != NULL, "%s", err.msg);
+	if (l) {
+		const ae_arch_spec *ls = &l->net.spec;
+		CHECK(ls->c == 1 && ls->h == 8 && ls->w == 12 && ls->out_c == 3 && ls->out_h == 16 && ls->out_w == 20);
+		CHECK(memcmp(l->params, m->params, m->net.n_params * 4) == 0);
+	}
+	ae_model_free(l);
+	b = file_bytes(&len);
+	patch_header(b, len, "\\\"output\\\":[3,16,20]", "\\\"output\\\":[3,16]");
+	expect_refused("output of two", "'output' is not [C,H,W]");
+	patch_header(b, len, "\\\"output\\\":[3,16,20]", "\\\"output\\\":[3,16,22]");
+	expect_refused("output not a multiple of 4", "output images are 16x22");
+	free(b);
 	ae_model_free(m);
 }
 
@@ -307,6 +344,7 @@ int main(void)
 	test_scores();
 	test_format_1();
 	test_roundtrip();
+	test_output_shape();
 	test_refusals();
 	unlink(PATH);
 	return TEST_DONE();

@@ -128,10 +128,20 @@ static int load(ae_dataset *ds, const char *path, const char *split, int c, cons
 	return 0;
 }
 
+/* Every command here compares a model's output with the images it is
+ * given (or trains it to give them back). */
+static int same_shape(const ae_arch_spec *spec)
+{
+	ae_error err = { 0 };
+	if (ae_arch_check_autoencoder(spec, &err) == AE_OK) return 0;
+	fprintf(stderr, "aetrain: %s\n", err.msg);
+	return -1;
+}
+
 int cli_load_data(ae_dataset *ds, const char *path, const char *split, const ae_arch_spec *spec, const int resize[2],
                   long limit)
 {
-	if (load(ds, path, split, spec->c, resize, limit)) return -1;
+	if (same_shape(spec) || load(ds, path, split, spec->c, resize, limit)) return -1;
 	if (ds->h != spec->h || ds->w != spec->w) {
 		fprintf(stderr,
 		        "aetrain: %s: images are %dx%d (height x width), the model takes %dx%d: --resize %dx%d "
@@ -146,7 +156,7 @@ int cli_load_data(ae_dataset *ds, const char *path, const char *split, const ae_
 int cli_load_train_data(ae_dataset *ds, const char *path, const char *split, ae_arch_spec *spec, const int resize[2],
                         long limit)
 {
-	if (load(ds, path, split, spec->c, resize, limit)) return -1;
+	if (same_shape(spec) || load(ds, path, split, spec->c, resize, limit)) return -1;
 	spec->h = ds->h, spec->w = ds->w;
 	ae_error err = { 0 };
 	if (ae_arch_validate(spec, &err)) {

@@ -13,9 +13,22 @@ typedef struct ae_plan ae_plan;
 typedef struct ae_infer ae_infer;
 
 /* What a plan can run. Each takes (n, in_size) floats and writes (n,
- * out_size), sizes the plan gives: encode image -> code, decode code ->
- * image, reconstruct image -> image. */
+ * out_size), shapes the plan gives: encode image -> code, decode code ->
+ * image, reconstruct image -> image (another image than it is given, for
+ * an image-to-image model). */
 typedef enum ae_op { AE_OP_ENCODE, AE_OP_DECODE, AE_OP_RECONSTRUCT, AE_OP_COUNT } ae_op;
+
+/* One item's shape, without the batch: an image (C, H, W), a code vector
+ * (latent) or a code map (C, H, W). d[k] for k >= rank are 1. */
+typedef struct ae_shape {
+	int rank;
+	int d[3];
+} ae_shape;
+
+static inline size_t ae_shape_size(ae_shape s)
+{
+	return (size_t)s.d[0] * s.d[1] * s.d[2];
+}
 
 /* How a plan is compiled. A zeroed struct (or NULL) is the default. */
 typedef struct ae_plan_opts {
@@ -57,9 +70,15 @@ int ae_precision_resolve(const ae_model *m, int prec);
 int ae_plan_observe(const ae_plan *p, const float *x, int n, float *lo, float *hi, ae_error *err);
 void ae_plan_free(ae_plan *p);
 const ae_model *ae_plan_model(const ae_plan *p);
-/* Floats per item read (in) and written (out) by op: the one place these
- * sizes are decided. A caller that stages batches sizes its buffers from
- * these, never from its own idea of the model. */
+/* The shape of one item op reads (in) and writes (out): the one place
+ * these are decided. An operation's output need not have its input's
+ * shape (encode: an image to a code; an image-to-image model's
+ * reconstruct: gray to colour, small to large); a caller reads with the
+ * one and writes with the other, never with its own idea of the model. */
+ae_shape ae_plan_in_shape(const ae_plan *p, ae_op op);
+ae_shape ae_plan_out_shape(const ae_plan *p, ae_op op);
+/* Floats per item: the product of the shape. A caller that stages
+ * batches sizes its buffers from these. */
 size_t ae_plan_in_size(const ae_plan *p, ae_op op);
 size_t ae_plan_out_size(const ae_plan *p, ae_op op);
 

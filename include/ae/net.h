@@ -52,10 +52,15 @@ enum { AE_PREC_FP32, AE_PREC_BF16, AE_PREC_INT8, AE_PREC_COUNT };
 typedef struct ae_arch_spec {
 	char preset[16]; /* "conv" or "dense" */
 	int c, h, w;     /* input channels (1 or 3) and size (conv: multiples of 4) */
-	int latent;      /* code size */
-	int f1, f2;      /* conv: filters of the two stages (32, 64) */
-	int hidden;      /* dense: hidden units (128) */
-	float slope;     /* LeakyReLU negative slope (0.2) */
+	/* The image the decoder gives, by the same rules; 0: the input's (an
+	 * autoencoder). Another shape makes an image-to-image model whose
+	 * answer differs from what it is given (gray to colour, small to
+	 * large). ae_net_build fills in the zeros. */
+	int out_c, out_h, out_w;
+	int latent;  /* code size */
+	int f1, f2;  /* conv: filters of the two stages (32, 64) */
+	int hidden;  /* dense: hidden units (128) */
+	float slope; /* LeakyReLU negative slope (0.2) */
 } ae_arch_spec;
 
 typedef struct ae_layer {
@@ -82,6 +87,10 @@ int ae_arch_defaults(ae_arch_spec *spec, const char *preset, ae_error *err);
 /* Whether spec can be built: sizes, channels, widths; the error says what
  * is wrong and, for a size, which sizes work. */
 int ae_arch_validate(const ae_arch_spec *spec, ae_error *err);
+/* Whether spec gives back an image of its input's shape, as training
+ * against its own input, reconstruction errors and anomaly scores need:
+ * AE_OK, or AE_ERR_INVAL naming both shapes. */
+int ae_arch_check_autoencoder(const ae_arch_spec *spec, ae_error *err);
 /* Validates spec and expands it into net. */
 int ae_net_build(ae_net *net, const ae_arch_spec *spec, ae_error *err);
 
@@ -92,6 +101,10 @@ static inline size_t ae_layer_out_size(const ae_layer *l)
 static inline size_t ae_net_input_size(const ae_net *n)
 {
 	return (size_t)n->spec.c * n->spec.h * n->spec.w;
+}
+static inline size_t ae_net_output_size(const ae_net *n)
+{
+	return (size_t)n->spec.out_c * n->spec.out_h * n->spec.out_w;
 }
 
 /* ---- Models ---- */

@@ -43,8 +43,9 @@ int ae_latent_fit(const float *z, int n, int dim, double *mean, double *prec, ae
 void ae_latent_distance(const double *mean, const double *prec, int dim, const float *z, int n, double *out);
 
 /* Every score of n images for a model that has the statistics (scores it
- * lacks are NAN): x, y (n, C*H*W), z (n, latent) or NULL; out (n,
- * AE_SCORE_COUNT), row-major. */
+ * lacks are NAN) and gives back its input's shape
+ * (ae_arch_check_autoencoder): x, y (n, C*H*W), z (n, latent) or NULL;
+ * out (n, AE_SCORE_COUNT), row-major. */
 void ae_model_scores(const ae_model *m, const float *x, const float *y, const float *z, int n, double *out);
 
 /* Calibrates score k from its values on held-out images: mean,
