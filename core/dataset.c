@@ -346,12 +346,12 @@ void ae_dataset_batch(const ae_dataset *ds, const int *idx, int n, float *out)
 int ae_dataset_select(ae_dataset *ds, uint64_t keep, int extra, double fraction, uint64_t seed, ae_error *err)
 {
 	if (!ds->labels) return ae_fail(err, AE_ERR_INVAL, "%s has no labels to select classes by", ds->source);
-	if (extra >= 64 || fraction < 0.0 || fraction >= 1.0 || (extra >= 0 && (keep >> extra & 1)))
+	if (extra >= AE_DATASET_MAX_CLASSES || fraction < 0.0 || fraction >= 1.0 || (extra >= 0 && (keep >> extra & 1)))
 		return ae_fail(err, AE_ERR_INVAL, "a contaminating class must be another class, its share in [0, 1)");
 	int n_keep = 0, n_pool = 0;
 	for (int i = 0; i < ds->n; i++) {
 		int c = ds->labels[i];
-		n_keep += c >= 0 && c < 64 && (keep >> c & 1);
+		n_keep += c >= 0 && c < AE_DATASET_MAX_CLASSES && (keep >> c & 1);
 		n_pool += c == extra;
 	}
 	if (n_keep == 0) return ae_fail(err, AE_ERR_INVAL, "%s holds no image of the classes asked", ds->source);
@@ -379,7 +379,7 @@ int ae_dataset_select(ae_dataset *ds, uint64_t keep, int extra, double fraction,
 	int out = 0;
 	for (int i = 0; i < ds->n; i++) {
 		int c = ds->labels[i];
-		if (!(take[i] || (c >= 0 && c < 64 && (keep >> c & 1)))) continue;
+		if (!(take[i] || (c >= 0 && c < AE_DATASET_MAX_CLASSES && (keep >> c & 1)))) continue;
 		if (out != i) {
 			memmove(ds->pix + (size_t)out * per, ds->pix + (size_t)i * per, per);
 			if (ds->input) memmove(ds->input + (size_t)out * per, ds->input + (size_t)i * per, per);

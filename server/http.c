@@ -531,10 +531,10 @@ static enum MHD_Result respond_anomaly(srv_req *r, struct MHD_Connection *c)
 	const int n = r->job.n;
 	const size_t hw = (size_t)m->h * m->w;
 	const int png = n == 1 && wants_png(c);
-	if (png && (size_t)p->scale * p->scale * hw > SRV_MAX_PIXELS)
+	if (png && (size_t)p->scale * p->scale * hw > AE_PNG_MAX_PIXELS)
 		return srv_reply_error(c, 422, "image_too_large",
 		                       "scale %d makes a %dx%d heatmap, over the limit of %u pixels", p->scale,
-		                       m->w * p->scale, m->h * p->scale, SRV_MAX_PIXELS);
+		                       m->w * p->scale, m->h * p->scale, AE_PNG_MAX_PIXELS);
 	const int kind = r->score_kind;
 	double t = isnan(p->threshold) ? srv_score_quantile(m, kind, p->quantile) : p->threshold;
 	float *scores = malloc((size_t)n * 2 * sizeof *scores);

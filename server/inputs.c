@@ -53,9 +53,9 @@ int srv_png_decode_one(const uint8_t *buf, size_t len, const srv_parse_ctx *x, s
 	ae_error err = { 0 };
 	if (ae_png_inspect(buf, len, &info, &err)) return srv_fail_set(f, 400, "invalid_png", "%s: %s", which, err.msg);
 	/* Refused on the header alone, before any pixel memory exists. */
-	if ((uint64_t)info.w * (uint64_t)info.h > SRV_MAX_PIXELS)
+	if ((uint64_t)info.w * (uint64_t)info.h > AE_PNG_MAX_PIXELS)
 		return srv_fail_set(f, 422, "image_too_large", "%s declares %dx%d pixels, over the limit of %u", which,
-		                    info.w, info.h, SRV_MAX_PIXELS);
+		                    info.w, info.h, AE_PNG_MAX_PIXELS);
 	if (info.raw_bytes > b->left)
 		return srv_fail_set(f, 422, "image_too_large",
 		                    "%s would decompress to %llu bytes; a request may decompress at most %u in all",
@@ -64,7 +64,7 @@ int srv_png_decode_one(const uint8_t *buf, size_t len, const srv_parse_ctx *x, s
 	/* Decoded before the size check, so a corrupt file is called corrupt
 	 * whatever its size. */
 	ae_image img;
-	if (ae_png_decode(buf, len, m->c, SRV_MAX_PIXELS, &img, &err))
+	if (ae_png_decode(buf, len, m->c, AE_PNG_MAX_PIXELS, &img, &err))
 		return srv_fail_set(f, 400, "invalid_png", "%s: %s", which, err.msg);
 	if ((img.w != m->w || img.h != m->h) && !x->p->resize) {
 		ae_image_free(&img);

@@ -20,6 +20,8 @@
 #define MAX_DEPTH 64
 /* Characters in one number: far more than any float needs. */
 #define MAX_NUMBER 256
+#define TEXT(x)    #x
+#define NUMBER(x)  TEXT(x) /* the limit's digits, for messages */
 
 typedef struct cursor {
 	const char *base, *p, *end;
@@ -149,7 +151,7 @@ static int number(cursor *c, double *v, int *integer)
 			p++;
 	}
 	char buf[MAX_NUMBER + 1];
-	if (p - s > MAX_NUMBER) return fail(c, "a number of more than 256 characters");
+	if (p - s > MAX_NUMBER) return fail(c, "a number of more than " NUMBER(MAX_NUMBER) " characters");
 	memcpy(buf, s, (size_t)(p - s));
 	buf[p - s] = '\0';
 	errno = 0;

@@ -154,11 +154,11 @@ static void models(sbuf *b, srv_state *s)
 	for (int i = 0; i < n; i++) {
 		srv_model *m = ms[i];
 		long acc = 0;
-		for (int k = 0; k < 9; k++) {
+		for (int k = 0; k < SRV_BATCH_BUCKETS; k++) {
 			acc += atomic_load(&m->batch_hist[k]);
 			put(b, "aeserve_batch_size_bucket{model=\"%s\",le=\"%d\"} %ld\n", m->name, 1 << k, acc);
 		}
-		acc += atomic_load(&m->batch_hist[9]);
+		acc += atomic_load(&m->batch_hist[SRV_BATCH_BUCKETS]);
 		put(b, "aeserve_batch_size_bucket{model=\"%s\",le=\"+Inf\"} %ld\n", m->name, acc);
 		put(b, "aeserve_batch_size_sum{model=\"%s\"} %ld\n", m->name, atomic_load(&m->batch_images));
 		put(b, "aeserve_batch_size_count{model=\"%s\"} %ld\n", m->name, atomic_load(&m->batches));

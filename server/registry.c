@@ -145,7 +145,7 @@ static void run_batch(worker *w, srv_job **batch, int n, int images)
 		}
 	}
 	int b = 0;
-	while (b < 9 && (1 << b) < images)
+	while (b < SRV_BATCH_BUCKETS && (1 << b) < images)
 		b++;
 	atomic_fetch_add(&m->batch_hist[b], 1);
 	atomic_fetch_add(&m->batches, 1);

@@ -126,6 +126,9 @@ struct srv_job {
 };
 enum { JOB_NONE, JOB_QUEUED, JOB_DONE, JOB_EXPIRED };
 
+/* The batch-size histogram's buckets: le 1, 2, 4, ..., 256, then +Inf. */
+#define SRV_BATCH_BUCKETS 9
+
 typedef struct srv_model {
 	char name[64];
 	char path[1024];
@@ -151,7 +154,7 @@ typedef struct srv_model {
 	const srv_config *cfg;
 	/* metrics */
 	atomic_long batches;
-	atomic_long batch_hist[10]; /* le 1,2,4,...,256,+Inf */
+	atomic_long batch_hist[SRV_BATCH_BUCKETS + 1];
 	atomic_long batch_images;
 	srv_drift *drift; /* the scores served, for drift alerts */
 } srv_model;
@@ -393,9 +396,9 @@ int srv_params_done(const srv_params *p, srv_fail *f);
 /* ---- inputs.c: request bodies to float tensors ---- */
 
 #define SRV_MAX_IMAGES 4096
-#define SRV_MAX_PIXELS (4096u * 4096u)
 /* Bytes of decompressed PNG data one request may cost, all images counted,
- * checked against each image's header before it is decoded. */
+ * checked against each image's header before it is decoded. (Its pixels:
+ * AE_PNG_MAX_PIXELS, ae/image.h.) */
 #define SRV_MAX_DECODED_BYTES (64u << 20)
 
 int srv_fail_set(srv_fail *f, unsigned status, const char *code, const char *fmt, ...)

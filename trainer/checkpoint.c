@@ -73,7 +73,7 @@ static int opts_from_json(train_opts *o, json_t *v)
 	                &loss, "noise", &noise, "seed", &seed, "classes", &classes, "contaminate", &contaminate,
 	                "resize", &rh, &rw, "input", &input, "targets", &targets) != 0;
 	/* The same bounds as the command line's. */
-	bad = bad || epochs < 1 || epochs > MAX_EPOCHS || batch < 1 || batch > 4096 || threads < 0 ||
+	bad = bad || epochs < 1 || epochs > MAX_EPOCHS || batch < 1 || batch > MAX_BATCH || threads < 0 ||
 	      threads > AE_MAX_THREADS || limit < 0 || every < 0 || !(o->lr >= 1e-8 && o->lr <= 1.0) ||
 	      !(o->val >= 0.0 && o->val <= 0.9) || (strcmp(split, "train") != 0 && strcmp(split, "test") != 0) ||
 	      (strcmp(loss, "mse") != 0 && strcmp(loss, "bce") != 0) || strlen(data) >= sizeof o->data ||

@@ -16,6 +16,7 @@
 #include "report.h"
 
 #define MAX_EPOCHS 10000
+#define MAX_BATCH  4096 /* images per training step (aetrain --batch) */
 
 typedef struct train_opts {
 	char data[2048], split[8], out[2048], resume[2048];

@@ -214,7 +214,7 @@ static int parse_classes(const char *txt, uint64_t *mask)
 	while (*p) {
 		char *end;
 		long c = strtol(p, &end, 10);
-		if (end == p || c < 0 || c > 63 || (*end && *end != ',')) return -1;
+		if (end == p || c < 0 || c >= AE_DATASET_MAX_CLASSES || (*end && *end != ',')) return -1;
 		*mask |= 1ull << c;
 		p = *end ? end + 1 : end;
 	}
@@ -226,7 +226,7 @@ static int parse_contaminate(const char *txt, int *cls, double *frac)
 {
 	char *end;
 	long c = strtol(txt, &end, 10);
-	if (end == txt || *end != ':' || c < 0 || c > 63) return -1;
+	if (end == txt || *end != ':' || c < 0 || c >= AE_DATASET_MAX_CLASSES) return -1;
 	char *end2;
 	double f = strtod(end + 1, &end2);
 	if (end2 == end + 1 || *end2 || !(f > 0.0 && f < 0.5)) return -1;
@@ -240,8 +240,8 @@ int cli_check_selection(const char *classes, const char *contaminate)
 	int cls;
 	double frac;
 	if (classes[0] && parse_classes(classes, &mask)) {
-		fprintf(stderr, "aetrain: --classes: '%s' is not a list of class numbers 0 to 63 (\"1\" or \"0,2\")\n",
-		        classes);
+		fprintf(stderr, "aetrain: --classes: '%s' is not a list of class numbers 0 to %d (\"1\" or \"0,2\")\n",
+		        classes, AE_DATASET_MAX_CLASSES - 1);
 		return -1;
 	}
 	if (contaminate[0] && !classes[0]) {

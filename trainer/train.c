@@ -205,7 +205,7 @@ static int parse_opts(train_opts *o, int argc, char **argv)
 			if (cli_int("--epochs", optarg, 1, MAX_EPOCHS, &o->epochs)) return -1;
 			break;
 		case O_BATCH:
-			if (cli_int("--batch", optarg, 1, 4096, &o->batch)) return -1;
+			if (cli_int("--batch", optarg, 1, MAX_BATCH, &o->batch)) return -1;
 			break;
 		case O_LR:
 			if (cli_float("--lr", optarg, 1e-8, 1.0, &o->lr)) return -1;

@@ -45,8 +45,10 @@ void ae_dataset_batch_inputs(const ae_dataset *ds, const int *idx, int n, float 
 int ae_dataset_load_sized(ae_dataset *ds, const char *path, const char *split, int want_c, int h, int w, ae_error *err);
 void ae_dataset_free(ae_dataset *ds);
 
+/* Class numbers a selection can name: bits of a uint64_t. */
+#define AE_DATASET_MAX_CLASSES 64
 /* Keeps the images whose label is a class of `keep` (bit c for class c,
- * classes below 64), in their order, plus images of class `extra` (-1:
+ * classes below AE_DATASET_MAX_CLASSES), in their order, plus images of class `extra` (-1:
  * none), chosen with the seed, that make up `fraction` of the result (the
  * tutorial's contamination: 0.01 is 1 in 100). The data set must have
  * labels. */

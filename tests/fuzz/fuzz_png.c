@@ -22,6 +22,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (srv_parse_png(data, size, &x, &n, &out, &f) == 0) free(out);
 	/* The core's decoder directly, in RGB, at the server's pixel limit. */
 	ae_image img;
-	if ((opt & 4) && ae_png_decode(data, size, 3, SRV_MAX_PIXELS, &img, NULL) == 0) ae_image_free(&img);
+	if ((opt & 4) && ae_png_decode(data, size, 3, AE_PNG_MAX_PIXELS, &img, NULL) == 0) ae_image_free(&img);
 	return 0;
 }

@@ -7,7 +7,7 @@
 # is in $BUILD/findings/.
 #
 # Memory limits are the limits of the code each target runs:
-#   png, multipart  one decode holds at most 64 MiB of rows (SRV_MAX_PIXELS
+#   png, multipart  one decode holds at most 64 MiB of rows (AE_PNG_MAX_PIXELS
 #                   at 4 bytes) and the request at most 64 MiB inflated
 #                   (SRV_MAX_DECODED_BYTES): no single allocation past 72 MiB
 #   json, query     floats for at most half the body's bytes: 16 MiB at the
