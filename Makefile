@@ -81,7 +81,8 @@ BINS := $(BUILD)/aetrain $(if $(SERVER_SRC),$(BUILD)/aeserve) $(if $(HAVE_MPI),$
 # The MPI trainer's objects: aetrain's, with dist_mpi.c for dist_single.c.
 MPI_TRAIN_OBJ := $(filter-out $(BUILD)/trainer/dist_single.o,$(TRAIN_OBJ)) $(BUILD)/trainer/dist_mpi.o
 TOOLS := $(BUILD)/tests/tools/hammer $(BUILD)/tests/tools/hostile $(BUILD)/tests/tools/pngbomb \
-         $(BUILD)/tests/tools/v2codec $(BUILD)/tests/tools/onnxref $(if $(HAVE_MPI),$(BUILD)/tests/mpi_step)
+         $(BUILD)/tests/tools/v2codec $(BUILD)/tests/tools/onnxref $(BUILD)/tests/tools/mkmodel \
+         $(if $(HAVE_MPI),$(BUILD)/tests/mpi_step)
 BENCH_BIN := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_parts $(BUILD)/bench/bare_mhd $(BUILD)/bench/openloop
 
 .PHONY: all test unit integration it-deps mutation sanitize soak valgrind run data models bench mpi-bench clean install fuzz fuzz-bins reload-test image-test tutorial oneclass screenshots bench-sizes compression \
@@ -141,6 +142,9 @@ $(BUILD)/tests/tools/v2codec: $(BUILD)/tests/tools/v2codec.o $(LIB)
 	$(LINK)
 
 $(BUILD)/tests/tools/onnxref: $(BUILD)/tests/tools/onnxref.o $(LIB)
+	$(LINK)
+
+$(BUILD)/tests/tools/mkmodel: $(BUILD)/tests/tools/mkmodel.o $(LIB)
 	$(LINK)
 
 $(BUILD)/bench/bench_core: $(BUILD)/bench/bench_core.o $(LIB)

@@ -27,10 +27,9 @@ static void colour(float e, float rgb[3])
 		rgb[c] = stops[k][c] + t * (stops[k + 1][c] - stops[k][c]);
 }
 
-int srv_heatmap_png(const srv_model *m, const float *x, const float *map, int scale, uint8_t **png, size_t *len,
-                    ae_error *err)
+int srv_heatmap_png(ae_shape s, const float *x, const float *map, int scale, uint8_t **png, size_t *len, ae_error *err)
 {
-	const int h = m->h, w = m->w, H = h * scale, W = w * scale;
+	const int ch = s.d[0], h = s.d[1], w = s.d[2], H = h * scale, W = w * scale;
 	const size_t hw = (size_t)h * w;
 	uint8_t *pix = malloc((size_t)3 * H * W);
 	if (!pix) return ae_fail(err, AE_ERR_NOMEM, "out of memory for a heatmap");
@@ -38,9 +37,9 @@ int srv_heatmap_png(const srv_model *m, const float *x, const float *map, int sc
 		for (int xx = 0; xx < w; xx++) {
 			const size_t p = (size_t)y * w + xx;
 			float g = 0.0f, rgb[3];
-			for (int c = 0; c < m->c; c++)
+			for (int c = 0; c < ch; c++)
 				g += x[(size_t)c * hw + p];
-			g = 255.0f * g / (float)m->c;
+			g = 255.0f * g / (float)ch;
 			colour(map[p], rgb);
 			for (int c = 0; c < 3; c++) {
 				/* the colour over the input, the input still legible */

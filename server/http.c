@@ -12,7 +12,6 @@
 #define _GNU_SOURCE /* strcasestr */
 #include "server.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +21,6 @@
 #include <jansson.h>
 
 #include "ae/image.h"
-#include "ae/scores.h"
 
 /* A request line or header block past these is refused before any work:
  * the path of a real request is under 100 bytes. (libmicrohttpd refuses
@@ -45,6 +43,7 @@ typedef struct srv_req {
 	unsigned media;        /* srv_input bit of the body */
 	const char *ctype_hdr; /* the Content-Type header, owned by MHD for the request */
 	srv_model *model;      /* held until srv_completed */
+	const ae_plan *plan;   /* the model's plan this request runs on */
 	srv_conn *sc;
 	char method[16], path[512];
 	uint8_t *body;
@@ -291,6 +290,7 @@ static int route(srv_state *s, srv_req *r, struct MHD_Connection *c, const char 
 		                      r->model ? "model '%s' has one version, 1" : "no model named '%s'", name);
 		return 0;
 	}
+	r->plan = r->model->plan;
 	return 1;
 }
 
@@ -358,7 +358,7 @@ static int check_post_headers(srv_state *s, srv_req *r, struct MHD_Connection *c
 	param_walk pw = { .r = r };
 	srv_params_init(&r->params);
 	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, param_one, &pw);
-	if (pw.failed || srv_params_done(&r->params, &pw.f)) {
+	if (pw.failed || srv_params_done(&r->params, &pw.f) || srv_op_offered(r->op, r->model->name, r->plan, &pw.f)) {
 		*rc = srv_reply_error(c, pw.f.status, pw.f.code, "%s", pw.f.msg);
 		return 0;
 	}
@@ -389,23 +389,21 @@ static int append_body(srv_state *s, srv_req *r, const char *data, size_t n)
 	return 0;
 }
 
-/* Parses the body into r->in; picks the engine's operation. */
+/* Parses the body into r->in (items of the engine operation's input
+ * shape); sets the operation the plan runs. */
 static int parse_body(srv_req *r, int *n, ae_op *op, srv_fail *f)
 {
-	srv_parse_ctx x = { .m = r->model, .op = r->op, .p = &r->params };
-	*op = r->op->engine;
+	srv_parse_ctx x = { .m = r->model, .plan = r->plan, .op = r->op, .p = &r->params };
 	int codes = 0;
-	if (r->op->output == SRV_OUT_V2) {
+	if (r->op->engine == SRV_ENGINE_BY_OUTPUTS) {
 		if (srv_v2_parse(r->body, r->len, r->header_len, &x, &r->v2, n, &r->in, f) ||
 		    srv_check_format(r->model, r->v2.latent_format, f))
 			return -1;
-		/* The latent alone is an encode; anything else reconstructs, with
-		 * the codes too if the latent is asked (or the score needs them). */
-		for (int i = 0; i < r->v2.n_out; i++)
-			codes |= r->v2.order[i] == SRV_V2_LATENT;
-		if (codes && r->v2.n_out == 1) *op = AE_OP_ENCODE;
+		*op = r->v2.engine;
 		if ((r->score_kind = srv_score_kind(r->model, r->v2.p.score, f)) < 0) return -1;
+		codes = r->v2.codes || (r->v2.scored && srv_score_needs_codes(r->score_kind));
 	} else {
+		*op = x.engine = (ae_op)r->op->engine;
 		int rc = r->media == SRV_IN_PNG ? srv_parse_png(r->body, r->len, &x, n, &r->in, f)
 		         : r->media == SRV_IN_MULTIPART
 		                 ? srv_parse_multipart(r->body, r->len, r->ctype_hdr, &x, n, &r->in, f)
@@ -414,10 +412,10 @@ static int parse_body(srv_req *r, int *n, ae_op *op, srv_fail *f)
 		if (r->op->output == SRV_OUT_CODES) return srv_check_format(r->model, r->params.format, f);
 		if (r->op->output != SRV_OUT_SCORES) return 0;
 		if ((r->score_kind = srv_score_kind(r->model, r->params.score, f)) < 0) return -1;
+		codes = srv_score_needs_codes(r->score_kind);
 	}
-	codes |= srv_score_needs_codes(r->score_kind);
 	if (codes && *op == AE_OP_RECONSTRUCT &&
-	    !(r->codes = malloc((size_t)*n * ae_plan_out_size(r->model->plan, AE_OP_ENCODE) * sizeof(float))))
+	    !(r->codes = malloc((size_t)*n * ae_plan_out_size(r->plan, AE_OP_ENCODE) * sizeof(float))))
 		return srv_fail_set(f, 500, "internal", "out of memory");
 	return 0;
 }
@@ -427,7 +425,7 @@ static enum MHD_Result submit(srv_state *s, srv_req *r, struct MHD_Connection *c
 {
 	srv_fail f = { 0 };
 	int n = 0;
-	ae_op op;
+	ae_op op = AE_OP_RECONSTRUCT;
 	int rc = parse_body(r, &n, &op, &f);
 	free(r->body); /* parsed: only the tensor is needed now */
 	r->body = NULL;
@@ -436,9 +434,10 @@ static enum MHD_Result submit(srv_state *s, srv_req *r, struct MHD_Connection *c
 	 * the model, 422). */
 	if (rc && r->front == SRV_V2 && f.status == 422) f.status = 400;
 	if (rc) return answered(r, srv_reply_error(c, f.status, f.code, "%s", f.msg));
-	r->out = malloc((size_t)n * ae_plan_out_size(r->model->plan, op) * sizeof(float));
+	r->out = malloc((size_t)n * ae_plan_out_size(r->plan, op) * sizeof(float));
 	if (!r->out) return answered(r, srv_reply_error(c, 500, "internal", "out of memory"));
 	srv_job *j = &r->job;
+	j->plan = r->plan;
 	j->op = op;
 	j->n = n;
 	j->in = r->in;
@@ -463,35 +462,18 @@ static enum MHD_Result respond_v2(srv_req *r, struct MHD_Connection *c)
 	const srv_model *m = r->model;
 	const srv_v2_req *q = &r->v2;
 	const int n = r->job.n, encode = r->job.op == AE_OP_ENCODE;
-	const srv_params *p = &q->p;
-	srv_v2_out o = { .m = m, .q = q, .n = n, .z = encode ? r->out : r->codes, .y = encode ? NULL : r->out };
-	o.threshold = isnan(p->threshold) ? srv_score_quantile(m, r->score_kind, p->quantile) : p->threshold;
+	srv_v2_out o = { .m = m, .plan = r->job.plan, .q = q, .n = n };
+	o.z = encode ? r->out : r->codes;
+	o.y = encode ? NULL : r->out;
+	o.threshold = srv_score_threshold(m, r->score_kind, &q->p);
 	o.score = r->score_kind;
-	float *scores = NULL;
-	if (!encode) {
-		scores = malloc((size_t)n * 3 * sizeof *scores);
-		if (!scores) return srv_reply_error(c, 500, "internal", "out of memory");
-		srv_scores_of(m, r->score_kind, r->in, r->out, r->codes, n, scores);
-		for (int i = 0; i < n; i++)
-			scores[n + i] = scores[i] > o.threshold ? 1.0f : 0.0f;
-		o.scores = scores;
-		o.flags = scores + n;
-		/* An answer that says how anomalous its images are counts toward
-		 * drift, which watches the mean squared error (against its p99). */
-		for (int i = 0; i < q->n_out; i++)
-			if (q->order[i] == SRV_V2_SCORE || q->order[i] == SRV_V2_ANOMALY) {
-				float *mse = scores + 2 * n;
-				if (r->score_kind == AE_SCORE_MSE)
-					mse = scores;
-				else
-					srv_scores(m, r->in, r->out, n, mse);
-				int flagged = 0;
-				for (int k = 0; k < n; k++)
-					flagged += scores[n + k] != 0.0f;
-				srv_drift_observe(m->drift, mse, n, flagged);
-				break;
-			}
+	float *scores = q->scored ? malloc((size_t)n * sizeof *scores) : NULL;
+	if (q->scored && (!scores || srv_score_answer(m, r->job.plan, r->score_kind, r->in, r->out, r->codes, n,
+	                                              o.threshold, scores))) {
+		free(scores);
+		return srv_reply_error(c, 500, "internal", "out of memory");
 	}
+	o.scores = scores;
 	size_t len = 0, json_len = 0;
 	char *body = srv_v2_response(&o, &len, &json_len);
 	free(scores);
@@ -509,63 +491,62 @@ static int wants_png(struct MHD_Connection *c)
 	return a && strcasestr(a, "image/png") != NULL;
 }
 
-static enum MHD_Result reply_png(srv_req *r, struct MHD_Connection *c)
+/* Whether items of shape s are images a PNG holds (gray or RGB). */
+static int png_holds(ae_shape s)
 {
-	const srv_model *m = r->model;
-	uint8_t *pix = malloc(m->image_size), *png = NULL;
+	return s.rank == 3 && (s.d[0] == 1 || s.d[0] == 3);
+}
+
+/* One image (of shape s) as a PNG. */
+static enum MHD_Result reply_png(const float *v, ae_shape s, struct MHD_Connection *c)
+{
+	const size_t size = ae_shape_size(s);
+	uint8_t *pix = malloc(size), *png = NULL;
 	size_t len = 0;
 	ae_error err = { 0 };
-	if (pix) ae_float_to_u8(pix, r->out, m->image_size);
-	int rc = pix ? ae_png_encode(pix, m->c, m->h, m->w, &png, &len, &err) : -1;
+	if (pix) ae_float_to_u8(pix, v, size);
+	int rc = pix ? ae_png_encode(pix, s.d[0], s.d[1], s.d[2], &png, &len, &err) : -1;
 	free(pix);
 	if (rc) return srv_reply_error(c, 500, "internal", "PNG encoding failed: %s", err.msg);
 	return srv_reply_buf(c, 200, "image/png", png, len, NULL);
 }
 
 /* Scores; with ?map=true the error maps too; one image with Accept:
- * image/png, its heatmap. */
+ * image/png, its heatmap. The operation compares each input with its
+ * reconstruction, so both have the input's shape (srv_op_offered). */
 static enum MHD_Result respond_anomaly(srv_req *r, struct MHD_Connection *c)
 {
 	const srv_model *m = r->model;
 	const srv_params *p = &r->params;
 	const int n = r->job.n;
-	const size_t hw = (size_t)m->h * m->w;
+	const ae_shape img = ae_plan_in_shape(r->job.plan, r->job.op);
+	const int h = img.d[1], w = img.d[2];
+	const size_t hw = (size_t)h * w;
 	const int png = n == 1 && wants_png(c);
 	if (png && (size_t)p->scale * p->scale * hw > AE_PNG_MAX_PIXELS)
 		return srv_reply_error(c, 422, "image_too_large",
 		                       "scale %d makes a %dx%d heatmap, over the limit of %u pixels", p->scale,
-		                       m->w * p->scale, m->h * p->scale, AE_PNG_MAX_PIXELS);
+		                       w * p->scale, h * p->scale, AE_PNG_MAX_PIXELS);
 	const int kind = r->score_kind;
-	double t = isnan(p->threshold) ? srv_score_quantile(m, kind, p->quantile) : p->threshold;
-	float *scores = malloc((size_t)n * 2 * sizeof *scores);
+	const double t = srv_score_threshold(m, kind, p);
+	float *scores = malloc((size_t)n * sizeof *scores);
 	float *maps = png || p->map ? malloc((size_t)n * hw * sizeof *maps) : NULL;
-	if (!scores || ((png || p->map) && !maps)) {
+	if (!scores || ((png || p->map) && !maps) ||
+	    srv_score_answer(m, r->job.plan, kind, r->in, r->out, r->codes, n, t, scores)) {
 		free(scores), free(maps);
 		return srv_reply_error(c, 500, "internal", "out of memory");
 	}
-	srv_scores_of(m, kind, r->in, r->out, r->codes, n, scores);
-	/* Drift watches the mean squared error against its p99, whatever the
-	 * score answered; anomalies counted are the answer's. */
-	float *mse = scores + n;
-	if (kind == AE_SCORE_MSE)
-		mse = scores;
-	else
-		srv_scores(m, r->in, r->out, n, mse);
-	int flagged = 0;
-	for (int i = 0; i < n; i++)
-		flagged += scores[i] > t;
-	srv_drift_observe(m->drift, mse, n, flagged);
-	if (maps) srv_error_maps(m, r->in, r->out, n, maps);
+	if (maps) srv_error_maps(img, r->in, r->out, n, maps);
 	size_t len = 0;
 	if (png) {
-		uint8_t *img = NULL;
+		uint8_t *heat = NULL;
 		ae_error err = { 0 };
-		int rc = srv_heatmap_png(m, r->in, maps, p->scale, &img, &len, &err);
+		int rc = srv_heatmap_png(img, r->in, maps, p->scale, &heat, &len, &err);
 		free(scores), free(maps);
 		if (rc) return srv_reply_error(c, 500, "internal", "heatmap: %s", err.msg);
-		return srv_reply_buf(c, 200, "image/png", img, len, NULL);
+		return srv_reply_buf(c, 200, "image/png", heat, len, NULL);
 	}
-	char *body = maps ? srv_json_anomaly_maps(m, kind, scores, maps, n, t, p->quantile, &len)
+	char *body = maps ? srv_json_anomaly_maps(m, kind, scores, maps, n, h, w, t, p->quantile, &len)
 	                  : srv_json_anomaly(m, kind, scores, n, t, p->quantile, &len);
 	free(scores), free(maps);
 	if (!body) return srv_reply_error(c, 500, "internal", "out of memory");
@@ -579,22 +560,17 @@ static enum MHD_Result respond(srv_state *s, srv_req *r, struct MHD_Connection *
 	if (atomic_load(&r->job.state) == JOB_EXPIRED)
 		return srv_reply_error(c, 504, "timeout", "no inference worker reached the request within %d ms",
 		                       s->cfg.timeout_ms);
-	int n = r->job.n;
+	const int n = r->job.n;
+	const ae_shape out = ae_plan_out_shape(r->job.plan, r->job.op);
 	size_t len = 0;
 	char *body = NULL;
 	switch (r->op->output) {
 	case SRV_OUT_V2: return respond_v2(r, c);
 	case SRV_OUT_SCORES: return respond_anomaly(r, c);
-	case SRV_OUT_CODES: {
-		int dim = (int)ae_plan_out_size(m->plan, r->op->engine);
-		body = srv_json_codes(m, r->out, n, dim, r->params.format, &len);
-		break;
-	}
-	default: {
-		if (n == 1 && wants_png(c)) return reply_png(r, c);
-		int dims[3] = { m->c, m->h, m->w };
-		body = srv_json_tensor(m, r->op->name, r->out, n, dims, 3, &len);
-	}
+	case SRV_OUT_CODES: body = srv_json_codes(m, r->out, n, out, r->params.format, &len); break;
+	default:
+		if (n == 1 && png_holds(out) && wants_png(c)) return reply_png(r->out, out, c);
+		body = srv_json_tensor(m, r->op->name, r->out, n, out, &len);
 	}
 	if (!body) return srv_reply_error(c, 500, "internal", "out of memory");
 	return srv_reply_buf(c, 200, "application/json", body, len, NULL);

@@ -49,8 +49,13 @@ int srv_png_decode_one(const uint8_t *buf, size_t len, const srv_parse_ctx *x, s
                        const char *which, srv_fail *f)
 {
 	const srv_model *m = x->m;
+	/* what the operation reads: an image, (C, H, W) */
+	const ae_shape s = ae_plan_in_shape(x->plan, x->engine);
+	const int c = s.d[0], h = s.d[1], w = s.d[2];
 	ae_png_info info;
 	ae_error err = { 0 };
+	if (s.rank != 3 || (c != 1 && c != 3))
+		return srv_fail_set(f, 415, "unsupported_media_type", "model '%s' takes no images here", m->name);
 	if (ae_png_inspect(buf, len, &info, &err)) return srv_fail_set(f, 400, "invalid_png", "%s: %s", which, err.msg);
 	/* Refused on the header alone, before any pixel memory exists. */
 	if ((uint64_t)info.w * (uint64_t)info.h > AE_PNG_MAX_PIXELS)
@@ -64,22 +69,22 @@ int srv_png_decode_one(const uint8_t *buf, size_t len, const srv_parse_ctx *x, s
 	/* Decoded before the size check, so a corrupt file is called corrupt
 	 * whatever its size. */
 	ae_image img;
-	if (ae_png_decode(buf, len, m->c, AE_PNG_MAX_PIXELS, &img, &err))
+	if (ae_png_decode(buf, len, c, AE_PNG_MAX_PIXELS, &img, &err))
 		return srv_fail_set(f, 400, "invalid_png", "%s: %s", which, err.msg);
-	if ((img.w != m->w || img.h != m->h) && !x->p->resize) {
+	if ((img.w != w || img.h != h) && !x->p->resize) {
 		ae_image_free(&img);
 		return srv_fail_set(
 		        f, 422, "wrong_size",
 		        "%s is %dx%d (height x width); model '%s' takes %dx%d images (ask for resize=true to "
 		        "resample)",
-		        which, img.h, img.w, m->name, m->h, m->w);
+		        which, img.h, img.w, m->name, h, w);
 	}
-	const size_t per = m->image_size;
-	if (img.w == m->w && img.h == m->h)
+	const size_t per = ae_shape_size(s);
+	if (img.w == w && img.h == h)
 		for (size_t i = 0; i < per; i++)
 			dst[i] = img.pix[i] * (1.0f / 255.0f);
 	else
-		ae_resample_bilinear(img.pix, m->c, img.h, img.w, dst, m->h, m->w);
+		ae_resample_bilinear(img.pix, c, img.h, img.w, dst, h, w);
 	if (x->p->invert)
 		for (size_t i = 0; i < per; i++)
 			dst[i] = 1.0f - dst[i];
@@ -90,7 +95,7 @@ int srv_png_decode_one(const uint8_t *buf, size_t len, const srv_parse_ctx *x, s
 int srv_parse_png(const uint8_t *body, size_t len, const srv_parse_ctx *x, int *n, float **out, srv_fail *f)
 {
 	srv_png_budget b = { SRV_MAX_DECODED_BYTES };
-	float *v = malloc(x->m->image_size * sizeof(float));
+	float *v = malloc(ae_plan_in_size(x->plan, x->engine) * sizeof(float));
 	if (!v) return srv_fail_set(f, 500, "internal", "out of memory");
 	if (srv_png_decode_one(body, len, x, &b, v, "the image", f)) {
 		free(v);
@@ -128,7 +133,7 @@ static int boundary_of(const char *ctype, char *b, size_t cap)
 int srv_parse_multipart(const uint8_t *body, size_t len, const char *ctype, const srv_parse_ctx *x, int *n, float **out,
                         srv_fail *f)
 {
-	const srv_model *m = x->m;
+	const size_t per = ae_plan_in_size(x->plan, x->engine);
 	srv_png_budget budget = { SRV_MAX_DECODED_BYTES };
 	char b[80], delim[84], nd[86];
 	if (boundary_of(ctype, b, sizeof b))
@@ -161,7 +166,7 @@ int srv_parse_multipart(const uint8_t *body, size_t len, const char *ctype, cons
 		}
 		if (count == cap) {
 			cap = cap ? cap * 2 : 4;
-			float *nv = realloc(v, (size_t)cap * m->image_size * sizeof(float));
+			float *nv = realloc(v, (size_t)cap * per * sizeof(float));
 			if (!nv) {
 				rc = srv_fail_set(f, 500, "internal", "out of memory");
 				goto fail;
@@ -170,8 +175,8 @@ int srv_parse_multipart(const uint8_t *body, size_t len, const char *ctype, cons
 		}
 		char which[32];
 		snprintf(which, sizeof which, "part %d", count + 1);
-		if ((rc = srv_png_decode_one(data, (size_t)(next - data), x, &budget, v + (size_t)count * m->image_size,
-		                             which, f)))
+		if ((rc = srv_png_decode_one(data, (size_t)(next - data), x, &budget, v + (size_t)count * per, which,
+		                             f)))
 			goto fail;
 		count++;
 		p = next + 2; /* at the delimiter */
@@ -199,7 +204,21 @@ static void shape_str(const srv_tensor_in *t, char *buf, size_t cap)
 	if (at < cap) snprintf(buf + at, cap - at, "]");
 }
 
-/* Judges a parsed tensor against the model and the operation. */
+/* Whether the dimensions after N fit the input shape s: exactly, as one
+ * flat row, or (a one-channel image) without the channel. */
+static int fits(const srv_tensor_in *t, ae_shape s)
+{
+	const long *d = t->dims;
+	size_t rest = 1;
+	for (int i = 1; i < t->ndim; i++)
+		rest *= (size_t)d[i];
+	if (t->ndim == 2) return rest == ae_shape_size(s);
+	if (s.rank != 3) return 0;
+	return (t->ndim == 4 && d[1] == s.d[0] && d[2] == s.d[1] && d[3] == s.d[2]) ||
+	       (t->ndim == 3 && s.d[0] == 1 && d[1] == s.d[1] && d[2] == s.d[2]);
+}
+
+/* Judges a parsed tensor against the operation's input shape. */
 int srv_tensor_check(const srv_tensor_in *t, const srv_parse_ctx *x, srv_fail *f)
 {
 	const srv_model *m = x->m;
@@ -214,26 +233,20 @@ int srv_tensor_check(const srv_tensor_in *t, const srv_parse_ctx *x, srv_fail *f
 	char sh[128];
 	shape_str(t, sh, sizeof sh);
 	const long *d = t->dims;
-	const size_t per = ae_plan_in_size(m->plan, x->op->engine);
-	size_t rest = 1;
-	for (int i = 1; i < t->ndim; i++)
-		rest *= (size_t)d[i];
-	int fits = codes ? (t->ndim == 2 && rest == per)
-	                 : ((t->ndim == 4 && d[1] == m->c && d[2] == m->h && d[3] == m->w) ||
-	                    (t->ndim == 3 && m->c == 1 && d[1] == m->h && d[2] == m->w) ||
-	                    (t->ndim == 2 && rest == per));
+	const ae_shape s = ae_plan_in_shape(x->plan, x->engine);
+	const size_t per = ae_shape_size(s);
 	if (d[0] > SRV_MAX_IMAGES)
 		return srv_fail_set(f, 413, "too_many_images", "%ld items in one request; the limit is %d", d[0],
 		                    SRV_MAX_IMAGES);
-	if (!fits && codes)
+	if (!fits(t, s) && codes && s.rank == 1)
 		return srv_fail_set(f, 422, "wrong_shape",
 		                    "shape %s does not fit model '%s': decode takes codes [N,%zu]", sh, m->name, per);
-	if (!fits) {
+	if (!fits(t, s)) {
 		char hw[48] = "";
-		if (m->c == 1) snprintf(hw, sizeof hw, ", [N,%d,%d]", m->h, m->w);
+		if (s.d[0] == 1) snprintf(hw, sizeof hw, ", [N,%d,%d]", s.d[1], s.d[2]);
 		return srv_fail_set(f, 422, "wrong_shape",
 		                    "shape %s does not fit model '%s', which takes [N,%d,%d,%d]%s or [N,%zu]", sh,
-		                    m->name, m->c, m->h, m->w, hw, per);
+		                    m->name, s.d[0], s.d[1], s.d[2], hw, per);
 	}
 	if (t->data_not_number)
 		return srv_fail_set(f, 400, "invalid_json", "data holds something that is not a number");
@@ -260,7 +273,7 @@ int srv_check_format(const srv_model *m, int format, srv_fail *f)
  * model's scale); f16 values finite halves (rounded to the nearest). */
 static int codes_in(const srv_parse_ctx *x, float *v, size_t n, srv_fail *f)
 {
-	const int format = x->p->format, dim = x->m->latent;
+	const int format = x->p->format, dim = (int)ae_plan_in_size(x->plan, x->engine);
 	if (format == AE_CODE_F32) return 0;
 	if (srv_check_format(x->m, format, f)) return -1;
 	for (size_t i = 0; i < n; i++) {

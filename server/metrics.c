@@ -176,7 +176,7 @@ static void models(sbuf *b, srv_state *s)
 	for (int i = 0; i < n; i++) {
 		srv_model *m = ms[i];
 		put(b, "aeserve_model_info{model=\"%s\",checksum=\"%s\",task=\"%s\",latent=\"%d\",default=\"%s\"} 1\n",
-		    m->name, m->m->checksum, m->m->task, m->latent,
+		    m->name, m->m->checksum, m->m->task, (int)ae_plan_out_size(m->plan, AE_OP_ENCODE),
 		    strcmp(m->name, s->default_name) == 0 ? "true" : "false");
 	}
 	drift(b, ms, n);

@@ -91,9 +91,19 @@ int srv_fmt_half(char *p, uint16_t h)
 	return n;
 }
 
-char *srv_json_codes(const srv_model *m, const float *v, int n, int dim, int format, size_t *len)
+/* ",d0,d1,..." of shape s into p; returns the length. */
+static int put_dims(char *p, ae_shape s)
 {
-	if (format == AE_CODE_F32) return srv_json_tensor(m, "encode", v, n, &dim, 1, len);
+	int len = 0;
+	for (int i = 0; i < s.rank; i++)
+		len += sprintf(p + len, ",%d", s.d[i]);
+	return len;
+}
+
+char *srv_json_codes(const srv_model *m, const float *v, int n, ae_shape s, int format, size_t *len)
+{
+	if (format == AE_CODE_F32) return srv_json_tensor(m, "encode", v, n, s, len);
+	const int dim = (int)ae_shape_size(s);
 	const size_t count = (size_t)n * dim;
 	const float *scale = m->m->code_scale;
 	char *buf = malloc(256 + count * 18 + (size_t)dim * 18), *p = buf;
@@ -108,7 +118,9 @@ char *srv_json_codes(const srv_model *m, const float *v, int n, int dim, int for
 		}
 		p += sprintf(p, "],");
 	}
-	p += sprintf(p, "\"shape\":[%d,%d],\"data\":[", n, dim);
+	p += sprintf(p, "\"shape\":[%d", n);
+	p += put_dims(p, s);
+	p += sprintf(p, "],\"data\":[");
 	for (size_t i = 0; i < count; i++) {
 		if (i) *p++ = ',';
 		if (format == AE_CODE_INT8) {
@@ -123,18 +135,14 @@ char *srv_json_codes(const srv_model *m, const float *v, int n, int dim, int for
 	return buf;
 }
 
-char *srv_json_tensor(const srv_model *m, const char *op, const float *v, int n, const int *dims, int ndims,
-                      size_t *len)
+char *srv_json_tensor(const srv_model *m, const char *op, const float *v, int n, ae_shape s, size_t *len)
 {
-	size_t count = (size_t)n;
-	for (int i = 0; i < ndims; i++)
-		count *= (size_t)dims[i];
+	const size_t count = (size_t)n * ae_shape_size(s);
 	size_t cap = 256 + count * 18;
 	char *buf = malloc(cap), *p = buf;
 	if (!buf) return NULL;
 	p += sprintf(p, "{\"model\":\"%s\",\"op\":\"%s\",\"shape\":[%d", m->name, op, n);
-	for (int i = 0; i < ndims; i++)
-		p += sprintf(p, ",%d", dims[i]);
+	p += put_dims(p, s);
 	p += sprintf(p, "],\"data\":[");
 	for (size_t i = 0; i < count; i++) {
 		if (i) *p++ = ',';
@@ -145,102 +153,12 @@ char *srv_json_tensor(const srv_model *m, const char *op, const float *v, int n,
 	return buf;
 }
 
-void srv_scores(const srv_model *m, const float *x, const float *y, int n, float *scores)
-{
-	for (int i = 0; i < n; i++) {
-		double s = 0.0;
-		const float *a = x + (size_t)i * m->image_size, *b = y + (size_t)i * m->image_size;
-		for (size_t j = 0; j < m->image_size; j++) {
-			double d = (double)a[j] - b[j];
-			s += d * d;
-		}
-		scores[i] = (float)(s / (double)m->image_size);
-	}
-}
-
-int srv_score_kind(const srv_model *m, int asked, srv_fail *f)
-{
-	const ae_model *a = m->m;
-	int kind = asked >= 0 ? asked : a->cal[a->default_score].present ? a->default_score : AE_SCORE_MSE;
-	/* every model has mse (its quantiles in ae.errors); the others need
-	 * their calibration, and latent the Gaussian of the codes */
-	if (kind == AE_SCORE_MSE || (a->cal[kind].present && (kind != AE_SCORE_LATENT || a->latent_mean))) return kind;
-	char have[80] = "mse";
-	for (int k = 1; k < AE_SCORE_COUNT; k++)
-		if (a->cal[k].present) {
-			strcat(have, ", ");
-			strcat(have, ae_score_name((ae_score_kind)k));
-		}
-	srv_fail_set(f, 422, "score_unavailable",
-	             "model '%s' has no %s score (its file predates it, or its codes are too long); it has %s", m->name,
-	             ae_score_name((ae_score_kind)kind), have);
-	return -1;
-}
-
-int srv_score_needs_codes(int kind)
-{
-	return kind == AE_SCORE_LATENT || kind == AE_SCORE_COMBINED;
-}
-
-void srv_scores_of(const srv_model *m, int kind, const float *x, const float *y, const float *z, int n, float *out)
-{
-	if (kind == AE_SCORE_MSE) {
-		srv_scores(m, x, y, n, out);
-		return;
-	}
-	double *all = malloc((size_t)(n ? n : 1) * AE_SCORE_COUNT * sizeof *all);
-	double *one = malloc((size_t)(n ? n : 1) * sizeof *one);
-	if (!all || !one) {
-		for (int i = 0; i < n; i++)
-			out[i] = NAN;
-	} else if (kind == AE_SCORE_COMBINED) {
-		ae_model_scores(m->m, x, y, z, n, all);
-		for (int i = 0; i < n; i++)
-			out[i] = (float)all[(size_t)i * AE_SCORE_COUNT + kind];
-	} else {
-		if (kind == AE_SCORE_LATENT)
-			ae_latent_distance(m->m->latent_mean, m->m->latent_prec, m->latent, z, n, one);
-		else
-			ae_score_images((ae_score_kind)kind, x, y, n, m->c, m->h, m->w, one);
-		for (int i = 0; i < n; i++)
-			out[i] = (float)one[i];
-	}
-	free(all);
-	free(one);
-}
-
-double srv_score_quantile(const srv_model *m, int kind, double q)
-{
-	return kind == AE_SCORE_MSE ? ae_model_quantile(m->m, q) : ae_score_quantile(&m->m->cal[kind], q);
-}
-
-double srv_score_percentile(const srv_model *m, int kind, double v)
-{
-	return kind == AE_SCORE_MSE ? ae_model_percentile(m->m, v) : ae_score_percentile(&m->m->cal[kind], v);
-}
-
-void srv_error_maps(const srv_model *m, const float *x, const float *y, int n, float *maps)
-{
-	const size_t hw = (size_t)m->h * m->w;
-	for (int i = 0; i < n; i++) {
-		const float *a = x + (size_t)i * m->image_size, *b = y + (size_t)i * m->image_size;
-		float *o = maps + (size_t)i * hw;
-		for (size_t p = 0; p < hw; p++) {
-			float e = 0.0f;
-			for (int c = 0; c < m->c; c++)
-				e += fabsf(a[(size_t)c * hw + p] - b[(size_t)c * hw + p]);
-			o[p] = e / (float)m->c;
-		}
-	}
-}
-
-char *srv_json_anomaly_maps(const srv_model *m, int kind, const float *scores, const float *maps, int n,
+char *srv_json_anomaly_maps(const srv_model *m, int kind, const float *scores, const float *maps, int n, int h, int w,
                             double threshold, double quantile, size_t *len)
 {
 	size_t jl, tl;
 	char *j = srv_json_anomaly(m, kind, scores, n, threshold, quantile, &jl);
-	int dims[2] = { m->h, m->w };
-	char *t = j ? srv_json_tensor(m, "anomaly", maps, n, dims, 2, &tl) : NULL;
+	char *t = j ? srv_json_tensor(m, "anomaly", maps, n, (ae_shape){ 2, { h, w, 1 } }, &tl) : NULL;
 	/* {...,"results":[...]} + ,"maps":{tensor} */
 	char *out = t ? malloc(jl + tl + 16) : NULL;
 	if (out) {
@@ -278,6 +196,14 @@ char *srv_json_anomaly(const srv_model *m, int kind, const float *scores, int n,
 	return s;
 }
 
+static json_t *shape_json(ae_shape s)
+{
+	json_t *a = json_array();
+	for (int i = 0; i < s.rank; i++)
+		json_array_append_new(a, json_integer(s.d[i]));
+	return a;
+}
+
 char *srv_json_model(const srv_model *m, int is_default, size_t *len)
 {
 	const ae_model *a = m->m;
@@ -296,14 +222,19 @@ char *srv_json_model(const srv_model *m, int is_default, size_t *len)
 	}
 	json_object_set_new(q, "p", p);
 	json_object_set_new(q, "v", v);
-	json_t *o = json_pack("{s:s, s:b, s:s, s:[i,i,i], s:i, s:s, s:s, s:s, s:I, s:s, s:s,"
+	/* What it takes and gives, from the plan: an image-to-image model's
+	 * output need not be its input's shape. */
+	const ae_shape in = ae_plan_in_shape(m->plan, AE_OP_RECONSTRUCT),
+	               out = ae_plan_out_shape(m->plan, AE_OP_RECONSTRUCT);
+	json_t *o = json_pack("{s:s, s:b, s:s, s:o, s:o, s:I, s:s, s:s, s:s, s:I, s:s, s:s,"
 	                      " s:{s:s, s:s, s:I, s:I, s:i, s:i, s:f, s:I, s:f, s:f, s:f, s:s},"
 	                      " s:o}",
 	                      "name", m->name, "default", is_default, "architecture", a->net.spec.preset, "input_shape",
-	                      m->c, m->h, m->w, "latent", m->latent, "task", a->task, "noise", noise, "checksum",
-	                      a->checksum, "parameters", (json_int_t)a->net.n_params, "format", "safetensors",
-	                      "precision", ae_precision_name(ae_plan_precision(m->plan)), "training", "dataset",
-	                      t->dataset, "loss", t->loss, "samples", (json_int_t)t->samples, "val_samples",
+	                      shape_json(in), "output_shape", shape_json(out), "latent",
+	                      (json_int_t)ae_plan_out_size(m->plan, AE_OP_ENCODE), "task", a->task, "noise", noise,
+	                      "checksum", a->checksum, "parameters", (json_int_t)a->net.n_params, "format",
+	                      "safetensors", "precision", ae_precision_name(ae_plan_precision(m->plan)), "training",
+	                      "dataset", t->dataset, "loss", t->loss, "samples", (json_int_t)t->samples, "val_samples",
 	                      (json_int_t)t->val_samples, "epochs", t->epochs, "batch", t->batch, "lr", t->lr, "seed",
 	                      (json_int_t)t->seed, "train_loss", isfinite(t->train_loss) ? t->train_loss : -1.0,
 	                      "val_loss", isfinite(t->val_loss) ? t->val_loss : -1.0, "seconds", t->seconds, "date",
@@ -343,7 +274,8 @@ char *srv_json_model(const srv_model *m, int is_default, size_t *len)
 	/* What the model can be asked, from the operations table. */
 	json_t *ops = json_array();
 	for (int k = 0; k < SRV_N_OPS; k++)
-		if (srv_ops[k].front == SRV_V1) json_array_append_new(ops, json_string(srv_ops[k].name));
+		if (srv_ops[k].front == SRV_V1 && srv_op_offered(&srv_ops[k], m->name, m->plan, &f) == 0)
+			json_array_append_new(ops, json_string(srv_ops[k].name));
 	if (o)
 		json_object_set_new(o, "operations", ops);
 	else

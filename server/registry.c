@@ -2,12 +2,13 @@
  * Loaded models, their bounded request queues and inference workers.
  *
  * A worker takes the oldest job, then gathers more jobs that run the same
- * engine operation (encode, decode or reconstruct) until it has max_batch
- * images or the batch delay has passed, runs them as ONE forward pass
- * through its own preallocated scratch, and resumes each job's connection.
- * Jobs whose deadline passed while queued are resumed unrun (the HTTP side
- * answers 504). Staging sizes come from the plan, which alone knows how
- * many floats each operation reads and writes per image.
+ * engine operation (encode, decode or reconstruct) on the same plan until
+ * it has max_batch images or the batch delay has passed, runs them as ONE
+ * forward pass through its own preallocated scratch, and resumes each
+ * job's connection. Jobs whose deadline passed while queued are resumed
+ * unrun (the HTTP side answers 504). Staging sizes come from the plan,
+ * which alone knows how many floats each operation reads and writes per
+ * image.
  *
  * A model is held by reference: the registry holds one, each request
  * that uses it another, and the last release stops its workers and frees
@@ -15,6 +16,7 @@
  */
 #include "server.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -65,7 +67,11 @@ static int take_batch(srv_model *m, srv_job **batch, int *images)
 	int n = 1;
 	*images = first->n;
 	batch[0] = first;
+	/* One pass runs one operation of one plan: a batch never mixes two,
+	 * so plans made per image size or per precision (several for one
+	 * model) batch each with its own kind and no more. */
 	const ae_op kind = first->op;
+	const ae_plan *plan = first->plan;
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
 	long ns = until.tv_nsec + (long)m->cfg->batch_delay_us * 1000;
@@ -73,7 +79,7 @@ static int take_batch(srv_model *m, srv_job **batch, int *images)
 	until.tv_nsec = ns % 1000000000L;
 	while (*images < max && n < max) {
 		srv_job *prev = NULL, *j = m->head;
-		while (j && (j->op != kind || *images + j->n > max))
+		while (j && (j->op != kind || j->plan != plan || *images + j->n > max))
 			prev = j, j = j->next;
 		if (j) {
 			if (prev)
@@ -117,7 +123,11 @@ static void run_batch(worker *w, srv_job **batch, int n, int images)
 	}
 	if (!live) return;
 	const ae_op op = batch[0]->op;
-	const size_t isz = ae_plan_in_size(m->plan, op), osz = ae_plan_out_size(m->plan, op);
+	const ae_plan *plan = batch[0]->plan;
+	/* The worker's inference context was made for its model's plan, the
+	 * only one a job can carry until plans per size or precision come. */
+	assert(plan == m->plan);
+	const size_t isz = ae_plan_in_size(plan, op), osz = ae_plan_out_size(plan, op);
 	if (live == 1 && batch[0]->codes)
 		ae_infer_reconstruct(w->inf, batch[0]->in, batch[0]->n, batch[0]->out, batch[0]->codes);
 	else if (live == 1)
@@ -134,7 +144,7 @@ static void run_batch(worker *w, srv_job **batch, int n, int images)
 			ae_infer_reconstruct(w->inf, w->stage_in, images, w->stage_out, w->stage_z);
 		else
 			ae_infer_run(w->inf, op, w->stage_in, images, w->stage_out);
-		const size_t zsz = ae_plan_out_size(m->plan, AE_OP_ENCODE);
+		const size_t zsz = ae_plan_out_size(plan, AE_OP_ENCODE);
 		at = 0;
 		for (int i = 0; i < live; i++) {
 			memcpy(batch[i]->out, w->stage_out + at * osz, (size_t)batch[i]->n * osz * sizeof(float));
@@ -307,9 +317,6 @@ srv_model *srv_model_open(const srv_config *cfg, const char *name, const char *p
 	snprintf(sm->name, sizeof sm->name, "%s", name);
 	sm->m = m;
 	sm->plan = plan;
-	sm->c = m->net.spec.c, sm->h = m->net.spec.h, sm->w = m->net.spec.w;
-	sm->latent = m->net.spec.latent;
-	sm->image_size = (size_t)sm->c * sm->h * sm->w;
 	sm->cfg = cfg;
 	atomic_store(&sm->refs, 1); /* the caller's */
 	atomic_fetch_add(&alive, 1);

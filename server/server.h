@@ -70,19 +70,26 @@ enum srv_param {
 	SRV_P_FORMAT = 128 /* encode, decode: the codes' form (ae/codes.h) */
 };
 
+/* srv_opdef.engine of an operation whose request names what it wants
+ * (V2 infer's "outputs"): the least the plan must run to give it all. */
+#define SRV_ENGINE_BY_OUTPUTS (-1)
+
 typedef struct srv_opdef {
 	const char *name; /* its route segment and metric label */
 	int front;        /* srv_front: /v1/models/NAME/OP and /v1/OP, or /v2/models/NAME/OP */
-	ae_op engine;     /* what the plan runs; sizes come from the plan */
+	int engine;       /* the ae_op the plan runs, whose shapes it reads and writes; or SRV_ENGINE_BY_OUTPUTS */
 	int items;        /* srv_items: what a request sends, images or codes */
 	unsigned inputs;  /* srv_input bits: body forms accepted (ANY: the protocol's framing decides) */
 	unsigned params;  /* srv_param bits: query parameters accepted */
 	int output;       /* srv_output */
+	int scored;       /* compares each input with its reconstruction (srv_plan_scored) */
 } srv_opdef;
 
 #define SRV_N_OPS 7
 extern const srv_opdef srv_ops[SRV_N_OPS];
 const srv_opdef *srv_op_find(int front, const char *name);
+/* Whether plan p can run op: 0, or -1 with f set (422, naming the shapes). */
+int srv_op_offered(const srv_opdef *op, const char *model, const ae_plan *p, srv_fail *f);
 
 /* Metric and log labels: the operations first (route k is srv_ops[k]),
  * then the other routes. */
@@ -114,11 +121,12 @@ typedef struct srv_drift srv_drift;
 /* One inference request's work. The HTTP thread fills it and suspends its
  * connection; a worker computes, sets state and resumes it. */
 struct srv_job {
+	const ae_plan *plan; /* what it runs on: every size below is this plan's */
 	ae_op op;
 	int n;
 	const float *in;  /* (n, ae_plan_in_size(op)) */
 	float *out;       /* (n, ae_plan_out_size(op)) */
-	float *codes;     /* reconstruct: also the codes, (n, latent), or NULL */
+	float *codes;     /* reconstruct: also the codes, (n, ae_plan_out_size(AE_OP_ENCODE)), or NULL */
 	double deadline;  /* monotonic seconds */
 	atomic_int state; /* JOB_QUEUED, JOB_DONE, JOB_EXPIRED */
 	struct MHD_Connection *conn;
@@ -135,9 +143,9 @@ typedef struct srv_model {
 	/* The file as it was when read: a reload compares these. */
 	unsigned long long dev, ino, size, mtime_ns;
 	ae_model *m;
+	/* The one source of every size the server reads or writes: what each
+	 * operation takes and gives (ae_plan_in_shape, ae_plan_out_shape). */
 	ae_plan *plan;
-	int c, h, w, latent;
-	size_t image_size; /* C*H*W, what a PNG decodes to */
 	/* Held by the registry and by every request that uses the model; the
 	 * last release stops the workers and frees it. */
 	atomic_int refs;
@@ -404,16 +412,19 @@ int srv_params_done(const srv_params *p, srv_fail *f);
 int srv_fail_set(srv_fail *f, unsigned status, const char *code, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 
-/* What a body is parsed for: the model, the operation (whose plan input
- * size is the per-item size), and the query's options. */
+/* What a body is parsed for: the model (its name, its codes' scale), the
+ * plan and the engine operation whose input shape is each item's, the
+ * route's operation (images or codes) and the query's options. */
 typedef struct srv_parse_ctx {
 	const srv_model *m;
+	const ae_plan *plan;
+	ae_op engine;
 	const srv_opdef *op;
 	const srv_params *p;
 } srv_parse_ctx;
 
-/* Each returns 0 and a malloc'd (n, ae_plan_in_size) array in *out, or -1
- * with f set. */
+/* Each returns 0 and a malloc'd (n, ae_plan_in_size(plan, engine)) array
+ * in *out, or -1 with f set. */
 int srv_parse_png(const uint8_t *body, size_t len, const srv_parse_ctx *x, int *n, float **out, srv_fail *f);
 int srv_parse_multipart(const uint8_t *body, size_t len, const char *ctype, const srv_parse_ctx *x, int *n, float **out,
                         srv_fail *f);
@@ -425,8 +436,8 @@ int srv_check_format(const srv_model *m, int format, srv_fail *f);
 typedef struct srv_png_budget {
 	uint64_t left; /* inflated bytes still allowed */
 } srv_png_budget;
-/* Decodes one PNG into dst (the model's C*H*W floats). which names it in
- * messages ("the image", "part 2"). */
+/* Decodes one PNG into dst (one item of the input shape). which names it
+ * in messages ("the image", "part 2"). */
 int srv_png_decode_one(const uint8_t *buf, size_t len, const srv_parse_ctx *x, srv_png_budget *b, float *dst,
                        const char *which, srv_fail *f);
 /* The body's media type as a srv_input bit, 0 if none we take. */
@@ -486,48 +497,60 @@ int srv_json_split_v2(const uint8_t *body, size_t len, srv_v2_split *sp, srv_fai
 /* ---- outputs.c: results to response bodies (malloc'd) ---- */
 /* A half float (ae/codes.h) in the fewest digits that read back as it. */
 int srv_fmt_half(char *p, uint16_t h);
-/* encode's answer: n codes of dim values in format (ae/codes.h); int8
- * codes carry the model's scale. */
-char *srv_json_codes(const srv_model *m, const float *v, int n, int dim, int format, size_t *len);
-char *srv_json_tensor(const srv_model *m, const char *op, const float *v, int n, const int *dims, int ndims,
-                      size_t *len);
-char *srv_json_anomaly(const srv_model *m, int kind, const float *scores, int n, double threshold, double quantile,
-                       size_t *len);
-char *srv_json_model(const srv_model *m, int is_default, size_t *len);
 /* Writes v in the fewest digits that read back as exactly v, without
  * locale or format parsing; returns the length (at most 16). */
 int srv_fmt_float(char *p, float v);
-/* The anomaly score of each item: the mean squared error of y against x. */
-void srv_scores(const srv_model *m, const float *x, const float *y, int n, float *scores);
+/* encode's answer: n codes of shape s in format (ae/codes.h); int8 codes
+ * carry the model's scale. */
+char *srv_json_codes(const srv_model *m, const float *v, int n, ae_shape s, int format, size_t *len);
+/* {"model", "op", "shape": [n, s...], "data"}: n items of shape s. */
+char *srv_json_tensor(const srv_model *m, const char *op, const float *v, int n, ae_shape s, size_t *len);
+char *srv_json_anomaly(const srv_model *m, int kind, const float *scores, int n, double threshold, double quantile,
+                       size_t *len);
+/* The anomaly answer with the maps (n, H, W) as a tensor ("maps"). */
+char *srv_json_anomaly_maps(const srv_model *m, int kind, const float *scores, const float *maps, int n, int h, int w,
+                            double threshold, double quantile, size_t *len);
+char *srv_json_model(const srv_model *m, int is_default, size_t *len);
+
+/* ---- scores.c: anomaly scores of a model's answers ---- */
+/* Whether plan p gives back its input's shape, as comparing each input
+ * with its reconstruction needs (anomaly, V2's score and anomaly). */
+int srv_plan_scored(const ae_plan *p);
 /* The score asked (-1: the model's default) as the kind the model has, or
  * -1 with f set (422, naming the scores it has). */
 int srv_score_kind(const srv_model *m, int asked, srv_fail *f);
 /* Whether that kind needs the codes (z) of the images. */
 int srv_score_needs_codes(int kind);
-/* Score `kind` of each item (z: the codes, for latent and combined). */
-void srv_scores_of(const srv_model *m, int kind, const float *x, const float *y, const float *z, int n, float *out);
 /* The score's value at quantile q, and where a value falls (0..100), from
  * the model's held-out calibration of it. */
 double srv_score_quantile(const srv_model *m, int kind, double q);
 double srv_score_percentile(const srv_model *m, int kind, double v);
+/* The threshold a request's parameters set: its value, else the score's
+ * value at its quantile. */
+double srv_score_threshold(const srv_model *m, int kind, const srv_params *p);
+/* The scoring step of an answer: each of the n items' score of `kind`
+ * into scores (x the inputs, y their reconstructions by plan p, z the
+ * codes for latent and combined), counted toward the model's drift, which
+ * watches the mean squared error against its p99 whatever the score, and
+ * the anomalies the answer reports (scores over threshold). 0, or -1 when
+ * out of memory. */
+int srv_score_answer(const srv_model *m, const ae_plan *p, int kind, const float *x, const float *y, const float *z,
+                     int n, double threshold, float *scores);
 /* Each item's per-pixel error map, (n, H, W): |x - y| averaged over the
- * channels. */
-void srv_error_maps(const srv_model *m, const float *x, const float *y, int n, float *maps);
-/* The anomaly answer with the maps as a tensor [N,H,W] ("maps"). */
-char *srv_json_anomaly_maps(const srv_model *m, int kind, const float *scores, const float *maps, int n,
-                            double threshold, double quantile, size_t *len);
+ * channels of image shape s. */
+void srv_error_maps(ae_shape s, const float *x, const float *y, int n, float *maps);
 
 /* ---- heatmap.c ---- */
 /* One image's heatmap as an RGB PNG (malloc'd), scale times its size: the
- * input in gray under a colour map of its error map. 0, or -1 with err. */
-int srv_heatmap_png(const srv_model *m, const float *x, const float *map, int scale, uint8_t **png, size_t *len,
-                    ae_error *err);
+ * input x (of image shape s) in gray under a colour map of its error map.
+ * 0, or -1 with err. */
+int srv_heatmap_png(ae_shape s, const float *x, const float *map, int scale, uint8_t **png, size_t *len, ae_error *err);
 
 /* ---- v2.c: the Open Inference Protocol ---- */
 
-#define SRV_V2_N_OUT  4   /* latent, reconstruction, score, anomaly */
 #define SRV_V2_MAX_ID 256 /* bytes of a request's "id" */
-enum { SRV_V2_LATENT, SRV_V2_RECON, SRV_V2_SCORE, SRV_V2_ANOMALY };
+/* The model's outputs, rows of v2.c's output table. */
+enum { SRV_V2_LATENT, SRV_V2_RECON, SRV_V2_SCORE, SRV_V2_ANOMALY, SRV_V2_N_OUT };
 
 typedef struct srv_v2_req {
 	char *id;                /* echoed; NULL when the request had none */
@@ -536,10 +559,12 @@ typedef struct srv_v2_req {
 	unsigned binary;   /* bit k: output k answered as binary data */
 	int latent_format; /* ae_code_format of the latent output (its "datatype" parameter) */
 	srv_params p;      /* threshold, quantile, resize, invert */
+	ae_op engine;      /* the least the plan runs to give every output asked */
+	int codes, scored; /* an output asked needs the codes; the scores */
 } srv_v2_req;
 
 /* header_len: Inference-Header-Content-Length, or -1 when absent. Fills q
- * and the (n, C*H*W) images; 0, or -1 with f set. */
+ * and the (n, ae_plan_in_size) inputs; 0, or -1 with f set. */
 int srv_v2_parse(const uint8_t *body, size_t len, long long header_len, const srv_parse_ctx *x, srv_v2_req *q, int *n,
                  float **out, srv_fail *f);
 void srv_v2_req_free(srv_v2_req *q);
@@ -547,9 +572,10 @@ void srv_v2_req_free(srv_v2_req *q);
 /* What an answer is made of. */
 typedef struct srv_v2_out {
 	const srv_model *m;
+	const ae_plan *plan; /* the shapes of z and y */
 	const srv_v2_req *q;
 	int n;
-	const float *z, *y, *scores, *flags; /* (n, latent), (n, C*H*W), (n), (n): NULL if not asked */
+	const float *z, *y, *scores; /* (n, codes), (n, reconstruction), (n): NULL if not asked */
 	double threshold;
 	int score; /* ae_score_kind of scores */
 } srv_v2_out;

@@ -6,10 +6,13 @@
  *
  * A model has one input, "input": FP32 [N,C,H,W] (or [N,C*H*W], or
  * [N,H,W] for one channel) with values in [0, 1], or BYTES [N] whose
- * elements are PNG files. It has four outputs: "latent" FP32 [N,latent],
- * "reconstruction" FP32 [N,C,H,W], "score" FP32 [N] (the mean squared
- * error of the reconstruction) and "anomaly" BOOL [N] (score above the
- * threshold); a request gets all four unless its "outputs" names some.
+ * elements are PNG files. Its outputs are the rows of one table (below),
+ * which the metadata, the parsing of a request's "outputs" and the answer
+ * all read: "latent" FP32 [N,latent], "reconstruction" FP32 [N,C',H',W']
+ * (the plan's output, which an image-to-image model gives in another
+ * shape), and, for a model that gives back its input's shape, "score"
+ * FP32 [N] and "anomaly" BOOL [N] (score above the threshold); a request
+ * gets all the model has unless its "outputs" names some.
  *
  * A request's JSON numbers never become a JSON tree (jsontensor.c cuts
  * them out first); binary tensors are read in place after the JSON
@@ -34,13 +37,189 @@
 #error "binary tensor data is little-endian; this file assumes the host is too"
 #endif
 
-static const char *const out_names[SRV_V2_N_OUT] = { "latent", "reconstruction", "score", "anomaly" };
+/* ---------------------------------------------------------------- outputs */
 
-static int out_index(const char *name)
+typedef struct obuf {
+	char *p;
+	size_t len, cap;
+} obuf;
+
+static int grow(obuf *b, size_t more)
 {
-	for (int i = 0; i < SRV_V2_N_OUT; i++)
-		if (strcmp(name, out_names[i]) == 0) return i;
-	return -1;
+	if (b->len + more <= b->cap) return 0;
+	size_t cap = b->cap ? b->cap : 4096;
+	while (cap < b->len + more)
+		cap *= 2;
+	char *p = realloc(b->p, cap);
+	if (!p) return -1;
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+static int put_str(obuf *b, const char *s)
+{
+	size_t n = strlen(s);
+	if (grow(b, n)) return -1;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	return 0;
+}
+
+/* How an output's values go out: its datatype as answered, the bytes of
+ * a value as binary data, value i as JSON (at most 18 bytes), count values
+ * as binary data, and whether it has output parameters of its own, which
+ * put_params writes (NULL: never). */
+typedef struct v2_writer {
+	const char *(*datatype)(const srv_v2_out *o);
+	size_t (*bytes)(const srv_v2_out *o);
+	int (*json)(char *p, const srv_v2_out *o, const float *v, size_t i);
+	void (*binary)(uint8_t *at, const srv_v2_out *o, const float *v, size_t count);
+	int (*has_params)(const srv_v2_out *o);
+	int (*put_params)(obuf *b, const srv_v2_out *o);
+} v2_writer;
+
+/* FP32 values as they are. */
+static const char *f32_type(const srv_v2_out *o)
+{
+	(void)o;
+	return "FP32";
+}
+static size_t f32_bytes(const srv_v2_out *o)
+{
+	(void)o;
+	return sizeof(float);
+}
+static int f32_put(char *p, const srv_v2_out *o, const float *v, size_t i)
+{
+	(void)o;
+	return srv_fmt_float(p, v[i]);
+}
+static void f32_put_binary(uint8_t *at, const srv_v2_out *o, const float *v, size_t count)
+{
+	(void)o;
+	memcpy(at, v, count * sizeof(float));
+}
+static const v2_writer f32_writer = { f32_type, f32_bytes, f32_put, f32_put_binary, NULL, NULL };
+
+/* BOOL: a score over the threshold. */
+static const char *flag_type(const srv_v2_out *o)
+{
+	(void)o;
+	return "BOOL";
+}
+static size_t flag_bytes(const srv_v2_out *o)
+{
+	(void)o;
+	return 1;
+}
+static int flag_put(char *p, const srv_v2_out *o, const float *v, size_t i)
+{
+	return sprintf(p, "%s", v[i] > o->threshold ? "true" : "false");
+}
+static void flag_put_binary(uint8_t *at, const srv_v2_out *o, const float *v, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		at[i] = v[i] > o->threshold;
+}
+static const v2_writer flag_writer = { flag_type, flag_bytes, flag_put, flag_put_binary, NULL, NULL };
+
+/* Codes in the form the request asked (its "datatype" parameter: FP32,
+ * FP16 or INT8, ae/codes.h); INT8 codes carry the model's scale. */
+static const char *const code_types[] = { "FP32", "FP16", "INT8" };
+static const char *codes_type(const srv_v2_out *o)
+{
+	return code_types[o->q->latent_format];
+}
+static size_t codes_bytes(const srv_v2_out *o)
+{
+	static const size_t bytes[] = { 4, 2, 1 };
+	return bytes[o->q->latent_format];
+}
+static size_t code_dim(const srv_v2_out *o)
+{
+	return ae_plan_out_size(o->plan, AE_OP_ENCODE);
+}
+static int codes_put(char *p, const srv_v2_out *o, const float *v, size_t i)
+{
+	if (o->q->latent_format == AE_CODE_F16) return srv_fmt_half(p, ae_f32_to_f16(v[i]));
+	if (o->q->latent_format == AE_CODE_INT8) {
+		int8_t q;
+		ae_codes_to_int8(v + i, 1, 1, o->m->m->code_scale + i % code_dim(o), &q);
+		return sprintf(p, "%d", q);
+	}
+	return srv_fmt_float(p, v[i]);
+}
+static void codes_put_binary(uint8_t *at, const srv_v2_out *o, const float *v, size_t count)
+{
+	if (o->q->latent_format == AE_CODE_F16)
+		for (size_t i = 0; i < count; i++) { /* little-endian, as the protocol's binary data is */
+			uint16_t h = ae_f32_to_f16(v[i]);
+			at[2 * i] = (uint8_t)h, at[2 * i + 1] = (uint8_t)(h >> 8);
+		}
+	else if (o->q->latent_format == AE_CODE_INT8)
+		ae_codes_to_int8(v, o->n, (int)code_dim(o), o->m->m->code_scale, (int8_t *)at);
+	else
+		memcpy(at, v, count * sizeof(float));
+}
+/* An INT8 latent's scale (values are q * scale[d]), as output parameters. */
+static int codes_has_params(const srv_v2_out *o)
+{
+	return o->q->latent_format == AE_CODE_INT8;
+}
+static int codes_put_params(obuf *b, const srv_v2_out *o)
+{
+	const float *s = o->m->m->code_scale;
+	const size_t dim = code_dim(o);
+	if (grow(b, 16 + dim * 18)) return -1;
+	b->len += (size_t)sprintf(b->p + b->len, "\"scale\":[");
+	for (size_t d = 0; d < dim; d++) {
+		if (d) b->p[b->len++] = ',';
+		b->len += (size_t)srv_fmt_float(b->p + b->len, s[d]);
+	}
+	return put_str(b, "]");
+}
+static const v2_writer codes_writer = { codes_type,       codes_bytes,      codes_put,
+	                                codes_put_binary, codes_has_params, codes_put_params };
+
+static const float *codes_of(const srv_v2_out *o)
+{
+	return o->z;
+}
+static const float *images_of(const srv_v2_out *o)
+{
+	return o->y;
+}
+static const float *scores_of(const srv_v2_out *o)
+{
+	return o->scores;
+}
+
+/* The outputs, one row each: what the metadata lists, what a request's
+ * "outputs" may name, what the answer writes. */
+typedef struct v2_output {
+	const char *name;
+	const char *datatype; /* in the metadata (the latent's may be asked in other forms) */
+	ae_op engine;         /* what the plan runs to give it (a reconstruction gives the codes too) */
+	int scalar;           /* one value per item; else an item of the plan's output of engine */
+	int scored;           /* needs each input's score against its reconstruction */
+	int typed;            /* takes a "datatype" parameter (the codes' forms) */
+	const float *(*values)(const srv_v2_out *o);
+	const v2_writer *w;
+} v2_output;
+
+static const v2_output outputs[] = {
+	[SRV_V2_LATENT] = { "latent", "FP32", AE_OP_ENCODE, 0, 0, 1, codes_of, &codes_writer },
+	[SRV_V2_RECON] = { "reconstruction", "FP32", AE_OP_RECONSTRUCT, 0, 0, 0, images_of, &f32_writer },
+	[SRV_V2_SCORE] = { "score", "FP32", AE_OP_RECONSTRUCT, 1, 1, 0, scores_of, &f32_writer },
+	[SRV_V2_ANOMALY] = { "anomaly", "BOOL", AE_OP_RECONSTRUCT, 1, 1, 0, scores_of, &flag_writer },
+};
+_Static_assert(sizeof outputs / sizeof *outputs == SRV_V2_N_OUT, "a row for every output");
+
+/* Values per item of output k. */
+static size_t per_item(const v2_output *out, const ae_plan *p)
+{
+	return out->scalar ? 1 : ae_plan_out_size(p, out->engine);
 }
 
 /* ------------------------------------------------------------- metadata */
@@ -56,24 +235,35 @@ char *srv_v2_server_json(size_t *len)
 	return s;
 }
 
-static json_t *tensor_meta(const char *name, const char *type, const long *dims, int nd)
+static int offered(const v2_output *out, const ae_plan *p)
+{
+	return !out->scored || srv_plan_scored(p);
+}
+
+/* [-1, d...]: a batch of any size of items of shape s. */
+static json_t *tensor_meta(const char *name, const char *type, const ae_shape *s)
 {
 	json_t *shape = json_array();
-	for (int i = 0; i < nd; i++)
-		json_array_append_new(shape, json_integer(dims[i]));
+	json_array_append_new(shape, json_integer(-1));
+	for (int i = 0; s && i < s->rank; i++)
+		json_array_append_new(shape, json_integer(s->d[i]));
 	return json_pack("{s:s, s:s, s:o}", "name", name, "datatype", type, "shape", shape);
 }
 
 char *srv_v2_model_json(const srv_model *m, size_t *len)
 {
-	const long img[] = { -1, m->c, m->h, m->w }, lat[] = { -1, m->latent }, one[] = { -1 };
-	json_t *outs = json_pack("[o,o,o,o]", tensor_meta("latent", "FP32", lat, 2),
-	                         tensor_meta("reconstruction", "FP32", img, 4), tensor_meta("score", "FP32", one, 1),
-	                         tensor_meta("anomaly", "BOOL", one, 1));
+	const ae_shape in = ae_plan_in_shape(m->plan, AE_OP_RECONSTRUCT);
+	json_t *outs = json_array();
+	for (int k = 0; k < SRV_V2_N_OUT; k++) {
+		const v2_output *out = &outputs[k];
+		ae_shape s = ae_plan_out_shape(m->plan, out->engine);
+		if (offered(out, m->plan))
+			json_array_append_new(outs, tensor_meta(out->name, out->datatype, out->scalar ? NULL : &s));
+	}
 	json_t *o = json_pack("{s:s, s:[s], s:s, s:[o], s:o, s:{s:s, s:s, s:f, s:s}}", "name", m->name, "versions", "1",
-	                      "platform", "aeserve_autoencoder", "inputs", tensor_meta("input", "FP32", img, 4),
-	                      "outputs", outs, "parameters", "checksum", m->m->checksum, "task", m->m->task,
-	                      "default_threshold", ae_model_quantile(m->m, 0.99), "precision",
+	                      "platform", "aeserve_autoencoder", "inputs", tensor_meta("input", "FP32", &in), "outputs",
+	                      outs, "parameters", "checksum", m->m->checksum, "task", m->m->task, "default_threshold",
+	                      ae_model_quantile(m->m, 0.99), "precision",
 	                      ae_precision_name(ae_plan_precision(m->plan)));
 	char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
 	json_decref(o);
@@ -132,16 +322,80 @@ static int request_params(json_t *params, srv_v2_req *q, int *bin_all, srv_fail 
 	return srv_params_done(&q->p, f);
 }
 
-/* The "outputs" member: which outputs, in what order, which as binary. */
-static int request_outputs(json_t *outs, srv_v2_req *q, int bin_all, srv_fail *f)
+/* "latent, reconstruction, score, anomaly": every output's name, for messages. */
+static void output_names(char *buf, size_t cap)
+{
+	size_t at = 0;
+	buf[0] = '\0';
+	for (int k = 0; k < SRV_V2_N_OUT && at < cap; k++)
+		at += (size_t)snprintf(buf + at, cap - at, "%s%s", k ? ", " : "", outputs[k].name);
+}
+
+static int output_index(const char *name)
+{
+	for (int k = 0; k < SRV_V2_N_OUT; k++)
+		if (strcmp(name, outputs[k].name) == 0) return k;
+	return -1;
+}
+
+/* Output k's parameters: binary_data (into *bin) and, for an output that
+ * takes one, its datatype. */
+static int output_params(json_t *v, int k, const char *nm, srv_v2_req *q, int *bin, srv_fail *f)
+{
+	const char *pk;
+	json_t *pv;
+	if (!json_is_object(v))
+		return srv_fail_set(f, 400, "invalid_request", "output '%s': parameters is not an object", nm);
+	json_object_foreach(v, pk, pv)
+	{
+		/* the latent's compact forms (ae/codes.h), as the output's datatype */
+		if (outputs[k].typed && strcmp(pk, "datatype") == 0) {
+			const char *t = json_string_value(pv);
+			int fm = -1;
+			for (int ti = 0; t && ti < 3; ti++)
+				if (strcmp(t, code_types[ti]) == 0) fm = ti;
+			if (fm < 0)
+				return srv_fail_set(f, 400, "invalid_parameter",
+				                    "output '%s': datatype is FP32, FP16 or INT8", nm);
+			q->latent_format = fm;
+			continue;
+		}
+		if (strcmp(pk, "binary_data") != 0 || !json_is_boolean(pv))
+			return srv_fail_set(f, 400, "invalid_parameter",
+			                    "output '%s': the parameters are binary_data (true or false)%s", nm,
+			                    outputs[k].typed ? " and datatype" : "");
+		*bin = json_is_true(pv);
+	}
+	return 0;
+}
+
+/* What the outputs asked need: the least the plan runs to give them all
+ * (an encode for the codes alone), the codes, the scores. */
+static void outputs_need(srv_v2_req *q)
+{
+	q->engine = AE_OP_ENCODE;
+	q->codes = q->scored = 0;
+	for (int i = 0; i < q->n_out; i++) {
+		const v2_output *out = &outputs[q->order[i]];
+		if (out->engine != AE_OP_ENCODE) q->engine = AE_OP_RECONSTRUCT;
+		q->codes |= out->values == codes_of;
+		q->scored |= out->scored;
+	}
+}
+
+/* The "outputs" member: which outputs, in what order, which as binary;
+ * without it, every output the model has. */
+static int request_outputs(json_t *outs, srv_v2_req *q, int bin_all, const srv_parse_ctx *x, srv_fail *f)
 {
 	q->n_out = 0;
 	q->binary = 0;
 	if (!outs) {
-		for (int i = 0; i < SRV_V2_N_OUT; i++) {
-			q->order[q->n_out++] = i;
-			if (bin_all) q->binary |= 1u << i;
-		}
+		for (int i = 0; i < SRV_V2_N_OUT; i++)
+			if (offered(&outputs[i], x->plan)) {
+				q->order[q->n_out++] = i;
+				if (bin_all) q->binary |= 1u << i;
+			}
+		outputs_need(q);
 		return 0;
 	}
 	if (!json_is_array(outs) || json_array_size(outs) == 0 || json_array_size(outs) > SRV_V2_N_OUT)
@@ -152,12 +406,20 @@ static int request_outputs(json_t *outs, srv_v2_req *q, int bin_all, srv_fail *f
 	json_array_foreach(outs, i, o)
 	{
 		const char *name = json_string_value(json_object_get(o, "name"));
-		int k = name ? out_index(name) : -1;
-		char nm[80];
+		int k = name ? output_index(name) : -1;
+		char nm[80], all[80];
 		srv_text_clean(nm, sizeof nm, name ? name : "(none)");
+		output_names(all, sizeof all);
 		if (!json_is_object(o) || k < 0)
+			return srv_fail_set(f, 400, "unknown_output", "output '%s' is not one of %s", nm, all);
+		if (!offered(&outputs[k], x->plan)) {
+			ae_shape in = ae_plan_in_shape(x->plan, AE_OP_RECONSTRUCT);
+			ae_shape rec = ae_plan_out_shape(x->plan, AE_OP_RECONSTRUCT);
 			return srv_fail_set(f, 400, "unknown_output",
-			                    "output '%s' is not one of latent, reconstruction, score, anomaly", nm);
+			                    "output '%s' compares an image with its reconstruction; model '%s' gives "
+			                    "[%d,%d,%d] images for [%d,%d,%d] ones",
+			                    nm, x->m->name, rec.d[0], rec.d[1], rec.d[2], in.d[0], in.d[1], in.d[2]);
+		}
 		for (int j = 0; j < q->n_out; j++)
 			if (q->order[j] == k)
 				return srv_fail_set(f, 400, "unknown_output", "output '%s' is asked twice", nm);
@@ -169,38 +431,12 @@ static int request_outputs(json_t *outs, srv_v2_req *q, int bin_all, srv_fail *f
 			if (strcmp(key, "name") == 0) continue;
 			if (strcmp(key, "parameters") != 0)
 				return srv_fail_set(f, 400, "invalid_request", "output '%s': unknown member", nm);
-			const char *pk;
-			json_t *pv;
-			if (!json_is_object(v))
-				return srv_fail_set(f, 400, "invalid_request",
-				                    "output '%s': parameters is not an object", nm);
-			json_object_foreach(v, pk, pv)
-			{
-				/* the latent's compact forms (ae/codes.h), as the
-				 * output's datatype */
-				if (k == SRV_V2_LATENT && strcmp(pk, "datatype") == 0) {
-					static const char *types[] = { "FP32", "FP16", "INT8" };
-					const char *t = json_string_value(pv);
-					int fm = -1;
-					for (int ti = 0; t && ti < 3; ti++)
-						if (strcmp(t, types[ti]) == 0) fm = ti;
-					if (fm < 0)
-						return srv_fail_set(f, 400, "invalid_parameter",
-						                    "output 'latent': datatype is FP32, FP16 or INT8");
-					q->latent_format = fm;
-					continue;
-				}
-				if (strcmp(pk, "binary_data") != 0 || !json_is_boolean(pv))
-					return srv_fail_set(
-					        f, 400, "invalid_parameter",
-					        "output '%s': the parameters are binary_data (true or false)%s", nm,
-					        k == SRV_V2_LATENT ? " and datatype" : "");
-				bin = json_is_true(pv);
-			}
+			if (output_params(v, k, nm, q, &bin, f)) return -1;
 		}
 		q->order[q->n_out++] = k;
 		if (bin) q->binary |= 1u << k;
 	}
+	outputs_need(q);
 	return 0;
 }
 
@@ -312,7 +548,7 @@ static int png_elements(const uint8_t *p, size_t len, const input_desc *d, const
 	if (d->dims[0] > SRV_MAX_IMAGES)
 		return srv_fail_set(f, 413, "too_many_images", "%ld images in one request; the limit is %d", d->dims[0],
 		                    SRV_MAX_IMAGES);
-	const size_t per = x->m->image_size;
+	const size_t per = ae_plan_in_size(x->plan, x->engine);
 	float *v = malloc((size_t)d->dims[0] * per * sizeof(float));
 	if (!v) return srv_fail_set(f, 500, "internal", "out of memory");
 	srv_png_budget b = { SRV_MAX_DECODED_BYTES };
@@ -373,18 +609,16 @@ static void apply_invert(const srv_v2_req *q, float *v, size_t count)
 
 /* The whole body is one input (Inference-Header-Content-Length: 0): a PNG
  * file, or FP32 images. */
-static int raw_body(const uint8_t *body, size_t len, const srv_parse_ctx *x, srv_v2_req *q, int *n, float **out,
-                    srv_fail *f)
+static int raw_body(const uint8_t *body, size_t len, const srv_parse_ctx *x, int *n, float **out, srv_fail *f)
 {
 	static const uint8_t png_sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
-	request_outputs(NULL, q, 0, f);
 	if (len >= 8 && memcmp(body, png_sig, 8) == 0) return srv_parse_png(body, len, x, n, out, f);
-	const size_t per = x->m->image_size * sizeof(float);
-	if (len == 0 || len % per)
+	const size_t per = ae_plan_in_size(x->plan, x->engine);
+	if (len == 0 || len % (per * sizeof(float)))
 		return srv_fail_set(f, 400, "shape_mismatch",
 		                    "a raw body is a PNG file or FP32 images of %zu bytes each; this one is %zu bytes",
-		                    per, len);
-	input_desc d = { .type = "FP32", .nd = 2, .dims = { (long)(len / per), (long)x->m->image_size } };
+		                    per * sizeof(float), len);
+	input_desc d = { .type = "FP32", .nd = 2, .dims = { (long)(len / (per * sizeof(float))), (long)per } };
 	return fp32_binary(body, len, &d, x, n, out, f);
 }
 
@@ -393,7 +627,13 @@ int srv_v2_parse(const uint8_t *body, size_t len, long long header_len, const sr
 {
 	memset(q, 0, sizeof *q);
 	srv_params_init(&q->p);
-	if (header_len == 0) return raw_body(body, len, x, q, n, out, f);
+	/* what is read is the input of what the outputs asked make the plan run */
+	srv_parse_ctx in = *x;
+	if (header_len == 0) {
+		request_outputs(NULL, q, 0, x, f);
+		in.engine = q->engine;
+		return raw_body(body, len, &in, n, out, f);
+	}
 	size_t jlen = header_len < 0 ? len : (size_t)header_len;
 	if (header_len > 0 && (unsigned long long)header_len > len)
 		return srv_fail_set(f, 400, "invalid_header_length",
@@ -451,9 +691,11 @@ int srv_v2_parse(const uint8_t *body, size_t len, long long header_len, const sr
 		goto out;
 	}
 	if (request_params(json_object_get(doc, "parameters"), q, &bin_all, f) ||
-	    request_outputs(json_object_get(doc, "outputs"), q, bin_all, f) ||
+	    request_outputs(json_object_get(doc, "outputs"), q, bin_all, x, f) ||
 	    describe_input(json_array_get(inputs, 0), &d, f))
 		goto out;
+	in.engine = q->engine;
+	const size_t per = ae_plan_in_size(x->plan, q->engine);
 	const uint8_t *bin = body + jlen;
 	size_t bin_len = len - jlen;
 	int has_json_data = sp.data[0].len > 0;
@@ -487,13 +729,13 @@ int srv_v2_parse(const uint8_t *body, size_t len, long long header_len, const sr
 			             "Inference-Header-Content-Length");
 			goto out;
 		}
-		rc = png_elements(bin, bin_len, &d, x, n, out, f);
-		if (rc == 0) apply_invert(q, *out, (size_t)*n * x->m->image_size);
+		rc = png_elements(bin, bin_len, &d, &in, n, out, f);
+		if (rc == 0) apply_invert(q, *out, (size_t)*n * per);
 		goto out;
 	}
-	rc = d.bin_size >= 0 ? fp32_binary(bin, bin_len, &d, x, n, out, f)
-	                     : fp32_json(body, sp.data[0], &d, x, n, out, f);
-	if (rc == 0) apply_invert(q, *out, (size_t)*n * x->m->image_size);
+	rc = d.bin_size >= 0 ? fp32_binary(bin, bin_len, &d, &in, n, out, f)
+	                     : fp32_json(body, sp.data[0], &d, &in, n, out, f);
+	if (rc == 0) apply_invert(q, *out, (size_t)*n * per);
 out:
 	json_decref(doc);
 	return rc;
@@ -501,131 +743,46 @@ out:
 
 /* ------------------------------------------------------------- response */
 
-typedef struct obuf {
-	char *p;
-	size_t len, cap;
-} obuf;
-
-static int grow(obuf *b, size_t more)
+static int put_output_head(obuf *b, const v2_output *out, const srv_v2_out *o)
 {
-	if (b->len + more <= b->cap) return 0;
-	size_t cap = b->cap ? b->cap : 4096;
-	while (cap < b->len + more)
-		cap *= 2;
-	char *p = realloc(b->p, cap);
-	if (!p) return -1;
-	b->p = p;
-	b->cap = cap;
-	return 0;
-}
-
-static int put_str(obuf *b, const char *s)
-{
-	size_t n = strlen(s);
-	if (grow(b, n)) return -1;
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	return 0;
-}
-
-/* The values of output k for n items, as floats (anomaly: 0 or 1). */
-static const float *values(int k, const srv_v2_out *o, size_t *count)
-{
-	const float *v[] = { o->z, o->y, o->scores, o->flags };
-	size_t per[] = { (size_t)o->m->latent, o->m->image_size, 1, 1 };
-	*count = (size_t)o->n * per[k];
-	return v[k];
-}
-
-/* Bytes per value of output k as sent. */
-static size_t value_bytes(int k, const srv_v2_out *o)
-{
-	static const size_t code[] = { 4, 2, 1 };
-	return k == SRV_V2_LATENT ? code[o->q->latent_format] : k == SRV_V2_ANOMALY ? 1 : sizeof(float);
-}
-
-static int put_output_head(obuf *b, int k, const srv_v2_out *o)
-{
-	static const char *types[] = { "FP32", "FP32", "FP32", "BOOL" }, *codes[] = { "FP32", "FP16", "INT8" };
 	char head[160];
-	const srv_model *m = o->m;
-	int n = o->n;
-	if (k == 0) snprintf(head, sizeof head, "[%d,%d]", n, m->latent);
-	if (k == 1) snprintf(head, sizeof head, "[%d,%d,%d,%d]", n, m->c, m->h, m->w);
-	if (k >= 2) snprintf(head, sizeof head, "[%d]", n);
-	return put_str(b, "{\"name\":\"") || put_str(b, out_names[k]) || put_str(b, "\",\"datatype\":\"") ||
-	       put_str(b, k == SRV_V2_LATENT ? codes[o->q->latent_format] : types[k]) || put_str(b, "\",\"shape\":") ||
-	       put_str(b, head);
+	int at = snprintf(head, sizeof head, "[%d", o->n);
+	ae_shape s = ae_plan_out_shape(o->plan, out->engine);
+	for (int i = 0; !out->scalar && i < s.rank; i++)
+		at += snprintf(head + at, sizeof head - (size_t)at, ",%d", s.d[i]);
+	snprintf(head + at, sizeof head - (size_t)at, "]");
+	return put_str(b, "{\"name\":\"") || put_str(b, out->name) || put_str(b, "\",\"datatype\":\"") ||
+	       put_str(b, out->w->datatype(o)) || put_str(b, "\",\"shape\":") || put_str(b, head);
 }
 
-/* An INT8 latent's scale (values are q * scale[d]), as output parameters. */
-static int put_scale(obuf *b, const srv_v2_out *o)
+static int put_output(obuf *b, const v2_output *out, const srv_v2_out *o, int binary)
 {
-	const float *s = o->m->m->code_scale;
-	if (grow(b, 16 + (size_t)o->m->latent * 18)) return -1;
-	b->len += (size_t)sprintf(b->p + b->len, "\"scale\":[");
-	for (int d = 0; d < o->m->latent; d++) {
-		if (d) b->p[b->len++] = ',';
-		b->len += (size_t)srv_fmt_float(b->p + b->len, s[d]);
-	}
-	return put_str(b, "]");
-}
-
-/* Value i of output k as JSON. */
-static int put_value(char *p, int k, const srv_v2_out *o, const float *v, size_t i)
-{
-	if (k == SRV_V2_ANOMALY) return sprintf(p, "%s", v[i] != 0.0f ? "true" : "false");
-	if (k == SRV_V2_LATENT && o->q->latent_format == AE_CODE_F16) return srv_fmt_half(p, ae_f32_to_f16(v[i]));
-	if (k == SRV_V2_LATENT && o->q->latent_format == AE_CODE_INT8) {
-		int8_t q;
-		ae_codes_to_int8(v + i, 1, 1, o->m->m->code_scale + i % (size_t)o->m->latent, &q);
-		return sprintf(p, "%d", q);
-	}
-	return srv_fmt_float(p, v[i]);
-}
-
-static int put_output(obuf *b, int k, const srv_v2_out *o, int binary)
-{
-	size_t count;
-	const float *v = values(k, o, &count);
-	if (put_output_head(b, k, o)) return -1;
-	const int int8 = k == SRV_V2_LATENT && o->q->latent_format == AE_CODE_INT8;
-	if (binary || int8) {
+	const size_t count = (size_t)o->n * per_item(out, o->plan);
+	const float *v = out->values(o);
+	if (put_output_head(b, out, o)) return -1;
+	const int own = out->w->has_params && out->w->has_params(o);
+	if (binary || own) {
 		char p[80];
 		if (put_str(b, ",\"parameters\":{")) return -1;
 		if (binary)
-			snprintf(p, sizeof p, "\"binary_data_size\":%zu%s", count * value_bytes(k, o), int8 ? "," : "");
-		if ((binary && put_str(b, p)) || (int8 && put_scale(b, o)) || put_str(b, "}")) return -1;
+			snprintf(p, sizeof p, "\"binary_data_size\":%zu%s", count * out->w->bytes(o), own ? "," : "");
+		if ((binary && put_str(b, p)) || (own && out->w->put_params(b, o)) || put_str(b, "}")) return -1;
 		if (binary) return put_str(b, "}");
 	}
 	if (grow(b, 16 + count * 18)) return -1;
 	b->len += (size_t)sprintf(b->p + b->len, ",\"data\":[");
 	for (size_t i = 0; i < count; i++) {
 		if (i) b->p[b->len++] = ',';
-		b->len += (size_t)put_value(b->p + b->len, k, o, v, i);
+		b->len += (size_t)out->w->json(b->p + b->len, o, v, i);
 	}
 	return put_str(b, "]}");
 }
 
-static int put_binary(obuf *b, int k, const srv_v2_out *o)
+static int put_binary(obuf *b, const v2_output *out, const srv_v2_out *o)
 {
-	size_t count;
-	const float *v = values(k, o, &count);
-	size_t bytes = count * value_bytes(k, o);
+	const size_t count = (size_t)o->n * per_item(out, o->plan), bytes = count * out->w->bytes(o);
 	if (grow(b, bytes)) return -1;
-	uint8_t *at = (uint8_t *)b->p + b->len;
-	if (k == SRV_V2_ANOMALY)
-		for (size_t i = 0; i < count; i++)
-			at[i] = v[i] != 0.0f;
-	else if (k == SRV_V2_LATENT && o->q->latent_format == AE_CODE_F16)
-		for (size_t i = 0; i < count; i++) { /* little-endian, as the protocol's binary data is */
-			uint16_t h = ae_f32_to_f16(v[i]);
-			at[2 * i] = (uint8_t)h, at[2 * i + 1] = (uint8_t)(h >> 8);
-		}
-	else if (k == SRV_V2_LATENT && o->q->latent_format == AE_CODE_INT8)
-		ae_codes_to_int8(v, o->n, o->m->latent, o->m->m->code_scale, (int8_t *)at);
-	else
-		memcpy(at, v, bytes);
+	out->w->binary((uint8_t *)b->p + b->len, o, out->values(o), count);
 	b->len += bytes;
 	return 0;
 }
@@ -650,12 +807,12 @@ char *srv_v2_response(const srv_v2_out *o, size_t *len, size_t *json_len)
 	ok = ok && put_str(&b, head) == 0;
 	for (int i = 0; ok && i < q->n_out; i++) {
 		int k = q->order[i];
-		ok = (i == 0 || put_str(&b, ",") == 0) && put_output(&b, k, o, (q->binary >> k) & 1) == 0;
+		ok = (i == 0 || put_str(&b, ",") == 0) && put_output(&b, &outputs[k], o, (q->binary >> k) & 1) == 0;
 	}
 	ok = ok && put_str(&b, "]}") == 0;
 	*json_len = b.len;
 	for (int i = 0; ok && i < q->n_out; i++)
-		if ((q->binary >> q->order[i]) & 1) ok = put_binary(&b, q->order[i], o) == 0;
+		if ((q->binary >> q->order[i]) & 1) ok = put_binary(&b, &outputs[q->order[i]], o) == 0;
 	if (!ok) {
 		free(b.p);
 		return NULL;

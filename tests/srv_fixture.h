@@ -20,10 +20,17 @@ static inline srv_model *srv_fixture_model(void)
 		sm.m = ae_model_new(&s, 1, NULL);
 		sm.plan = ae_plan_new(sm.m, NULL);
 		snprintf(sm.name, sizeof sm.name, "tiny");
-		sm.c = s.c, sm.h = s.h, sm.w = s.w, sm.latent = s.latent;
-		sm.image_size = (size_t)s.c * s.h * s.w;
 	}
 	return &sm;
+}
+
+/* What a body for op is parsed with, against the fixture model's plan. */
+static inline srv_parse_ctx srv_fixture_ctx(const srv_opdef *op, const srv_params *p)
+{
+	srv_model *m = srv_fixture_model();
+	srv_parse_ctx x = { .m = m, .plan = m->plan, .op = op, .p = p };
+	x.engine = op->engine == SRV_ENGINE_BY_OUTPUTS ? AE_OP_RECONSTRUCT : (ae_op)op->engine;
+	return x;
 }
 
 #endif

@@ -134,7 +134,7 @@ static int parse_json(const char *op, const char *doc, int *n, float **out, srv_
 {
 	srv_params p;
 	srv_params_init(&p);
-	srv_parse_ctx x = { .m = srv_fixture_model(), .op = srv_op_find(SRV_V1, op), .p = &p };
+	srv_parse_ctx x = srv_fixture_ctx(srv_op_find(SRV_V1, op), &p);
 	*out = NULL;
 	return srv_parse_json((const uint8_t *)doc, strlen(doc), &x, n, out, f);
 }
@@ -257,7 +257,7 @@ static int parse_form(const uint8_t *body, size_t len, const char *ctype, int *n
 {
 	srv_params p;
 	srv_params_init(&p);
-	srv_parse_ctx x = { .m = srv_fixture_model(), .op = srv_op_find(SRV_V1, "encode"), .p = &p };
+	srv_parse_ctx x = srv_fixture_ctx(srv_op_find(SRV_V1, "encode"), &p);
 	*out = NULL;
 	return srv_parse_multipart(body, len, ctype, &x, n, out, f);
 }
@@ -335,7 +335,7 @@ static void test_png_budget(void)
 	srv_params p;
 	srv_params_init(&p);
 	p.resize = 1;
-	srv_parse_ctx x = { .m = srv_fixture_model(), .op = srv_op_find(SRV_V1, "encode"), .p = &p };
+	srv_parse_ctx x = srv_fixture_ctx(srv_op_find(SRV_V1, "encode"), &p);
 	int n;
 	float *v = NULL;
 	srv_fail f = { 0 };
@@ -351,7 +351,7 @@ static void test_png_budget(void)
 	ae_png_encode(pix, 3, 2048, 2048, &png, &plen, NULL);
 	free(pix);
 	uint8_t *form = form_of(png, plen, 6, &flen);
-	srv_parse_ctx xr = { .m = srv_fixture_model(), .op = srv_op_find(SRV_V1, "encode"), .p = &p };
+	srv_parse_ctx xr = srv_fixture_ctx(srv_op_find(SRV_V1, "encode"), &p);
 	CHECK(srv_parse_multipart(form, flen, "multipart/form-data; boundary=XB", &xr, &n, &v, &f) == -1);
 	CHECK_MSG(f.status == 422 && strstr(f.msg, "part 6 would decompress"), "%u %s", f.status, f.msg);
 	free(form);
@@ -429,8 +429,8 @@ static void test_v2_parse(void)
 {
 	srv_params p;
 	srv_params_init(&p);
-	srv_parse_ctx x = { .m = srv_fixture_model(), .op = srv_op_find(SRV_V2, "infer"), .p = &p };
-	const size_t per = x.m->image_size;
+	srv_parse_ctx x = srv_fixture_ctx(srv_op_find(SRV_V2, "infer"), &p);
+	const size_t per = ae_plan_in_size(x.plan, AE_OP_RECONSTRUCT);
 	srv_v2_req q;
 	srv_fail f = { 0 };
 	int n;

@@ -13,12 +13,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	srv_params_init(&p);
 	p.invert = opt & 1;
 	const srv_opdef *op = srv_op_find(SRV_V1, opt & 2 ? "decode" : "encode");
-	srv_parse_ctx x = { .m = fuzz_model(), .op = op, .p = &p };
+	srv_parse_ctx x = srv_fixture_ctx(op, &p);
 	int n;
 	float *out = NULL;
 	srv_fail f = { 0 };
 	if (srv_parse_json(data, size, &x, &n, &out, &f) == 0) {
-		size_t per = ae_plan_in_size(x.m->plan, op->engine);
+		size_t per = ae_plan_in_size(x.plan, x.engine);
 		if (n < 1 || n > SRV_MAX_IMAGES) abort();
 		for (size_t i = 0; i < (size_t)n * per; i++) /* every value is readable... */
 			if (op->items == SRV_ITEMS_IMAGES && !(out[i] >= 0.0f && out[i] <= 1.0f))

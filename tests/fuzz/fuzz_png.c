@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	srv_params_init(&p);
 	p.resize = opt & 1;
 	p.invert = (opt >> 1) & 1;
-	srv_parse_ctx x = { .m = fuzz_model(), .op = srv_op_find(SRV_V1, "encode"), .p = &p };
+	srv_parse_ctx x = srv_fixture_ctx(srv_op_find(SRV_V1, "encode"), &p);
 	int n;
 	float *out = NULL;
 	srv_fail f = { 0 };

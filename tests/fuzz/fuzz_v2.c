@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	long long header_len = h == 0xffffffffu ? -1 : (long long)h;
 	srv_params p;
 	srv_params_init(&p);
-	srv_parse_ctx x = { .m = fuzz_model(), .op = srv_op_find(SRV_V2, "infer"), .p = &p };
+	srv_parse_ctx x = srv_fixture_ctx(srv_op_find(SRV_V2, "infer"), &p);
 	srv_v2_req q;
 	int n = 0;
 	float *out = NULL;
@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (q.order[i] < 0 || q.order[i] >= SRV_V2_N_OUT || (seen >> q.order[i] & 1)) abort();
 			seen |= 1u << q.order[i];
 		}
-		for (size_t i = 0; i < (size_t)n * x.m->image_size; i++)
+		for (size_t i = 0; i < (size_t)n * ae_plan_in_size(x.plan, AE_OP_RECONSTRUCT); i++)
 			if (!(out[i] >= 0.0f && out[i] <= 1.0f)) abort();
 		free(out);
 	} else if (!f.code || f.status < 400 || f.status > 599)
