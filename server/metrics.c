@@ -18,13 +18,14 @@
 static const double lat_le[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5 };
 #define N_LAT (sizeof lat_le / sizeof *lat_le)
 
-static atomic_long req_count[R_N][N_STATUS];
-static atomic_long lat_bucket[R_N][N_LAT + 1];
-static _Atomic double lat_sum[R_N];
+/* By metric label (srv_label_of: the operations, the routes, "other"). */
+static atomic_long req_count[SRV_MAX_LABELS][N_STATUS];
+static atomic_long lat_bucket[SRV_MAX_LABELS][N_LAT + 1];
+static _Atomic double lat_sum[SRV_MAX_LABELS];
 
 void srv_metrics_request(int route, unsigned status, double seconds)
 {
-	if (route < 0 || route >= R_N) route = R_OTHER;
+	if (!srv_label_name(route)) route = SRV_LABEL_OTHER;
 	if (status < MIN_STATUS || status >= MIN_STATUS + N_STATUS)
 		status = 500; /* never sent: the answers are built here */
 	atomic_fetch_add(&req_count[route][status - MIN_STATUS], 1);
@@ -70,16 +71,16 @@ static void requests(sbuf *b)
 {
 	put(b, "# HELP aeserve_http_requests_total HTTP requests answered, by route and status.\n"
 	       "# TYPE aeserve_http_requests_total counter\n");
-	for (int r = 0; r < R_N; r++)
+	for (int r = 0; r < SRV_MAX_LABELS; r++)
 		for (unsigned s = 0; s < N_STATUS; s++) {
 			long v = atomic_load(&req_count[r][s]);
 			if (v)
 				put(b, "aeserve_http_requests_total{route=\"%s\",status=\"%u\"} %ld\n",
-				    srv_route_name(r), s + MIN_STATUS, v);
+				    srv_label_name(r), s + MIN_STATUS, v);
 		}
 	put(b, "# HELP aeserve_http_request_duration_seconds Time from the first byte of a request to its response.\n"
 	       "# TYPE aeserve_http_request_duration_seconds histogram\n");
-	for (int r = 0; r < R_N; r++) {
+	for (int r = 0; r < SRV_MAX_LABELS; r++) {
 		long cum = 0;
 		for (size_t i = 0; i <= N_LAT; i++)
 			cum += atomic_load(&lat_bucket[r][i]);
@@ -88,13 +89,13 @@ static void requests(sbuf *b)
 		for (size_t i = 0; i < N_LAT; i++) {
 			acc += atomic_load(&lat_bucket[r][i]);
 			put(b, "aeserve_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %ld\n",
-			    srv_route_name(r), lat_le[i], acc);
+			    srv_label_name(r), lat_le[i], acc);
 		}
 		put(b, "aeserve_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %ld\n",
-		    srv_route_name(r), cum);
-		put(b, "aeserve_http_request_duration_seconds_sum{route=\"%s\"} %.9g\n", srv_route_name(r),
+		    srv_label_name(r), cum);
+		put(b, "aeserve_http_request_duration_seconds_sum{route=\"%s\"} %.9g\n", srv_label_name(r),
 		    atomic_load(&lat_sum[r]));
-		put(b, "aeserve_http_request_duration_seconds_count{route=\"%s\"} %ld\n", srv_route_name(r), cum);
+		put(b, "aeserve_http_request_duration_seconds_count{route=\"%s\"} %ld\n", srv_label_name(r), cum);
 	}
 }
 

@@ -3,8 +3,9 @@
  * label, what the engine's plan runs (and so the shapes in and out, which
  * only the plan knows), the body forms and query parameters accepted, the
  * form of the answer, and whether it compares an input with its
- * reconstruction. Routing, validation, batching and metrics read this
- * table; adding an operation is adding a row.
+ * reconstruction. Routing (routes.c's {op}), validation, batching,
+ * metrics and the model's metadata read this table; an operation that
+ * answers in a form there already is (codes, images, scores) is one row.
  */
 #include "server.h"
 
@@ -14,7 +15,7 @@
 #define IMAGES (SRV_IN_PNG | SRV_IN_MULTIPART | SRV_IN_JSON)
 #define PIXELS (SRV_P_RESIZE | SRV_P_INVERT)
 
-const srv_opdef srv_ops[SRV_N_OPS] = {
+const srv_opdef srv_ops[] = {
 	{ "encode", SRV_V1, AE_OP_ENCODE, SRV_ITEMS_IMAGES, IMAGES, PIXELS | SRV_P_FORMAT, SRV_OUT_CODES, 0 },
 	{ "decode", SRV_V1, AE_OP_DECODE, SRV_ITEMS_CODES, SRV_IN_JSON, SRV_P_FORMAT, SRV_OUT_IMAGES, 0 },
 	{ "reconstruct", SRV_V1, AE_OP_RECONSTRUCT, SRV_ITEMS_IMAGES, IMAGES, PIXELS, SRV_OUT_IMAGES, 0 },
@@ -31,10 +32,12 @@ const srv_opdef srv_ops[SRV_N_OPS] = {
 	 * its parameters are in the JSON, not the query. */
 	{ "infer", SRV_V2, SRV_ENGINE_BY_OUTPUTS, SRV_ITEMS_IMAGES, SRV_IN_ANY, 0, SRV_OUT_V2, 0 },
 };
+const int srv_n_ops = sizeof srv_ops / sizeof *srv_ops;
+_Static_assert(sizeof srv_ops / sizeof *srv_ops <= SRV_MAX_OPS, "more operations than metric labels for them");
 
 const srv_opdef *srv_op_find(int front, const char *name)
 {
-	for (int i = 0; i < SRV_N_OPS; i++)
+	for (int i = 0; i < srv_n_ops; i++)
 		if (srv_ops[i].front == front && strcmp(name, srv_ops[i].name) == 0) return &srv_ops[i];
 	return NULL;
 }
@@ -47,25 +50,4 @@ int srv_op_offered(const srv_opdef *op, const char *model, const ae_plan *p, srv
 	                    "model '%s' gives [%d,%d,%d] images for [%d,%d,%d] ones; %s compares an image with its "
 	                    "reconstruction, which needs the same shape",
 	                    model, out.d[0], out.d[1], out.d[2], in.d[0], in.d[1], in.d[2], op->name);
-}
-
-const char *srv_route_name(int route)
-{
-	static const char *other[R_N - SRV_N_OPS] = { "models",
-		                                      "model",
-		                                      "livez",
-		                                      "readyz",
-		                                      "metrics",
-		                                      "v2_server",
-		                                      "v2_live",
-		                                      "v2_ready",
-		                                      "v2_model",
-		                                      "v2_model_ready",
-		                                      "repository_index",
-		                                      "repository_load",
-		                                      "repository_unload",
-		                                      "page",
-		                                      "other" };
-	if (route >= 0 && route < SRV_N_OPS) return srv_ops[route].name;
-	return route >= SRV_N_OPS && route < R_N ? other[route - SRV_N_OPS] : "other";
 }

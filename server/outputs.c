@@ -273,7 +273,7 @@ char *srv_json_model(const srv_model *m, int is_default, size_t *len)
 	if (o) json_object_set_new(o, "expects", json_string(ae_transform_expects(&a->transform)));
 	/* What the model can be asked, from the operations table. */
 	json_t *ops = json_array();
-	for (int k = 0; k < SRV_N_OPS; k++)
+	for (int k = 0; k < srv_n_ops; k++)
 		if (srv_ops[k].front == SRV_V1 && srv_op_offered(&srv_ops[k], m->name, m->plan, &f) == 0)
 			json_array_append_new(ops, json_string(srv_ops[k].name));
 	if (o)

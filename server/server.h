@@ -1,8 +1,8 @@
 /*
- * aeserve's shared types: configuration, the table of operations, loaded
- * models (held by reference) with their bounded queues and inference
- * workers, inference jobs, and the per-connection state that carries a
- * connection's deadlines and its last answer.
+ * aeserve's shared types: configuration, the tables of operations and
+ * routes, loaded models (held by reference) with their bounded queues and
+ * inference workers, inference jobs, the per-connection state that carries
+ * a connection's deadlines and its last answer, and a request's state.
  */
 #ifndef SRV_SERVER_H
 #define SRV_SERVER_H
@@ -51,6 +51,10 @@ typedef struct srv_config {
 	int n_paths;
 } srv_config;
 
+typedef struct srv_state srv_state;
+typedef struct srv_model srv_model;
+typedef struct srv_req srv_req;
+
 /* ---- ops.c: the operations, one row each ---- */
 
 enum srv_input { SRV_IN_PNG = 1, SRV_IN_MULTIPART = 2, SRV_IN_JSON = 4, SRV_IN_ANY = 8 };
@@ -69,7 +73,6 @@ enum srv_param {
 	SRV_P_SCORE = 64,  /* anomaly: which score (ae/scores.h) */
 	SRV_P_FORMAT = 128 /* encode, decode: the codes' form (ae/codes.h) */
 };
-
 /* srv_opdef.engine of an operation whose request names what it wants
  * (V2 infer's "outputs"): the least the plan must run to give it all. */
 #define SRV_ENGINE_BY_OUTPUTS (-1)
@@ -85,33 +88,61 @@ typedef struct srv_opdef {
 	int scored;       /* compares each input with its reconstruction (srv_plan_scored) */
 } srv_opdef;
 
-#define SRV_N_OPS 7
-extern const srv_opdef srv_ops[SRV_N_OPS];
+/* Room for operations and for other routes in the metric label space. */
+#define SRV_MAX_OPS    16
+#define SRV_MAX_ROUTES 31
+extern const srv_opdef srv_ops[];
+extern const int srv_n_ops;
 const srv_opdef *srv_op_find(int front, const char *name);
 /* Whether plan p can run op: 0, or -1 with f set (422, naming the shapes). */
 int srv_op_offered(const srv_opdef *op, const char *model, const ae_plan *p, srv_fail *f);
 
-/* Metric and log labels: the operations first (route k is srv_ops[k]),
- * then the other routes. */
-enum srv_route {
-	R_MODELS = SRV_N_OPS,
-	R_MODEL,
-	R_LIVEZ,
-	R_READYZ,
-	R_METRICS,
-	R_V2_SERVER,
-	R_V2_LIVE,
-	R_V2_READY,
-	R_V2_MODEL,
-	R_V2_MODEL_READY,
-	R_REPO_INDEX,
-	R_REPO_LOAD,
-	R_REPO_UNLOAD,
-	R_PAGE,
-	R_OTHER,
-	R_N
-};
-const char *srv_route_name(int route);
+/* ---- routes.c: every route, one row each ---- */
+
+enum srv_method { SRV_GET, SRV_POST }; /* GET routes answer HEAD too */
+/* Who may call a route: anyone; a key holder (anyone when the server has
+ * no keys); a key holder, and without keys loopback only; a key holder,
+ * or anyone with --metrics-public. */
+enum srv_access { SRV_ACCESS_OPEN, SRV_ACCESS_KEY, SRV_ACCESS_LOOPBACK, SRV_ACCESS_KEY_OR_PUBLIC };
+/* What must be there before the route answers: nothing (health, /metrics);
+ * every model loaded (503 before); and the model the path names (or the
+ * default), held for the request (404 if none). */
+enum srv_needs { SRV_NEEDS_NOTHING, SRV_NEEDS_LOADED, SRV_NEEDS_MODEL };
+
+/* check: refusals the headers alone decide (before any body is read),
+ * answering itself and returning 0 then, else 1; run: the answer, once
+ * the body (if any) is in. */
+typedef int (*srv_check_fn)(srv_state *s, srv_req *r, struct MHD_Connection *c, enum MHD_Result *rc);
+typedef enum MHD_Result (*srv_run_fn)(srv_state *s, srv_req *r, struct MHD_Connection *c);
+
+typedef struct srv_route {
+	const char *label; /* metric label; NULL: the operation's ({op}) */
+	/* Literal text; {model}: a model name (a path segment); {version}: a
+	 * segment; {op}: an operation of the path's front end; [...]: what is
+	 * inside, or nothing; {asset}: the whole path, one of the
+	 * playground's files. */
+	const char *pattern;
+	int method;      /* srv_method */
+	int access;      /* srv_access */
+	int needs;       /* srv_needs */
+	size_t max_body; /* POST: bytes; 0: --max-body */
+	srv_check_fn check;
+	srv_run_fn run;
+} srv_route;
+
+extern const srv_route srv_routes[];
+extern const int srv_n_routes;
+/* The route whose pattern the path matches (filling r's op, name,
+ * bad_version and asset), or NULL. */
+const srv_route *srv_route_match(const srv_state *s, srv_req *r, const char *path);
+
+/* Metric labels: operation k is k, route j is SRV_MAX_OPS + j, and a
+ * request no route takes is SRV_LABEL_OTHER. */
+#define SRV_MAX_LABELS  (SRV_MAX_OPS + SRV_MAX_ROUTES + 1)
+#define SRV_LABEL_OTHER (SRV_MAX_LABELS - 1)
+int srv_label_of(const srv_route *rt, const srv_opdef *op);
+/* The label's name, or NULL for an id no table row has. */
+const char *srv_label_name(int label);
 
 /* ---- registry.c: models, queues, workers ---- */
 
@@ -137,7 +168,7 @@ enum { JOB_NONE, JOB_QUEUED, JOB_DONE, JOB_EXPIRED };
 /* The batch-size histogram's buckets: le 1, 2, 4, ..., 256, then +Inf. */
 #define SRV_BATCH_BUCKETS 9
 
-typedef struct srv_model {
+struct srv_model {
 	char name[64];
 	char path[1024];
 	/* The file as it was when read: a reload compares these. */
@@ -165,7 +196,7 @@ typedef struct srv_model {
 	atomic_long batch_hist[SRV_BATCH_BUCKETS + 1];
 	atomic_long batch_images;
 	srv_drift *drift; /* the scores served, for drift alerts */
-} srv_model;
+};
 
 typedef struct srv_conns srv_conns;
 typedef struct srv_keys srv_keys;
@@ -176,7 +207,7 @@ typedef struct srv_load_note {
 	char reason[300];
 } srv_load_note;
 
-typedef struct srv_state {
+struct srv_state {
 	srv_config cfg;
 	/* The registry: which model each name serves now. reg_mu guards the
 	 * slots (held only to look up or swap a pointer); load_mu makes loads,
@@ -193,7 +224,7 @@ typedef struct srv_state {
 	struct MHD_Daemon *daemon;
 	srv_conns *conns;
 	srv_keys *keys; /* NULL: no access control */
-} srv_state;
+};
 
 void srv_registry_init(srv_state *s);
 /* Reads, checks and compiles the model file at path and starts its
@@ -334,11 +365,6 @@ extern const srv_asset srv_assets[];
 const srv_asset *srv_asset_find(const char *path);
 /* 200 with the file, or 304 if If-None-Match names its ETag. */
 enum MHD_Result srv_asset_reply(struct MHD_Connection *conn, const srv_asset *a);
-
-/* ---- http.c ---- */
-enum MHD_Result srv_handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-                           const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls);
-void srv_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe);
 
 /* ---- reply.c: every response goes through these; each records its status
  * and size on the connection for the log and metrics ---- */
@@ -584,5 +610,50 @@ typedef struct srv_v2_out {
 char *srv_v2_response(const srv_v2_out *o, size_t *len, size_t *json_len);
 char *srv_v2_server_json(size_t *len);
 char *srv_v2_model_json(const srv_model *m, size_t *len);
+
+/* ---- http.c: one request, from its first callback to srv_completed ---- */
+
+enum { PH_RECEIVING, PH_ANSWERED, PH_SUBMITTED };
+
+struct srv_req {
+	double t0;
+	const srv_route *route; /* NULL until routed (and when no route takes it) */
+	int label;              /* its metric label (srv_label_of) */
+	int front;              /* srv_front of the path: the form of its errors */
+	int bad_version;        /* a /v2 path named a model version other than 1 */
+	char name[80];          /* the model the path names ({model}; as long as the matcher reads) */
+	const srv_opdef *op;    /* an operation's route: which ({op}); else NULL */
+	const srv_asset *asset; /* the playground's file ({asset}) */
+	int phase;
+	unsigned media;        /* srv_input bit of the body */
+	const char *ctype_hdr; /* the Content-Type header, owned by MHD for the request */
+	srv_model *model;      /* held until srv_completed */
+	const ae_plan *plan;   /* the model's plan this request runs on */
+	srv_conn *sc;
+	char method[16], path[512];
+	uint8_t *body;
+	size_t len, cap;
+	int too_large; /* a chunked body passed the limit: discarding */
+	srv_job job;
+	float *in, *out, *codes;
+	srv_params params;
+	long long header_len; /* V2: Inference-Header-Content-Length, -1 if none */
+	int score_kind;       /* the anomaly score answered (ae_score_kind) */
+	srv_v2_req v2;
+};
+
+enum MHD_Result srv_handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                           const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls);
+void srv_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe);
+
+/* ---- inference.c: an operation's request: body to job, results to answer ---- */
+
+/* The route check of an operation: its media type, the V2 header length,
+ * the query parameters, whether the model offers it. */
+int srv_infer_check(srv_state *s, srv_req *r, struct MHD_Connection *c, enum MHD_Result *rc);
+/* The body is in: parse it and queue the job (the connection waits). */
+enum MHD_Result srv_infer_submit(srv_state *s, srv_req *r, struct MHD_Connection *c);
+/* A worker resumed the request: the answer from the job's results. */
+enum MHD_Result srv_infer_respond(srv_state *s, srv_req *r, struct MHD_Connection *c);
 
 #endif

@@ -90,7 +90,7 @@ mutate it_scaleout deploy/nginx/aeserve.conf '/proxy_next_upstream /d' \
 	"nginx no longer retries a request a stopping replica refused"
 mutate it_sizes trainer/cli.c 's/spec->h = ds->h, spec->w = ds->w;/spec->h = ds->w, spec->w = ds->h;/' \
 	"a new model takes its height and width swapped from the data"
-mutate it_shapes server/http.c 's/const ae_shape out = ae_plan_out_shape(r->job.plan, r->job.op);/const ae_shape out = ae_plan_in_shape(r->job.plan, r->job.op);/' \
+mutate it_shapes server/inference.c 's/const ae_shape out = ae_plan_out_shape(r->job.plan, r->job.op);/const ae_shape out = ae_plan_in_shape(r->job.plan, r->job.op);/' \
 	"/v1 answers written with the operation's input shape instead of its output's"
 mutate it_shapes server/v2.c 's/return out->scalar ? 1 : ae_plan_out_size(p, out->engine);/return out->scalar ? 1 : ae_plan_in_size(p, out->engine);/' \
 	"V2 outputs sized by the operation's input"

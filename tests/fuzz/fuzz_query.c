@@ -12,7 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1) return 0;
 	char *s = fuzz_str(data + 1, size - 1);
-	const srv_opdef *op = &srv_ops[data[0] % SRV_N_OPS];
+	const srv_opdef *op = &srv_ops[data[0] % srv_n_ops];
 	srv_params p;
 	srv_params_init(&p);
 	srv_fail f = { 0 };
